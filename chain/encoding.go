@@ -1,0 +1,95 @@
+package chain
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Limits on decoded structure. Byte sizes are enforced per type by Validate methods; these bound
+// what the CBOR decoder itself will allocate before a Validate method can run.
+const (
+	maxCBORArrayElements = 1 << 16
+	maxCBORMapPairs      = 1 << 10
+	maxCBORNesting       = 16
+)
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	// Core deterministic encoding (RFC 8949 §4.2.1): shortest integers, definite lengths,
+	// sorted map keys. Structs are encoded as arrays (`toarray`), so field order is the schema.
+	encMode, err = cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(fmt.Sprintf("chain: cbor encoder options: %v", err))
+	}
+	decMode, err = cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		MaxArrayElements:  maxCBORArrayElements,
+		MaxMapPairs:       maxCBORMapPairs,
+		MaxNestedLevels:   maxCBORNesting,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		UTF8:              cbor.UTF8RejectInvalid,
+	}.DecMode()
+	if err != nil {
+		panic(fmt.Sprintf("chain: cbor decoder options: %v", err))
+	}
+}
+
+// Errors shared by every decoder in this package; callers test them with errors.Is.
+var (
+	ErrTooLarge       = errors.New("chain: encoded object too large")
+	ErrNonCanonical   = errors.New("chain: non-canonical encoding")
+	ErrUnknownVersion = errors.New("chain: unknown version")
+)
+
+// Encode returns the canonical encoding of v. It fails only for values this package cannot
+// represent, which is a programmer error in callers.
+func Encode(v any) []byte {
+	b, err := encMode.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("chain: encode %T: %v", v, err))
+	}
+	return b
+}
+
+// decodeCanonical decodes data into v and insists that data is exactly the canonical encoding of
+// v: no trailing bytes (cbor.Unmarshal rejects them) and no alternative encodings of the same
+// value, so that one value has one hash.
+func decodeCanonical(what string, data []byte, limit int, v any) error {
+	if len(data) > limit {
+		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, what, len(data), limit)
+	}
+	if err := decMode.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("chain: decode %s: %w", what, err)
+	}
+	again, err := encMode.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("chain: re-encode %s: %w", what, err)
+	}
+	if !bytes.Equal(again, data) {
+		return fmt.Errorf("%w: %s", ErrNonCanonical, what)
+	}
+	return nil
+}
+
+// DecodeCanonical decodes an arbitrary canonical CBOR value (used for transaction payloads and by
+// packages that define their own versioned records). The caller validates the result.
+func DecodeCanonical(what string, data []byte, limit int, v any) error {
+	return decodeCanonical(what, data, limit, v)
+}
+
+func checkVersion(what string, got, want uint8) error {
+	if got != want {
+		return fmt.Errorf("%w: %s version %d (this node understands %d)", ErrUnknownVersion, what, got, want)
+	}
+	return nil
+}

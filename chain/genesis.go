@@ -1,0 +1,140 @@
+package chain
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// GenesisVersion is the genesis encoding version.
+const GenesisVersion = 1
+
+// AuthorityChangeDelay is how many heights after the block that decides an authority set change
+// the new set takes over: a change decided by block H certifies blocks from H+AuthorityChangeDelay
+// on. Two heights let header H+1 announce the next set before it signs anything.
+const AuthorityChangeDelay = 2
+
+// Params are the network's consensus parameters, fixed in genesis.
+type Params struct {
+	_ struct{} `cbor:",toarray"`
+	// MaxBlockTxs and MaxBlockBytes bound one block.
+	MaxBlockTxs   uint32 `json:"max_block_txs"`
+	MaxBlockBytes uint32 `json:"max_block_bytes"`
+	// Round timeouts: the base and the growth per round, in milliseconds.
+	TimeoutProposeMs uint32 `json:"timeout_propose_ms"`
+	TimeoutVoteMs    uint32 `json:"timeout_vote_ms"`
+	TimeoutDeltaMs   uint32 `json:"timeout_delta_ms"`
+	// BlockIntervalMs is the pause after a commit before the next height starts; with no
+	// transactions the network still finalizes an empty block about this often.
+	BlockIntervalMs uint32 `json:"block_interval_ms"`
+	// MaxClockDriftMs is how far in the future of a validator's own clock a proposed block time
+	// may be.
+	MaxClockDriftMs uint32 `json:"max_clock_drift_ms"`
+}
+
+// DefaultParams are the documented defaults for a new network.
+func DefaultParams() Params {
+	return Params{
+		MaxBlockTxs:      10_000,
+		MaxBlockBytes:    4 << 20,
+		TimeoutProposeMs: 1000,
+		TimeoutVoteMs:    500,
+		TimeoutDeltaMs:   500,
+		BlockIntervalMs:  1000,
+		MaxClockDriftMs:  5000,
+	}
+}
+
+// Validate checks the parameters against the hard limits.
+func (p *Params) Validate() error {
+	switch {
+	case p.MaxBlockTxs == 0 || p.MaxBlockTxs > MaxBlockTxsLimit:
+		return fmt.Errorf("chain: params: max_block_txs must be 1..%d", MaxBlockTxsLimit)
+	case p.MaxBlockBytes < 1024 || p.MaxBlockBytes > MaxBlockBytes:
+		return fmt.Errorf("chain: params: max_block_bytes must be 1024..%d", MaxBlockBytes)
+	case p.TimeoutProposeMs == 0 || p.TimeoutVoteMs == 0:
+		return fmt.Errorf("chain: params: timeouts must be positive")
+	}
+	return nil
+}
+
+// Genesis is the network's starting point: its id, first authorities, the licensing authorities
+// whose attestations admit providers, and parameters.
+type Genesis struct {
+	_                    struct{}    `cbor:",toarray"`
+	Version              uint8       `json:"version"`
+	ChainID              string      `json:"chain_id"`
+	TimeMs               int64       `json:"genesis_time_ms"`
+	Authorities          []Authority `json:"authorities"`
+	LicensingAuthorities []Authority `json:"licensing_authorities"`
+	Params               Params      `json:"params"`
+}
+
+// Validate checks the genesis document.
+func (g *Genesis) Validate() error {
+	if err := checkVersion("genesis", g.Version, GenesisVersion); err != nil {
+		return err
+	}
+	if err := validateChainID(g.ChainID); err != nil {
+		return err
+	}
+	if _, err := NewAuthoritySet(g.Authorities); err != nil {
+		return fmt.Errorf("chain: genesis authorities: %w", err)
+	}
+	if len(g.LicensingAuthorities) > 0 {
+		if _, err := NewAuthoritySet(g.LicensingAuthorities); err != nil {
+			return fmt.Errorf("chain: genesis licensing authorities: %w", err)
+		}
+	}
+	return g.Params.Validate()
+}
+
+// AuthoritySet is the first authority set.
+func (g *Genesis) AuthoritySet() *AuthoritySet {
+	s, err := NewAuthoritySet(g.Authorities)
+	if err != nil {
+		panic("chain: genesis not validated: " + err.Error())
+	}
+	return s
+}
+
+// Hash identifies the genesis document.
+func (g *Genesis) Hash() Hash { return Sum256(Encode(g)) }
+
+// MaxGenesisBytes bounds a genesis file.
+const MaxGenesisBytes = 1 << 20
+
+// LoadGenesis reads and validates a JSON genesis file.
+func LoadGenesis(path string) (*Genesis, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("chain: read genesis: %w", err)
+	}
+	return ParseGenesisJSON(data)
+}
+
+// ParseGenesisJSON parses and validates a JSON genesis document, rejecting unknown fields.
+func ParseGenesisJSON(data []byte) (*Genesis, error) {
+	if len(data) > MaxGenesisBytes {
+		return nil, fmt.Errorf("%w: genesis is %d bytes", ErrTooLarge, len(data))
+	}
+	var g Genesis
+	dec := json.NewDecoder(bytesReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&g); err != nil {
+		return nil, fmt.Errorf("chain: parse genesis: %w", err)
+	}
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// JSON returns the genesis as indented JSON for writing to disk.
+func (g *Genesis) JSON() []byte {
+	b, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		panic("chain: marshal genesis: " + err.Error())
+	}
+	return append(b, '\n')
+}

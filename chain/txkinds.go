@@ -1,0 +1,232 @@
+package chain
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// MaxEncryptionKeyLen bounds an encryption public key (an ML-KEM-768+X25519 hybrid key is about
+// 1.2 KB).
+const MaxEncryptionKeyLen = 2048
+
+// MaxLicenceFieldLen bounds licence number and jurisdiction strings.
+const MaxLicenceFieldLen = 64
+
+// LicenceVersion is the licence attestation encoding version.
+const LicenceVersion = 1
+
+// Licence is a licensing authority's signed statement that Subject holds licence Number in
+// Jurisdiction until NotAfter (Unix milliseconds, compared with block time).
+type Licence struct {
+	_            struct{} `cbor:",toarray"`
+	Version      uint8
+	Subject      PubKey
+	Number       string
+	Jurisdiction string
+	NotAfter     int64
+	Issuer       PubKey
+	Sig          Signature
+}
+
+type licenceSigned struct {
+	_            struct{} `cbor:",toarray"`
+	Version      uint8
+	Subject      PubKey
+	Number       string
+	Jurisdiction string
+	NotAfter     int64
+}
+
+// SignedBytes is what the issuer signs.
+func (l *Licence) SignedBytes() []byte {
+	return Encode(licenceSigned{Version: l.Version, Subject: l.Subject, Number: l.Number, Jurisdiction: l.Jurisdiction, NotAfter: l.NotAfter})
+}
+
+// Sign fills in Issuer and Sig.
+func (l *Licence) Sign(issuer PrivKey, chainID string) {
+	l.Version = LicenceVersion
+	l.Issuer = issuer.Public()
+	l.Sig = issuer.Sign(DomainLicence, chainID, l.SignedBytes())
+}
+
+// VerifySig checks the issuer's signature.
+func (l *Licence) VerifySig(chainID string) error {
+	if err := Verify(l.Issuer, DomainLicence, chainID, l.SignedBytes(), l.Sig); err != nil {
+		return fmt.Errorf("chain: licence %q: %w", l.Number, err)
+	}
+	return nil
+}
+
+// Validate checks the licence's form.
+func (l *Licence) Validate() error {
+	if err := checkVersion("licence", l.Version, LicenceVersion); err != nil {
+		return err
+	}
+	if l.Number == "" || len(l.Number) > MaxLicenceFieldLen || len(l.Jurisdiction) > MaxLicenceFieldLen {
+		return fmt.Errorf("chain: licence number must be 1..%d bytes and jurisdiction at most %d", MaxLicenceFieldLen, MaxLicenceFieldLen)
+	}
+	return nil
+}
+
+// RegisterProvider registers the signer as a provider. The licence's Subject must be the signer.
+type RegisterProvider struct {
+	_             struct{} `cbor:",toarray"`
+	Licence       Licence
+	EncryptionKey []byte
+}
+
+// Validate checks the body's form.
+func (r *RegisterProvider) Validate() error {
+	if err := r.Licence.Validate(); err != nil {
+		return err
+	}
+	return validateEncryptionKey(r.EncryptionKey)
+}
+
+// RegisterPatient registers the signer's key as a patient. The patient's pseudonymous id is the
+// signer's Address; nothing else about the person is on the ledger.
+type RegisterPatient struct {
+	_             struct{} `cbor:",toarray"`
+	EncryptionKey []byte
+}
+
+// Validate checks the body's form.
+func (r *RegisterPatient) Validate() error { return validateEncryptionKey(r.EncryptionKey) }
+
+func validateEncryptionKey(k []byte) error {
+	if len(k) == 0 || len(k) > MaxEncryptionKeyLen {
+		return fmt.Errorf("chain: encryption key must be 1..%d bytes, got %d", MaxEncryptionKeyLen, len(k))
+	}
+	return nil
+}
+
+// AuthorityAction is what an authority proposal does.
+type AuthorityAction uint8
+
+// Authority actions.
+const (
+	AuthorityAdd    AuthorityAction = 1
+	AuthorityRemove AuthorityAction = 2
+)
+
+func (a AuthorityAction) String() string {
+	switch a {
+	case AuthorityAdd:
+		return "add"
+	case AuthorityRemove:
+		return "remove"
+	}
+	return fmt.Sprintf("action-%d", uint8(a))
+}
+
+// AuthorityPropose proposes adding or removing an authority. Only a current authority may propose;
+// the proposal counts as its proposer's vote. Its id is the proposing transaction's hash.
+type AuthorityPropose struct {
+	_       struct{} `cbor:",toarray"`
+	Action  AuthorityAction
+	Subject Authority
+}
+
+// Validate checks the body's form.
+func (p *AuthorityPropose) Validate() error {
+	if p.Action != AuthorityAdd && p.Action != AuthorityRemove {
+		return fmt.Errorf("chain: unknown authority action %d", p.Action)
+	}
+	if len(p.Subject.Name) > MaxNameLen {
+		return fmt.Errorf("chain: authority name longer than %d bytes", MaxNameLen)
+	}
+	return nil
+}
+
+// AuthorityVote is a current authority's vote for an open proposal.
+type AuthorityVote struct {
+	_        struct{} `cbor:",toarray"`
+	Proposal Hash
+}
+
+// Validate checks the body's form.
+func (v *AuthorityVote) Validate() error {
+	if v.Proposal.IsZero() {
+		return fmt.Errorf("chain: authority vote without a proposal id")
+	}
+	return nil
+}
+
+// Evidence is two conflicting votes signed by one authority. Anyone may submit it; once verified
+// on the ledger it removes the signer from the authority set.
+type Evidence struct {
+	_ struct{} `cbor:",toarray"`
+	A Vote
+	B Vote
+}
+
+// Validate checks that the two votes conflict and are in canonical order (A's hash < B's), so one
+// equivocation has exactly one evidence encoding.
+func (e *Evidence) Validate() error {
+	if err := e.A.Validate(); err != nil {
+		return err
+	}
+	if err := e.B.Validate(); err != nil {
+		return err
+	}
+	if !e.A.Conflicts(&e.B) {
+		return fmt.Errorf("chain: evidence votes do not conflict")
+	}
+	if bytes.Compare(e.A.BlockHash[:], e.B.BlockHash[:]) >= 0 {
+		return fmt.Errorf("chain: evidence votes not in canonical order")
+	}
+	return nil
+}
+
+// NewEvidence orders two conflicting votes canonically.
+func NewEvidence(a, b Vote) *Evidence {
+	if bytes.Compare(a.BlockHash[:], b.BlockHash[:]) > 0 {
+		a, b = b, a
+	}
+	return &Evidence{A: a, B: b}
+}
+
+// Key identifies the equivocation (authority, height, round, type), so the same offence is
+// punished once however many vote pairs prove it.
+func (e *Evidence) Key() Hash {
+	return Sum256(Encode([]any{e.A.Authority, e.A.Height, e.A.Round, uint8(e.A.Type)}))
+}
+
+// VerifySig checks both votes' signatures.
+func (e *Evidence) VerifySig(chainID string) error {
+	if err := e.A.VerifySig(chainID); err != nil {
+		return err
+	}
+	return e.B.VerifySig(chainID)
+}
+
+type validatable interface{ Validate() error }
+
+// DecodePayload decodes a transaction's body according to its kind and validates its form. It
+// returns one of *RegisterProvider, *RegisterPatient, *AuthorityPropose, *AuthorityVote, *Evidence.
+func DecodePayload(kind TxKind, payload []byte) (any, error) {
+	var body validatable
+	switch kind {
+	case TxRegisterProvider:
+		body = new(RegisterProvider)
+	case TxRegisterPatient:
+		body = new(RegisterPatient)
+	case TxAuthorityPropose:
+		body = new(AuthorityPropose)
+	case TxAuthorityVote:
+		body = new(AuthorityVote)
+	case TxEvidence:
+		body = new(Evidence)
+	default:
+		return nil, fmt.Errorf("chain: unknown transaction kind %d", kind)
+	}
+	if err := decodeCanonical(kind.String()+" payload", payload, MaxPayloadSize, body); err != nil {
+		return nil, err
+	}
+	if err := body.Validate(); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
