@@ -37,10 +37,17 @@ func (cs *ChangeSet) Validate() error {
 }
 
 // Overlay is a View with pending writes on top, used while a block executes so that each
-// transaction sees the effects of the ones before it.
+// transaction sees the effects of the ones before it. A journal makes Snapshot and Revert cheap,
+// so undoing a failed transaction costs only what it wrote.
 type Overlay struct {
 	base    View
 	pending map[string]*Change
+	journal []undo
+}
+
+type undo struct {
+	key  string
+	prev *Change // nil when the key had no pending write
 }
 
 // NewOverlay starts an empty overlay over base.
@@ -59,23 +66,37 @@ func (o *Overlay) Get(key []byte) ([]byte, error) {
 	return o.base.Get(key)
 }
 
+func (o *Overlay) put(c *Change) {
+	k := string(c.Key)
+	o.journal = append(o.journal, undo{key: k, prev: o.pending[k]})
+	o.pending[k] = c
+}
+
 // Set records a write.
 func (o *Overlay) Set(key, value []byte) {
-	o.pending[string(key)] = &Change{Key: slices.Clone(key), Value: slices.Clone(value)}
+	o.put(&Change{Key: slices.Clone(key), Value: slices.Clone(value)})
 }
 
 // Delete records a deletion.
 func (o *Overlay) Delete(key []byte) {
-	o.pending[string(key)] = &Change{Key: slices.Clone(key), Delete: true}
+	o.put(&Change{Key: slices.Clone(key), Delete: true})
 }
 
-// Snapshot returns a token for Revert: a failed transaction's writes are undone by reverting.
-func (o *Overlay) Snapshot() map[string]*Change {
-	return maps_clone(o.pending)
-}
+// Snapshot marks the current point for Revert.
+func (o *Overlay) Snapshot() int { return len(o.journal) }
 
-// Revert restores a snapshot.
-func (o *Overlay) Revert(s map[string]*Change) { o.pending = maps_clone(s) }
+// Revert undoes every write made since the snapshot.
+func (o *Overlay) Revert(snapshot int) {
+	for i := len(o.journal) - 1; i >= snapshot; i-- {
+		u := o.journal[i]
+		if u.prev == nil {
+			delete(o.pending, u.key)
+		} else {
+			o.pending[u.key] = u.prev
+		}
+	}
+	o.journal = o.journal[:snapshot]
+}
 
 // ChangeSet returns the pending writes, sorted.
 func (o *Overlay) ChangeSet() ChangeSet {
@@ -85,12 +106,4 @@ func (o *Overlay) ChangeSet() ChangeSet {
 	}
 	slices.SortFunc(out, func(a, b Change) int { return bytes.Compare(a.Key, b.Key) })
 	return ChangeSet{Changes: out}
-}
-
-func maps_clone(m map[string]*Change) map[string]*Change {
-	out := make(map[string]*Change, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
