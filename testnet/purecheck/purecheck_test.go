@@ -1,0 +1,55 @@
+package purecheck
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// recorder captures failures so the checker itself can be tested: a checker that cannot fail
+// proves nothing.
+type recorder struct {
+	testing.TB
+	errs []string
+}
+
+func (r *recorder) Errorf(format string, args ...any) { r.errs = append(r.errs, format) }
+func (r *recorder) Helper()                           {}
+
+func TestCheckSourceFindsViolations(t *testing.T) {
+	dir := t.TempDir()
+	src := `package bad
+import (
+	"math/rand"
+	clock "time"
+)
+func f() int {
+	go func() {}()
+	_ = clock.Now()
+	return rand.Int()
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "bad.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{TB: t}
+	checkSource(r, dir)
+	joined := strings.Join(r.errs, "\n")
+	if len(r.errs) != 3 {
+		t.Fatalf("want 3 violations (import, go, time.Now), got %d: %s", len(r.errs), joined)
+	}
+}
+
+func TestCheckSourceAcceptsPureCode(t *testing.T) {
+	dir := t.TempDir()
+	src := "package good\nimport \"time\"\nfunc f(d time.Duration) time.Duration { return 2 * d }\n"
+	if err := os.WriteFile(filepath.Join(dir, "good.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{TB: t}
+	checkSource(r, dir)
+	if len(r.errs) != 0 {
+		t.Fatalf("pure code flagged: %v", r.errs)
+	}
+}
