@@ -1,0 +1,195 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"github.com/medledger/medledger/chain"
+)
+
+// executor runs the transactions of one block (or one mempool check) on an overlay.
+//
+// The authority-set schedule lives in two keys: after block H, auth/next is set(H+1) and
+// auth/after is set(H+2). While block h runs, cur (= stored auth/next = set(h)) decides who may
+// propose and vote, and changes are made directly to auth/after in the overlay, which becomes
+// set(h+2); finish then moves the old auth/after (set(h+1)) into auth/next.
+type executor struct {
+	m         *Machine
+	o         *Overlay
+	h         *chain.Header
+	params    chain.Params
+	cur       *chain.AuthoritySet
+	oldAfter  *chain.AuthoritySet
+	licensing *chain.AuthoritySet
+}
+
+// begin reads what every transaction needs. checkTip makes it insist that h follows the stored
+// tip (ApplyBlock); CheckTx builds its own header and skips that.
+func (m *Machine) begin(view View, h *chain.Header, checkTip bool) (*executor, error) {
+	if view == nil || h == nil {
+		return nil, fmt.Errorf("state: no view or header")
+	}
+	if h.ChainID != m.chainID {
+		return nil, fmt.Errorf("%w: header is for %q, this machine for %q", ErrWrongChain, h.ChainID, m.chainID)
+	}
+	var p paramsRecord
+	if err := mustGet(view, keyParams, "params", &p); err != nil {
+		return nil, err
+	}
+	if p.ChainID != m.chainID {
+		return nil, fmt.Errorf("%w: state is for %q, this machine for %q", ErrWrongChain, p.ChainID, m.chainID)
+	}
+	if checkTip {
+		var tip tipRecord
+		if err := mustGet(view, keyTip, "tip", &tip); err != nil {
+			return nil, err
+		}
+		if h.Height != tip.Height+1 {
+			return nil, fmt.Errorf("state: block height %d does not follow state height %d", h.Height, tip.Height)
+		}
+		if h.Time <= tip.Time {
+			return nil, fmt.Errorf("state: block %d time %d not after previous time %d", h.Height, h.Time, tip.Time)
+		}
+	}
+	e := &executor{m: m, o: NewOverlay(view), h: h, params: p.Params}
+	var err error
+	if e.cur, err = readSet(view, keyNext, "authority set (next)"); err != nil {
+		return nil, err
+	}
+	if e.oldAfter, err = readSet(view, keyAfter, "authority set (after next)"); err != nil {
+		return nil, err
+	}
+	if e.licensing, err = readSet(view, keyLicensing, "licensing authorities"); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// apply runs one transaction; on error every write it made is undone.
+func (e *executor) apply(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, error) {
+	snap := e.o.Snapshot()
+	res, err := e.run(tx, hash, sigOK)
+	if err != nil {
+		e.o.Revert(snap)
+		return TxResult{}, err
+	}
+	return res, nil
+}
+
+func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, error) {
+	res := TxResult{Hash: hash, Kind: tx.Kind}
+	if err := tx.Validate(); err != nil {
+		return res, fmt.Errorf("state: %w", err)
+	}
+	if tx.ChainID != e.m.chainID {
+		return res, fmt.Errorf("%w: transaction is for %q, this is %q", ErrWrongChain, tx.ChainID, e.m.chainID)
+	}
+	if !sigOK {
+		if err := tx.VerifySig(e.m.chainID); err != nil {
+			return res, fmt.Errorf("state: %w", err)
+		}
+	}
+	addr := tx.Signer.Address()
+	var acct accountRecord
+	if _, err := get(e.o, nonceKey(addr), "account", &acct); err != nil {
+		return res, err
+	}
+	if tx.Nonce != acct.Nonce+1 {
+		return res, fmt.Errorf("%w: nonce %d, want %d", ErrNonce, tx.Nonce, acct.Nonce+1)
+	}
+	body, err := chain.DecodePayload(tx.Kind, tx.Payload)
+	if err != nil {
+		return res, fmt.Errorf("state: %w", err)
+	}
+	switch b := body.(type) {
+	case *chain.RegisterProvider:
+		err = e.registerProvider(tx, addr, b, &res)
+	case *chain.RegisterPatient:
+		err = e.registerPatient(tx, addr, b, &res)
+	case *chain.AuthorityPropose:
+		err = e.propose(tx, hash, b, &res)
+	case *chain.AuthorityVote:
+		err = e.vote(tx, b, &res)
+	case *chain.Evidence:
+		err = e.evidence(b, &res)
+	default:
+		err = fmt.Errorf("state: no rule for transaction kind %s", tx.Kind)
+	}
+	if err != nil {
+		return res, err
+	}
+	e.o.Set(nonceKey(addr), chain.Encode(&accountRecord{Version: RecordVersion, Nonce: tx.Nonce}))
+	return res, nil
+}
+
+func (r *TxResult) event(typ, format string, args ...any) {
+	r.Events = append(r.Events, Event{Type: typ, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (e *executor) registerProvider(tx *chain.Tx, addr chain.Address, b *chain.RegisterProvider, res *TxResult) error {
+	l := &b.Licence
+	if l.Subject != tx.Signer {
+		return fmt.Errorf("state: licence subject %s is not the signer %s", l.Subject.Short(), tx.Signer.Short())
+	}
+	if !e.licensing.Contains(l.Issuer) {
+		return fmt.Errorf("state: licence issuer %s is not a licensing authority", l.Issuer.Short())
+	}
+	if l.NotAfter <= e.h.Time {
+		return fmt.Errorf("state: licence %q expired at %d (block time %d)", l.Number, l.NotAfter, e.h.Time)
+	}
+	if err := l.VerifySig(e.m.chainID); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	var existing ProviderRecord
+	found, err := get(e.o, providerKey(addr), "provider", &existing)
+	if err != nil {
+		return err
+	}
+	if found {
+		return fmt.Errorf("state: provider %s already registered", addr)
+	}
+	e.o.Set(providerKey(addr), chain.Encode(&ProviderRecord{
+		Version: RecordVersion, Key: tx.Signer, EncryptionKey: b.EncryptionKey, Licence: *l, RegisteredHeight: e.h.Height,
+	}))
+	res.event(EventProviderRegistered, "provider %s", addr)
+	return nil
+}
+
+func (e *executor) registerPatient(tx *chain.Tx, addr chain.Address, b *chain.RegisterPatient, res *TxResult) error {
+	var existing PatientRecord
+	found, err := get(e.o, patientKey(addr), "patient", &existing)
+	if err != nil {
+		return err
+	}
+	if found {
+		return fmt.Errorf("state: patient %s already registered", addr)
+	}
+	e.o.Set(patientKey(addr), chain.Encode(&PatientRecord{
+		Version: RecordVersion, Key: tx.Signer, EncryptionKey: b.EncryptionKey, RegisteredHeight: e.h.Height,
+	}))
+	res.event(EventPatientRegistered, "patient %s", addr)
+	return nil
+}
+
+// finish shifts the authority schedule, records the tip and collects the change set.
+func (e *executor) finish(results []TxResult) (*Outcome, error) {
+	newAfter, err := readSet(e.o, keyAfter, "authority set (after next)")
+	if err != nil {
+		return nil, err
+	}
+	if !setsEqual(e.cur, e.oldAfter) {
+		writeSet(e.o, keyNext, e.oldAfter)
+	}
+	e.o.Set(keyTip, chain.Encode(&tipRecord{Version: RecordVersion, Height: e.h.Height, Time: e.h.Time}))
+	out := &Outcome{Changes: e.o.ChangeSet(), Results: results}
+	if !setsEqual(newAfter, e.oldAfter) {
+		out.NextAuthorities = newAfter
+	}
+	return out, nil
+}
+
+func insertSorted(keys []chain.PubKey, k chain.PubKey) []chain.PubKey {
+	i, _ := slices.BinarySearchFunc(keys, k, func(a, b chain.PubKey) int { return bytes.Compare(a[:], b[:]) })
+	return slices.Insert(keys, i, k)
+}

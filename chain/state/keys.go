@@ -1,0 +1,220 @@
+package state
+
+import (
+	"fmt"
+
+	"github.com/medledger/medledger/chain"
+)
+
+// Key schema. Every key is an ASCII prefix followed by fixed-size raw bytes, so no key of one
+// kind is a prefix of a key of another kind and the store's tree stays grouped by kind:
+//
+//	meta/params            paramsRecord: chain id, genesis hash, consensus parameters
+//	meta/tip               tipRecord: height and time of the last executed block (0 = genesis)
+//	auth/next              setRecord: the authority set certifying the next block (H+1)
+//	auth/after             setRecord: the set certifying H+2
+//	auth/licensing         setRecord: licensing authorities from genesis (may be empty)
+//	auth/proposal/<32B id> ProposalRecord (id = hash of the proposing transaction)
+//	nonce/<20B address>    accountRecord: last accepted nonce of the signer with that address
+//	provider/<20B address> ProviderRecord
+//	patient/<20B address>  PatientRecord
+//	evidence/<32B key>     EvidenceRecord (key = chain.Evidence.Key(), one per offence)
+//
+// Values are canonical CBOR (chain.Encode) of versioned records encoded as arrays. Nothing here
+// is personal data: keys, pseudonymous addresses, licence numbers issued to providers, hashes.
+var (
+	keyParams    = []byte("meta/params")
+	keyTip       = []byte("meta/tip")
+	keyNext      = []byte("auth/next")
+	keyAfter     = []byte("auth/after")
+	keyLicensing = []byte("auth/licensing")
+
+	prefixProposal = "auth/proposal/"
+	prefixNonce    = "nonce/"
+	prefixProvider = "provider/"
+	prefixPatient  = "patient/"
+	prefixEvidence = "evidence/"
+)
+
+func proposalKey(id chain.Hash) []byte   { return append([]byte(prefixProposal), id[:]...) }
+func nonceKey(a chain.Address) []byte    { return append([]byte(prefixNonce), a[:]...) }
+func providerKey(a chain.Address) []byte { return append([]byte(prefixProvider), a[:]...) }
+func patientKey(a chain.Address) []byte  { return append([]byte(prefixPatient), a[:]...) }
+func evidenceKey(key chain.Hash) []byte  { return append([]byte(prefixEvidence), key[:]...) }
+
+// RecordVersion is the encoding version of every record this package writes. A node refuses to
+// read a record of another version rather than guess at its meaning.
+const RecordVersion = 1
+
+// maxRecordBytes bounds what a record decode will accept; the largest record (a provider with a
+// maximal encryption key and licence) is a few KiB, a set record at most MaxAuthoritySetBytes.
+const maxRecordBytes = chain.MaxAuthoritySetBytes + chain.MaxPayloadSize
+
+type paramsRecord struct {
+	_           struct{} `cbor:",toarray"`
+	Version     uint8
+	ChainID     string
+	GenesisHash chain.Hash
+	Params      chain.Params
+}
+
+type tipRecord struct {
+	_       struct{} `cbor:",toarray"`
+	Version uint8
+	Height  uint64
+	Time    int64
+}
+
+type setRecord struct {
+	_           struct{} `cbor:",toarray"`
+	Version     uint8
+	Authorities []chain.Authority
+}
+
+type accountRecord struct {
+	_       struct{} `cbor:",toarray"`
+	Version uint8
+	Nonce   uint64
+}
+
+// ProviderRecord is a registered provider: its signing key, the key records are encrypted to, and
+// the licence that admitted it.
+type ProviderRecord struct {
+	_                struct{} `cbor:",toarray"`
+	Version          uint8
+	Key              chain.PubKey
+	EncryptionKey    []byte
+	Licence          chain.Licence
+	RegisteredHeight uint64
+}
+
+// PatientRecord is a registered patient, known only by the address of Key (its pseudonymous id).
+type PatientRecord struct {
+	_                struct{} `cbor:",toarray"`
+	Version          uint8
+	Key              chain.PubKey
+	EncryptionKey    []byte
+	RegisteredHeight uint64
+}
+
+// ProposalStatus is where an authority proposal stands.
+type ProposalStatus uint8
+
+// Proposal statuses. An open proposal past its ExpiresHeight is expired: the record is not
+// rewritten (state has no scan to find it), readers compare heights.
+const (
+	ProposalOpen   ProposalStatus = 1
+	ProposalPassed ProposalStatus = 2
+	// ProposalVoid: it reached quorum but no longer applied (its subject was already added or
+	// removed by another proposal or by evidence, or removal would have emptied the set).
+	ProposalVoid ProposalStatus = 3
+)
+
+func (s ProposalStatus) String() string {
+	switch s {
+	case ProposalOpen:
+		return "open"
+	case ProposalPassed:
+		return "passed"
+	case ProposalVoid:
+		return "void"
+	}
+	return fmt.Sprintf("status-%d", uint8(s))
+}
+
+// ProposalRecord is an authority add/remove proposal and the authorities that voted for it
+// (sorted by key; the proposer is the first vote).
+type ProposalRecord struct {
+	_             struct{} `cbor:",toarray"`
+	Version       uint8
+	ID            chain.Hash
+	Proposer      chain.PubKey
+	Action        chain.AuthorityAction
+	Subject       chain.Authority
+	OpenedHeight  uint64
+	ExpiresHeight uint64 // last height at which a vote is accepted
+	Voters        []chain.PubKey
+	Status        ProposalStatus
+	ClosedHeight  uint64 // 0 while open
+}
+
+// OpenAt reports whether the proposal accepts votes in a block at height.
+func (p *ProposalRecord) OpenAt(height uint64) bool {
+	return p.Status == ProposalOpen && height <= p.ExpiresHeight
+}
+
+// EvidenceRecord marks an equivocation as punished, so it is accepted once.
+type EvidenceRecord struct {
+	_              struct{} `cbor:",toarray"`
+	Version        uint8
+	Offender       chain.PubKey
+	VoteHeight     uint64
+	AcceptedHeight uint64
+	// Removed is false when the offender was no longer in the set taking effect, or was its
+	// last member.
+	Removed bool
+}
+
+// versioned lets get check every record's version in one place.
+type versioned interface{ version() uint8 }
+
+func (r *paramsRecord) version() uint8   { return r.Version }
+func (r *tipRecord) version() uint8      { return r.Version }
+func (r *setRecord) version() uint8      { return r.Version }
+func (r *accountRecord) version() uint8  { return r.Version }
+func (r *ProviderRecord) version() uint8 { return r.Version }
+func (r *PatientRecord) version() uint8  { return r.Version }
+func (r *ProposalRecord) version() uint8 { return r.Version }
+func (r *EvidenceRecord) version() uint8 { return r.Version }
+
+// get reads and decodes the record at key into v; found is false when the key is absent.
+func get(view View, key []byte, what string, v versioned) (found bool, err error) {
+	data, err := view.Get(key)
+	if err != nil {
+		return false, fmt.Errorf("state: read %s: %w", what, err)
+	}
+	if data == nil {
+		return false, nil
+	}
+	if err := chain.DecodeCanonical(what, data, maxRecordBytes, v); err != nil {
+		return false, fmt.Errorf("state: stored %s: %w", what, err)
+	}
+	if v.version() != RecordVersion {
+		return false, fmt.Errorf("state: stored %s has version %d, this node understands %d", what, v.version(), RecordVersion)
+	}
+	return true, nil
+}
+
+// mustGet is get for records that genesis always writes: absence means the view is not a
+// MedLedger state.
+func mustGet(view View, key []byte, what string, v versioned) error {
+	found, err := get(view, key, what, v)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("state: %s missing (state not initialised by Genesis?)", what)
+	}
+	return nil
+}
+
+func readSet(view View, key []byte, what string) (*chain.AuthoritySet, error) {
+	var r setRecord
+	if err := mustGet(view, key, what, &r); err != nil {
+		return nil, err
+	}
+	s := &chain.AuthoritySet{Authorities: r.Authorities}
+	if len(r.Authorities) == 0 && string(key) == string(keyLicensing) {
+		return s, nil // no licensing authorities: no provider can register
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("state: stored %s: %w", what, err)
+	}
+	return s, nil
+}
+
+func writeSet(o *Overlay, key []byte, s *chain.AuthoritySet) {
+	o.Set(key, chain.Encode(&setRecord{Version: RecordVersion, Authorities: s.Authorities}))
+}
+
+func setsEqual(a, b *chain.AuthoritySet) bool { return a.Hash() == b.Hash() }
