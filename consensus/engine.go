@@ -1,0 +1,190 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/medledger/medledger/chain"
+)
+
+// Config is what does not change while the node runs.
+type Config struct {
+	ChainID string
+	Key     *chain.PrivKey // nil: an observer that follows and commits but never signs
+	Params  chain.Params
+}
+
+// Start is where the engine begins: the next height to decide and the set that certifies it.
+type Start struct {
+	Height        uint64              // next height to decide (last committed + 1)
+	Authorities   *chain.AuthoritySet // the set certifying Height
+	LastBlockTime int64               // Unix ms of block Height-1 (genesis time at height 1)
+	Signed        *SignState          // last durably persisted sign state; nil on first start
+}
+
+// Engine is one node's consensus state machine. It is not safe for concurrent use: the driver
+// calls it from one goroutine.
+type Engine struct {
+	cfg Config
+	me  chain.PubKey
+
+	height        uint64
+	set           *chain.AuthoritySet
+	lastBlockTime int64
+	round         uint32
+	step          Step
+
+	// Tendermint's lockedValue/lockedRound and validValue/validRound.
+	locked      *chain.Block
+	lockedRound int32
+	valid       *chain.Block
+	validRound  int32
+
+	proposals map[uint32]*proposal        // the first acceptable proposal per round
+	blocks    map[chain.Hash]*chain.Block // bodies seen at this height, by hash
+	votes     *heightVotes
+
+	// Per current round: whether the prevote/precommit wait has been armed and whether the POL
+	// rule (line 36) has fired.
+	prevoteWait, precommitWait, polSeen bool
+	// needBlock is the outstanding request for a block, if any.
+	needBlock *BlockRequest
+
+	// signed is the in-memory twin of what the driver persisted; signedDirty says it changed
+	// since the last Ready.
+	signed      SignState
+	signedDirty bool
+	// resume is set by New when Signed names this height: Start then resumes instead of
+	// starting round 0.
+	resume bool
+
+	out Ready
+}
+
+// proposal is a proposal with its block and the driver's verdict on the block.
+type proposal struct {
+	p     *chain.Proposal
+	b     *chain.Block
+	valid bool
+}
+
+// New builds an engine. It returns an error for a configuration no node can run with; it does
+// not emit anything until Start.
+func New(cfg Config, s Start) (*Engine, error) {
+	if cfg.ChainID == "" {
+		return nil, errors.New("consensus: empty chain id")
+	}
+	if err := cfg.Params.Validate(); err != nil {
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+	if err := checkStart(s); err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg}
+	if cfg.Key != nil {
+		e.me = cfg.Key.Public()
+	}
+	e.signed = SignState{Version: SignStateVersion, LockedRound: -1, ValidRound: -1}
+	if s.Signed != nil {
+		if err := s.Signed.validate(); err != nil {
+			return nil, err
+		}
+		e.signed = *s.Signed.clone()
+	}
+	e.enterHeight(s)
+	if s.Signed != nil && s.Signed.Height == s.Height {
+		e.resume = true
+		e.round = s.Signed.Round
+		if s.Signed.LockedRound >= 0 {
+			e.locked, e.lockedRound = s.Signed.block(s.Signed.LockedHash), s.Signed.LockedRound
+		}
+		if s.Signed.ValidRound >= 0 {
+			e.valid, e.validRound = s.Signed.block(s.Signed.ValidHash), s.Signed.ValidRound
+		}
+	}
+	return e, nil
+}
+
+func checkStart(s Start) error {
+	if s.Height == 0 {
+		return errors.New("consensus: start height must be at least 1")
+	}
+	if s.Authorities == nil {
+		return errors.New("consensus: no authority set")
+	}
+	if err := s.Authorities.Validate(); err != nil {
+		return fmt.Errorf("consensus: %w", err)
+	}
+	return nil
+}
+
+// enterHeight resets all per-height state.
+func (e *Engine) enterHeight(s Start) {
+	e.height, e.set, e.lastBlockTime = s.Height, s.Authorities, s.LastBlockTime
+	e.round, e.step = 0, StepNewHeight
+	e.locked, e.lockedRound, e.valid, e.validRound = nil, -1, nil, -1
+	e.proposals = make(map[uint32]*proposal)
+	e.blocks = make(map[chain.Hash]*chain.Block)
+	e.votes = newHeightVotes(s.Height, s.Authorities)
+	e.prevoteWait, e.precommitWait, e.polSeen = false, false, false
+	e.needBlock = nil
+	e.resume = false
+}
+
+// Start begins the height given to New: round 0 on a first start, or the recorded round, lock and
+// signatures when Start.Signed named this height (a restart).
+func (e *Engine) Start(now int64) {
+	if e.step != StepNewHeight {
+		return
+	}
+	if e.resume {
+		e.resume = false
+		e.resumeRound()
+		return
+	}
+	e.startRound(0)
+}
+
+// NewHeight moves to s.Height after the driver durably committed the previous height. Round 0
+// begins after BlockIntervalMs (a StepNewHeight timeout); messages for the new height that arrive
+// meanwhile are kept. s.Signed is ignored: the engine's own record is newer.
+func (e *Engine) NewHeight(s Start, now int64) {
+	if s.Height <= e.height || checkStart(s) != nil {
+		return
+	}
+	e.enterHeight(s)
+	e.schedule(StepNewHeight, int64(e.cfg.Params.BlockIntervalMs))
+}
+
+// Height is the height being decided.
+func (e *Engine) Height() uint64 { return e.height }
+
+// Round is the current round.
+func (e *Engine) Round() uint32 { return e.round }
+
+// Step is the current step.
+func (e *Engine) Step() Step { return e.step }
+
+// Locked returns the locked round and block (-1, nil when not locked).
+func (e *Engine) Locked() (int32, *chain.Block) { return e.lockedRound, e.locked }
+
+// HasReady reports whether Ready has anything to hand out.
+func (e *Engine) HasReady() bool { return e.signedDirty || !e.out.empty() }
+
+// Ready drains the pending output. See Ready for the order in which the driver must handle it.
+func (e *Engine) Ready() Ready {
+	rd := e.out
+	e.out = Ready{}
+	if e.signedDirty {
+		e.signedDirty = false
+		rd.SignState = e.signed.clone()
+	}
+	return rd
+}
+
+// canSign reports whether this node signs at the current height: it has a key and is a member.
+func (e *Engine) canSign() bool {
+	return e.cfg.Key != nil && e.set.Contains(e.me)
+}
+
+func (e *Engine) proposer(r uint32) chain.PubKey { return e.set.Proposer(e.height, r) }

@@ -1,0 +1,48 @@
+package consensus
+
+import "github.com/medledger/medledger/chain"
+
+// Ready is the engine's pending output, drained by Engine.Ready. The driver handles it in this
+// order, because each step relies on the one before it being done:
+//
+//  1. SignState, if non-nil: persist it durably (fsync). Only then may Messages leave the process;
+//     otherwise a crash after sending could let the restarted node sign something conflicting.
+//  2. Messages: broadcast them.
+//  3. Timeouts: arm each; call HandleTimeout with it after DelayMs.
+//  4. NeedBlock: build a block for that height and round and hand it to Propose.
+//  5. Committed: execute and durably store the block with its certificate, then call NewHeight.
+//  6. Evidence: submit each as a transaction.
+type Ready struct {
+	SignState *SignState
+	Messages  []Message
+	Timeouts  []Timeout
+	NeedBlock *BlockRequest
+	Committed *Commit
+	Evidence  []*chain.Evidence
+}
+
+// Message is one consensus message to broadcast: a proposal with its block, or a vote.
+type Message struct {
+	Proposal *chain.Proposal
+	Block    *chain.Block
+	Vote     *chain.Vote
+}
+
+// BlockRequest asks the driver for a block: this node proposes at Height and Round and has no
+// valid value to re-propose. The block's header time must be at least MinTime.
+type BlockRequest struct {
+	Height  uint64
+	Round   uint32
+	MinTime int64
+}
+
+// Commit is a finalized block and the certificate that proves it.
+type Commit struct {
+	Block *chain.Block
+	Cert  *chain.CommitCert
+}
+
+func (r *Ready) empty() bool {
+	return r.SignState == nil && len(r.Messages) == 0 && len(r.Timeouts) == 0 && r.NeedBlock == nil &&
+		r.Committed == nil && len(r.Evidence) == 0
+}

@@ -1,0 +1,200 @@
+package consensus
+
+import "github.com/medledger/medledger/chain"
+
+// The round rules of Algorithm 1 ("The latest gossip on BFT consensus"); line numbers refer to
+// it. Every input records what it carries and then calls progress, which re-evaluates the rules
+// against everything known until nothing changes, so rules fire however inputs are ordered.
+
+// startRound is StartRound (line 11).
+func (e *Engine) startRound(r uint32) {
+	e.round, e.step = r, StepPropose
+	e.prevoteWait, e.precommitWait, e.polSeen = false, false, false
+	e.needBlock = nil
+	e.schedule(StepPropose, e.proposeDelay(r))
+	if !e.canSign() {
+		return
+	}
+	e.schedule(StepResend, e.resendDelay(r))
+	if e.proposer(r) != e.me {
+		return
+	}
+	if e.valid != nil {
+		e.propose(e.valid, e.validRound)
+		return
+	}
+	e.needBlock = &BlockRequest{Height: e.height, Round: r, MinTime: e.lastBlockTime + 1}
+	req := *e.needBlock
+	e.out.NeedBlock = &req
+}
+
+// resumeRound continues after a restart at the round recorded in the sign state: the messages
+// signed there are re-sent (they were persisted before they were first sent) and counted, and
+// the step is the one after the last signature, so nothing at an earlier step is signed again.
+func (e *Engine) resumeRound() {
+	s := &e.signed
+	if s.Step == StepNewHeight {
+		e.startRound(0)
+		return
+	}
+	e.round, e.step = s.Round, StepPropose
+	e.schedule(StepPropose, e.proposeDelay(e.round))
+	e.schedule(StepResend, e.resendDelay(e.round))
+	if s.Proposal != nil {
+		if b := s.block(s.Proposal.BlockHash); b != nil {
+			e.blocks[s.Proposal.BlockHash] = b
+			e.proposals[e.round] = &proposal{p: s.Proposal, b: b, valid: true}
+		}
+	}
+	for _, v := range []*chain.Vote{s.Prevote, s.Precommit} {
+		if v != nil {
+			e.votes.add(v, e.round)
+		}
+	}
+	if s.Step >= StepPrevote {
+		e.step = s.Step
+	}
+	e.resend()
+}
+
+// progress applies the rules until the state stops changing.
+func (e *Engine) progress() {
+	for {
+		if e.step == StepCommit || e.tryDecide() || e.step == StepNewHeight {
+			return
+		}
+		r, st := e.round, e.step
+		e.applyRules()
+		if t, ok := e.votes.skipTarget(); ok && t > e.round {
+			e.startRound(t) // line 55: f+1 authorities are in a later round
+		}
+		if e.round == r && e.step == st {
+			return
+		}
+	}
+}
+
+// applyRules evaluates the rules of the current round once, in the paper's order.
+func (e *Engine) applyRules() {
+	r, n := e.round, e.set.Size()
+	prop := e.proposals[r]
+	if e.step == StepPropose && prop != nil {
+		h, pol := prop.p.BlockHash, prop.p.POLRound
+		switch {
+		case pol < 0: // line 22
+			e.prevote(prop.valid && (e.lockedRound == -1 || e.lockedHash() == h), h)
+		case e.votes.has(uint32(pol), chain.Prevote, h): // line 28
+			e.prevote(prop.valid && (e.lockedRound <= pol || e.lockedHash() == h), h)
+		case !prop.valid:
+			// No POL seen yet, but the block is invalid whatever the POL says: prevoting nil
+			// now is what the paper would do once the POL arrives, and nil is always safe.
+			e.prevote(false, h)
+		}
+	}
+	if e.step == StepPrevote && !e.prevoteWait && quorum(n, e.votes.voters(r, chain.Prevote)) { // line 34
+		e.prevoteWait = true
+		e.schedule(StepPrevote, e.voteDelay(r))
+	}
+	if e.step >= StepPrevote && !e.polSeen && prop != nil && prop.valid && e.votes.has(r, chain.Prevote, prop.p.BlockHash) { // line 36
+		e.polSeen = true
+		if e.step == StepPrevote {
+			e.locked, e.lockedRound = prop.b, int32(r)
+			e.valid, e.validRound = prop.b, int32(r)
+			e.precommit(prop.p.BlockHash)
+		} else {
+			e.valid, e.validRound = prop.b, int32(r)
+			e.syncSigned()
+		}
+	}
+	if e.step == StepPrevote && e.votes.has(r, chain.Prevote, chain.ZeroHash) { // line 44
+		e.precommit(chain.ZeroHash)
+	}
+	if !e.precommitWait && quorum(n, e.votes.voters(r, chain.Precommit)) { // line 47
+		e.precommitWait = true
+		e.schedule(StepPrecommit, e.voteDelay(r))
+	}
+}
+
+// tryDecide is line 49 for any round: more than two thirds precommitted a block whose body is
+// known. The driver's validity verdict is not consulted: a quorum of precommits means honest
+// authorities found the block valid, and refusing a final block would only stall this node.
+func (e *Engine) tryDecide() bool {
+	r, h, ok := e.votes.committed()
+	if !ok {
+		return false
+	}
+	b := e.blocks[h]
+	if b == nil {
+		return false // wait for the proposal carrying the body; the votes are kept
+	}
+	e.step = StepCommit
+	e.needBlock = nil
+	e.out.Committed = &Commit{Block: b, Cert: e.votes.cert(r, h)}
+	return true
+}
+
+func (e *Engine) lockedHash() chain.Hash {
+	if e.locked == nil {
+		return chain.ZeroHash
+	}
+	return e.locked.Hash()
+}
+
+// prevote moves to the prevote step, voting for h if ok and nil otherwise.
+func (e *Engine) prevote(ok bool, h chain.Hash) {
+	if !ok {
+		h = chain.ZeroHash
+	}
+	e.step = StepPrevote
+	e.signVote(chain.Prevote, h)
+}
+
+func (e *Engine) precommit(h chain.Hash) {
+	e.step = StepPrecommit
+	e.signVote(chain.Precommit, h)
+}
+
+// HandleTimeout handles a timeout the engine asked for. Timeouts of another height, round or step
+// are stale and ignored.
+func (e *Engine) HandleTimeout(t Timeout, now int64) {
+	if t.Height != e.height {
+		return
+	}
+	switch t.Step {
+	case StepNewHeight:
+		if e.step == StepNewHeight && !e.resume {
+			e.startRound(0)
+		}
+	case StepPropose: // line 57
+		if t.Round == e.round && e.step == StepPropose {
+			e.prevote(false, chain.ZeroHash)
+		}
+	case StepPrevote: // line 61
+		if t.Round == e.round && e.step == StepPrevote {
+			e.precommit(chain.ZeroHash)
+		}
+	case StepPrecommit: // line 65
+		if t.Round == e.round && e.step >= StepPropose && e.step <= StepPrecommit {
+			e.startRound(e.round + 1)
+		}
+	case StepResend:
+		if t.Round == e.round && e.step >= StepPropose && e.step <= StepCommit {
+			e.resend()
+			e.schedule(StepResend, e.resendDelay(e.round))
+		}
+	}
+	e.progress()
+}
+
+// HandleVote records a vote whose signature the driver has verified. Votes of other heights and
+// from non-members are dropped; a second, different vote by the same authority at the same round
+// and step becomes Evidence (once per offence) and does not count.
+func (e *Engine) HandleVote(v *chain.Vote, now int64) {
+	added, ev := e.votes.add(v, e.round)
+	if ev != nil {
+		e.out.Evidence = append(e.out.Evidence, ev)
+	}
+	if added {
+		e.progress()
+	}
+}

@@ -1,0 +1,65 @@
+package consensus
+
+import "fmt"
+
+// Step is where the engine is within a height. The order of StepPropose < StepPrevote <
+// StepPrecommit is also the order of signatures within a round (see SignState).
+type Step uint8
+
+// Steps. StepResend is not a step of the round: it names the periodic re-broadcast timer.
+const (
+	StepNewHeight Step = 0 // waiting BlockIntervalMs after a commit before round 0
+	StepPropose   Step = 1
+	StepPrevote   Step = 2
+	StepPrecommit Step = 3
+	StepCommit    Step = 4 // decided; waiting for the driver's NewHeight
+	StepResend    Step = 5 // timer only: re-broadcast this node's messages of the round
+)
+
+func (s Step) String() string {
+	switch s {
+	case StepNewHeight:
+		return "new-height"
+	case StepPropose:
+		return "propose"
+	case StepPrevote:
+		return "prevote"
+	case StepPrecommit:
+		return "precommit"
+	case StepCommit:
+		return "commit"
+	case StepResend:
+		return "resend"
+	}
+	return fmt.Sprintf("step-%d", uint8(s))
+}
+
+// Timeout asks the driver to call HandleTimeout with it after DelayMs milliseconds. Height, Round
+// and Step let the engine ignore it if it has moved on by then.
+type Timeout struct {
+	Height  uint64
+	Round   uint32
+	Step    Step
+	DelayMs int64
+}
+
+// The timeout arithmetic: each round waits longer than the one before, so that once the network
+// is synchronous again some round lasts long enough for every honest node to hear each other.
+
+func (e *Engine) proposeDelay(r uint32) int64 {
+	return int64(e.cfg.Params.TimeoutProposeMs) + int64(r)*int64(e.cfg.Params.TimeoutDeltaMs)
+}
+
+func (e *Engine) voteDelay(r uint32) int64 {
+	return int64(e.cfg.Params.TimeoutVoteMs) + int64(r)*int64(e.cfg.Params.TimeoutDeltaMs)
+}
+
+// resendDelay is the re-broadcast period: long enough not to flood a healthy round (which ends
+// well within propose+vote timeouts), short enough that a healed network soon hears everyone.
+func (e *Engine) resendDelay(r uint32) int64 {
+	return e.proposeDelay(r) + e.voteDelay(r)
+}
+
+func (e *Engine) schedule(step Step, delay int64) {
+	e.out.Timeouts = append(e.out.Timeouts, Timeout{Height: e.height, Round: e.round, Step: step, DelayMs: delay})
+}
