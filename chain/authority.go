@@ -110,5 +110,8 @@ func DecodeAuthoritySet(data []byte) (*AuthoritySet, error) {
 	if err := decodeCanonical("authority set", data, MaxAuthoritySetBytes, &s); err != nil {
 		return nil, err
 	}
-	return &s, s.Validate()
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
 }

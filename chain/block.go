@@ -63,7 +63,10 @@ func DecodeHeader(data []byte) (*Header, error) {
 	if err := decodeCanonical("header", data, MaxHeaderBytes, &h); err != nil {
 		return nil, err
 	}
-	return &h, h.Validate()
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
+	return &h, nil
 }
 
 // Block is a header and its transactions.
@@ -124,5 +127,8 @@ func DecodeBlock(data []byte) (*Block, error) {
 	if err := decodeCanonical("block", data, MaxBlockBytes, &b); err != nil {
 		return nil, err
 	}
-	return &b, b.Validate()
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	return &b, nil
 }

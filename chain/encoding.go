@@ -10,8 +10,10 @@ import (
 
 // Limits on decoded structure. Byte sizes are enforced per type by Validate methods; these bound
 // what the CBOR decoder itself will allocate before a Validate method can run.
+// maxCBORArrayElements must admit the largest block the rules allow (MaxBlockTxsLimit
+// transactions); a lower value would make valid blocks undecodable.
 const (
-	maxCBORArrayElements = 1 << 16
+	maxCBORArrayElements = MaxBlockTxsLimit
 	maxCBORMapPairs      = 1 << 10
 	maxCBORNesting       = 16
 )
@@ -69,7 +71,7 @@ func decodeCanonical(what string, data []byte, limit int, v any) error {
 		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, what, len(data), limit)
 	}
 	if err := decMode.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("chain: decode %s: %w", what, err)
+		return fmt.Errorf("chain: decode %s: %w", what, classify(err))
 	}
 	again, err := encMode.Marshal(v)
 	if err != nil {
@@ -79,6 +81,27 @@ func decodeCanonical(what string, data []byte, limit int, v any) error {
 		return fmt.Errorf("%w: %s", ErrNonCanonical, what)
 	}
 	return nil
+}
+
+// classify wraps the CBOR decoder's structural errors in this package's sentinels: exceeded
+// element, pair or nesting limits are ErrTooLarge; trailing bytes, indefinite lengths and tags,
+// which never occur in a canonical encoding, are ErrNonCanonical.
+func classify(err error) error {
+	var (
+		arr    *cbor.MaxArrayElementsError
+		pairs  *cbor.MaxMapPairsError
+		nest   *cbor.MaxNestedLevelError
+		indef  *cbor.IndefiniteLengthError
+		extra  *cbor.ExtraneousDataError
+		tagged *cbor.TagsMdError
+	)
+	switch {
+	case errors.As(err, &arr), errors.As(err, &pairs), errors.As(err, &nest):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case errors.As(err, &indef), errors.As(err, &extra), errors.As(err, &tagged):
+		return fmt.Errorf("%w: %w", ErrNonCanonical, err)
+	}
+	return err
 }
 
 // DecodeCanonical decodes an arbitrary canonical CBOR value (used for transaction payloads and by

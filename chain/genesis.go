@@ -2,7 +2,9 @@ package chain
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 )
 
@@ -123,6 +125,10 @@ func ParseGenesisJSON(data []byte) (*Genesis, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&g); err != nil {
 		return nil, fmt.Errorf("chain: parse genesis: %w", err)
+	}
+	// One document, nothing after it: a second object or stray text is an error, not ignored.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("chain: parse genesis: data after the genesis object")
 	}
 	if err := g.Validate(); err != nil {
 		return nil, err

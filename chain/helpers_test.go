@@ -1,0 +1,130 @@
+package chain_test
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"testing"
+
+	"github.com/medledger/medledger/chain"
+)
+
+const (
+	chainA = "medledger-test-a"
+	chainB = "medledger-test-b"
+)
+
+// testKey returns a deterministic signing key: the i-th key of every test run is the same.
+func testKey(t testing.TB, i int) chain.PrivKey {
+	t.Helper()
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], uint64(i))
+	seed := sha256.Sum256(append([]byte("chain-test-key"), buf[:]...))
+	k, err := chain.PrivKeyFromSeed(seed[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func testHash(s string) chain.Hash { return chain.Sum256([]byte(s)) }
+
+func testTx(t testing.TB, key chain.PrivKey, chainID string, nonce uint64) *chain.Tx {
+	t.Helper()
+	return chain.NewTx(key, chainID, chain.TxRegisterPatient, nonce, &chain.RegisterPatient{EncryptionKey: []byte("patient-encryption-key")})
+}
+
+func testLicence(t testing.TB, chainID string) chain.Licence {
+	t.Helper()
+	l := chain.Licence{Subject: testKey(t, 10).Public(), Number: "MD-12345", Jurisdiction: "NL-ZH", NotAfter: 1_900_000_000_000}
+	l.Sign(testKey(t, 11), chainID)
+	return l
+}
+
+func testVote(t testing.TB, key chain.PrivKey, typ chain.VoteType, height uint64, round uint32, block chain.Hash) chain.Vote {
+	t.Helper()
+	v := chain.Vote{Type: typ, Height: height, Round: round, BlockHash: block}
+	v.Sign(key, chainA)
+	return v
+}
+
+func testProposal(t testing.TB, key chain.PrivKey) *chain.Proposal {
+	t.Helper()
+	p := &chain.Proposal{Height: 7, Round: 2, POLRound: 1, BlockHash: testHash("block")}
+	p.Sign(key, chainA)
+	return p
+}
+
+func testHeader(t testing.TB, height uint64) *chain.Header {
+	t.Helper()
+	h := &chain.Header{
+		Version: chain.HeaderVersion, ChainID: chainA, Height: height, Time: 1_700_000_000_123,
+		TxRoot: chain.TxRoot(nil), StateRoot: testHash("state"),
+		AuthoritiesHash: testHash("set"), NextAuthoritiesHash: testHash("next set"),
+		Proposer: testKey(t, 1).Public(),
+	}
+	if height > 1 {
+		h.PrevHash = testHash("prev")
+	}
+	return h
+}
+
+func testBlock(t testing.TB, ntx int) *chain.Block {
+	t.Helper()
+	b := &chain.Block{Version: chain.BlockVersion, Header: *testHeader(t, 5)}
+	for i := range ntx {
+		b.Txs = append(b.Txs, testTx(t, testKey(t, i%4), chainA, uint64(i+1)))
+	}
+	b.Header.TxRoot = chain.TxRoot(b.Txs)
+	return b
+}
+
+func testSet(t testing.TB, n int) (*chain.AuthoritySet, []chain.PrivKey) {
+	t.Helper()
+	keys := make([]chain.PrivKey, n)
+	members := make([]chain.Authority, n)
+	for i := range keys {
+		keys[i] = testKey(t, 100+i)
+		members[i] = chain.Authority{Key: keys[i].Public(), Name: "authority"}
+	}
+	s, err := chain.NewAuthoritySet(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, keys
+}
+
+// testCert builds a certificate for block at height signed by the first k keys.
+func testCert(t testing.TB, keys []chain.PrivKey, k int, height uint64, block chain.Hash) *chain.CommitCert {
+	t.Helper()
+	c := &chain.CommitCert{Version: chain.CertVersion, Height: height, Round: 3, BlockHash: block}
+	msg := chain.VoteSignedBytes(chain.Precommit, height, 3, block)
+	for _, key := range keys[:k] {
+		c.Sigs = append(c.Sigs, chain.CommitSig{Authority: key.Public(), Sig: key.Sign(chain.DomainVote, chainA, msg)})
+	}
+	return c
+}
+
+func testGenesis(t testing.TB) *chain.Genesis {
+	t.Helper()
+	set, _ := testSet(t, 4)
+	return &chain.Genesis{
+		Version: chain.GenesisVersion, ChainID: chainA, TimeMs: 1_700_000_000_000,
+		Authorities:          set.Authorities,
+		LicensingAuthorities: []chain.Authority{{Key: testKey(t, 11).Public(), Name: "medical board"}},
+		Params:               chain.DefaultParams(),
+	}
+}
+
+// payloads returns one valid body of every transaction kind.
+func testPayloads(t testing.TB) map[chain.TxKind]any {
+	t.Helper()
+	a := testVote(t, testKey(t, 100), chain.Precommit, 9, 0, testHash("x"))
+	b := testVote(t, testKey(t, 100), chain.Precommit, 9, 0, testHash("y"))
+	return map[chain.TxKind]any{
+		chain.TxRegisterProvider: &chain.RegisterProvider{Licence: testLicence(t, chainA), EncryptionKey: make([]byte, 1216)},
+		chain.TxRegisterPatient:  &chain.RegisterPatient{EncryptionKey: []byte{1, 2, 3}},
+		chain.TxAuthorityPropose: &chain.AuthorityPropose{Action: chain.AuthorityAdd, Subject: chain.Authority{Key: testKey(t, 12).Public(), Name: "st. elsewhere"}},
+		chain.TxAuthorityVote:    &chain.AuthorityVote{Proposal: testHash("proposal")},
+		chain.TxEvidence:         chain.NewEvidence(a, b),
+	}
+}
