@@ -15,10 +15,11 @@ import (
 // propose and vote, and changes are made directly to auth/after in the overlay, which becomes
 // set(h+2); finish then moves the old auth/after (set(h+1)) into auth/next.
 type executor struct {
-	m         *Machine
-	o         *Overlay
-	h         *chain.Header
-	params    chain.Params
+	m      *Machine
+	o      *Overlay
+	h      *chain.Header
+	params chain.Params
+	// Loaded by loadSets from the view under the overlay, so they are the pre-block sets.
 	cur       *chain.AuthoritySet
 	oldAfter  *chain.AuthoritySet
 	licensing *chain.AuthoritySet
@@ -52,18 +53,28 @@ func (m *Machine) begin(view View, h *chain.Header, checkTip bool) (*executor, e
 			return nil, fmt.Errorf("state: block %d time %d not after previous time %d", h.Height, h.Time, tip.Time)
 		}
 	}
-	e := &executor{m: m, o: NewOverlay(view), h: h, params: p.Params}
-	var err error
-	if e.cur, err = readSet(view, keyNext, "authority set (next)"); err != nil {
-		return nil, err
+	return &executor{m: m, o: NewOverlay(view), h: h, params: p.Params}, nil
+}
+
+// loadSets reads the authority and licensing sets as they were before the block, once: most
+// transactions (patients) never need them, and decoding them dominated CheckTx.
+func (e *executor) loadSets() error {
+	if e.cur != nil {
+		return nil
 	}
-	if e.oldAfter, err = readSet(view, keyAfter, "authority set (after next)"); err != nil {
-		return nil, err
+	base := e.o.base
+	cur, err := readSet(base, keyNext, "authority set (next)")
+	if err != nil {
+		return err
 	}
-	if e.licensing, err = readSet(view, keyLicensing, "licensing authorities"); err != nil {
-		return nil, err
+	if e.oldAfter, err = readSet(base, keyAfter, "authority set (after next)"); err != nil {
+		return err
 	}
-	return e, nil
+	if e.licensing, err = readSet(base, keyLicensing, "licensing authorities"); err != nil {
+		return err
+	}
+	e.cur = cur
+	return nil
 }
 
 // apply runs one transaction; on error every write it made is undone.
@@ -101,6 +112,11 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 	body, err := chain.DecodePayload(tx.Kind, tx.Payload)
 	if err != nil {
 		return res, fmt.Errorf("state: %w", err)
+	}
+	if tx.Kind != chain.TxRegisterPatient {
+		if err := e.loadSets(); err != nil {
+			return res, err
+		}
 	}
 	switch b := body.(type) {
 	case *chain.RegisterProvider:
@@ -174,6 +190,9 @@ func (e *executor) registerPatient(tx *chain.Tx, addr chain.Address, b *chain.Re
 
 // finish shifts the authority schedule, records the tip and collects the change set.
 func (e *executor) finish(results []TxResult) (*Outcome, error) {
+	if err := e.loadSets(); err != nil {
+		return nil, err
+	}
 	newAfter, err := readSet(e.o, keyAfter, "authority set (after next)")
 	if err != nil {
 		return nil, err

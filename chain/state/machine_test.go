@@ -77,7 +77,9 @@ func TestTxRules(t *testing.T) {
 		{"nonce gap", func(*net) *chain.Tx {
 			return chain.NewTx(alice, testChain, chain.TxRegisterPatient, 2, &chain.RegisterPatient{EncryptionKey: []byte{1}})
 		}, "wrong nonce"},
-		{"unknown kind", func(*net) *chain.Tx { return chain.NewTx(alice, testChain, 99, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}}) }, "unknown transaction kind"},
+		{"unknown kind", func(*net) *chain.Tx {
+			return chain.NewTx(alice, testChain, 99, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}})
+		}, "unknown transaction kind"},
 		{"payload of another kind", func(*net) *chain.Tx {
 			return chain.NewTx(alice, testChain, chain.TxRegisterPatient, 1, []any{1, "two", 3})
 		}, "decode"},
