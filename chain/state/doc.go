@@ -2,4 +2,14 @@
 // state, a block header and its transactions, it returns the change set to commit and a result per
 // transaction. It has no clock, no randomness, no goroutines and no I/O (a test enforces this);
 // time arrives as the header's block time.
+//
+// A Machine (New) writes the initial state from genesis (Machine.Genesis), executes blocks
+// (Machine.ApplyBlock, all-or-nothing), checks single transactions for the mempool
+// (Machine.CheckTx) and packs blocks for proposers (Machine.NewBuilder). Package functions
+// (Authorities, Nonce, Provider, Patient, ...) read committed state. The key schema is in keys.go.
+//
+// Authority schedule: after block H, state holds the sets certifying H+1 and H+2. A change decided
+// in block h (an authority proposal reaching more than two thirds of set(h), or evidence of
+// equivocation) alters set(h+chain.AuthorityChangeDelay) only, so every header can name the next
+// set before it signs anything.
 package state
