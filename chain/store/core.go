@@ -1,0 +1,635 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	iavldb "github.com/cosmos/iavl/db"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/chain/statetree"
+)
+
+// kv is an ordered key-value store: Badger on disk, memKV in memory. The commit protocol and
+// recovery are written once, against this.
+type kv interface {
+	iavldb.DB
+	Set(key, value []byte) error
+	Delete(key []byte) error
+	// sync makes everything written so far durable.
+	sync() error
+}
+
+// Key layout (docs/storage.md). Heights are 8-byte big-endian so they sort numerically.
+var (
+	keyMarker    = []byte("mc") // commit marker: the committed height and its state root
+	keyGenesis   = []byte("mg")
+	keySignState = []byte("ms")
+	prefixTree   = []byte("t")
+)
+
+const (
+	pBlockChunk = 'b' // 'b' height chunk(4) -> a piece of the block's canonical encoding
+	pBlockMeta  = 'n' // 'n' height -> block hash, chunk count
+	pCert       = 'c' // 'c' height -> commit certificate
+	pHashIndex  = 'h' // 'h' block hash -> height
+	pTxIndex    = 'x' // 'x' tx hash -> height, index, block hash
+)
+
+// chunkSize splits block encodings so that no single value comes near Badger's transaction cap,
+// even with a small memtable (a block may be 16 MiB).
+const chunkSize = 256 << 10
+
+const markerVersion = 1
+
+func heightKey(p byte, h uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{p}, h)
+}
+
+func chunkKey(h uint64, i uint32) []byte {
+	return binary.BigEndian.AppendUint32(heightKey(pBlockChunk, h), i)
+}
+
+func hashKey(p byte, h chain.Hash) []byte { return append([]byte{p}, h[:]...) }
+
+type marker struct {
+	height uint64
+	root   chain.Hash
+}
+
+func (m marker) encode() []byte {
+	b := binary.BigEndian.AppendUint64([]byte{markerVersion}, m.height)
+	return append(b, m.root[:]...)
+}
+
+func decodeMarker(b []byte) (marker, error) {
+	if len(b) != 1+8+32 || b[0] != markerVersion {
+		return marker{}, fmt.Errorf("store: commit marker is malformed (%d bytes)", len(b))
+	}
+	m := marker{height: binary.BigEndian.Uint64(b[1:9])}
+	copy(m.root[:], b[9:])
+	return m, nil
+}
+
+type blockMeta struct {
+	hash   chain.Hash
+	chunks uint32
+}
+
+func (m blockMeta) encode() []byte { return binary.BigEndian.AppendUint32(m.hash[:], m.chunks) }
+
+func decodeBlockMeta(b []byte) (blockMeta, error) {
+	if len(b) != 36 {
+		return blockMeta{}, fmt.Errorf("store: block record is malformed (%d bytes)", len(b))
+	}
+	var m blockMeta
+	copy(m.hash[:], b)
+	m.chunks = binary.BigEndian.Uint32(b[32:])
+	return m, nil
+}
+
+// core implements Store over a kv. Commits are serialized by mu; reads take it only to snapshot
+// the committed height, then read data at or below it, which commits never change.
+type core struct {
+	mu         sync.RWMutex
+	kv         kv
+	tree       *statetree.Tree
+	policy     SyncPolicy
+	height     uint64
+	root       chain.Hash
+	lastHash   chain.Hash // hash of the block at height (zero at genesis)
+	hasGenesis bool
+	closed     bool
+	// broken is set when a commit failed half way: the kv may hold a partial commit, which only
+	// recovery on open removes, so further commits are refused until the store is reopened.
+	broken error
+}
+
+// openCore runs recovery: it rolls the state tree back to the commit marker and deletes any block
+// data above it.
+func openCore(db kv, policy SyncPolicy) (*core, error) {
+	c := &core{kv: db, policy: policy, root: statetree.EmptyRoot}
+	raw, err := db.Get(keyMarker)
+	if err != nil {
+		return nil, fmt.Errorf("store: read commit marker: %w", err)
+	}
+	tree, err := statetree.Open(iavldb.NewPrefixDB(db, prefixTree))
+	if err != nil {
+		return nil, fmt.Errorf("store: open state tree: %w", err)
+	}
+	c.tree = tree
+	if err := c.recover(raw); err != nil {
+		return nil, errors.Join(err, tree.Close())
+	}
+	return c, nil
+}
+
+func (c *core) recover(raw []byte) error {
+	if raw == nil {
+		// No marker: the store is empty, or InitGenesis was interrupted. Start from nothing.
+		if c.tree.Version() != statetree.NoVersion {
+			if err := c.tree.Rollback(statetree.NoVersion); err != nil {
+				return fmt.Errorf("store: recover: %w", err)
+			}
+		}
+		if err := c.kv.Delete(keyGenesis); err != nil {
+			return fmt.Errorf("store: recover: %w", err)
+		}
+		return c.deleteBlocksFrom(1)
+	}
+	m, err := decodeMarker(raw)
+	if err != nil {
+		return err
+	}
+	switch v := c.tree.Version(); {
+	case v < int64(m.height):
+		return fmt.Errorf("store: state tree is at version %d, behind the commit marker %d: storage is corrupt", v, m.height)
+	case v > int64(m.height):
+		// The crash came after the tree saved the next version but before the marker.
+		if err := c.tree.Rollback(int64(m.height)); err != nil {
+			return fmt.Errorf("store: recover: %w", err)
+		}
+	}
+	if got := c.tree.Root(); got != m.root {
+		return fmt.Errorf("store: state root %s at height %d does not match the commit marker %s: storage is corrupt", got.Short(), m.height, m.root.Short())
+	}
+	if err := c.deleteBlocksFrom(m.height + 1); err != nil {
+		return err
+	}
+	c.height, c.root, c.hasGenesis = m.height, m.root, true
+	if m.height > 0 {
+		meta, err := c.blockMeta(m.height)
+		if err != nil {
+			return fmt.Errorf("store: recover: committed block %d: %w", m.height, err)
+		}
+		c.lastHash = meta.hash
+	}
+	return nil
+}
+
+// deleteBlocksFrom deletes block records, chunks and certificates at heights >= from: the remains
+// of a commit that never got its marker. Index entries pointing there are left; lookups check
+// them against the committed blocks, and later commits overwrite them.
+func (c *core) deleteBlocksFrom(from uint64) error {
+	var keys [][]byte
+	for _, p := range []byte{pBlockMeta, pCert, pBlockChunk} {
+		it, err := c.kv.Iterator(heightKey(p, from), []byte{p + 1})
+		if err != nil {
+			return fmt.Errorf("store: recover: %w", err)
+		}
+		for ; it.Valid(); it.Next() {
+			keys = append(keys, it.Key())
+		}
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return fmt.Errorf("store: recover: %w", err)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	b := c.kv.NewBatch()
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return errors.Join(fmt.Errorf("store: recover: %w", err), b.Close())
+		}
+	}
+	if err := errors.Join(b.Write(), b.Close()); err != nil {
+		return fmt.Errorf("store: recover: %w", err)
+	}
+	return nil
+}
+
+func (c *core) Height() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.height
+}
+
+func (c *core) StateRoot() chain.Hash {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.root
+}
+
+// committed returns the committed height, or an error once closed.
+func (c *core) committed() (uint64, bool, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return 0, false, errClosed
+	}
+	return c.height, c.hasGenesis, nil
+}
+
+func (c *core) State() state.View {
+	h, ok, err := c.committed()
+	if err != nil {
+		return errView{err}
+	}
+	if !ok {
+		return errView{} // nothing committed: every key is absent
+	}
+	v, err := c.tree.ViewAt(int64(h))
+	if err != nil {
+		return errView{fmt.Errorf("store: state at %d: %w", h, err)}
+	}
+	return v
+}
+
+// errView answers every read with err (nil: every key absent).
+type errView struct{ err error }
+
+func (e errView) Get([]byte) ([]byte, error) { return nil, e.err }
+
+func (c *core) StateAt(height uint64) (state.View, error) {
+	h, ok, err := c.committed()
+	if err != nil {
+		return nil, err
+	}
+	if !ok || height > h {
+		return nil, fmt.Errorf("%w: state at height %d (committed %d)", ErrNotFound, height, h)
+	}
+	v, err := c.tree.ViewAt(int64(height))
+	if err != nil {
+		return nil, fmt.Errorf("store: state at %d: %w", height, err)
+	}
+	return v, nil
+}
+
+func (c *core) Prove(height uint64, key []byte) (*statetree.Proof, error) {
+	h, ok, err := c.committed()
+	if err != nil {
+		return nil, err
+	}
+	if !ok || height > h {
+		return nil, fmt.Errorf("%w: state at height %d (committed %d)", ErrNotFound, height, h)
+	}
+	p, err := c.tree.Prove(int64(height), key)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return p, nil
+}
+
+func (c *core) checkHeight(height uint64) error {
+	h, _, err := c.committed()
+	if err != nil {
+		return err
+	}
+	if height == 0 || height > h {
+		return fmt.Errorf("%w: block %d (committed %d)", ErrNotFound, height, h)
+	}
+	return nil
+}
+
+func (c *core) blockMeta(height uint64) (blockMeta, error) {
+	raw, err := c.kv.Get(heightKey(pBlockMeta, height))
+	if err != nil {
+		return blockMeta{}, fmt.Errorf("store: block %d: %w", height, err)
+	}
+	if raw == nil {
+		return blockMeta{}, fmt.Errorf("%w: block %d", ErrNotFound, height)
+	}
+	return decodeBlockMeta(raw)
+}
+
+func (c *core) Block(height uint64) (*chain.Block, error) {
+	if err := c.checkHeight(height); err != nil {
+		return nil, err
+	}
+	meta, err := c.blockMeta(height)
+	if err != nil {
+		return nil, err
+	}
+	var enc []byte
+	for i := range meta.chunks {
+		part, err := c.kv.Get(chunkKey(height, i))
+		if err != nil {
+			return nil, fmt.Errorf("store: block %d: %w", height, err)
+		}
+		if part == nil {
+			return nil, fmt.Errorf("store: block %d: chunk %d of %d missing: storage is corrupt", height, i, meta.chunks)
+		}
+		enc = append(enc, part...)
+	}
+	b, err := chain.DecodeBlock(enc)
+	if err != nil {
+		return nil, fmt.Errorf("store: block %d: %w", height, err)
+	}
+	if b.Hash() != meta.hash {
+		return nil, fmt.Errorf("store: block %d: hash does not match its record: storage is corrupt", height)
+	}
+	return b, nil
+}
+
+func (c *core) Cert(height uint64) (*chain.CommitCert, error) {
+	if err := c.checkHeight(height); err != nil {
+		return nil, err
+	}
+	raw, err := c.kv.Get(heightKey(pCert, height))
+	if err != nil {
+		return nil, fmt.Errorf("store: certificate %d: %w", height, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("store: certificate %d missing: storage is corrupt", height)
+	}
+	cert, err := chain.DecodeCommitCert(raw)
+	if err != nil {
+		return nil, fmt.Errorf("store: certificate %d: %w", height, err)
+	}
+	return cert, nil
+}
+
+// indexedAt reports whether a block with this hash is committed at height; index entries left by
+// an interrupted commit fail this check.
+func (c *core) indexedAt(height uint64, blockHash chain.Hash, committed uint64) (bool, error) {
+	if height == 0 || height > committed {
+		return false, nil
+	}
+	meta, err := c.blockMeta(height)
+	if err != nil {
+		return false, err
+	}
+	return meta.hash == blockHash, nil
+}
+
+func (c *core) HeightOf(blockHash chain.Hash) (uint64, error) {
+	committed, _, err := c.committed()
+	if err != nil {
+		return 0, err
+	}
+	raw, err := c.kv.Get(hashKey(pHashIndex, blockHash))
+	if err != nil {
+		return 0, fmt.Errorf("store: block index: %w", err)
+	}
+	if len(raw) == 8 {
+		h := binary.BigEndian.Uint64(raw)
+		ok, err := c.indexedAt(h, blockHash, committed)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return h, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: block %s", ErrNotFound, blockHash.Short())
+}
+
+func (c *core) TxLocation(txHash chain.Hash) (uint64, int, error) {
+	committed, _, err := c.committed()
+	if err != nil {
+		return 0, 0, err
+	}
+	h, i, ok, err := c.txLocation(txHash, committed)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: transaction %s", ErrNotFound, txHash.Short())
+	}
+	return h, i, nil
+}
+
+func (c *core) txLocation(txHash chain.Hash, committed uint64) (uint64, int, bool, error) {
+	raw, err := c.kv.Get(hashKey(pTxIndex, txHash))
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("store: transaction index: %w", err)
+	}
+	if len(raw) != 8+4+32 {
+		return 0, 0, false, nil
+	}
+	h := binary.BigEndian.Uint64(raw)
+	i := int(binary.BigEndian.Uint32(raw[8:]))
+	ok, err := c.indexedAt(h, chain.Hash(raw[12:]), committed)
+	return h, i, ok, err
+}
+
+func (c *core) Genesis() (*chain.Genesis, error) {
+	if _, _, err := c.committed(); err != nil {
+		return nil, err
+	}
+	raw, err := c.kv.Get(keyGenesis)
+	if err != nil {
+		return nil, fmt.Errorf("store: genesis: %w", err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("%w: genesis", ErrNotFound)
+	}
+	var g chain.Genesis
+	if err := chain.DecodeCanonical("genesis", raw, chain.MaxGenesisBytes, &g); err != nil {
+		return nil, fmt.Errorf("store: genesis: %w", err)
+	}
+	if err := g.Validate(); err != nil {
+		return nil, fmt.Errorf("store: genesis: %w", err)
+	}
+	return &g, nil
+}
+
+// writable is checked under mu before any write.
+func (c *core) writable() error {
+	if c.closed {
+		return errClosed
+	}
+	if c.broken != nil {
+		return fmt.Errorf("store: reopen required after a failed commit: %w", c.broken)
+	}
+	return nil
+}
+
+func (c *core) InitGenesis(g *chain.Genesis, cs state.ChangeSet) (chain.Hash, error) {
+	if g == nil {
+		return chain.Hash{}, errors.New("store: nil genesis")
+	}
+	if err := g.Validate(); err != nil {
+		return chain.Hash{}, fmt.Errorf("store: %w", err)
+	}
+	if err := cs.Validate(); err != nil {
+		return chain.Hash{}, fmt.Errorf("store: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.writable(); err != nil {
+		return chain.Hash{}, err
+	}
+	if c.hasGenesis {
+		return chain.Hash{}, errors.New("store: genesis already initialised")
+	}
+	fail := func(err error) (chain.Hash, error) {
+		c.broken = err
+		return chain.Hash{}, err
+	}
+	if err := c.kv.Set(keyGenesis, chain.Encode(g)); err != nil {
+		return fail(fmt.Errorf("store: write genesis: %w", err))
+	}
+	root, v, err := c.tree.Commit(cs)
+	if err != nil {
+		return fail(fmt.Errorf("store: genesis state: %w", err))
+	}
+	if v != 0 {
+		return fail(fmt.Errorf("store: genesis state saved as version %d, want 0", v))
+	}
+	if err := c.writeMarker(marker{height: 0, root: root}); err != nil {
+		return fail(err)
+	}
+	c.height, c.root, c.hasGenesis = 0, root, true
+	return root, nil
+}
+
+// writeMarker writes the commit marker last and, under SyncEveryCommit, syncs. One sync suffices:
+// Badger replays its write-ahead log in order and stops at the first damaged entry, so a marker
+// that survives a power loss implies that everything written before it survived too.
+func (c *core) writeMarker(m marker) error {
+	if err := c.kv.Set(keyMarker, m.encode()); err != nil {
+		return fmt.Errorf("store: write commit marker %d: %w", m.height, err)
+	}
+	if c.policy == SyncEveryCommit {
+		if err := c.kv.sync(); err != nil {
+			return fmt.Errorf("store: sync commit %d: %w", m.height, err)
+		}
+	}
+	return nil
+}
+
+func (c *core) Commit(b *chain.Block, cert *chain.CommitCert, cs state.ChangeSet) (chain.Hash, error) {
+	if b == nil || cert == nil {
+		return chain.Hash{}, errors.New("store: commit needs a block and its certificate")
+	}
+	if err := cs.Validate(); err != nil {
+		return chain.Hash{}, fmt.Errorf("store: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.writable(); err != nil {
+		return chain.Hash{}, err
+	}
+	if !c.hasGenesis {
+		return chain.Hash{}, errors.New("store: commit before genesis")
+	}
+	h := b.Header.Height
+	if h != c.height+1 {
+		return chain.Hash{}, fmt.Errorf("store: commit of block %d, next height is %d", h, c.height+1)
+	}
+	if b.Header.PrevHash != c.lastHash {
+		return chain.Hash{}, fmt.Errorf("store: block %d links to %s, block %d is %s", h, b.Header.PrevHash.Short(), c.height, c.lastHash.Short())
+	}
+	blockHash := b.Hash()
+	if cert.Height != h || cert.BlockHash != blockHash {
+		return chain.Hash{}, fmt.Errorf("store: certificate for %d/%s does not match block %d/%s", cert.Height, cert.BlockHash.Short(), h, blockHash.Short())
+	}
+	fail := func(err error) (chain.Hash, error) {
+		c.broken = err
+		return chain.Hash{}, err
+	}
+	// 1. Block, certificate and indices: invisible until the marker names this height.
+	if err := c.writeBlock(b, blockHash, cert); err != nil {
+		return fail(err)
+	}
+	// 2. State: IAVL writes the new version through its own batches.
+	root, v, err := c.tree.Commit(cs)
+	if err != nil {
+		return fail(fmt.Errorf("store: state of block %d: %w", h, err))
+	}
+	if v != int64(h) {
+		return fail(fmt.Errorf("store: state of block %d saved as version %d", h, v))
+	}
+	// 3. The marker: the commit point.
+	if err := c.writeMarker(marker{height: h, root: root}); err != nil {
+		return fail(err)
+	}
+	c.height, c.root, c.lastHash = h, root, blockHash
+	return root, nil
+}
+
+func (c *core) writeBlock(b *chain.Block, blockHash chain.Hash, cert *chain.CommitCert) error {
+	h := b.Header.Height
+	enc := b.Encode()
+	batch := c.kv.NewBatch()
+	defer batch.Close()
+	var chunks uint32
+	for off := 0; off < len(enc); off += chunkSize {
+		if err := batch.Set(chunkKey(h, chunks), enc[off:min(off+chunkSize, len(enc))]); err != nil {
+			return fmt.Errorf("store: write block %d: %w", h, err)
+		}
+		chunks++
+	}
+	if err := batch.Set(heightKey(pBlockMeta, h), blockMeta{hash: blockHash, chunks: chunks}.encode()); err != nil {
+		return fmt.Errorf("store: write block %d: %w", h, err)
+	}
+	if err := batch.Set(heightKey(pCert, h), cert.Encode()); err != nil {
+		return fmt.Errorf("store: write certificate %d: %w", h, err)
+	}
+	if err := batch.Set(hashKey(pHashIndex, blockHash), binary.BigEndian.AppendUint64(nil, h)); err != nil {
+		return fmt.Errorf("store: write block index %d: %w", h, err)
+	}
+	seen := make(map[chain.Hash]bool, len(b.Txs))
+	for i, tx := range b.Txs {
+		th := tx.Hash()
+		if seen[th] {
+			continue
+		}
+		seen[th] = true
+		// A block may carry a transaction that an earlier block already committed (it then
+		// fails execution); the index keeps the first, valid location.
+		_, _, earlier, err := c.txLocation(th, c.height)
+		if err != nil {
+			return err
+		}
+		if earlier {
+			continue
+		}
+		loc := binary.BigEndian.AppendUint64(nil, h)
+		loc = binary.BigEndian.AppendUint32(loc, uint32(i))
+		loc = append(loc, blockHash[:]...)
+		if err := batch.Set(hashKey(pTxIndex, th), loc); err != nil {
+			return fmt.Errorf("store: write transaction index %d: %w", h, err)
+		}
+	}
+	if err := batch.Write(); err != nil {
+		return fmt.Errorf("store: write block %d: %w", h, err)
+	}
+	return nil
+}
+
+func (c *core) SaveSignState(data []byte) error {
+	if data == nil {
+		data = []byte{}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errClosed
+	}
+	if err := c.kv.Set(keySignState, data); err != nil {
+		return fmt.Errorf("store: save sign state: %w", err)
+	}
+	// Always synced: a vote goes out right after, and forgetting it on restart could make this
+	// authority sign twice at one height.
+	if err := c.kv.sync(); err != nil {
+		return fmt.Errorf("store: sync sign state: %w", err)
+	}
+	return nil
+}
+
+func (c *core) SignState() ([]byte, error) {
+	if _, _, err := c.committed(); err != nil {
+		return nil, err
+	}
+	v, err := c.kv.Get(keySignState)
+	if err != nil {
+		return nil, fmt.Errorf("store: sign state: %w", err)
+	}
+	return v, nil
+}
+
+func (c *core) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	return errors.Join(c.tree.Close(), c.kv.Close())
+}

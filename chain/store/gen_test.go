@@ -1,0 +1,132 @@
+package store
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
+)
+
+const testChainID = "store-test"
+
+// testGenesis is a valid genesis derived from seed.
+func testGenesis(seed uint64) *chain.Genesis {
+	r := rand.New(rand.NewPCG(seed, 0))
+	var k chain.PubKey
+	fillRand(r, k[:])
+	return &chain.Genesis{
+		Version:     chain.GenesisVersion,
+		ChainID:     testChainID,
+		Authorities: []chain.Authority{{Key: k, Name: "authority-0"}},
+		Params:      chain.DefaultParams(),
+	}
+}
+
+func testGenesisState(seed uint64) state.ChangeSet {
+	return state.ChangeSet{Changes: []state.Change{
+		{Key: []byte("genesis/a"), Value: []byte(fmt.Sprint("a", seed))},
+		{Key: []byte("genesis/b"), Value: []byte("b")},
+	}}
+}
+
+func fillRand(r *rand.Rand, b []byte) {
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+}
+
+// blockSpec shapes generated blocks.
+type blockSpec struct {
+	txs     int // transactions per block; 0 = a few, random
+	txBytes int // payload bytes per transaction
+	bigEach int // every bigEach-th height is a big block (0: never)
+}
+
+var crashSpec = blockSpec{txBytes: 250, bigEach: 29}
+
+// genBlock derives block h (its transactions, certificate and change set) from seed and h alone,
+// given the previous block's hash and the state root before it, so that a crashed writer and the
+// checking parent compute the same chain.
+func genBlock(seed, h uint64, prev, stateRoot chain.Hash, spec blockSpec) (*chain.Block, *chain.CommitCert, state.ChangeSet) {
+	r := rand.New(rand.NewPCG(seed, h))
+	big := spec.bigEach > 0 && h%uint64(spec.bigEach) == 0
+	nTx := spec.txs
+	if nTx == 0 {
+		nTx = 1 + r.IntN(8)
+		if big {
+			nTx = 1500 + r.IntN(1000)
+		}
+	}
+	txs := make([]*chain.Tx, nTx)
+	for i := range txs {
+		tx := &chain.Tx{Version: chain.TxVersion, ChainID: testChainID, Kind: chain.TxRegisterPatient, Nonce: h<<20 | uint64(i+1), Payload: make([]byte, spec.txBytes)}
+		fillRand(r, tx.Signer[:])
+		fillRand(r, tx.Payload)
+		fillRand(r, tx.Sig[:])
+		txs[i] = tx
+	}
+	hdr := chain.Header{Version: chain.HeaderVersion, ChainID: testChainID, Height: h, Time: int64(h) * 1000, PrevHash: prev, TxRoot: chain.TxRoot(txs), StateRoot: stateRoot}
+	fillRand(r, hdr.Proposer[:])
+	b := &chain.Block{Version: chain.BlockVersion, Header: hdr, Txs: txs}
+	cert := &chain.CommitCert{Version: chain.CertVersion, Height: h, BlockHash: b.Hash(), Sigs: make([]chain.CommitSig, 3)}
+	for i := range cert.Sigs {
+		fillRand(r, cert.Sigs[i].Authority[:])
+		fillRand(r, cert.Sigs[i].Sig[:])
+	}
+
+	// A few KB of changes over a small key space, so keys are overwritten and deleted; big
+	// blocks also write a few hundred KB.
+	nChanges, valueLen := 5+r.IntN(15), 100+r.IntN(200)
+	if big {
+		nChanges, valueLen = 400, 1000
+	}
+	keys := map[int]bool{}
+	for range nChanges {
+		keys[r.IntN(2000)] = true
+	}
+	order := make([]int, 0, len(keys))
+	for k := range keys {
+		order = append(order, k)
+	}
+	slices.Sort(order)
+	var cs state.ChangeSet
+	for _, k := range order {
+		c := state.Change{Key: fmt.Appendf(nil, "k/%05d", k)}
+		if r.IntN(6) == 0 {
+			c.Delete = true
+		} else {
+			c.Value = make([]byte, valueLen)
+			fillRand(r, c.Value)
+		}
+		cs.Changes = append(cs.Changes, c)
+	}
+	return b, cert, cs
+}
+
+// extend commits n generated blocks on top of s.
+func extend(s Store, seed uint64, n int, spec blockSpec) error {
+	for range n {
+		prev, err := tipHash(s)
+		if err != nil {
+			return err
+		}
+		b, cert, cs := genBlock(seed, s.Height()+1, prev, s.StateRoot(), spec)
+		if _, err := s.Commit(b, cert, cs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func tipHash(s Store) (chain.Hash, error) {
+	if s.Height() == 0 {
+		return chain.Hash{}, nil
+	}
+	b, err := s.Block(s.Height())
+	if err != nil {
+		return chain.Hash{}, err
+	}
+	return b.Hash(), nil
+}

@@ -1,0 +1,226 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"sync"
+
+	corestore "cosmossdk.io/core/store"
+	"github.com/google/btree"
+)
+
+// memKV is an ordered in-memory key-value store implementing IAVL's DB interface. IAVL's own
+// MemDB iterates in a goroutine holding a read lock, which deadlocks when a batch is written
+// during an iteration (IAVL does that when deleting versions); memKV iterates over a
+// copy-on-write snapshot instead, and starts no goroutines.
+type memKV struct {
+	mu     sync.RWMutex
+	t      *btree.BTreeG[kvItem]
+	closed bool
+}
+
+type kvItem struct{ k, v []byte }
+
+func kvLess(a, b kvItem) bool { return bytes.Compare(a.k, b.k) < 0 }
+
+func newMemKV() *memKV { return &memKV{t: btree.NewG(32, kvLess)} }
+
+var errClosed = errors.New("store: closed")
+
+// clone returns an independent copy in O(1) (the trees share nodes copy-on-write).
+func (m *memKV) clone() *memKV {
+	m.mu.Lock() // Clone mutates the source's copy-on-write bookkeeping
+	defer m.mu.Unlock()
+	return &memKV{t: m.t.Clone()}
+}
+
+func (m *memKV) Get(key []byte) ([]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, errClosed
+	}
+	it, ok := m.t.Get(kvItem{k: key})
+	if !ok {
+		return nil, nil
+	}
+	return slices.Clone(it.v), nil
+}
+
+func (m *memKV) Has(key []byte) (bool, error) {
+	v, err := m.Get(key)
+	return v != nil, err
+}
+
+func (m *memKV) Set(key, value []byte) error {
+	b := m.NewBatch()
+	_ = b.Set(key, value)
+	return b.Write()
+}
+
+func (m *memKV) Delete(key []byte) error {
+	b := m.NewBatch()
+	_ = b.Delete(key)
+	return b.Write()
+}
+
+func (m *memKV) sync() error { return nil }
+
+func (m *memKV) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+
+func (m *memKV) Iterator(start, end []byte) (corestore.Iterator, error) {
+	return m.iterator(start, end, false)
+}
+
+func (m *memKV) ReverseIterator(start, end []byte) (corestore.Iterator, error) {
+	return m.iterator(start, end, true)
+}
+
+func (m *memKV) iterator(start, end []byte, reverse bool) (corestore.Iterator, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosed
+	}
+	it := &memIter{t: m.t.Clone(), start: start, end: end, reverse: reverse}
+	if reverse {
+		if end == nil {
+			it.cur, it.ok = it.t.Max()
+		} else {
+			it.seekBelow(end, false)
+		}
+	} else {
+		if start == nil {
+			it.cur, it.ok = it.t.Min()
+		} else {
+			it.seekAbove(start, true)
+		}
+	}
+	it.clip()
+	return it, nil
+}
+
+type memIter struct {
+	t          *btree.BTreeG[kvItem]
+	start, end []byte
+	reverse    bool
+	cur        kvItem
+	ok         bool
+}
+
+func (it *memIter) seekAbove(k []byte, inclusive bool) {
+	it.ok = false
+	it.t.AscendGreaterOrEqual(kvItem{k: k}, func(x kvItem) bool {
+		if !inclusive && bytes.Equal(x.k, k) {
+			return true
+		}
+		it.cur, it.ok = x, true
+		return false
+	})
+}
+
+func (it *memIter) seekBelow(k []byte, inclusive bool) {
+	it.ok = false
+	it.t.DescendLessOrEqual(kvItem{k: k}, func(x kvItem) bool {
+		if !inclusive && bytes.Equal(x.k, k) {
+			return true
+		}
+		it.cur, it.ok = x, true
+		return false
+	})
+}
+
+// clip ends the iteration when the cursor leaves [start, end).
+func (it *memIter) clip() {
+	if !it.ok {
+		return
+	}
+	if it.end != nil && bytes.Compare(it.cur.k, it.end) >= 0 {
+		it.ok = false
+	}
+	if it.start != nil && bytes.Compare(it.cur.k, it.start) < 0 {
+		it.ok = false
+	}
+}
+
+func (it *memIter) Domain() ([]byte, []byte) { return it.start, it.end }
+func (it *memIter) Valid() bool              { return it.ok }
+func (it *memIter) Error() error             { return nil }
+func (it *memIter) Close() error             { it.ok = false; return nil }
+func (it *memIter) Key() []byte              { it.mustBeValid(); return slices.Clone(it.cur.k) }
+func (it *memIter) Value() []byte            { it.mustBeValid(); return slices.Clone(it.cur.v) }
+
+func (it *memIter) Next() {
+	it.mustBeValid()
+	if it.reverse {
+		it.seekBelow(it.cur.k, false)
+	} else {
+		it.seekAbove(it.cur.k, false)
+	}
+	it.clip()
+}
+
+func (it *memIter) mustBeValid() {
+	if !it.ok {
+		panic("store: use of an exhausted iterator") // the corestore.Iterator contract: a caller bug
+	}
+}
+
+type kvOp struct {
+	k, v []byte
+	del  bool
+}
+
+type memBatch struct {
+	m    *memKV
+	ops  []kvOp
+	size int
+	done bool
+}
+
+func (m *memKV) NewBatch() corestore.Batch            { return &memBatch{m: m} }
+func (m *memKV) NewBatchWithSize(int) corestore.Batch { return &memBatch{m: m} }
+func (b *memBatch) GetByteSize() (int, error)         { return b.size, nil }
+func (b *memBatch) Close() error                      { b.done = true; b.ops = nil; return nil }
+func (b *memBatch) WriteSync() error                  { return b.Write() }
+func (b *memBatch) Set(key, value []byte) error       { return b.add(kvOp{k: key, v: value}) }
+func (b *memBatch) Delete(key []byte) error           { return b.add(kvOp{k: key, del: true}) }
+func (b *memBatch) add(op kvOp) error {
+	if b.done {
+		return errors.New("store: batch already written or closed")
+	}
+	if len(op.k) == 0 || (!op.del && op.v == nil) {
+		return errors.New("store: empty key or nil value")
+	}
+	// Batches are applied later; copies keep the caller free to reuse its buffers.
+	op.k, op.v = slices.Clone(op.k), slices.Clone(op.v)
+	b.ops = append(b.ops, op)
+	b.size += len(op.k) + len(op.v)
+	return nil
+}
+
+func (b *memBatch) Write() error {
+	if b.done {
+		return errors.New("store: batch already written or closed")
+	}
+	b.m.mu.Lock()
+	defer b.m.mu.Unlock()
+	if b.m.closed {
+		return errClosed
+	}
+	for _, op := range b.ops {
+		if op.del {
+			b.m.t.Delete(kvItem{k: op.k})
+		} else {
+			b.m.t.ReplaceOrInsert(kvItem{k: op.k, v: op.v})
+		}
+	}
+	b.done, b.ops = true, nil
+	return nil
+}
