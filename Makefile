@@ -1,0 +1,55 @@
+# MedLedger build and test entry points. Every target installs nothing by hand: Go fetches the
+# pinned modules from go.mod/go.sum.
+GO        ?= go
+BIN       := bin/medledger
+SEEDS     ?= 5000
+SIM_N     ?= 4
+CYCLES    ?= 1000
+FUZZTIME  ?= 20s
+# Packages whose code runs concurrently (store and the CLI); the pure cores have none.
+RACE_PKGS := ./chain/store/...
+
+.PHONY: all build test test-short race sim crash fuzz lint bench demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/medledger
+
+# The README's test command: builds everything, vets, runs every test (simulation seeds and the
+# kill -9 crash test included), then the race detector on the concurrent packages.
+test: build lint
+	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
+
+race:
+	$(GO) test -count=1 -race -timeout 10m $(RACE_PKGS)
+
+# More simulation seeds than make test runs: make sim SEEDS=20000 [SIM_N=7]
+sim:
+	$(GO) test -count=1 -timeout 60m -run 'TestSimulation$$' ./testnet/sim/ -sim.seeds=$(SEEDS) -sim.n=$(SIM_N) -v
+
+# More kill -9 cycles than make test runs: make crash CYCLES=2000
+crash:
+	$(GO) test -count=1 -timeout 60m -run 'TestCrashRecovery$$' ./chain/store/ -crash.cycles=$(CYCLES) -v
+
+# Runs every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./chain/ ./chain/state/ ./chain/store/
+
+demo: build
+	./$(BIN) demo
+
+clean:
+	rm -rf bin

@@ -1,0 +1,166 @@
+package node
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/consensus"
+	"github.com/medledger/medledger/consensus/replica"
+)
+
+// Runner drives one replica from a single goroutine.
+type Runner struct {
+	rep     *replica.Replica
+	tr      Transport
+	log     *slog.Logger
+	now     func() time.Time
+	submits chan submission
+	queries chan func(*replica.Replica)
+	timers  timerHeap
+	onBlock func(*chain.Block)
+}
+
+type submission struct {
+	tx    *chain.Tx
+	reply chan submitResult
+}
+
+type submitResult struct {
+	hash chain.Hash
+	err  error
+}
+
+// NewRunner wires a replica to a transport. now is the clock (time.Now in production). onBlock,
+// if not nil, is called on the runner's goroutine for every committed block.
+func NewRunner(rep *replica.Replica, tr Transport, log *slog.Logger, now func() time.Time, onBlock func(*chain.Block)) *Runner {
+	return &Runner{
+		rep: rep, tr: tr, log: log, now: now, onBlock: onBlock,
+		submits: make(chan submission), queries: make(chan func(*replica.Replica)),
+	}
+}
+
+// Run drives the replica until ctx ends or the replica fails. A replica failure (store error,
+// divergence) is returned: the node must stop rather than continue on a state it cannot trust.
+func (r *Runner) Run(ctx context.Context) error {
+	out, err := r.rep.Start(r.ms())
+	if err != nil {
+		return err
+	}
+	r.emit(out)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		r.resetTimer(timer)
+		select {
+		case <-ctx.Done():
+			return nil
+		case in := <-r.tr.Inbox():
+			out, err := r.rep.Handle(in.From, in.Msg, r.ms())
+			if err != nil {
+				if !errors.Is(err, replica.ErrInvalid) {
+					return err
+				}
+				r.tr.Penalize(in.From, err)
+			}
+			r.emit(out)
+		case <-timer.C:
+			for r.timers.Len() > 0 && r.timers[0].at <= r.ms() {
+				t := heap.Pop(&r.timers).(*timerEntry)
+				out, err := r.rep.HandleTimeout(t.t, r.ms())
+				if err != nil {
+					return err
+				}
+				r.emit(out)
+			}
+		case s := <-r.submits:
+			hash, out, err := r.rep.SubmitTx(s.tx)
+			s.reply <- submitResult{hash, err}
+			r.emit(out)
+		case q := <-r.queries:
+			q(r.rep)
+		}
+	}
+}
+
+// Submit hands a transaction to the replica's mempool and gossips it.
+func (r *Runner) Submit(ctx context.Context, tx *chain.Tx) (chain.Hash, error) {
+	reply := make(chan submitResult, 1)
+	select {
+	case r.submits <- submission{tx: tx, reply: reply}:
+	case <-ctx.Done():
+		return chain.Hash{}, ctx.Err()
+	}
+	select {
+	case res := <-reply:
+		return res.hash, res.err
+	case <-ctx.Done():
+		return chain.Hash{}, ctx.Err()
+	}
+}
+
+// Query runs f on the runner's goroutine, where reading the replica is safe.
+func (r *Runner) Query(ctx context.Context, f func(*replica.Replica)) error {
+	done := make(chan struct{})
+	select {
+	case r.queries <- func(rep *replica.Replica) { f(rep); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("node: query: %w", ctx.Err())
+	}
+}
+
+func (r *Runner) ms() int64 { return r.now().UnixMilli() }
+
+func (r *Runner) emit(out replica.Output) {
+	for _, b := range out.Committed {
+		if r.onBlock != nil {
+			r.onBlock(b)
+		}
+	}
+	for _, m := range out.Broadcast {
+		r.tr.Broadcast(m)
+	}
+	for _, a := range out.Unicast {
+		r.tr.Send(a.To, a.Msg)
+	}
+	now := r.ms()
+	for _, t := range out.Timeouts {
+		heap.Push(&r.timers, &timerEntry{at: now + t.DelayMs, t: t})
+	}
+}
+
+func (r *Runner) resetTimer(t *time.Timer) {
+	d := time.Hour
+	if r.timers.Len() > 0 {
+		d = max(0, time.Duration(r.timers[0].at-r.ms())*time.Millisecond)
+	}
+	t.Reset(d)
+}
+
+type timerEntry struct {
+	at int64
+	t  consensus.Timeout
+}
+
+type timerHeap []*timerEntry
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(*timerEntry)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
