@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -28,6 +32,9 @@ func OpenBadger(dir string, opts Options) (*Badger, error) {
 		bo = bo.WithMemTableSize(opts.MemTableSize).
 			WithValueThreshold(min(bo.ValueThreshold, opts.MemTableSize*15/100/2))
 	}
+	if err := removeEmptyLogs(dir); err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("store: open badger in %s: %w", dir, err)
@@ -40,6 +47,35 @@ func OpenBadger(dir string, opts Options) (*Badger, error) {
 		return nil, err
 	}
 	return &Badger{core: c}, nil
+}
+
+// removeEmptyLogs deletes zero-length memtable logs (.mem) and value logs (.vlog). Badger creates
+// such a file and then sizes it; a kill between the two leaves an empty file that Badger v4
+// refuses to open ("Create a new file"). An empty log holds no writes and nothing points into it,
+// so deleting it loses nothing.
+func removeEmptyLogs(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: read %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !(strings.HasSuffix(e.Name(), ".mem") || strings.HasSuffix(e.Name(), ".vlog")) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return fmt.Errorf("store: stat %s: %w", e.Name(), err)
+		}
+		if info.Size() == 0 {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("store: remove empty log: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 func newLogger(l *slog.Logger) *slog.Logger {
