@@ -47,6 +47,10 @@ type Engine struct {
 	// Per current round: whether the prevote/precommit wait has been armed and whether the POL
 	// rule (line 36) has fired.
 	prevoteWait, precommitWait, polSeen bool
+	// decision is what this height committed, as messages (the proposal with its block and the
+	// certificate's precommits); lastCommit is the previous height's, re-broadcast with this
+	// height's resends so that a node that missed them can still commit without block sync.
+	decision, lastCommit []Message
 	// needBlock is the outstanding request for a block, if any.
 	needBlock *BlockRequest
 
@@ -120,6 +124,11 @@ func checkStart(s Start) error {
 
 // enterHeight resets all per-height state.
 func (e *Engine) enterHeight(s Start) {
+	e.lastCommit = nil
+	if s.Height == e.height+1 {
+		e.lastCommit = e.decision
+	}
+	e.decision = nil
 	e.height, e.set, e.lastBlockTime = s.Height, s.Authorities, s.LastBlockTime
 	e.round, e.step = 0, StepNewHeight
 	e.locked, e.lockedRound, e.valid, e.validRound = nil, -1, nil, -1

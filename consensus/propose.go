@@ -51,4 +51,17 @@ func (e *Engine) propose(b *chain.Block, pol int32) {
 	}
 	e.syncSigned()
 	e.out.Messages = append(e.out.Messages, Message{Proposal: p, Block: b})
+	e.relayPOL(p)
+}
+
+// relayPOL re-broadcasts the prevotes that justify p's POL round (signed by others; receivers
+// verify them like any vote).
+func (e *Engine) relayPOL(p *chain.Proposal) {
+	if p.POLRound < 0 {
+		return
+	}
+	for _, v := range e.votes.pol(uint32(p.POLRound), p.BlockHash) {
+		cp := *v
+		e.out.Messages = append(e.out.Messages, Message{Vote: &cp})
+	}
 }

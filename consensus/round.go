@@ -130,7 +130,19 @@ func (e *Engine) tryDecide() bool {
 	e.step = StepCommit
 	e.needBlock = nil
 	e.out.Committed = &Commit{Block: b, Cert: e.votes.cert(r, h)}
+	e.decision = e.decisionMessages(r, h)
 	return true
+}
+
+func (e *Engine) decisionMessages(r uint32, h chain.Hash) []Message {
+	var out []Message
+	if p := e.proposals[r]; p != nil && p.p.BlockHash == h {
+		out = append(out, Message{Proposal: p.p, Block: p.b})
+	}
+	for _, v := range e.votes.votesFor(r, chain.Precommit, h) {
+		out = append(out, Message{Vote: v})
+	}
+	return out
 }
 
 func (e *Engine) lockedHash() chain.Hash {

@@ -108,16 +108,22 @@ func (e *Engine) syncSigned() {
 }
 
 // resend re-broadcasts what this node signed in the current round, unchanged, so that a round
-// survives dropped messages once the network heals.
+// survives dropped messages once the network heals, and the previous height's decision for
+// nodes that missed it.
 func (e *Engine) resend() {
+	if !e.canSign() {
+		return
+	}
+	e.out.Messages = append(e.out.Messages, e.lastCommit...)
 	s := &e.signed
-	if !e.canSign() || s.Height != e.height || s.Round != e.round || s.Step == StepNewHeight {
+	if s.Height != e.height || s.Round != e.round || s.Step == StepNewHeight {
 		return
 	}
 	if s.Proposal != nil {
 		if b := e.blocks[s.Proposal.BlockHash]; b != nil {
 			p := *s.Proposal
 			e.out.Messages = append(e.out.Messages, Message{Proposal: &p, Block: b})
+			e.relayPOL(&p)
 		}
 	}
 	for _, v := range []*chain.Vote{s.Prevote, s.Precommit} {

@@ -154,3 +154,23 @@ func (hv *heightVotes) wants(h chain.Hash) bool {
 	}
 	return false
 }
+
+// pol returns the prevotes for h in round r, the proof of lock a proposal with POLRound r relies
+// on. The proposer relays them with the proposal: without that, nodes that missed them in round r
+// could refuse the proposal forever while the locked nodes refuse everything else.
+func (hv *heightVotes) pol(r uint32, h chain.Hash) []*chain.Vote {
+	return hv.votesFor(r, chain.Prevote, h)
+}
+
+// votesFor returns the counted votes of type t for h in round r, sorted by authority so that
+// output never depends on map order.
+func (hv *heightVotes) votesFor(r uint32, t chain.VoteType, h chain.Hash) []*chain.Vote {
+	var out []*chain.Vote
+	for _, v := range hv.get(r, t).first {
+		if v.BlockHash == h {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b *chain.Vote) int { return bytes.Compare(a.Authority[:], b.Authority[:]) })
+	return out
+}
