@@ -206,7 +206,8 @@ func (e *Engine) HandleVote(v *chain.Vote, now int64) {
 	if ev != nil {
 		e.out.Evidence = append(e.out.Evidence, ev)
 	}
-	if added {
+	// A vote too far ahead is not stored but may still complete a round skip.
+	if added || (v != nil && v.Height == e.height && v.Round > e.round) {
 		e.progress()
 	}
 }

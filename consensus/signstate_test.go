@@ -1,0 +1,212 @@
+package consensus
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/medledger/medledger/chain"
+)
+
+// signedThrough drives node 0 as the proposer of height 1 round 3 through proposal, prevote and
+// precommit, and returns every sign state it emitted.
+func signedThrough(t *testing.T) (*Engine, []chain.PrivKey, *chain.AuthoritySet, []*SignState) {
+	t.Helper()
+	e, keys, set := soloEngine(t, 0)
+	e.Start(genesisTime)
+	var states []*SignState
+	drain := func() Ready {
+		rd := e.Ready()
+		if rd.SignState != nil {
+			states = append(states, rd.SignState)
+		}
+		return rd
+	}
+	drain()
+	for e.Round() < 3 {
+		e.HandleTimeout(Timeout{Height: 1, Round: e.Round(), Step: StepPrecommit}, genesisTime)
+		drain()
+	}
+	b := testBlock(1, 7)
+	e.Propose(b, genesisTime) // node 0 proposes round 3: (1+3)%4 == 0
+	drain()
+	for _, i := range []int{1, 2} {
+		e.HandleVote(signedVote(keys[i], chain.Prevote, 1, 3, b.Hash()), genesisTime)
+	}
+	drain()
+	if r, lb := e.Locked(); r != 3 || lb == nil || lb.Hash() != b.Hash() {
+		t.Fatalf("not locked on the block in round 3: %d", r)
+	}
+	return e, keys, set, states
+}
+
+func TestSignStateRoundTripAndStrictDecode(t *testing.T) {
+	_, _, _, states := signedThrough(t)
+	if len(states) < 2 { // proposal+prevote in one Ready, then precommit
+		t.Fatalf("only %d sign states emitted", len(states))
+	}
+	last := states[len(states)-1]
+	if last.Step != StepPrecommit || last.Round != 3 || last.Proposal == nil || last.Prevote == nil || last.Precommit == nil || len(last.Blocks) != 1 {
+		t.Fatalf("last sign state %+v", last)
+	}
+	for _, s := range states {
+		enc := EncodeSignState(s)
+		got, err := DecodeSignState(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(EncodeSignState(got), enc) {
+			t.Fatal("round trip changed the encoding")
+		}
+	}
+	bad := func(name string, mut func(s *SignState)) {
+		c := last.clone()
+		mut(c)
+		if _, err := DecodeSignState(chain.Encode(c)); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+	bad("version", func(s *SignState) { s.Version = 2 })
+	bad("step", func(s *SignState) { s.Step = StepCommit })
+	bad("lock without block", func(s *SignState) { s.Blocks = []*chain.Block{} })
+	bad("lock round without hash", func(s *SignState) { s.LockedHash = chain.Hash{} })
+	bad("precommit of another round", func(s *SignState) { v := *s.Precommit; v.Round = 2; s.Precommit = &v })
+	bad("step without its vote", func(s *SignState) { s.Precommit = nil })
+	bad("unreferenced block", func(s *SignState) { s.Blocks = append(s.Blocks, testBlock(1, 99)) })
+	bad("nil blocks", func(s *SignState) { s.Blocks = nil })
+	enc := EncodeSignState(last)
+	if _, err := DecodeSignState(append(enc, 0)); err == nil {
+		t.Error("trailing byte accepted")
+	}
+}
+
+func TestCheckHRSNeverRegresses(t *testing.T) {
+	s := SignState{Version: SignStateVersion, Height: 5, Round: 2, Step: StepPrevote, LockedRound: -1, ValidRound: -1,
+		Prevote: &chain.Vote{Type: chain.Prevote, Height: 5, Round: 2, BlockHash: chain.Hash{1}}}
+	cases := []struct {
+		h    uint64
+		r    uint32
+		st   Step
+		hash chain.Hash
+		want signVerdict
+	}{
+		{4, 9, StepPrecommit, chain.Hash{}, signRefuse},
+		{5, 1, StepPrecommit, chain.Hash{}, signRefuse},
+		{5, 2, StepPropose, chain.Hash{1}, signRefuse},
+		{5, 2, StepPrevote, chain.Hash{2}, signRefuse},
+		{5, 2, StepPrevote, chain.Hash{}, signRefuse},
+		{5, 2, StepPrevote, chain.Hash{1}, signRepeat},
+		{5, 2, StepPrecommit, chain.Hash{}, signNew},
+		{5, 3, StepPropose, chain.Hash{3}, signNew},
+		{6, 0, StepPropose, chain.Hash{3}, signNew},
+	}
+	for _, c := range cases {
+		if got := s.checkHRS(c.h, c.r, c.st, c.hash, -1); got != c.want {
+			t.Errorf("checkHRS(%d/%d/%s %s) = %d, want %d", c.h, c.r, c.st, c.hash.Short(), got, c.want)
+		}
+	}
+}
+
+// A restarted engine resumes at the recorded round with its lock, re-sends exactly what it
+// signed, and refuses to sign anything conflicting.
+func TestRestartResumesRoundAndLock(t *testing.T) {
+	_, keys, set, states := signedThrough(t)
+	last, err := DecodeSignState(EncodeSignState(states[len(states)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{ChainID: testChain, Key: &keys[0], Params: testParams},
+		Start{Height: 1, Authorities: set, LastBlockTime: genesisTime, Signed: last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start(genesisTime)
+	rd := e.Ready()
+	if e.Round() != 3 || e.Step() != StepPrecommit {
+		t.Fatalf("resumed at round %d step %s", e.Round(), e.Step())
+	}
+	if r, b := e.Locked(); r != 3 || b == nil || b.Hash() != last.LockedHash {
+		t.Fatalf("lock not restored: %d", r)
+	}
+	if rd.SignState != nil {
+		t.Fatal("nothing new was signed, yet a sign state was emitted")
+	}
+	var resent int
+	for _, m := range rd.Messages {
+		switch {
+		case m.Proposal != nil:
+			if *m.Proposal != *last.Proposal {
+				t.Fatal("re-sent a different proposal")
+			}
+			resent++
+		case m.Vote != nil && m.Vote.Authority == keys[0].Public():
+			if *m.Vote != *last.Prevote && *m.Vote != *last.Precommit {
+				t.Fatalf("re-sent a different vote %+v", m.Vote)
+			}
+			resent++
+		}
+	}
+	if resent != 3 {
+		t.Fatalf("re-sent %d own messages, want proposal, prevote, precommit", resent)
+	}
+	// Nothing at round 3 can be signed again differently: a nil-prevote quorum does not produce
+	// a second precommit.
+	for _, i := range []int{1, 2, 3} {
+		e.HandleVote(signedVote(keys[i], chain.Prevote, 1, 3, chain.ZeroHash), genesisTime)
+	}
+	for _, v := range votesIn(e.Ready()) {
+		if v.Authority == keys[0].Public() && v.Round == 3 {
+			t.Fatalf("signed again at round 3: %+v", v)
+		}
+	}
+	// Round 4 with a new block and no POL: the restored lock makes it prevote nil.
+	e.HandleTimeout(Timeout{Height: 1, Round: 3, Step: StepPrecommit}, genesisTime)
+	e.Ready()
+	b4 := testBlock(1, 44)
+	e.HandleProposal(signedProposal(keys[1], 1, 4, -1, b4), b4, true, genesisTime)
+	vs := votesIn(e.Ready())
+	if len(vs) != 1 || vs[0].Round != 4 || !vs[0].BlockHash.IsZero() {
+		t.Fatalf("round 4 votes %+v, want one nil prevote", vs)
+	}
+}
+
+// An observer (no key) never emits a sign state or a message, whatever it is fed.
+func TestObserverNeverSigns(t *testing.T) {
+	keys, set := testKeys(4)
+	e, err := New(Config{ChainID: testChain, Params: testParams}, Start{Height: 1, Authorities: set, LastBlockTime: genesisTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start(genesisTime)
+	b := testBlock(1, 0)
+	e.HandleProposal(signedProposal(keys[1], 1, 0, -1, b), b, true, genesisTime)
+	for _, i := range []int{1, 2, 3} {
+		e.HandleVote(signedVote(keys[i], chain.Prevote, 1, 0, b.Hash()), genesisTime)
+		e.HandleVote(signedVote(keys[i], chain.Precommit, 1, 0, b.Hash()), genesisTime)
+	}
+	rd := e.Ready()
+	if rd.SignState != nil || len(rd.Messages) != 0 || rd.NeedBlock != nil {
+		t.Fatalf("observer output %+v", rd)
+	}
+	if rd.Committed == nil {
+		t.Fatal("observer did not commit")
+	}
+}
+
+func FuzzDecodeSignState(f *testing.F) {
+	keys, _ := testKeys(4)
+	f.Add([]byte{})
+	f.Add(EncodeSignState(&SignState{Version: 1, Height: 1, LockedRound: -1, ValidRound: -1}))
+	v := signedVote(keys[0], chain.Prevote, 3, 1, chain.Hash{9})
+	f.Add(EncodeSignState(&SignState{Version: 1, Height: 3, Round: 1, Step: StepPrevote, Prevote: v, LockedRound: -1, ValidRound: -1}))
+	b := testBlock(2, 0)
+	f.Add(EncodeSignState(&SignState{Version: 1, Height: 2, Step: StepNewHeight, LockedRound: -1, ValidRound: 4, ValidHash: b.Hash(), Blocks: []*chain.Block{b}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := DecodeSignState(data)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(EncodeSignState(s), data) {
+			t.Fatal("decoded sign state does not re-encode to its input")
+		}
+	})
+}
