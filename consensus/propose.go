@@ -27,10 +27,11 @@ func (e *Engine) HandleProposal(p *chain.Proposal, b *chain.Block, valid bool, n
 }
 
 // Propose is the driver's answer to Ready.NeedBlock. A block for a request that is no longer
-// current (the round moved on) is dropped.
+// current (the round moved on), of another height or older than MinTime is dropped.
 func (e *Engine) Propose(b *chain.Block, now int64) {
 	req := e.needBlock
-	if req == nil || b == nil || req.Height != e.height || req.Round != e.round || e.step != StepPropose || b.Header.Height != e.height {
+	if req == nil || b == nil || req.Height != e.height || req.Round != e.round || e.step != StepPropose ||
+		b.Header.Height != e.height || b.Header.Time < req.MinTime {
 		return
 	}
 	e.needBlock = nil

@@ -15,7 +15,7 @@ func TestEquivocationProducesExactlyOneEvidence(t *testing.T) {
 	e.HandleVote(first, genesisTime)
 	e.HandleVote(first, genesisTime) // a re-broadcast is not an offence
 	e.HandleVote(signedVote(keys[2], chain.Prevote, 1, 0, y), genesisTime)
-	e.HandleVote(signedVote(keys[2], chain.Prevote, 1, 0, z), genesisTime)            // same offence again
+	e.HandleVote(signedVote(keys[2], chain.Prevote, 1, 0, z), genesisTime)              // same offence again
 	e.HandleVote(signedVote(keys[2], chain.Prevote, 1, 0, chain.ZeroHash), genesisTime) // and again
 	rd := e.Ready()
 	if len(rd.Evidence) != 1 {
