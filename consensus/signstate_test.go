@@ -210,3 +210,30 @@ func FuzzDecodeSignState(f *testing.F) {
 		}
 	})
 }
+
+// A sign state ahead of the start height (the store lost blocks the signer had voted past) turns
+// the engine into a follower until it catches up: checkHRS refuses every signature below it.
+func TestSignStateAheadOfStartRefusesToSign(t *testing.T) {
+	keys, set := testKeys(4)
+	v := signedVote(keys[1], chain.Precommit, 5, 0, chain.Hash{7})
+	ahead := &SignState{Version: SignStateVersion, Height: 5, Step: StepPrecommit, Precommit: v, LockedRound: -1, ValidRound: -1, Blocks: []*chain.Block{}}
+	e, err := New(Config{ChainID: testChain, Key: &keys[1], Params: testParams},
+		Start{Height: 1, Authorities: set, LastBlockTime: genesisTime, Signed: ahead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start(genesisTime) // node 1 proposes height 1 round 0
+	rd := e.Ready()
+	if rd.NeedBlock == nil {
+		t.Fatal("no block request")
+	}
+	e.Propose(testBlock(1, 0), genesisTime)
+	e.HandleTimeout(Timeout{Height: 1, Round: 0, Step: StepPropose}, genesisTime)
+	for _, i := range []int{0, 2, 3} {
+		e.HandleVote(signedVote(keys[i], chain.Prevote, 1, 0, chain.ZeroHash), genesisTime)
+	}
+	rd = e.Ready()
+	if len(rd.Messages) != 0 || rd.SignState != nil {
+		t.Fatalf("signed below its record: %+v", rd)
+	}
+}
