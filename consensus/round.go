@@ -12,6 +12,7 @@ func (e *Engine) startRound(r uint32) {
 	e.prevoteWait, e.precommitWait, e.polSeen = false, false, false
 	e.needBlock = nil
 	e.schedule(StepPropose, e.proposeDelay(r))
+	e.schedule(StepRoundEnd, e.roundEndDelay(r))
 	if !e.canSign() {
 		return
 	}
@@ -38,7 +39,11 @@ func (e *Engine) resumeRound() {
 		return
 	}
 	e.round, e.step = s.Round, StepPropose
+	for _, v := range s.Proofs {
+		e.votes.add(v, e.round) // the proof of the lock, to relay with a re-proposal
+	}
 	e.schedule(StepPropose, e.proposeDelay(e.round))
+	e.schedule(StepRoundEnd, e.roundEndDelay(e.round))
 	e.schedule(StepResend, e.resendDelay(e.round))
 	if s.Proposal != nil {
 		if b := s.block(s.Proposal.BlockHash); b != nil {
@@ -188,6 +193,17 @@ func (e *Engine) HandleTimeout(t Timeout, now int64) {
 	case StepPrecommit: // line 65
 		if t.Round == e.round && e.step >= StepPropose && e.step <= StepPrecommit {
 			e.startRound(e.round + 1)
+		}
+	case StepRoundEnd:
+		if t.Round == e.round && e.step >= StepPropose && e.step <= StepPrecommit {
+			// Stuck: join the furthest round anyone is in, so that nodes drifted apart by
+			// independent fallbacks meet again instead of chasing each other one round at a
+			// time. Bounded by roundWindow, so a Byzantine voter in a huge round gains little.
+			next := e.round + 1
+			if top := e.votes.highestSeen(); top > next && top <= e.round+roundWindow {
+				next = top
+			}
+			e.startRound(next)
 		}
 	case StepResend:
 		if t.Round == e.round && e.step >= StepPropose && e.step <= StepCommit {

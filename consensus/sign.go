@@ -104,6 +104,13 @@ func (e *Engine) syncSigned() {
 	if s.Blocks == nil {
 		s.Blocks = []*chain.Block{}
 	}
+	s.Proofs = []*chain.Vote{}
+	if s.LockedRound >= 0 {
+		s.Proofs = append(s.Proofs, e.votes.pol(uint32(s.LockedRound), s.LockedHash)...)
+	}
+	if s.ValidRound >= 0 && (s.ValidRound != s.LockedRound || s.ValidHash != s.LockedHash) {
+		s.Proofs = append(s.Proofs, e.votes.pol(uint32(s.ValidRound), s.ValidHash)...)
+	}
 	e.signedDirty = true
 }
 

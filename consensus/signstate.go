@@ -13,8 +13,12 @@ import (
 const SignStateVersion = 1
 
 // MaxSignStateBytes bounds an encoded SignState: three distinct blocks at most (locked, valid,
-// proposed) and a few small messages.
-const MaxSignStateBytes = 3*chain.MaxBlockBytes + 4096
+// proposed), a few small messages and the proof-of-lock prevotes.
+const MaxSignStateBytes = 3*chain.MaxBlockBytes + 4096 + maxProofs*chain.MaxVoteBytes
+
+// maxProofs bounds the stored proof-of-lock prevotes: one per authority for each of the locked
+// and valid values.
+const maxProofs = 2 * chain.MaxAuthorities
 
 // SignState is what this authority must remember across a crash so that it never signs two
 // conflicting messages: the highest (height, round, step) it signed at, the messages it signed at
@@ -26,6 +30,12 @@ const MaxSignStateBytes = 3*chain.MaxBlockBytes + 4096
 // nothing has been signed at Height (then Round is 0 and no message is set). Proposal, Prevote and
 // Precommit are the messages signed at exactly (Height, Round). The locked and valid values belong
 // to Height; their blocks, and the proposal's block, are in Blocks, sorted by hash, each once.
+//
+// Proofs are the prevotes that justify the locked and valid values (more than two thirds for
+// each, in its round). Without them a restarted node keeps a lock it can no longer justify to
+// others: when every node that saw the proof has restarted, nobody can relay it, the locked nodes
+// refuse every other value, and the height never ends. CometBFT replays its WAL for this; storing
+// the proof with the lock is the same guarantee in a few hundred bytes.
 type SignState struct {
 	_           struct{} `cbor:",toarray"`
 	Version     uint8
@@ -40,6 +50,7 @@ type SignState struct {
 	ValidRound  int32
 	ValidHash   chain.Hash
 	Blocks      []*chain.Block
+	Proofs      []*chain.Vote
 }
 
 // EncodeSignState returns the canonical encoding of s.
@@ -47,6 +58,9 @@ func EncodeSignState(s *SignState) []byte {
 	c := *s
 	if c.Blocks == nil {
 		c.Blocks = []*chain.Block{} // one encoding for "no blocks"
+	}
+	if c.Proofs == nil {
+		c.Proofs = []*chain.Vote{}
 	}
 	return chain.Encode(&c)
 }
@@ -70,6 +84,15 @@ func (s *SignState) validate() error {
 	}
 	if s.Blocks == nil {
 		return errors.New("consensus: sign state blocks missing")
+	}
+	if len(s.Proofs) > maxProofs {
+		return fmt.Errorf("consensus: sign state holds %d proof votes, at most %d", len(s.Proofs), maxProofs)
+	}
+	for _, v := range s.Proofs {
+		if v == nil || v.Validate() != nil || v.Type != chain.Prevote || v.Height != s.Height ||
+			!((int32(v.Round) == s.LockedRound && v.BlockHash == s.LockedHash) || (int32(v.Round) == s.ValidRound && v.BlockHash == s.ValidHash)) {
+			return errors.New("consensus: sign state proof vote does not back its lock or valid value")
+		}
 	}
 	if s.Height == 0 {
 		return errors.New("consensus: sign state height must be at least 1")
@@ -175,6 +198,7 @@ func (s *SignState) block(h chain.Hash) *chain.Block {
 func (s *SignState) clone() *SignState {
 	c := *s
 	c.Blocks = slices.Clone(s.Blocks)
+	c.Proofs = slices.Clone(s.Proofs)
 	if s.Proposal != nil {
 		p := *s.Proposal
 		c.Proposal = &p

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"bytes"
 	"slices"
 
 	"github.com/medledger/medledger/chain"
@@ -16,32 +17,39 @@ func quorum(n, count int) bool { return count >= chain.QuorumOf(n) }
 // at most f = (n-1)/3 are faulty: count >= f+1.
 func honestWitness(n, count int) bool { return count >= (n-1)/3+1 }
 
-// tally counts one kind of vote in one round: distinct voters, per block hash (nil votes under
-// the zero hash).
+// tally counts one kind of vote in one round: distinct voters, and per block hash (nil votes
+// under the zero hash) the distinct authorities that voted for it.
 type tally struct {
 	voters int
 	byHash map[chain.Hash]int
 }
 
-func (t *tally) add(h chain.Hash) {
+// add counts a vote for h by an authority that has not voted for h before; newVoter is false for
+// an equivocating authority's further votes, which count for their value but not as a voter.
+func (t *tally) add(h chain.Hash, newVoter bool) {
 	if t.byHash == nil {
 		t.byHash = make(map[chain.Hash]int)
 	}
-	t.voters++
+	if newVoter {
+		t.voters++
+	}
 	t.byHash[h]++
 }
 
 func (t *tally) count(h chain.Hash) int { return t.byHash[h] }
 
-// majority returns the hash, if any, that more than two thirds of n voted for. At most one hash
-// can have a quorum when every voter counts once.
+// majority returns the hash, if any, that more than two thirds of n voted for. Two hashes can
+// both have a quorum only with more than f equivocators; the smallest is returned then, so the
+// outcome never depends on map order.
 func (t *tally) majority(n int) (chain.Hash, bool) {
+	var best chain.Hash
+	found := false
 	for h, c := range t.byHash {
-		if quorum(n, c) {
-			return h, true
+		if quorum(n, c) && (!found || bytes.Compare(h[:], best[:]) < 0) {
+			best, found = h, true
 		}
 	}
-	return chain.Hash{}, false
+	return best, found
 }
 
 // skipRound returns the highest round r such that at least f+1 of the given per-authority

@@ -45,7 +45,7 @@ func TestTallyMatchesNaive(t *testing.T) {
 		votes := rapid.SliceOfN(rapid.IntRange(0, len(hashes)-1), 0, n).Draw(t, "votes")
 		var tl tally
 		for _, v := range votes {
-			tl.add(hashes[v])
+			tl.add(hashes[v], true)
 		}
 		if tl.voters != len(votes) {
 			t.Fatalf("voters %d, want %d", tl.voters, len(votes))

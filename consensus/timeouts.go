@@ -14,6 +14,7 @@ const (
 	StepPrecommit Step = 3
 	StepCommit    Step = 4 // decided; waiting for the driver's NewHeight
 	StepResend    Step = 5 // timer only: re-broadcast this node's messages of the round
+	StepRoundEnd  Step = 6 // timer only: the round's fallback deadline
 )
 
 func (s Step) String() string {
@@ -30,6 +31,8 @@ func (s Step) String() string {
 		return "commit"
 	case StepResend:
 		return "resend"
+	case StepRoundEnd:
+		return "round-end"
 	}
 	return fmt.Sprintf("step-%d", uint8(s))
 }
@@ -58,6 +61,16 @@ func (e *Engine) voteDelay(r uint32) int64 {
 // well within propose+vote timeouts), short enough that a healed network soon hears everyone.
 func (e *Engine) resendDelay(r uint32) int64 {
 	return e.proposeDelay(r) + e.voteDelay(r)
+}
+
+// roundEndDelay bounds how long a round may last. The paper's rules alone can wait forever when
+// messages are lost for good rather than delayed (a crash between sending and persisting, a
+// partition that ate the only copy): for example two nodes that precommitted nil in round r wait
+// for a third round-r precommit while the third node, restarted, is already in round r+1 and
+// cannot prove it. Moving to the next round is always safe (locks carry over), and only this
+// node's own timer triggers it, so a Byzantine node cannot drive rounds forward with it.
+func (e *Engine) roundEndDelay(r uint32) int64 {
+	return 2 * (e.proposeDelay(r) + 2*e.voteDelay(r))
 }
 
 func (e *Engine) schedule(step Step, delay int64) {

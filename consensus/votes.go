@@ -12,10 +12,32 @@ import (
 // skip). Their senders re-broadcast periodically, so nothing is lost once the engine catches up.
 const roundWindow = 8
 
-// voteSet holds the first vote of each authority for one round and type, and their tally.
+// maxVotesPerAuthority bounds the distinct votes kept per authority, round and type. An honest
+// authority signs one; keeping a few conflicting ones lets each count for its own value (the
+// paper counts messages per value, so an equivocator's votes count for every value they name),
+// which is what lets a node that first saw an equivocator's other vote still verify a proof of
+// lock relayed to it. The bound keeps an equivocator from growing memory without limit.
+const maxVotesPerAuthority = 3
+
+// voteSet holds each authority's distinct votes for one round and type (first one first), and
+// their tally.
 type voteSet struct {
-	first map[chain.PubKey]*chain.Vote
-	tally tally
+	byAuthority map[chain.PubKey][]*chain.Vote
+	tally       tally
+}
+
+// forHash returns the votes for h, one per authority, sorted by authority key.
+func (vs *voteSet) forHash(h chain.Hash) []*chain.Vote {
+	var out []*chain.Vote
+	for _, votes := range vs.byAuthority {
+		for _, v := range votes {
+			if v.BlockHash == h {
+				out = append(out, v)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *chain.Vote) int { return bytes.Compare(a.Authority[:], b.Authority[:]) })
+	return out
 }
 
 // roundVotes are the prevotes and precommits of one round.
@@ -30,8 +52,9 @@ func (r *roundVotes) of(t chain.VoteType) *voteSet {
 	return &r.precommits
 }
 
-// heightVotes is the vote bookkeeping of one height: per (round, type, authority) the first
-// vote, which is the one that counts; a second, different vote is evidence of equivocation.
+// heightVotes is the vote bookkeeping of one height: per (round, type, authority) up to
+// maxVotesPerAuthority distinct votes, each counting for its own value; a second, different vote
+// is also evidence of equivocation.
 type heightVotes struct {
 	height   uint64
 	set      *chain.AuthoritySet
@@ -70,23 +93,29 @@ func (hv *heightVotes) add(v *chain.Vote, current uint32) (bool, *chain.Evidence
 		hv.rounds[v.Round] = rv
 	}
 	vs := rv.of(v.Type)
-	if prev, ok := vs.first[v.Authority]; ok {
-		if prev.BlockHash == v.BlockHash {
+	prev := vs.byAuthority[v.Authority]
+	for _, p := range prev {
+		if p.BlockHash == v.BlockHash {
 			return false, nil // a re-broadcast
 		}
-		ev := chain.NewEvidence(*prev, *v)
-		if k := ev.Key(); !hv.reported[k] {
+	}
+	var ev *chain.Evidence
+	if len(prev) > 0 {
+		e := chain.NewEvidence(*prev[0], *v)
+		if k := e.Key(); !hv.reported[k] {
 			hv.reported[k] = true
+			ev = e
+		}
+		if len(prev) >= maxVotesPerAuthority {
 			return false, ev
 		}
-		return false, nil
 	}
-	if vs.first == nil {
-		vs.first = make(map[chain.PubKey]*chain.Vote)
+	if vs.byAuthority == nil {
+		vs.byAuthority = make(map[chain.PubKey][]*chain.Vote)
 	}
-	vs.first[v.Authority] = v
-	vs.tally.add(v.BlockHash)
-	return true, nil
+	vs.byAuthority[v.Authority] = append(prev, v)
+	vs.tally.add(v.BlockHash, len(prev) == 0)
+	return true, ev
 }
 
 func (hv *heightVotes) get(r uint32, t chain.VoteType) *voteSet {
@@ -114,6 +143,15 @@ func (hv *heightVotes) skipTarget() (uint32, bool) {
 	return skipRound(hv.set.Size(), rs)
 }
 
+// highestSeen is the highest round any authority of the set has voted in at this height.
+func (hv *heightVotes) highestSeen() uint32 {
+	var top uint32
+	for _, r := range hv.highest {
+		top = max(top, r)
+	}
+	return top
+}
+
 // committed returns a round and block hash that more than two thirds precommitted, if any,
 // preferring the lowest round (all such hashes are equal unless more than f are faulty).
 func (hv *heightVotes) committed() (uint32, chain.Hash, bool) {
@@ -134,12 +172,9 @@ func (hv *heightVotes) committed() (uint32, chain.Hash, bool) {
 // authority key so that every node derives the same bytes from the same votes.
 func (hv *heightVotes) cert(r uint32, h chain.Hash) *chain.CommitCert {
 	c := &chain.CommitCert{Version: chain.CertVersion, Height: hv.height, Round: r, BlockHash: h}
-	for _, v := range hv.get(r, chain.Precommit).first {
-		if v.BlockHash == h {
-			c.Sigs = append(c.Sigs, chain.CommitSig{Authority: v.Authority, Sig: v.Sig})
-		}
+	for _, v := range hv.get(r, chain.Precommit).forHash(h) {
+		c.Sigs = append(c.Sigs, chain.CommitSig{Authority: v.Authority, Sig: v.Sig})
 	}
-	slices.SortFunc(c.Sigs, func(a, b chain.CommitSig) int { return bytes.Compare(a.Authority[:], b.Authority[:]) })
 	return c
 }
 
@@ -165,12 +200,5 @@ func (hv *heightVotes) pol(r uint32, h chain.Hash) []*chain.Vote {
 // votesFor returns the counted votes of type t for h in round r, sorted by authority so that
 // output never depends on map order.
 func (hv *heightVotes) votesFor(r uint32, t chain.VoteType, h chain.Hash) []*chain.Vote {
-	var out []*chain.Vote
-	for _, v := range hv.get(r, t).first {
-		if v.BlockHash == h {
-			out = append(out, v)
-		}
-	}
-	slices.SortFunc(out, func(a, b *chain.Vote) int { return bytes.Compare(a.Authority[:], b.Authority[:]) })
-	return out
+	return hv.get(r, t).forHash(h)
 }

@@ -31,9 +31,11 @@ func TestEquivocationProducesExactlyOneEvidence(t *testing.T) {
 	if ev.A.Authority != keys[2].Public() {
 		t.Fatalf("evidence names %s", ev.A.Authority.Short())
 	}
+	// Each distinct vote counts for its own value (at most maxVotesPerAuthority of them), but
+	// the authority is one voter.
 	pv := e.votes.get(0, chain.Prevote).tally
-	if pv.count(x) != 1 || pv.count(y) != 0 || pv.voters != 1 {
-		t.Fatalf("the first vote must keep counting alone: %+v", pv)
+	if pv.count(x) != 1 || pv.count(y) != 1 || pv.count(z) != 1 || pv.count(chain.ZeroHash) != 0 || pv.voters != 1 {
+		t.Fatalf("want x, y, z counted once each, nil dropped, one voter: %+v", pv)
 	}
 	// A different step of the same round is a separate offence.
 	e.HandleVote(signedVote(keys[2], chain.Precommit, 1, 0, x), genesisTime)
