@@ -6,8 +6,8 @@ SEEDS     ?= 5000
 SIM_N     ?= 4
 CYCLES    ?= 1000
 FUZZTIME  ?= 20s
-# Packages whose code runs concurrently (store and the CLI); the pure cores have none.
-RACE_PKGS := ./chain/store/...
+# Packages whose code runs concurrently (the store and the node runner); the pure cores have none.
+RACE_PKGS := ./chain/store/... ./node/...
 
 .PHONY: all build test test-short race sim crash fuzz lint bench demo clean
 

@@ -1,0 +1,214 @@
+package replica
+
+import (
+	"crypto/sha256"
+	"errors"
+	"testing"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/store"
+)
+
+const chainID = "replica-test"
+
+func key(t testing.TB, i byte) chain.PrivKey {
+	t.Helper()
+	seed := sha256.Sum256([]byte{i})
+	k, err := chain.PrivKeyFromSeed(seed[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func patientTx(t testing.TB, k chain.PrivKey, nonce uint64) *chain.Tx {
+	return chain.NewTx(k, chainID, chain.TxRegisterPatient, nonce, &chain.RegisterPatient{EncryptionKey: []byte{1, 2, 3}})
+}
+
+func genesis(t testing.TB, n int) (*chain.Genesis, []chain.PrivKey) {
+	var keys []chain.PrivKey
+	var auths []chain.Authority
+	for i := range n {
+		k := key(t, byte(i))
+		keys = append(keys, k)
+		auths = append(auths, chain.Authority{Key: k.Public()})
+	}
+	g := &chain.Genesis{Version: chain.GenesisVersion, ChainID: chainID, TimeMs: 1_000, Authorities: auths, Params: chain.DefaultParams()}
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return g, keys
+}
+
+func TestMempoolRules(t *testing.T) {
+	m := NewMempool(chainID, 3, 1<<20)
+	a := key(t, 100)
+	tx1 := patientTx(t, a, 1)
+	if _, err := m.Add(tx1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Add(tx1, 0); !errors.Is(err, ErrDuplicateTx) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if _, err := m.Add(patientTx(t, key(t, 103), 1), 1); !errors.Is(err, ErrStaleNonce) {
+		t.Fatalf("stale nonce: %v", err)
+	}
+	other := chain.NewTx(a, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{9}})
+	if _, err := m.Add(other, 0); !errors.Is(err, ErrDuplicateTx) {
+		t.Fatalf("second tx with the same signer and nonce: %v", err)
+	}
+	bad := patientTx(t, a, 2)
+	bad.Sig[0] ^= 1
+	if _, err := m.Add(bad, 0); !errors.Is(err, chain.ErrBadSignature) {
+		t.Fatalf("bad signature: %v", err)
+	}
+	if got := m.NextNonce(a.Public(), 0); got != 2 {
+		t.Fatalf("next nonce %d, want 2", got)
+	}
+	if _, err := m.Add(patientTx(t, a, 2), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Add(patientTx(t, key(t, 101), 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Add(patientTx(t, key(t, 102), 1), 0); !errors.Is(err, ErrMempoolFull) {
+		t.Fatalf("full: %v", err)
+	}
+	if got := m.Pending(10); len(got) != 3 || got[0] != tx1 {
+		t.Fatalf("pending out of arrival order: %d", len(got))
+	}
+	if !m.Verified(tx1.Hash()) {
+		t.Fatal("an admitted transaction must count as verified")
+	}
+	m.Remove([]*chain.Tx{tx1})
+	m.PruneStale(func(pk chain.PubKey) uint64 {
+		if pk == a.Public() {
+			return 2
+		}
+		return 0
+	})
+	if m.Len() != 1 || m.Bytes() <= 0 {
+		t.Fatalf("after remove and prune: %d left", m.Len())
+	}
+}
+
+func TestMessageValidateRejectsMixedAndEmpty(t *testing.T) {
+	k := key(t, 1)
+	v := &chain.Vote{Type: chain.Prevote, Height: 1}
+	v.Sign(k, chainID)
+	cases := map[string]*Message{
+		"empty":                     {Version: MessageVersion},
+		"two kinds":                 {Version: MessageVersion, Vote: v, Tx: patientTx(t, k, 1)},
+		"unknown version":           {Version: 9, Vote: v},
+		"proposal without block":    {Version: MessageVersion, Proposal: &chain.Proposal{Version: chain.ProposalVersion, Height: 1, POLRound: -1, BlockHash: chain.Hash{1}}},
+		"sync blocks without certs": {Version: MessageVersion, SyncBlocks: []*chain.Block{{}}},
+	}
+	for name, m := range cases {
+		if err := m.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	ok := &Message{Version: MessageVersion, Vote: v}
+	back, err := DecodeMessage(ok.Encode())
+	if err != nil || back.Vote.Sig != v.Sig {
+		t.Fatalf("round trip: %v", err)
+	}
+}
+
+// TestBadInputIsThePeersFault: malformed or forged messages come back as ErrInvalid (score the
+// sender) and never change the replica's state.
+func TestBadInputIsThePeersFault(t *testing.T) {
+	g, keys := genesis(t, 4)
+	st := store.NewMemory()
+	r, err := New(Config{Genesis: g, Key: &keys[0]}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Start(g.TimeMs); err != nil {
+		t.Fatal(err)
+	}
+	forged := &chain.Vote{Type: chain.Prevote, Height: 1}
+	forged.Sign(keys[1], "another-chain")
+	bad := patientTx(t, key(t, 50), 1)
+	bad.Sig[5] ^= 0xff
+	for name, m := range map[string]*Message{
+		"vote signed for another chain": {Version: MessageVersion, Vote: forged},
+		"tx with a bad signature":       {Version: MessageVersion, Tx: bad},
+		"two kinds at once":             {Version: MessageVersion, Vote: forged, Tx: bad},
+	} {
+		if _, err := r.Handle("peer", m, g.TimeMs+1); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", name, err)
+		}
+	}
+	if r.Mempool().Len() != 0 || st.Height() != 0 {
+		t.Fatal("bad input changed state")
+	}
+}
+
+// TestSingleAuthorityCommitsItsOwnBlocks drives one replica alone (n=1) through heights with a
+// transaction, checking the block, certificate and state root end to end.
+func TestSingleAuthorityCommitsItsOwnBlocks(t *testing.T) {
+	g, keys := genesis(t, 1)
+	st := store.NewMemory()
+	r, err := New(Config{Genesis: g, Key: &keys[0]}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := g.TimeMs
+	out, err := r.Start(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := patientTx(t, key(t, 60), 1)
+	if _, _, err := r.SubmitTx(tx); err != nil {
+		t.Fatal(err)
+	}
+	pending := out.Timeouts
+	for steps := 0; st.Height() < 3 && steps < 1000; steps++ {
+		if len(pending) == 0 {
+			t.Fatal("no timeouts left and no progress")
+		}
+		next := pending[0]
+		pending = pending[1:]
+		now += next.DelayMs
+		o, err := r.HandleTimeout(next, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, o.Timeouts...)
+	}
+	if st.Height() < 3 {
+		t.Fatalf("height %d after driving timeouts", st.Height())
+	}
+	h, _, err := st.TxLocation(tx.Hash())
+	if err != nil || h == 0 {
+		t.Fatalf("submitted transaction not committed: %v", err)
+	}
+	b2, _ := st.Block(2)
+	b3, _ := st.Block(3)
+	if b3.Header.PrevHash != b2.Hash() {
+		t.Fatal("blocks not linked")
+	}
+	cert, _ := st.Cert(3)
+	if err := cert.Verify(chainID, g.AuthoritySet(), 3, b3.Hash()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	k, _ := chain.PrivKeyFromSeed(make([]byte, 32))
+	v := &chain.Vote{Type: chain.Precommit, Height: 3, Round: 1, BlockHash: chain.Hash{7}}
+	v.Sign(k, chainID)
+	f.Add((&Message{Version: MessageVersion, Vote: v}).Encode())
+	f.Add((&Message{Version: MessageVersion, SyncFrom: 9}).Encode())
+	f.Add((&Message{Version: MessageVersion, Tx: chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}})}).Encode())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := DecodeMessage(data)
+		if err != nil {
+			return
+		}
+		if string(m.Encode()) != string(data) {
+			t.Fatal("accepted message does not re-encode to the same bytes")
+		}
+	})
+}
