@@ -25,6 +25,11 @@ type Start struct {
 // Engine is one node's consensus state machine. It is not safe for concurrent use: the driver
 // calls it from one goroutine.
 type Engine struct {
+	// now is the time of the input being handled; roundEndAt is when the current round gives up
+	// (see roundEndDelay): it moves later while other authorities are active in the round.
+	now        int64
+	roundEndAt int64
+
 	cfg Config
 	me  chain.PubKey
 
@@ -143,6 +148,7 @@ func (e *Engine) enterHeight(s Start) {
 // Start begins the height given to New: round 0 on a first start, or the recorded round, lock and
 // signatures when Start.Signed named this height (a restart).
 func (e *Engine) Start(now int64) {
+	e.now = now
 	if e.step != StepNewHeight {
 		return
 	}
@@ -158,6 +164,7 @@ func (e *Engine) Start(now int64) {
 // begins after BlockIntervalMs (a StepNewHeight timeout); messages for the new height that arrive
 // meanwhile are kept. s.Signed is ignored: the engine's own record is newer.
 func (e *Engine) NewHeight(s Start, now int64) {
+	e.now = now
 	if s.Height <= e.height || checkStart(s) != nil {
 		return
 	}

@@ -8,6 +8,7 @@ import "github.com/medledger/medledger/chain"
 // first proposal of a round counts; a later, different one is kept only for its body, and only
 // if honest authorities voted for it.
 func (e *Engine) HandleProposal(p *chain.Proposal, b *chain.Block, valid bool, now int64) {
+	e.now = now
 	if p == nil || b == nil || p.Validate() != nil || p.Height != e.height || b.Header.Height != e.height {
 		return
 	}
@@ -29,6 +30,7 @@ func (e *Engine) HandleProposal(p *chain.Proposal, b *chain.Block, valid bool, n
 // Propose is the driver's answer to Ready.NeedBlock. A block for a request that is no longer
 // current (the round moved on), of another height or older than MinTime is dropped.
 func (e *Engine) Propose(b *chain.Block, now int64) {
+	e.now = now
 	req := e.needBlock
 	if req == nil || b == nil || req.Height != e.height || req.Round != e.round || e.step != StepPropose ||
 		b.Header.Height != e.height || b.Header.Time < req.MinTime {

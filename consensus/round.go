@@ -12,7 +12,7 @@ func (e *Engine) startRound(r uint32) {
 	e.prevoteWait, e.precommitWait, e.polSeen = false, false, false
 	e.needBlock = nil
 	e.schedule(StepPropose, e.proposeDelay(r))
-	e.schedule(StepRoundEnd, e.roundEndDelay(r))
+	e.armRoundEnd()
 	if !e.canSign() {
 		return
 	}
@@ -43,7 +43,7 @@ func (e *Engine) resumeRound() {
 		e.votes.add(v, e.round) // the proof of the lock, to relay with a re-proposal
 	}
 	e.schedule(StepPropose, e.proposeDelay(e.round))
-	e.schedule(StepRoundEnd, e.roundEndDelay(e.round))
+	e.armRoundEnd()
 	e.schedule(StepResend, e.resendDelay(e.round))
 	if s.Proposal != nil {
 		if b := s.block(s.Proposal.BlockHash); b != nil {
@@ -174,6 +174,7 @@ func (e *Engine) precommit(h chain.Hash) {
 // HandleTimeout handles a timeout the engine asked for. Timeouts of another height, round or step
 // are stale and ignored.
 func (e *Engine) HandleTimeout(t Timeout, now int64) {
+	e.now = now
 	if t.Height != e.height {
 		return
 	}
@@ -195,16 +196,27 @@ func (e *Engine) HandleTimeout(t Timeout, now int64) {
 			e.startRound(e.round + 1)
 		}
 	case StepRoundEnd:
-		if t.Round == e.round && e.step >= StepPropose && e.step <= StepPrecommit {
-			// Stuck: join the furthest round anyone is in, so that nodes drifted apart by
-			// independent fallbacks meet again instead of chasing each other one round at a
-			// time. Bounded by roundWindow, so a Byzantine voter in a huge round gains little.
-			next := e.round + 1
-			if top := e.votes.highestSeen(); top > next && top <= e.round+roundWindow {
-				next = top
-			}
-			e.startRound(next)
+		if t.Round != e.round || e.step < StepPropose || e.step > StepPrecommit {
+			break
 		}
+		if now < e.roundEndAt {
+			e.schedule(StepRoundEnd, e.roundEndAt-now) // others were active: wait on
+			break
+		}
+		// Give up on the round only if more than two thirds (counting this node) are in it or
+		// beyond: a node at the front waits for the pack instead of running further ahead, and
+		// a node at the back, which always has the honest majority at or beyond its round,
+		// jumps to the furthest round seen (within roundWindow, so a Byzantine voter in a huge
+		// round gains little). Either way the honest nodes meet in one round.
+		if !quorum(e.votes.set.Size(), 1+e.votes.atOrBeyond(e.round, e.me)) {
+			e.armRoundEnd()
+			break
+		}
+		next := e.round + 1
+		if top := e.votes.highestSeen(); top > next && top <= e.round+roundWindow {
+			next = top
+		}
+		e.startRound(next)
 	case StepResend:
 		if t.Round == e.round && e.step >= StepPropose && e.step <= StepCommit {
 			e.resend()
@@ -218,9 +230,15 @@ func (e *Engine) HandleTimeout(t Timeout, now int64) {
 // from non-members are dropped; a second, different vote by the same authority at the same round
 // and step becomes Evidence (once per offence) and does not count.
 func (e *Engine) HandleVote(v *chain.Vote, now int64) {
+	e.now = now
 	added, ev := e.votes.add(v, e.round)
 	if ev != nil {
 		e.out.Evidence = append(e.out.Evidence, ev)
+	}
+	if added && v.Round == e.round && v.Authority != e.me {
+		// Someone is working on this round: do not abandon it just as they arrive. Each
+		// authority adds at most a few votes per round, so this cannot postpone forever.
+		e.roundEndAt = max(e.roundEndAt, now+e.roundEndDelay(e.round))
 	}
 	// A vote too far ahead is not stored but may still complete a round skip.
 	if added || (v != nil && v.Height == e.height && v.Round > e.round) {

@@ -36,6 +36,15 @@ func (t *tally) add(h chain.Hash, newVoter bool) {
 	t.byHash[h]++
 }
 
+// remove uncounts one vote for h by an authority that keeps other votes (so it stays a voter).
+func (t *tally) remove(h chain.Hash) {
+	if t.byHash[h] <= 1 {
+		delete(t.byHash, h)
+		return
+	}
+	t.byHash[h]--
+}
+
 func (t *tally) count(h chain.Hash) int { return t.byHash[h] }
 
 // majority returns the hash, if any, that more than two thirds of n voted for. Two hashes can

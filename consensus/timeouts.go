@@ -68,9 +68,18 @@ func (e *Engine) resendDelay(r uint32) int64 {
 // partition that ate the only copy): for example two nodes that precommitted nil in round r wait
 // for a third round-r precommit while the third node, restarted, is already in round r+1 and
 // cannot prove it. Moving to the next round is always safe (locks carry over), and only this
-// node's own timer triggers it, so a Byzantine node cannot drive rounds forward with it.
+// node's own timer triggers it, so a Byzantine node cannot drive rounds forward with it. The
+// deadline measures inactivity: votes from others in the round push it back (HandleVote), so a
+// node that got ahead does not leave each round just as the others arrive.
 func (e *Engine) roundEndDelay(r uint32) int64 {
 	return 2 * (e.proposeDelay(r) + 2*e.voteDelay(r))
+}
+
+// armRoundEnd sets the current round's fallback deadline and its timer.
+func (e *Engine) armRoundEnd() {
+	d := e.roundEndDelay(e.round)
+	e.roundEndAt = e.now + d
+	e.schedule(StepRoundEnd, d)
 }
 
 func (e *Engine) schedule(step Step, delay int64) {

@@ -107,7 +107,25 @@ func (hv *heightVotes) add(v *chain.Vote, current uint32) (bool, *chain.Evidence
 			ev = e
 		}
 		if len(prev) >= maxVotesPerAuthority {
-			return false, ev
+			// Full. Junk (a value nobody else voted for) must not crowd out a vote that
+			// matters: evict the least supported vote if the new one's value has more support
+			// from other authorities. An equivocator spraying random hashes cannot then keep
+			// its real vote out of a proof of lock.
+			worst, worstSupport := -1, 0
+			for i, p := range prev {
+				if s := vs.tally.count(p.BlockHash) - 1; worst < 0 || s < worstSupport {
+					worst, worstSupport = i, s
+				}
+			}
+			if vs.tally.count(v.BlockHash) <= worstSupport {
+				return false, ev
+			}
+			vs.tally.remove(prev[worst].BlockHash)
+			prev = append(prev[:worst:worst], prev[worst+1:]...)
+			vs.byAuthority[v.Authority] = prev
+			vs.tally.add(v.BlockHash, false)
+			vs.byAuthority[v.Authority] = append(prev, v)
+			return true, ev
 		}
 	}
 	if vs.byAuthority == nil {
@@ -150,6 +168,18 @@ func (hv *heightVotes) highestSeen() uint32 {
 		top = max(top, r)
 	}
 	return top
+}
+
+// atOrBeyond counts the authorities other than me whose highest vote at this height is in round
+// r or later.
+func (hv *heightVotes) atOrBeyond(r uint32, me chain.PubKey) int {
+	n := 0
+	for k, hr := range hv.highest {
+		if k != me && hr >= r {
+			n++
+		}
+	}
+	return n
 }
 
 // committed returns a round and block hash that more than two thirds precommitted, if any,

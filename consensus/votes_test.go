@@ -173,3 +173,33 @@ func TestMismatchedProposalIsDropped(t *testing.T) {
 		t.Fatalf("a bad proposal had an effect: step %s", e.Step())
 	}
 }
+
+// An equivocator that fills its quota with junk values must not keep its vote for a value
+// others support out of the tally: that would let it hide a proof of lock.
+func TestJunkVotesCannotCrowdOutASupportedVote(t *testing.T) {
+	e, keys, _ := soloEngine(t, 0)
+	e.Start(genesisTime)
+	e.Ready()
+	x := testBlock(1, 1).Hash()
+	for i := range maxVotesPerAuthority {
+		e.HandleVote(signedVote(keys[3], chain.Prevote, 1, 0, chain.Hash{0xee, byte(i)}), genesisTime)
+	}
+	e.HandleVote(signedVote(keys[1], chain.Prevote, 1, 0, x), genesisTime)
+	e.HandleVote(signedVote(keys[2], chain.Prevote, 1, 0, x), genesisTime)
+	e.HandleVote(signedVote(keys[3], chain.Prevote, 1, 0, x), genesisTime)
+	pv := e.votes.get(0, chain.Prevote)
+	if got := pv.tally.count(x); got != 3 {
+		t.Fatalf("x counted %d times, want 3 (the equivocator's vote for x must displace junk)", got)
+	}
+	if n := len(pv.byAuthority[keys[3].Public()]); n != maxVotesPerAuthority {
+		t.Fatalf("equivocator holds %d votes, want the cap %d", n, maxVotesPerAuthority)
+	}
+	if pv.tally.voters != 3 {
+		t.Fatalf("%d voters, want 3", pv.tally.voters)
+	}
+	// A further junk vote, supported by nobody, displaces nothing.
+	e.HandleVote(signedVote(keys[3], chain.Prevote, 1, 0, chain.Hash{0xef}), genesisTime)
+	if got := pv.tally.count(x); got != 3 {
+		t.Fatalf("junk displaced a supported vote: x counted %d", got)
+	}
+}
