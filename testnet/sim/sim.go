@@ -716,6 +716,10 @@ func (w *world) checkCommit(n *node, b *chain.Block) {
 	}
 }
 
+// evidenceGraceMs is how long before the end of a run an equivocation must have been seen for
+// the checker to require its evidence on the ledger.
+const evidenceGraceMs = 5000
+
 func (w *world) finalChecks() {
 	var final *node
 	for _, n := range w.nodes {
@@ -738,10 +742,15 @@ func (w *world) finalChecks() {
 		w.violate("final authorities: %v", err)
 		return
 	}
-	offenders := map[chain.PubKey]bool{}
+	offenders := map[chain.PubKey]int64{}
 	for o, obs := range w.observed {
-		if w.nodes[obs.observer].lastCrash < obs.at {
-			offenders[o.authority] = true
+		// Evidence needs a few blocks to commit: equivocations seen in the last seconds of a run
+		// are not required on the ledger yet, nor those whose observer crashed (losing its
+		// mempool) before the evidence could spread.
+		if w.nodes[obs.observer].lastCrash < obs.at && obs.at <= w.now-evidenceGraceMs {
+			if at, ok := offenders[o.authority]; !ok || obs.at < at {
+				offenders[o.authority] = obs.at
+			}
 		}
 	}
 	keys := make([]chain.PubKey, 0, len(offenders))
@@ -751,7 +760,7 @@ func (w *world) finalChecks() {
 	slices.SortFunc(keys, func(a, b chain.PubKey) int { return strings.Compare(a.String(), b.String()) })
 	for _, k := range keys {
 		if afterNext.Contains(k) {
-			w.violate("evidence: node %d (%s) was seen equivocating but is still an authority", w.byKey[k], w.nodes[w.byKey[k]].behavior)
+			w.violate("evidence: node %d (%s) was seen equivocating at t=%d but is still an authority", w.byKey[k], w.nodes[w.byKey[k]].behavior, offenders[k]-w.genesis.TimeMs)
 		}
 	}
 }
