@@ -11,18 +11,18 @@ import (
 // network, so a node never shares memory with another.
 type Bus struct {
 	mu    sync.RWMutex
-	peers map[replica.PeerID]chan Inbound
+	peers map[replica.PeerID]chan replica.Inbound
 	log   *slog.Logger
 }
 
 // NewBus returns an empty bus.
 func NewBus(log *slog.Logger) *Bus {
-	return &Bus{peers: make(map[replica.PeerID]chan Inbound), log: log}
+	return &Bus{peers: make(map[replica.PeerID]chan replica.Inbound), log: log}
 }
 
 // Join attaches a node under id and returns its transport.
 func (b *Bus) Join(id replica.PeerID) Transport {
-	ch := make(chan Inbound, 4096)
+	ch := make(chan replica.Inbound, 4096)
 	b.mu.Lock()
 	b.peers[id] = ch
 	b.mu.Unlock()
@@ -32,10 +32,10 @@ func (b *Bus) Join(id replica.PeerID) Transport {
 type busTransport struct {
 	bus   *Bus
 	id    replica.PeerID
-	inbox chan Inbound
+	inbox chan replica.Inbound
 }
 
-func (t *busTransport) Inbox() <-chan Inbound { return t.inbox }
+func (t *busTransport) Inbox() <-chan replica.Inbound { return t.inbox }
 
 func (t *busTransport) Broadcast(m *replica.Message) {
 	data := m.Encode()
@@ -56,14 +56,14 @@ func (t *busTransport) Send(to replica.PeerID, m *replica.Message) {
 	}
 }
 
-func (t *busTransport) deliver(ch chan Inbound, data []byte) {
+func (t *busTransport) deliver(ch chan replica.Inbound, data []byte) {
 	msg, err := replica.DecodeMessage(data)
 	if err != nil {
 		t.bus.log.Error("bus: own message does not decode", "err", err)
 		return
 	}
 	select {
-	case ch <- Inbound{From: t.id, Msg: msg}:
+	case ch <- replica.Inbound{From: t.id, Msg: msg}:
 	default: // the receiver is overloaded; consensus recovers from the loss
 	}
 }

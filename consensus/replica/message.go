@@ -12,6 +12,12 @@ const MessageVersion = 1
 // MaxSyncBatch bounds how many blocks one sync response carries.
 const MaxSyncBatch = 32
 
+// Inbound is a message received from a peer, as a transport hands it to the node.
+type Inbound struct {
+	From PeerID
+	Msg  *Message
+}
+
 // Message is what replicas exchange. Exactly one group of fields is set:
 // Proposal+Block, Vote, Tx, SyncRequest (FromHeight), or SyncResponse (Blocks+Certs).
 type Message struct {
