@@ -1,0 +1,438 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/store"
+	"github.com/medledger/medledger/consensus/replica"
+)
+
+// Backend is what the HTTP API needs from a running replica; *Runner implements it. Reads go
+// through Query because the replica is single-threaded.
+type Backend interface {
+	Submit(ctx context.Context, tx *chain.Tx) (chain.Hash, error)
+	Query(ctx context.Context, f func(*replica.Replica)) error
+}
+
+// NodeInfo is the static part of GET /v1/status.
+type NodeInfo struct {
+	ChainID   string
+	NodeID    string        // the libp2p peer id
+	Authority *chain.PubKey // nil on a full node
+	Peers     func() []string
+}
+
+// MaxBatchTxs bounds the transactions in one POST /v1/txs/batch.
+const MaxBatchTxs = 10_000
+
+// apiTimeout bounds the time a request waits for the replica's goroutine.
+const apiTimeout = 10 * time.Second
+
+// API serves the node's HTTP JSON API. Every request needs "Authorization: Bearer <token>".
+type API struct {
+	b             Backend
+	info          NodeInfo
+	token         []byte
+	maxBody       int64
+	maxBatchBytes int64
+	log           *slog.Logger
+	mux           *http.ServeMux
+}
+
+// NewAPI returns the API handler over b. Bodies are limited to maxBody bytes, batch bodies to
+// maxBatchBytes.
+func NewAPI(b Backend, info NodeInfo, token string, maxBody, maxBatchBytes int64, log *slog.Logger) *API {
+	a := &API{b: b, info: info, token: []byte(token), maxBody: maxBody, maxBatchBytes: maxBatchBytes, log: log, mux: http.NewServeMux()}
+	a.mux.HandleFunc("GET /v1/status", a.status)
+	a.mux.HandleFunc("GET /v1/blocks/{height}", a.block)
+	a.mux.HandleFunc("POST /v1/txs", a.submit)
+	a.mux.HandleFunc("POST /v1/txs/batch", a.submitBatch)
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s (see docs/api.md)", r.Method, r.URL.Path))
+	})
+	return a
+}
+
+// ServeHTTP checks the bearer token, then dispatches.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	switch {
+	case auth == "":
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeError(w, http.StatusUnauthorized, "missing Authorization header: send \"Authorization: Bearer <token from HOME/api.token>\"")
+		return
+	case !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), a.token) != 1:
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "invalid API token")
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// StatusJSON is the answer to GET /v1/status.
+type StatusJSON struct {
+	ChainID       string          `json:"chain_id"`
+	NodeID        string          `json:"node_id"`
+	Authority     *chain.PubKey   `json:"authority"`
+	Height        uint64          `json:"height"`
+	LastBlockHash *chain.Hash     `json:"last_block_hash"` // null at height 0
+	LastBlockTime string          `json:"last_block_time"` // genesis time at height 0
+	Round         uint32          `json:"round"`
+	Authorities   []AuthorityJSON `json:"authorities"`
+	Peers         []string        `json:"peers"`
+	Mempool       MempoolJSON     `json:"mempool"`
+}
+
+// AuthorityJSON is one member of the authority set.
+type AuthorityJSON struct {
+	Key  chain.PubKey `json:"key"`
+	Name string       `json:"name"`
+}
+
+// MempoolJSON is the pending-transaction pool's size.
+type MempoolJSON struct {
+	Txs   int `json:"txs"`
+	Bytes int `json:"bytes"`
+}
+
+// BlockJSON is the answer to GET /v1/blocks/{height}.
+type BlockJSON struct {
+	Height              uint64       `json:"height"`
+	Hash                chain.Hash   `json:"hash"`
+	Time                string       `json:"time"`
+	Proposer            chain.PubKey `json:"proposer"`
+	PrevHash            chain.Hash   `json:"prev_hash"`
+	StateRoot           chain.Hash   `json:"state_root"`
+	TxRoot              chain.Hash   `json:"tx_root"`
+	AuthoritiesHash     chain.Hash   `json:"authorities_hash"`
+	NextAuthoritiesHash chain.Hash   `json:"next_authorities_hash"`
+	TxCount             int          `json:"tx_count"`
+	Txs                 []chain.Hash `json:"txs"`
+	Commit              CommitJSON   `json:"commit"`
+}
+
+// CommitJSON is a block's commit certificate, summarized.
+type CommitJSON struct {
+	Round   uint32         `json:"round"`
+	Signers []chain.PubKey `json:"signers"`
+}
+
+// TxAccepted is the answer to POST /v1/txs.
+type TxAccepted struct {
+	Hash chain.Hash `json:"hash"`
+}
+
+// BatchResult is the answer to POST /v1/txs/batch.
+type BatchResult struct {
+	Accepted int          `json:"accepted"`
+	Hashes   []chain.Hash `json:"hashes"`
+	Errors   []BatchError `json:"errors"`
+}
+
+// BatchError names a refused transaction of a batch by its index.
+type BatchError struct {
+	Index int    `json:"index"`
+	Error string `json:"error"`
+}
+
+// FormatTime renders a block time (Unix milliseconds) as RFC 3339 in UTC.
+func FormatTime(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	st := StatusJSON{ChainID: a.info.ChainID, NodeID: a.info.NodeID, Authority: a.info.Authority, Peers: []string{}}
+	if a.info.Peers != nil {
+		if p := a.info.Peers(); p != nil {
+			st.Peers = p
+		}
+	}
+	var qerr error
+	err := a.b.Query(ctx, func(rep *replica.Replica) {
+		s := rep.Store()
+		st.Height = s.Height()
+		st.Round = rep.Engine().Round()
+		for _, m := range rep.Authorities().Authorities {
+			st.Authorities = append(st.Authorities, AuthorityJSON{Key: m.Key, Name: m.Name})
+		}
+		st.Mempool = MempoolJSON{Txs: rep.Mempool().Len(), Bytes: rep.Mempool().Bytes()}
+		if st.Height == 0 {
+			g, err := s.Genesis()
+			if err != nil {
+				qerr = err
+				return
+			}
+			st.LastBlockTime = FormatTime(g.TimeMs)
+			return
+		}
+		b, err := s.Block(st.Height)
+		if err != nil {
+			qerr = err
+			return
+		}
+		h := b.Hash()
+		st.LastBlockHash, st.LastBlockTime = &h, FormatTime(b.Header.Time)
+	})
+	if err = errors.Join(err, qerr); err != nil {
+		a.internal(w, "status", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *API) block(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("height")
+	height, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil || height == 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("height %q: want a block height, a positive decimal integer", raw))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	var (
+		b      *chain.Block
+		cert   *chain.CommitCert
+		top    uint64
+		qerr   error
+		exists bool
+	)
+	err = a.b.Query(ctx, func(rep *replica.Replica) {
+		s := rep.Store()
+		top = s.Height()
+		if height > top {
+			return
+		}
+		exists = true
+		if b, qerr = s.Block(height); qerr != nil {
+			return
+		}
+		cert, qerr = s.Cert(height)
+	})
+	if err == nil && errors.Is(qerr, store.ErrNotFound) {
+		exists = false
+	} else if err = errors.Join(err, qerr); err != nil {
+		a.internal(w, "block", err)
+		return
+	}
+	if !exists {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no block at height %d: the chain is at height %d", height, top))
+		return
+	}
+	out := BlockJSON{
+		Height: b.Header.Height, Hash: b.Hash(), Time: FormatTime(b.Header.Time), Proposer: b.Header.Proposer,
+		PrevHash: b.Header.PrevHash, StateRoot: b.Header.StateRoot, TxRoot: b.Header.TxRoot,
+		AuthoritiesHash: b.Header.AuthoritiesHash, NextAuthoritiesHash: b.Header.NextAuthoritiesHash,
+		TxCount: len(b.Txs), Txs: make([]chain.Hash, len(b.Txs)),
+		Commit: CommitJSON{Round: cert.Round, Signers: cert.Signers()},
+	}
+	for i, tx := range b.Txs {
+		out.Txs[i] = tx.Hash()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// readBody reads the whole body within limit; on failure it has answered the request.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	if r.ContentLength > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is %d bytes, limit %d", r.ContentLength, limit))
+		return nil, false
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", limit))
+		} else {
+			writeError(w, http.StatusBadRequest, "reading request body: "+err.Error())
+		}
+		return nil, false
+	}
+	return data, true
+}
+
+// decodeJSON decodes exactly one JSON object into v, refusing unknown fields.
+func decodeJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("malformed JSON body: %w", err)
+	}
+	if dec.More() {
+		return errors.New("malformed JSON body: data after the object")
+	}
+	return nil
+}
+
+func isCBOR(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/cbor"
+}
+
+// decodeTx decodes one transaction from hex and checks it names this chain.
+func (a *API) decodeTx(hexTx string) (*chain.Tx, error) {
+	if hexTx == "" {
+		return nil, errors.New(`missing "tx": want the hex of a canonical CBOR transaction`)
+	}
+	if len(hexTx) > 2*chain.MaxTxBytes {
+		return nil, fmt.Errorf("transaction is %d bytes, limit %d", len(hexTx)/2, chain.MaxTxBytes)
+	}
+	raw, err := hex.DecodeString(hexTx)
+	if err != nil {
+		return nil, fmt.Errorf("tx is not hex: %w", err)
+	}
+	return a.decodeRawTx(raw)
+}
+
+func (a *API) decodeRawTx(raw []byte) (*chain.Tx, error) {
+	tx, err := chain.DecodeTx(raw)
+	if err != nil {
+		return nil, fmt.Errorf("transaction does not decode: %w", err)
+	}
+	if tx.ChainID != a.info.ChainID {
+		return nil, fmt.Errorf("transaction is for chain %q, this node runs %q", tx.ChainID, a.info.ChainID)
+	}
+	return tx, nil
+}
+
+// submitStatus maps a submission error to an HTTP status.
+func submitStatus(err error) int {
+	switch {
+	case errors.Is(err, replica.ErrMempoolFull):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, replica.ErrDuplicateTx), errors.Is(err, replica.ErrStaleNonce):
+		return http.StatusConflict
+	case errors.Is(err, replica.ErrInvalid), errors.Is(err, chain.ErrBadSignature):
+		return http.StatusBadRequest
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func submitMessage(err error) string {
+	if errors.Is(err, replica.ErrMempoolFull) {
+		return "mempool full: retry later"
+	}
+	return strings.TrimPrefix(err.Error(), replica.ErrInvalid.Error()+": ")
+}
+
+func (a *API) submit(w http.ResponseWriter, r *http.Request) {
+	data, ok := readBody(w, r, a.maxBody)
+	if !ok {
+		return
+	}
+	var tx *chain.Tx
+	var err error
+	if isCBOR(r) {
+		tx, err = a.decodeRawTx(data)
+	} else {
+		var req struct {
+			Tx string `json:"tx"`
+		}
+		if err = decodeJSON(data, &req); err == nil {
+			tx, err = a.decodeTx(req.Tx)
+		}
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	h, err := a.b.Submit(ctx, tx)
+	if err != nil {
+		code := submitStatus(err)
+		if code == http.StatusInternalServerError {
+			a.internal(w, "submit", err)
+			return
+		}
+		writeError(w, code, submitMessage(err))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, TxAccepted{Hash: h})
+}
+
+func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {
+	data, ok := readBody(w, r, a.maxBatchBytes)
+	if !ok {
+		return
+	}
+	var req struct {
+		Txs []string `json:"txs"`
+	}
+	if err := decodeJSON(data, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(req.Txs) > MaxBatchTxs {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("batch has %d transactions, limit %d", len(req.Txs), MaxBatchTxs))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	res := BatchResult{Hashes: []chain.Hash{}, Errors: []BatchError{}}
+	for i, s := range req.Txs {
+		tx, err := a.decodeTx(s)
+		if err == nil {
+			var h chain.Hash
+			if h, err = a.b.Submit(ctx, tx); err == nil {
+				res.Accepted++
+				res.Hashes = append(res.Hashes, h)
+				continue
+			}
+			if submitStatus(err) == http.StatusInternalServerError {
+				a.internal(w, "submit batch", err)
+				return
+			}
+			err = errors.New(submitMessage(err))
+		}
+		res.Errors = append(res.Errors, BatchError{Index: i, Error: err.Error()})
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (a *API) internal(w http.ResponseWriter, what string, err error) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		writeError(w, http.StatusServiceUnavailable, what+": the node did not answer in time (stopping or overloaded)")
+		return
+	}
+	a.log.Error("api: "+what, "err", err)
+	writeError(w, http.StatusInternalServerError, what+": internal error: "+err.Error())
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		code, data = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(data, '\n'))
+}
+
+// ErrorJSON is the body of every error answer.
+type ErrorJSON struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, ErrorJSON{Error: msg})
+}

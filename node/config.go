@@ -1,0 +1,279 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/medledger/medledger/chain/store"
+)
+
+// Config is a node's config.toml. Every field has a documented default (DefaultConfig and the
+// comments of DefaultConfigTOML); relative paths resolve against the home directory.
+type Config struct {
+	Node    NodeSection    `toml:"node"`
+	P2P     P2PSection     `toml:"p2p"`
+	API     APISection     `toml:"api"`
+	Store   StoreSection   `toml:"store"`
+	Mempool MempoolSection `toml:"mempool"`
+	Log     LogSection     `toml:"log"`
+}
+
+// NodeSection names the node and its authority key.
+type NodeSection struct {
+	// Name appears in logs. Default "medledger".
+	Name string `toml:"name"`
+	// AuthorityKey is the file holding this node's authority signing key (hex Ed25519 seed).
+	// Empty: the node is a full node that verifies and relays but never signs.
+	AuthorityKey string `toml:"authority_key"`
+}
+
+// P2PSection configures the libp2p host.
+type P2PSection struct {
+	// Listen are libp2p multiaddrs (TCP and QUIC).
+	Listen []string `toml:"listen"`
+	// Bootstrap are peers to dial at start, as multiaddrs ending in /p2p/<peer id>.
+	Bootstrap []string `toml:"bootstrap"`
+	// Identity is the file holding the libp2p identity key; created at first start.
+	Identity string `toml:"identity"`
+}
+
+// APISection configures the HTTP API.
+type APISection struct {
+	// Listen is the API's TCP address; it must be a loopback address.
+	Listen string `toml:"listen"`
+	// MaxBodyBytes limits a request body (POST /v1/txs).
+	MaxBodyBytes int64 `toml:"max_body_bytes"`
+	// MaxBatchBytes limits the body of POST /v1/txs/batch.
+	MaxBatchBytes int64 `toml:"max_batch_bytes"`
+}
+
+// StoreSection configures the Badger store in HOME/data.
+type StoreSection struct {
+	// Sync is "every-commit" (fsync each committed block: survives power loss) or "none"
+	// (survives a process crash, not power loss).
+	Sync string `toml:"sync"`
+}
+
+// MempoolSection bounds the pending-transaction pool.
+type MempoolSection struct {
+	MaxTxs   int `toml:"max_txs"`
+	MaxBytes int `toml:"max_bytes"`
+}
+
+// LogSection configures the node's structured log on standard error.
+type LogSection struct {
+	// Level is debug, info, warn or error.
+	Level string `toml:"level"`
+	// Format is "text" or "json".
+	Format string `toml:"format"`
+}
+
+// Default ports: p2p TCP and QUIC on DefaultP2PPort, the API on DefaultP2PPort+1.
+const DefaultP2PPort = 26600
+
+// DefaultConfig returns the configuration a node runs with when config.toml leaves a key out.
+func DefaultConfig() Config {
+	return Config{
+		Node: NodeSection{Name: "medledger", AuthorityKey: "keys/authority.key"},
+		P2P: P2PSection{
+			Listen:    []string{"/ip4/0.0.0.0/tcp/26600", "/ip4/0.0.0.0/udp/26600/quic-v1"},
+			Bootstrap: []string{},
+			Identity:  "keys/p2p.key",
+		},
+		API:     APISection{Listen: "127.0.0.1:26601", MaxBodyBytes: 1 << 20, MaxBatchBytes: 16 << 20},
+		Store:   StoreSection{Sync: "every-commit"},
+		Mempool: MempoolSection{MaxTxs: 50_000, MaxBytes: 64 << 20},
+		Log:     LogSection{Level: "info", Format: "text"},
+	}
+}
+
+// DefaultConfigTOML is the documented default config.toml; FormatConfig writes the same
+// commented layout with other values.
+var DefaultConfigTOML = string(FormatConfig(DefaultConfig()))
+
+// FormatConfig renders c as a commented config.toml that documents every key.
+func FormatConfig(c Config) []byte {
+	var b bytes.Buffer
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("# MedLedger node configuration. Relative paths resolve against the home directory, which\n")
+	p("# also holds genesis.json, data/ (the Badger store) and api.token (the API bearer token).\n\n")
+	p("[node]\n")
+	p("# Name shown in logs.\n")
+	p("name = %s\n", quote(c.Node.Name))
+	p("# This node's authority signing key (hex Ed25519 seed, mode 0600). Leave empty (\"\") for a\n")
+	p("# full node that verifies and relays blocks but never signs. Default \"keys/authority.key\".\n")
+	p("authority_key = %s\n\n", quote(c.Node.AuthorityKey))
+	p("[p2p]\n")
+	p("# libp2p listen multiaddrs, TCP and QUIC. Default port %d on all interfaces.\n", DefaultP2PPort)
+	p("listen = %s\n", quoteList(c.P2P.Listen))
+	p("# Peers dialled at start: multiaddrs ending in /p2p/<peer id>. Default none.\n")
+	p("bootstrap = %s\n", quoteList(c.P2P.Bootstrap))
+	p("# libp2p identity key, created at first start. Default \"keys/p2p.key\".\n")
+	p("identity = %s\n\n", quote(c.P2P.Identity))
+	p("[api]\n")
+	p("# HTTP API address; loopback only. Clients send the token in api.token as\n")
+	p("# \"Authorization: Bearer <token>\". Default \"127.0.0.1:%d\".\n", DefaultP2PPort+1)
+	p("listen = %s\n", quote(c.API.Listen))
+	p("# Largest request body accepted, in bytes (POST /v1/txs). Default 1048576 (1 MiB).\n")
+	p("max_body_bytes = %d\n", c.API.MaxBodyBytes)
+	p("# Largest body of POST /v1/txs/batch, in bytes. Default 16777216 (16 MiB).\n")
+	p("max_batch_bytes = %d\n\n", c.API.MaxBatchBytes)
+	p("[store]\n")
+	p("# \"every-commit\": fsync each committed block (survives power loss; default).\n")
+	p("# \"none\": no fsync (survives a process crash, not power loss; faster).\n")
+	p("sync = %s\n\n", quote(c.Store.Sync))
+	p("[mempool]\n")
+	p("# Pending-transaction limits; submissions beyond them get 503. Defaults 50000 and 67108864 (64 MiB).\n")
+	p("max_txs = %d\n", c.Mempool.MaxTxs)
+	p("max_bytes = %d\n\n", c.Mempool.MaxBytes)
+	p("[log]\n")
+	p("# debug, info, warn or error. Default \"info\".\n")
+	p("level = %s\n", quote(c.Log.Level))
+	p("# \"text\" or \"json\". Default \"text\".\n")
+	p("format = %s\n", quote(c.Log.Format))
+	return b.Bytes()
+}
+
+func quote(s string) string { return strconv.Quote(s) }
+
+func quoteList(xs []string) string {
+	if len(xs) == 0 {
+		return "[]"
+	}
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = "\n  " + quote(x) + ","
+	}
+	return "[" + strings.Join(q, "") + "\n]"
+}
+
+// MaxConfigBytes bounds config.toml.
+const MaxConfigBytes = 1 << 20
+
+// ParseConfig decodes a config.toml over DefaultConfig. Unknown keys are errors naming their
+// line and column; name labels errors (usually the file's path).
+func ParseConfig(name string, data []byte) (*Config, error) {
+	if len(data) > MaxConfigBytes {
+		return nil, fmt.Errorf("node: %s is %d bytes, limit %d", name, len(data), MaxConfigBytes)
+	}
+	c := DefaultConfig()
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, configError(name, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("node: %s: %w", name, err)
+	}
+	return &c, nil
+}
+
+func configError(name string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var msgs []string
+		for _, e := range strict.Errors {
+			row, col := e.Position()
+			msgs = append(msgs, fmt.Sprintf("%s:%d:%d: unknown key %q", name, row, col, strings.Join(e.Key(), ".")))
+		}
+		return fmt.Errorf("node: %s", strings.Join(msgs, "; "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		return fmt.Errorf("node: %s:%d:%d: %s", name, row, col, de.Error())
+	}
+	return fmt.Errorf("node: %s: %w", name, err)
+}
+
+// Validate checks values that decoding cannot.
+func (c *Config) Validate() error {
+	if len(c.P2P.Listen) == 0 {
+		return fmt.Errorf("p2p.listen: at least one address is required")
+	}
+	if c.P2P.Identity == "" {
+		return fmt.Errorf("p2p.identity: a key file is required")
+	}
+	host, port, err := net.SplitHostPort(c.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen %q: %w", c.API.Listen, err)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("api.listen %q: bad port", c.API.Listen)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("api.listen %q: the API listens on a loopback address only (127.0.0.1, ::1 or localhost)", c.API.Listen)
+	}
+	if c.API.MaxBodyBytes < 1024 || c.API.MaxBatchBytes < c.API.MaxBodyBytes {
+		return fmt.Errorf("api: max_body_bytes must be at least 1024 and max_batch_bytes at least max_body_bytes")
+	}
+	if _, err := c.SyncPolicy(); err != nil {
+		return err
+	}
+	if c.Mempool.MaxTxs < 1 || c.Mempool.MaxBytes < 1024 {
+		return fmt.Errorf("mempool: max_txs must be positive and max_bytes at least 1024")
+	}
+	if _, err := c.Log.Handler(io.Discard); err != nil {
+		return err
+	}
+	return nil
+}
+
+// SyncPolicy maps store.sync to the store's policy.
+func (c *Config) SyncPolicy() (store.SyncPolicy, error) {
+	switch c.Store.Sync {
+	case "every-commit":
+		return store.SyncEveryCommit, nil
+	case "none":
+		return store.SyncNone, nil
+	}
+	return 0, fmt.Errorf("store.sync %q: want \"every-commit\" or \"none\"", c.Store.Sync)
+}
+
+// Handler returns the slog handler the [log] section describes, writing to w.
+func (l LogSection) Handler(w io.Writer) (slog.Handler, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return nil, fmt.Errorf("log.level %q: want debug, info, warn or error", l.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch l.Format {
+	case "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, fmt.Errorf("log.format %q: want \"text\" or \"json\"", l.Format)
+}
+
+// Resolve returns path made absolute against home; an empty path stays empty.
+func Resolve(home, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(home, path)
+}
+
+// LoadConfig reads and validates HOME/config.toml.
+func LoadConfig(home string) (*Config, error) {
+	path := Home(home).ConfigFile()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("node: read %s: %w", path, err)
+	}
+	return ParseConfig(path, data)
+}
