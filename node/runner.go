@@ -60,7 +60,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case in := <-r.tr.Inbox():
-			out, err := r.rep.Handle(in.From, in.Msg, r.ms())
+			out, err := r.rep.HandleInbound(in, r.ms())
 			if err != nil {
 				if !errors.Is(err, replica.ErrInvalid) {
 					return err

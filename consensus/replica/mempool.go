@@ -42,6 +42,15 @@ func NewMempool(chainID string, maxTxs, maxBytes int) *Mempool {
 
 // Add verifies and queues tx. committedNonce is the signer's last nonce on the ledger.
 func (m *Mempool) Add(tx *chain.Tx, committedNonce uint64) (chain.Hash, error) {
+	return m.add(tx, committedNonce, true)
+}
+
+// AddVerified queues tx whose signature this node has already verified (in a gossip validator).
+func (m *Mempool) AddVerified(tx *chain.Tx, committedNonce uint64) (chain.Hash, error) {
+	return m.add(tx, committedNonce, false)
+}
+
+func (m *Mempool) add(tx *chain.Tx, committedNonce uint64, verify bool) (chain.Hash, error) {
 	if err := tx.Validate(); err != nil {
 		return chain.Hash{}, err
 	}
@@ -60,8 +69,13 @@ func (m *Mempool) Add(tx *chain.Tx, committedNonce uint64) (chain.Hash, error) {
 	if len(m.txs) >= m.maxTxs || m.bytes+size > m.maxBytes {
 		return h, ErrMempoolFull
 	}
-	if err := tx.VerifySig(m.chainID); err != nil {
-		return h, err
+	if tx.ChainID != m.chainID {
+		return h, fmt.Errorf("replica: transaction for chain %q", tx.ChainID)
+	}
+	if verify {
+		if err := tx.VerifySig(m.chainID); err != nil {
+			return h, err
+		}
 	}
 	m.txs[h] = tx
 	m.senders[sn] = h

@@ -16,6 +16,9 @@ const MaxSyncBatch = 32
 type Inbound struct {
 	From PeerID
 	Msg  *Message
+	// Verified says this node's transport already checked the message's signatures (a gossip
+	// validator ran here), so the replica does not verify them a second time.
+	Verified bool
 }
 
 // Message is what replicas exchange. Exactly one group of fields is set:

@@ -189,35 +189,47 @@ func (r *Replica) HandleTimeout(t consensus.Timeout, now int64) (Output, error) 
 
 // SubmitTx verifies tx into the mempool and hands it back for broadcast.
 func (r *Replica) SubmitTx(tx *chain.Tx) (chain.Hash, Output, error) {
-	h, err := r.addTx(tx)
+	h, err := r.addTx(tx, false)
 	if err != nil {
 		return h, Output{}, err
 	}
 	return h, Output{Broadcast: []*Message{{Version: MessageVersion, Tx: tx}}}, nil
 }
 
-func (r *Replica) addTx(tx *chain.Tx) (chain.Hash, error) {
+func (r *Replica) addTx(tx *chain.Tx, verified bool) (chain.Hash, error) {
 	nonce, err := state.Nonce(r.store.State(), tx.Signer.Address())
 	if err != nil {
 		return chain.Hash{}, err
 	}
-	h, err := r.mempool.Add(tx, nonce)
+	add := r.mempool.Add
+	if verified {
+		add = r.mempool.AddVerified
+	}
+	h, err := add(tx, nonce)
 	if err != nil && !errors.Is(err, ErrMempoolFull) {
 		err = fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return h, err
 }
 
-// Handle processes one message from a peer. Errors wrapping ErrInvalid are the peer's fault.
+// Handle processes one message from a peer, verifying its signatures. Errors wrapping ErrInvalid
+// are the peer's fault.
 func (r *Replica) Handle(from PeerID, m *Message, now int64) (Output, error) {
+	return r.HandleInbound(Inbound{From: from, Msg: m}, now)
+}
+
+// HandleInbound is Handle for a transport's delivery: signatures already checked by this node's
+// transport (in.Verified) are not checked again, so each signature costs one verification here.
+func (r *Replica) HandleInbound(in Inbound, now int64) (Output, error) {
+	from, m := in.From, in.Msg
 	if err := m.Validate(); err != nil {
 		return Output{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	var out Output
 	switch {
 	case m.Proposal != nil:
-		if err := m.Proposal.VerifySig(r.chainID); err != nil {
-			return Output{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		if err := r.verify(in, m.Proposal.VerifySig); err != nil {
+			return Output{}, err
 		}
 		if r.deferIfFuture(from, m, m.Proposal.Height, now, &out) {
 			return out, nil
@@ -225,8 +237,8 @@ func (r *Replica) Handle(from PeerID, m *Message, now int64) (Output, error) {
 		err := r.validateProposal(m.Proposal, m.Block, now)
 		r.engine.HandleProposal(m.Proposal, m.Block, err == nil, now)
 	case m.Vote != nil:
-		if err := m.Vote.VerifySig(r.chainID); err != nil {
-			return Output{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		if err := r.verify(in, m.Vote.VerifySig); err != nil {
+			return Output{}, err
 		}
 		if r.deferIfFuture(from, m, m.Vote.Height, now, &out) {
 			return out, nil
@@ -234,7 +246,7 @@ func (r *Replica) Handle(from PeerID, m *Message, now int64) (Output, error) {
 		r.engine.HandleVote(m.Vote, now)
 	case m.Tx != nil:
 		// A transaction already pending, or already committed, is normal gossip, not misbehaviour.
-		if _, err := r.addTx(m.Tx); err != nil && !errors.Is(err, ErrDuplicateTx) && !errors.Is(err, ErrStaleNonce) && !errors.Is(err, ErrMempoolFull) {
+		if _, err := r.addTx(m.Tx, in.Verified); err != nil && !errors.Is(err, ErrDuplicateTx) && !errors.Is(err, ErrStaleNonce) && !errors.Is(err, ErrMempoolFull) {
 			return Output{}, err
 		}
 		return Output{}, nil
@@ -250,6 +262,16 @@ func (r *Replica) Handle(from PeerID, m *Message, now int64) (Output, error) {
 	return out, err
 }
 
+func (r *Replica) verify(in Inbound, check func(chainID string) error) error {
+	if in.Verified {
+		return nil
+	}
+	if err := check(r.chainID); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
 // deferIfFuture holds messages for the next height and, when peers are ahead, asks the sender for
 // the blocks this replica is missing. It reports whether the message was dealt with.
 func (r *Replica) deferIfFuture(from PeerID, m *Message, height uint64, now int64, out *Output) bool {
@@ -258,7 +280,7 @@ func (r *Replica) deferIfFuture(from PeerID, m *Message, height uint64, now int6
 		return height < deciding // old: drop; current: let the engine have it
 	}
 	if height == deciding+1 && len(r.future) < r.cfg.FutureBuffer {
-		r.future = append(r.future, future{from: from, msg: m})
+		r.future = append(r.future, future{from: from, msg: m}) // signatures checked already
 	}
 	if now-r.lastSyncAt >= r.cfg.SyncIntervalMs {
 		r.lastSyncAt = now
@@ -499,7 +521,7 @@ func (r *Replica) replayFuture(now int64, out *Output) error {
 	pending := r.future
 	r.future = nil
 	for _, f := range pending {
-		more, err := r.Handle(f.from, f.msg, now)
+		more, err := r.HandleInbound(Inbound{From: f.from, Msg: f.msg, Verified: true}, now)
 		if err != nil && !errors.Is(err, ErrInvalid) {
 			return err
 		}
@@ -519,7 +541,7 @@ func (r *Replica) evidenceTx(ev *chain.Evidence) *chain.Tx {
 		return nil
 	}
 	tx := chain.NewTx(*r.cfg.Key, r.chainID, chain.TxEvidence, r.mempool.NextNonce(me, nonce), ev)
-	if _, err := r.addTx(tx); err != nil {
+	if _, err := r.addTx(tx, false); err != nil {
 		return nil
 	}
 	return tx
