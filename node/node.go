@@ -1,0 +1,206 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/store"
+	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/p2p"
+)
+
+// ShutdownTimeout bounds how long Run waits for in-flight API requests when it stops.
+const ShutdownTimeout = 5 * time.Second
+
+// Node is one assembled MedLedger node: a Badger store, a replica driven by a Runner, a libp2p
+// host as its transport, and the HTTP API. Open assembles it; Run runs it until its context
+// ends and then takes it apart in order.
+type Node struct {
+	home    Home
+	cfg     *Config
+	log     *slog.Logger
+	genesis *chain.Genesis
+	store   *store.Badger
+	host    *p2p.Host
+	runner  *Runner
+	api     *API
+	srv     *http.Server
+	ln      net.Listener
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open loads HOME's config, genesis and keys, creates the API token if it is absent, and
+// assembles the node: store, replica, libp2p host, runner and API listener. Nothing runs until
+// Run. On error everything opened so far is closed again.
+func Open(home string, log *slog.Logger) (n *Node, err error) {
+	h := Home(home)
+	cfg, err := LoadConfig(home)
+	if err != nil {
+		return nil, err
+	}
+	g, err := chain.LoadGenesis(h.GenesisFile())
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	var key *chain.PrivKey
+	if cfg.Node.AuthorityKey != "" {
+		k, err := ReadKeyFile(Resolve(home, cfg.Node.AuthorityKey))
+		if err != nil {
+			return nil, fmt.Errorf("%w (set [node] authority_key = \"\" to run a full node)", err)
+		}
+		key = &k
+	}
+	token, err := LoadOrCreateToken(h.TokenFile(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := cfg.SyncPolicy()
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("node", cfg.Node.Name)
+	n = &Node{home: h, cfg: cfg, log: log, genesis: g}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, n.Close())
+			n = nil
+		}
+	}()
+	if n.store, err = store.OpenBadger(h.DataDir(), store.Options{Sync: policy, Logger: log}); err != nil {
+		return n, fmt.Errorf("node: open store: %w", err)
+	}
+	rep, err := replica.New(replica.Config{Genesis: g, Key: key, MempoolTxs: cfg.Mempool.MaxTxs, MempoolBytes: cfg.Mempool.MaxBytes}, n.store)
+	if err != nil {
+		return n, err
+	}
+	n.host, err = p2p.New(context.Background(), p2p.Config{
+		ChainID: g.ChainID, ListenAddrs: cfg.P2P.Listen, Bootstrap: cfg.P2P.Bootstrap,
+		IdentityFile: Resolve(home, cfg.P2P.Identity), Logger: log,
+	})
+	if err != nil {
+		return n, err
+	}
+	n.runner = NewRunner(rep, n.host, log, time.Now, n.committed)
+	info := NodeInfo{ChainID: g.ChainID, NodeID: n.host.ID(), Peers: n.host.Peers}
+	if key != nil {
+		pub := key.Public()
+		info.Authority = &pub
+		if !g.AuthoritySet().Contains(pub) {
+			log.Warn("the authority key is not in the genesis authority set: this node signs nothing until the authorities add it", "key", pub)
+		}
+	}
+	n.api = NewAPI(n.runner, info, token, cfg.API.MaxBodyBytes, cfg.API.MaxBatchBytes, log)
+	if n.ln, err = net.Listen("tcp", cfg.API.Listen); err != nil {
+		return n, fmt.Errorf("node: API: %w", err)
+	}
+	n.srv = &http.Server{
+		Handler:           n.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return n, nil
+}
+
+func (n *Node) committed(b *chain.Block) {
+	n.log.Info("block committed", "height", b.Header.Height, "hash", b.Hash().Short(), "txs", len(b.Txs), "proposer", b.Header.Proposer.Short())
+}
+
+// PeerID is the node's libp2p peer id.
+func (n *Node) PeerID() string { return n.host.ID() }
+
+// APIAddr is the address the API listens on.
+func (n *Node) APIAddr() string { return n.ln.Addr().String() }
+
+// Genesis is the chain's genesis.
+func (n *Node) Genesis() *chain.Genesis { return n.genesis }
+
+// Run serves the API and drives the replica until ctx ends or the replica fails, then stops in
+// order: the API (waiting up to ShutdownTimeout for requests in flight), the runner, the libp2p
+// host and the store. It returns nil after a requested stop.
+func (n *Node) Run(ctx context.Context) error {
+	n.log.Info("node starting", "chain", n.genesis.ChainID, "peer_id", n.host.ID(), "p2p", n.host.Addrs(), "api", n.APIAddr(), "height", n.store.Height())
+	runCtx, stopRunner := context.WithCancel(context.Background())
+	defer stopRunner()
+	runErr := make(chan error, 1)
+	go func() { runErr <- n.runner.Run(runCtx) }()
+	apiErr := make(chan error, 1)
+	go func() {
+		err := n.srv.Serve(n.ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		apiErr <- err
+	}()
+
+	var err error
+	runnerDone, apiDone := false, false
+	select {
+	case <-ctx.Done():
+	case err = <-runErr:
+		runnerDone = true
+		err = fmt.Errorf("node: replica stopped: %w", err)
+	case err = <-apiErr:
+		apiDone = true
+		err = fmt.Errorf("node: API server stopped: %w", err)
+	}
+	n.log.Info("node stopping")
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if e := n.srv.Shutdown(shutdownCtx); e != nil {
+		err = errors.Join(err, fmt.Errorf("node: API shutdown: %w", e), n.srv.Close())
+	}
+	if !apiDone {
+		err = errors.Join(err, <-apiErr)
+	}
+	stopRunner()
+	if !runnerDone {
+		if e := <-runErr; e != nil {
+			err = errors.Join(err, fmt.Errorf("node: replica: %w", e))
+		}
+	}
+	err = errors.Join(err, n.Close())
+	if err != nil {
+		n.log.Error("node stopped with errors", "err", err)
+	} else {
+		n.log.Info("node stopped", "height", n.store.Height())
+	}
+	return err
+}
+
+// Close releases the API listener, the libp2p host and the store. Run calls it; call it
+// directly only for a node that was opened and never run.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		if n.ln != nil {
+			if err := n.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				n.closeErr = errors.Join(n.closeErr, fmt.Errorf("node: close API listener: %w", err))
+			}
+		}
+		if n.host != nil {
+			if err := n.host.Close(); err != nil {
+				n.closeErr = errors.Join(n.closeErr, fmt.Errorf("node: close p2p host: %w", err))
+			}
+		}
+		if n.store != nil {
+			if err := n.store.Close(); err != nil {
+				n.closeErr = errors.Join(n.closeErr, fmt.Errorf("node: close store: %w", err))
+			}
+		}
+	})
+	return n.closeErr
+}
