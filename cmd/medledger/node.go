@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medledger/medledger/node"
+)
+
+func nodeCmd() *cobra.Command {
+	var home string
+	cmd := &cobra.Command{
+		Use:   "node --home HOME",
+		Short: "Run a node in the foreground until SIGINT or SIGTERM",
+		Long: `node runs the MedLedger node whose home directory is HOME (config.toml, genesis.json, keys/,
+data/, api.token; see "medledger testnet init"). It logs with the [log] settings of config.toml
+(--log-level overrides the level), serves the HTTP API on [api] listen, and on SIGINT or SIGTERM
+stops the API, the replica, the libp2p host and the store in that order and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if home == "" {
+				return fmt.Errorf("--home is required")
+			}
+			cfg, err := node.LoadConfig(home)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("log-level") {
+				cfg.Log.Level = cmd.Flag("log-level").Value.String()
+			}
+			h, err := cfg.Log.Handler(os.Stderr)
+			if err != nil {
+				return err
+			}
+			log := slog.New(h)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			n, err := node.Open(home, log)
+			if err != nil {
+				return err
+			}
+			return n.Run(ctx)
+		},
+	}
+	cmd.Flags().StringVar(&home, "home", "", "the node's home directory")
+	return cmd
+}
