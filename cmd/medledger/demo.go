@@ -3,14 +3,14 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,9 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/medledger/medledger/chain"
-	"github.com/medledger/medledger/chain/store"
-	"github.com/medledger/medledger/consensus/replica"
-	"github.com/medledger/medledger/node"
+	"github.com/medledger/medledger/testnet/procnet"
 )
 
 func demoCmd() *cobra.Command {
@@ -31,15 +29,17 @@ func demoCmd() *cobra.Command {
 		dir         string
 		duration    time.Duration
 		txRate      int
+		basePort    int
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Start a local network of authorities with Badger stores and synthetic providers and patients",
-		Long: `demo starts a local MedLedger network in this process: several authorities, each with its own
-Badger store, agreeing on blocks by BFT proof-of-authority, while synthetic providers (with
-licences from a demo licensing board) and pseudonymous patients register. It prints each node's
-height and last block until Ctrl-C or --duration. The nodes talk over an in-process bus; the
-libp2p network arrives in the next release.`,
+		Short: "Start a local network of authority node processes with synthetic providers and patients",
+		Long: `demo creates a local MedLedger testnet (medledger testnet init), starts each authority as its own
+'medledger node' process on 127.0.0.1, registers synthetic providers (with licences signed by the
+testnet's licensing authority) and pseudonymous patients through the nodes' HTTP APIs, keeps
+submitting, and every 2 s prints each node's process, ports, height, last block and peers, and
+how far finality has come. Ctrl-C (or --duration) stops every node process and waits for each.
+Node logs are in DIR/node<i>.log.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -49,189 +49,329 @@ libp2p network arrives in the next release.`,
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			return runDemo(ctx, cmd.OutOrStdout(), authorities, dir, txRate)
+			return runDemo(ctx, cmd.OutOrStdout(), demoOptions{n: authorities, dir: dir, txRate: txRate, basePort: basePort})
 		},
 	}
-	cmd.Flags().IntVar(&authorities, "authorities", 4, "number of authority nodes")
-	cmd.Flags().StringVar(&dir, "dir", "", "data directory (default: a new temporary directory)")
-	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: run until Ctrl-C)")
+	cmd.Flags().IntVar(&authorities, "authorities", 4, "number of authority nodes (processes)")
+	cmd.Flags().StringVar(&dir, "dir", "", "network directory (default: a new temporary directory)")
+	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default 0: run until Ctrl-C)")
 	cmd.Flags().IntVar(&txRate, "tx-rate", 20, "synthetic registrations submitted per second")
+	cmd.Flags().IntVar(&basePort, "base-port", 0, "first node's p2p port; node i uses base+10i (p2p) and base+10i+1 (API) (default 0: pick free ports)")
 	return cmd
 }
 
-type demoNode struct {
-	name   string
-	st     *store.Badger
-	runner *node.Runner
-	height atomic.Uint64
-	last   atomic.Value // chain.Hash
-	txs    atomic.Uint64
-	// Registrations counted from committed blocks (every transaction in a block succeeded).
-	providers, patients atomic.Uint64
+type demoOptions struct {
+	n, txRate, basePort int
+	dir                 string
 }
 
-func runDemo(ctx context.Context, w io.Writer, n int, dir string, txRate int) error {
+// selfBinary is the executable of this process: the demo and the benchmark run their nodes as
+// children of the same medledger binary.
+func selfBinary() (string, error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("locating the medledger executable: %w", err)
+	}
+	return bin, nil
+}
+
+// startNetwork creates a testnet in dir (a new temporary directory if empty) on basePort (free
+// ports if 0), starts every node as a child process and waits until each serves its API. The
+// caller must call shutdownNetwork, also on error (the network is returned when it exists).
+func startNetwork(ctx context.Context, w io.Writer, n int, dir string, basePort int, logLevel string) (*procnet.Network, error) {
 	if n < 1 {
-		return fmt.Errorf("--authorities must be at least 1")
+		return nil, fmt.Errorf("--authorities must be at least 1")
+	}
+	bin, err := selfBinary()
+	if err != nil {
+		return nil, err
 	}
 	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "medledger-demo-"); err != nil {
-			return err
+		if dir, err = os.MkdirTemp("", "medledger-net-"); err != nil {
+			return nil, err
 		}
 	}
-	keys := make([]chain.PrivKey, n)
-	var auths []chain.Authority
-	for i := range keys {
-		k, err := chain.GenerateKey(rand.Reader)
-		if err != nil {
-			return err
+	if basePort == 0 {
+		if basePort, err = procnet.FreeBasePort(n); err != nil {
+			return nil, err
 		}
-		keys[i] = k
-		auths = append(auths, chain.Authority{Key: k.Public(), Name: "authority-" + strconv.Itoa(i)})
 	}
-	board, err := chain.GenerateKey(rand.Reader)
+	nw, err := procnet.Init(ctx, bin, dir, n, basePort)
+	if err != nil {
+		return nil, err
+	}
+	nw.LogLevel = logLevel
+	for i := range n {
+		if err := nw.Start(i); err != nil {
+			return nw, err
+		}
+	}
+	fmt.Fprintf(w, "started %d node processes in %s (logs: %s)\n", n, dir, filepath.Join(dir, "node<i>.log"))
+	for i := range n {
+		if _, err := nw.WaitHeight(ctx, i, 1, 2*time.Minute); err != nil {
+			return nw, err
+		}
+	}
+	return nw, nil
+}
+
+// shutdownNetwork stops every node with SIGTERM, waits for each, kills any that does not exit in
+// time, and reports how they ended.
+func shutdownNetwork(w io.Writer, nw *procnet.Network) error {
+	if nw == nil {
+		return nil
+	}
+	pids := make([]int, nw.N)
+	for i := range nw.N {
+		pids[i] = nw.PID(i)
+	}
+	nw.StopTimeout = 20 * time.Second
+	err := nw.StopAll()
+	nw.Close()
+	var running []string
+	for i, pid := range pids {
+		if pid != 0 && syscall.Kill(pid, 0) == nil {
+			running = append(running, fmt.Sprintf("node%d (pid %d)", i, pid))
+		}
+	}
+	if len(running) > 0 {
+		err = errors.Join(err, fmt.Errorf("still running after stop: %s", strings.Join(running, ", ")))
+	}
+	if err == nil {
+		fmt.Fprintf(w, "all %d node processes stopped cleanly\n", nw.N)
+	}
+	return err
+}
+
+func runDemo(ctx context.Context, w io.Writer, o demoOptions) (err error) {
+	// The nodes must be stopped even when ctx is already cancelled: shutdown has its own bounds.
+	nw, err := startNetwork(ctx, w, o.n, o.dir, o.basePort, "info")
+	defer func() { err = errors.Join(err, shutdownNetwork(w, nw)) }()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	g, err := nw.Genesis()
 	if err != nil {
 		return err
 	}
-	g := &chain.Genesis{
-		Version: chain.GenesisVersion, ChainID: "medledger-demo", TimeMs: time.Now().UnixMilli(),
-		Authorities: auths, LicensingAuthorities: []chain.Authority{{Key: board.Public(), Name: "Demo Medical Board"}},
-		Params: chain.DefaultParams(),
-	}
-	if err := os.WriteFile(filepath.Join(dir, "genesis.json"), g.JSON(), 0o644); err != nil {
+	board, err := nw.LicensingKey()
+	if err != nil {
 		return err
 	}
-	log := slog.Default()
-	bus := node.NewBus(log)
-	nodes := make([]*demoNode, n)
-	for i := range nodes {
-		dn := &demoNode{name: "node" + strconv.Itoa(i)}
-		dn.last.Store(chain.Hash{})
-		dn.st, err = store.OpenBadger(filepath.Join(dir, dn.name), store.Options{Logger: log})
-		if err != nil {
-			return err
-		}
-		defer dn.st.Close()
-		key := keys[i]
-		rep, err := replica.New(replica.Config{Genesis: g, Key: &key}, dn.st)
-		if err != nil {
-			return err
-		}
-		dn.runner = node.NewRunner(rep, bus.Join(replica.PeerID(dn.name)), log, time.Now, func(b *chain.Block) {
-			dn.height.Store(b.Header.Height)
-			dn.last.Store(b.Hash())
-			dn.txs.Add(uint64(len(b.Txs)))
-			for _, tx := range b.Txs {
-				switch tx.Kind {
-				case chain.TxRegisterProvider:
-					dn.providers.Add(1)
-				case chain.TxRegisterPatient:
-					dn.patients.Add(1)
-				}
-			}
-		})
-		nodes[i] = dn
-	}
-	fmt.Fprintf(w, "MedLedger demo: %d authorities on chain %q, data in %s\n", n, g.ChainID, dir)
-	fmt.Fprintf(w, "Each node keeps its own Badger store; a block is final once more than 2/3 of authorities precommit it.\n")
-	fmt.Fprintf(w, "Synthetic load: %d registrations/s (1 in 5 a licensed provider, the rest pseudonymous patients). Ctrl-C stops.\n\n", txRate)
+	fmt.Fprintf(w, "MedLedger demo: %d authorities on chain %q; a block is final once more than 2/3 of them precommit it.\n", o.n, g.ChainID)
+	fmt.Fprintf(w, "Load: %d registrations/s through the nodes' HTTP APIs (1 in 5 a provider licensed by the testnet's board, the rest pseudonymous patients). Ctrl-C stops.\n", o.txRate)
+	fmt.Fprintf(w, "Try: medledger status --home %s\n\n", nw.Home(0))
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var stats demoLoad
 	var wg sync.WaitGroup
-	errs := make(chan error, n+1)
-	for _, dn := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := dn.runner.Run(ctx); err != nil {
-				errs <- fmt.Errorf("%s: %w", dn.name, err)
-				cancel()
-			}
-		}()
-	}
-	var submitted, refused atomic.Uint64
+	loadCtx, cancelLoad := context.WithCancel(ctx)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		generateLoad(ctx, g, board, nodes, txRate, &submitted, &refused)
+		stats.run(loadCtx, nw, g, board, o.txRate)
 	}()
+	defer func() { cancelLoad(); wg.Wait() }()
 
+	view := newDemoView(nw)
 	start := time.Now()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
-	for done := false; !done; {
+	for {
 		select {
 		case <-ctx.Done():
-			done = true
+			fmt.Fprintf(w, "\nstopping after %s: SIGTERM to every node, waiting for each\n", time.Since(start).Round(time.Second))
+			fmt.Fprintf(w, "network kept in %s\n", nw.Dir)
+			return nil
 		case <-tick.C:
-			printDemoStatus(ctx, w, nodes, time.Since(start), submitted.Load(), refused.Load())
+			view.refresh(ctx)
+			view.print(w, time.Since(start), &stats)
 		}
 	}
-	wg.Wait()
-	close(errs)
-	var failures error
-	for err := range errs {
-		failures = errors.Join(failures, err)
-	}
-	fmt.Fprintf(w, "\nstopped after %s; final heights:", time.Since(start).Round(time.Second))
-	for _, dn := range nodes {
-		fmt.Fprintf(w, " %s=%d", dn.name, dn.height.Load())
-	}
-	fmt.Fprintf(w, "\ndata kept in %s\n", dir)
-	return failures
 }
 
-func printDemoStatus(ctx context.Context, w io.Writer, nodes []*demoNode, up time.Duration, submitted, refused uint64) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "[%s]\tnode\theight\tlast block\ttxs committed\tmempool\tproviders\tpatients\n", up.Round(time.Second))
-	for _, dn := range nodes {
-		mempool := -1
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		_ = dn.runner.Query(qctx, func(r *replica.Replica) { mempool = r.Mempool().Len() })
-		cancel()
-		last := dn.last.Load().(chain.Hash)
-		fmt.Fprintf(tw, "\t%s\t%d\t%s\t%d\t%d\t%d\t%d\n", dn.name, dn.height.Load(), last.Short(), dn.txs.Load(), mempool, dn.providers.Load(), dn.patients.Load())
-	}
-	tw.Flush()
-	fmt.Fprintf(w, "  submitted %d registrations (%d refused)\n\n", submitted, refused)
+// demoLoad submits synthetic registrations and counts the outcome.
+type demoLoad struct {
+	providers, patients, refused atomic.Uint64
+	lastErr                      atomic.Value // string
 }
 
-// generateLoad registers synthetic providers and patients through random nodes.
-func generateLoad(ctx context.Context, g *chain.Genesis, board chain.PrivKey, nodes []*demoNode, perSecond int, submitted, refused *atomic.Uint64) {
+func (d *demoLoad) run(ctx context.Context, nw *procnet.Network, g *chain.Genesis, board chain.PrivKey, perSecond int) {
 	if perSecond <= 0 {
 		return
 	}
-	tick := time.NewTicker(time.Second / time.Duration(perSecond))
+	const ticksPerSecond = 10
+	tick := time.NewTicker(time.Second / ticksPerSecond)
 	defer tick.Stop()
-	for i := 0; ; i++ {
+	var sent, owed float64
+	for k := 0; ; k++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		k, err := chain.GenerateKey(rand.Reader)
-		if err != nil {
-			return
+		owed += float64(perSecond) / ticksPerSecond
+		var txs []*chain.Tx
+		kinds := []bool{}
+		for ; owed >= 1; owed-- {
+			key, err := chain.GenerateKey(rand.Reader)
+			if err != nil {
+				return
+			}
+			enc := make([]byte, 32) // stands in for an HPKE public key until records arrive
+			_, _ = rand.Read(enc)
+			provider := int(sent)%5 == 0
+			if provider {
+				lic := chain.Licence{Subject: key.Public(), Number: fmt.Sprintf("DEMO-%07d", int(sent)), Jurisdiction: "DEMO", NotAfter: time.Now().Add(365 * 24 * time.Hour).UnixMilli()}
+				lic.Sign(board, g.ChainID)
+				txs = append(txs, chain.NewTx(key, g.ChainID, chain.TxRegisterProvider, 1, &chain.RegisterProvider{Licence: lic, EncryptionKey: enc}))
+			} else {
+				txs = append(txs, chain.NewTx(key, g.ChainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: enc}))
+			}
+			kinds = append(kinds, provider)
+			sent++
 		}
-		enc := make([]byte, 32) // stands in for an HPKE public key until records arrive
-		_, _ = rand.Read(enc)
-		var tx *chain.Tx
-		if i%5 == 0 {
-			lic := chain.Licence{Subject: k.Public(), Number: fmt.Sprintf("DEMO-%06d", i), Jurisdiction: "DEMO", NotAfter: time.Now().Add(365 * 24 * time.Hour).UnixMilli()}
-			lic.Sign(board, g.ChainID)
-			tx = chain.NewTx(k, g.ChainID, chain.TxRegisterProvider, 1, &chain.RegisterProvider{Licence: lic, EncryptionKey: enc})
-		} else {
-			tx = chain.NewTx(k, g.ChainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: enc})
+		if len(txs) == 0 {
+			continue
 		}
-		dn := nodes[i%len(nodes)]
-		sctx, cancel := context.WithTimeout(ctx, time.Second)
-		if _, err := dn.runner.Submit(sctx, tx); err != nil {
-			refused.Add(1)
-		} else {
-			submitted.Add(1)
+		i := k % nw.N
+		if !nw.Running(i) {
+			d.refused.Add(uint64(len(txs)))
+			continue
 		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		res, err := nw.Submit(sctx, i, txs)
 		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d.refused.Add(uint64(len(txs)))
+			d.lastErr.Store(err.Error())
+			continue
+		}
+		refused := map[int]bool{}
+		for _, e := range res.Errors {
+			var be struct {
+				Index int    `json:"index"`
+				Error string `json:"error"`
+			}
+			if decodeLoose(e, &be) {
+				refused[be.Index] = true
+				d.lastErr.Store(be.Error)
+			}
+		}
+		for j, provider := range kinds {
+			switch {
+			case refused[j]:
+				d.refused.Add(1)
+			case provider:
+				d.providers.Add(1)
+			default:
+				d.patients.Add(1)
+			}
+		}
 	}
 }
+
+// demoView follows each node's chain through its API.
+type demoView struct {
+	nw    *procnet.Network
+	nodes []demoNodeView
+	// final is the highest height every running node has reached; finalAt when it last grew.
+	final, prevFinal uint64
+	prevAt           time.Time
+	rate             float64 // blocks/s over the last interval
+}
+
+type demoNodeView struct {
+	status  *procnet.Status
+	err     error
+	scanned uint64 // blocks counted into txs
+	txs     int
+}
+
+func newDemoView(nw *procnet.Network) *demoView {
+	return &demoView{nw: nw, nodes: make([]demoNodeView, nw.N), prevAt: time.Now()}
+}
+
+func (v *demoView) refresh(ctx context.Context) {
+	var low uint64
+	first := true
+	for i := range v.nodes {
+		nv := &v.nodes[i]
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		nv.status, nv.err = v.nw.Status(qctx, i)
+		for nv.err == nil && nv.scanned < nv.status.Height {
+			b, err := v.nw.Block(qctx, i, nv.scanned+1)
+			if err != nil {
+				break
+			}
+			nv.txs += b.TxCount
+			nv.scanned++
+		}
+		cancel()
+		if nv.err == nil {
+			if first || nv.status.Height < low {
+				low = nv.status.Height
+			}
+			first = false
+		}
+	}
+	now := time.Now()
+	v.prevFinal, v.final = v.final, low
+	if dt := now.Sub(v.prevAt).Seconds(); dt > 0 && v.final >= v.prevFinal {
+		v.rate = float64(v.final-v.prevFinal) / dt
+	}
+	v.prevAt = now
+}
+
+func (v *demoView) print(w io.Writer, up time.Duration, load *demoLoad) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "[%s]\tnode\tpid\tp2p port\tAPI\theight\tlast block\tpeers\ttxs committed\tmempool\n", up.Round(time.Second))
+	for i, nv := range v.nodes {
+		addr, _ := v.nw.APIAddr(i)
+		pid := "-"
+		if p := v.nw.PID(i); p != 0 {
+			pid = fmt.Sprint(p)
+		}
+		if nv.err != nil {
+			fmt.Fprintf(tw, "\tnode%d\t%s\t%d\t%s\t?\t(%s)\t\t\t\n", i, pid, v.nw.P2PPort(i), addr, shortErr(nv.err))
+			continue
+		}
+		last := nv.status.LastBlockHash
+		if len(last) > 12 {
+			last = last[:12]
+		}
+		mp := "-"
+		if n, ok := nv.status.MempoolTxs(); ok {
+			mp = fmt.Sprint(n)
+		}
+		fmt.Fprintf(tw, "\tnode%d\t%s\t%d\t%s\t%d\t%s\t%d\t%d\t%s\n", i, pid, v.nw.P2PPort(i), addr, nv.status.Height, last, len(nv.status.Peers), nv.txs, mp)
+	}
+	_ = tw.Flush()
+	submitted := load.providers.Load() + load.patients.Load()
+	committed := 0
+	for _, nv := range v.nodes {
+		committed = max(committed, nv.txs)
+	}
+	fmt.Fprintf(w, "  finality: height %d final on every node (%.1f blocks/s); %d of %d accepted registrations final (%d providers, %d patients submitted; %d refused)\n",
+		v.final, v.rate, committed, submitted, load.providers.Load(), load.patients.Load(), load.refused.Load())
+	if e, ok := load.lastErr.Load().(string); ok && load.refused.Load() > 0 {
+		fmt.Fprintf(w, "  last refusal: %s\n", e)
+	}
+	fmt.Fprintln(w)
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if len(s) > 60 {
+		s = s[:60] + "…"
+	}
+	return s
+}
+
+// decodeLoose decodes raw into v and reports whether it could.
+func decodeLoose(raw json.RawMessage, v any) bool { return json.Unmarshal(raw, v) == nil }
