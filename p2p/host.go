@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -68,6 +69,7 @@ type Host struct {
 	direct  protocol.ID
 	gate    *strikes
 	limiter *tokenBuckets
+	mesh    *meshTracer
 
 	inbox   chan replica.Inbound
 	publish chan publishJob
@@ -164,6 +166,7 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 		direct:  direct,
 		gate:    gate,
 		limiter: newTokenBuckets(directRate, directBurst),
+		mesh:    newMeshTracer(),
 		inbox:   make(chan replica.Inbound, InboxSize),
 		publish: make(chan publishJob, publishQueueSize),
 		sends:   make(chan struct{}, maxDirectSends),
@@ -233,9 +236,15 @@ func (h *Host) startPubsub() error {
 		pubsub.WithLogger(h.log),
 		pubsub.WithMaxMessageSize(MaxPubsubMessageBytes),
 		pubsub.WithPeerScore(params, thresholds),
+		// Our own messages go to every subscribed peer whose score is above publishThreshold,
+		// not only to the mesh: proposals and votes are latency-critical, the networks are
+		// small, and a message published before the first heartbeat builds the mesh would
+		// otherwise be lost.
+		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(false),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithValidateQueueSize(256),
+		pubsub.WithRawTracer(h.mesh),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
@@ -272,7 +281,7 @@ func (h *Host) readTopic(k topicKind, sub *pubsub.Subscription) {
 		if err != nil {
 			return // cancelled
 		}
-		if msg.Local || msg.ReceivedFrom == h.self || msg.GetFrom() == h.self {
+		if msg.ReceivedFrom == h.self || msg.GetFrom() == h.self {
 			continue
 		}
 		m, ok := msg.ValidatorData.(*replica.Message)
@@ -322,6 +331,16 @@ func (h *Host) Peers() []string {
 		out[i] = p.String()
 	}
 	slices.Sort(out)
+	return out
+}
+
+// MeshPeers returns, per gossip topic name, the number of peers in our gossipsub mesh.
+func (h *Host) MeshPeers() map[string]int {
+	out := make(map[string]int, numTopics)
+	for k := range numTopics {
+		name := topicName(h.chainID, k)
+		out[name] = len(h.mesh.peers(name))
+	}
 	return out
 }
 
@@ -455,6 +474,11 @@ func (h *Host) keepConnected(ai peer.AddrInfo) {
 	for {
 		wait := bootstrapCheck
 		if h.host.Network().Connectedness(ai.ID) != network.Connected && !h.gate.isBanned(ai.ID) {
+			// This loop owns the backoff: clear the swarm's own (5 s and up per failed
+			// address), which would otherwise make a peer that just came up wait.
+			if sw, ok := h.host.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+				sw.Backoff().Clear(ai.ID)
+			}
 			ctx, cancel := context.WithTimeout(h.ctx, dialTimeout)
 			err := h.host.Connect(ctx, ai)
 			cancel()

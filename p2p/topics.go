@@ -137,8 +137,8 @@ func checkSignatures(chainID string, m *replica.Message) error {
 
 // validator returns the one validator of topic k. Its outcomes:
 //
-//   - Accept a message we published ourselves (Local): we built it, and validating it again
-//     would only cost a signature check.
+//   - Accept a message we publish ourselves (received from ourselves): we built it, and
+//     validating it again would only cost a signature check.
 //   - Ignore a message authored by us but relayed back by someone else: harmless (pubsub
 //     drops most of these first), and the relayer did nothing wrong, so it is not penalised.
 //   - Reject anything over the topic's size cap, that does not decode, that carries another
@@ -151,7 +151,7 @@ func checkSignatures(chainID string, m *replica.Message) error {
 // judges messages exactly as one that is up to date, so it never punishes honest peers.
 func (h *Host) validator(k topicKind) pubsub.ValidatorEx {
 	return func(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-		if msg.Local {
+		if from == h.self {
 			return pubsub.ValidationAccept
 		}
 		if msg.GetFrom() == h.self {
