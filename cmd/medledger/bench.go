@@ -102,17 +102,18 @@ type benchReport struct {
 
 // benchStep is one load step's outcome.
 type benchStep struct {
-	Target      float64 `json:"target_tx_per_sec"`
-	Offered     float64 `json:"offered_tx_per_sec"`
-	Committed   float64 `json:"committed_tx_per_sec"`
-	Refused     int     `json:"refused"`
-	BacklogEnd  int     `json:"backlog_end"`
-	MaxMempool  int     `json:"max_mempool"`
-	Blocks      float64 `json:"blocks_per_sec"`
-	CPUPerTxMs  float64 `json:"node_cpu_ms_per_tx"`
-	Sustained   bool    `json:"sustained"`
-	Note        string  `json:"note,omitempty"`
-	committedIn int
+	Target       float64 `json:"target_tx_per_sec"`
+	Offered      float64 `json:"offered_tx_per_sec"`
+	Committed    float64 `json:"committed_tx_per_sec"`
+	Refused      int     `json:"refused"`
+	BacklogStart int     `json:"backlog_start"`
+	BacklogEnd   int     `json:"backlog_end"`
+	MaxMempool   int     `json:"max_mempool"`
+	Blocks       float64 `json:"blocks_per_sec"`
+	CPUPerTxMs   float64 `json:"node_cpu_ms_per_tx"`
+	Sustained    bool    `json:"sustained"`
+	Note         string  `json:"note,omitempty"`
+	committedIn  int
 }
 
 func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (err error) {
@@ -410,7 +411,7 @@ func (b *bencher) cpu() (time.Duration, error) {
 // the steady part of it (after a warm-up of a quarter of the step, at most 3 s). With lat set,
 // it records submit-to-final latency of every accepted transaction instead.
 func (b *bencher) runStep(ctx context.Context, rate float64, lat *latencies) (*benchStep, error) {
-	s := &benchStep{Target: rate}
+	s := &benchStep{Target: rate, BacklogStart: int(b.accepted.Load() - b.committed.Load())}
 	total := int(rate*b.step.Seconds()) + b.nw.N
 	fmt.Fprintf(b.progress, "step: %.0f tx/s for %s (signing %d transactions)...\n", rate, b.step, total)
 	txs := b.presign(total)
@@ -548,11 +549,14 @@ func (b *bencher) runStep(ctx context.Context, rate float64, lat *latencies) (*b
 	case !s.Sustained:
 		s.Note = "backlog grows"
 	}
+	if s.BacklogStart > 0 {
+		s.Note += fmt.Sprintf(" (started with %d from the previous step)", s.BacklogStart)
+	}
 	fmt.Fprintf(b.progress, "  offered %.0f tx/s, committed %.0f tx/s, %.2f blocks/s, %.3f ms CPU/tx, backlog %d, mempool max %d, sustained=%v %s\n",
 		s.Offered, s.Committed, s.Blocks, s.CPUPerTxMs, s.BacklogEnd, s.MaxMempool, s.Sustained, s.Note)
 
 	// Let the backlog drain before the next step, so steps do not overlap.
-	drain := max(30*time.Second, 3*b.step)
+	drain := max(2*time.Minute, 4*b.step)
 	err = procnet.WaitFor(ctx, drain, 100*time.Millisecond, "backlog drained", func(context.Context) (bool, error) {
 		if lat != nil {
 			b.mu.Lock()
