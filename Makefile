@@ -9,7 +9,7 @@ FUZZTIME  ?= 20s
 # Packages whose code runs concurrently (the store and the node runner); the pure cores have none.
 RACE_PKGS := ./chain/store/... ./node/...
 
-.PHONY: all build test test-short race sim crash fuzz lint bench demo clean
+.PHONY: all build test race sim crash fuzz lint bench bench-core demo clean
 
 all: build
 
@@ -46,8 +46,13 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./chain/ ./chain/state/ ./chain/store/
+# The networked benchmark: a local 4-authority network of node processes under load
+# (docs/bench.md). bench-core: the per-core micro-benchmarks of the core packages.
+bench: build
+	./$(BIN) bench
+
+bench-core:
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./chain/ ./chain/state/ ./chain/store/
 
 demo: build
 	./$(BIN) demo

@@ -20,6 +20,9 @@ type Start struct {
 	Authorities   *chain.AuthoritySet // the set certifying Height
 	LastBlockTime int64               // Unix ms of block Height-1 (genesis time at height 1)
 	Signed        *SignState          // last durably persisted sign state; nil on first start
+	// Busy says transactions are waiting: NewHeight starts the height after busyIntervalMs
+	// instead of BlockIntervalMs, which only paces empty blocks.
+	Busy bool
 }
 
 // Engine is one node's consensus state machine. It is not safe for concurrent use: the driver
@@ -160,6 +163,10 @@ func (e *Engine) Start(now int64) {
 	e.startRound(0)
 }
 
+// busyIntervalMs is the pause after a commit when transactions are waiting: long enough for
+// late precommits to reach the certificate's peers, short enough not to add latency.
+const busyIntervalMs = 20
+
 // NewHeight moves to s.Height after the driver durably committed the previous height. Round 0
 // begins after BlockIntervalMs (a StepNewHeight timeout); messages for the new height that arrive
 // meanwhile are kept. s.Signed is ignored: the engine's own record is newer.
@@ -169,7 +176,11 @@ func (e *Engine) NewHeight(s Start, now int64) {
 		return
 	}
 	e.enterHeight(s)
-	e.schedule(StepNewHeight, int64(e.cfg.Params.BlockIntervalMs))
+	delay := int64(e.cfg.Params.BlockIntervalMs)
+	if s.Busy {
+		delay = min(delay, busyIntervalMs)
+	}
+	e.schedule(StepNewHeight, delay)
 }
 
 // Height is the height being decided.

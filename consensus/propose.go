@@ -24,6 +24,11 @@ func (e *Engine) HandleProposal(p *chain.Proposal, b *chain.Block, valid bool, n
 	}
 	e.proposals[p.Round] = &proposal{p: p, b: b, valid: valid}
 	e.blocks[p.BlockHash] = b
+	if e.step == StepNewHeight && !e.resume && p.Round == 0 {
+		// The proposer has started the height (it had transactions waiting): follow at once
+		// rather than idle out the block interval. Starting a round early is always safe.
+		e.startRound(0)
+	}
 	e.progress()
 }
 

@@ -139,8 +139,8 @@ func checkSignatures(chainID string, m *replica.Message) error {
 //
 //   - Accept a message we publish ourselves (received from ourselves): we built it, and
 //     validating it again would only cost a signature check.
-//   - Ignore a message authored by us but relayed back by someone else: harmless (pubsub
-//     drops most of these first), and the relayer did nothing wrong, so it is not penalised.
+//   - Our own messages relayed back never reach the validator: message ids are content
+//     hashes, and pubsub drops ids it has seen, ours included.
 //   - Reject anything over the topic's size cap, that does not decode, that carries another
 //     kind than the topic's, or whose signature (under this chain id) does not verify: an
 //     honest peer validates before relaying, so the peer that sent it is at fault, and pubsub
@@ -154,14 +154,10 @@ func (h *Host) validator(k topicKind) pubsub.ValidatorEx {
 		if from == h.self {
 			return pubsub.ValidationAccept
 		}
-		if msg.GetFrom() == h.self {
-			h.stats.gossipIgnored.Add(1)
-			return pubsub.ValidationIgnore
-		}
 		m, err := checkGossip(h.chainID, k, msg.GetData())
 		if err != nil {
 			h.stats.gossipRejected.Add(1)
-			h.log.Debug("p2p: rejected gossip", "topic", k.String(), "from", from, "author", msg.GetFrom(), "err", err)
+			h.log.Debug("p2p: rejected gossip", "topic", k.String(), "from", from, "err", err)
 			return pubsub.ValidationReject
 		}
 		msg.ValidatorData = m

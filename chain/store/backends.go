@@ -11,7 +11,11 @@ import (
 	"strings"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
+
+// defaultMemTableSize is Badger's memtable size unless Options says otherwise.
+const defaultMemTableSize = 16 << 20
 
 // Badger is the on-disk store.
 type Badger struct{ *core }
@@ -21,17 +25,28 @@ func OpenBadger(dir string, opts Options) (*Badger, error) {
 	if opts.Sync != SyncEveryCommit && opts.Sync != SyncNone {
 		return nil, fmt.Errorf("store: unknown sync policy %d", opts.Sync)
 	}
+	memtable := opts.MemTableSize
+	if memtable <= 0 {
+		memtable = defaultMemTableSize
+	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{newLogger(opts.Logger)}).
 		// Durability is the store's explicit sync (see SyncPolicy), not per-write fsyncs.
 		WithSyncWrites(false).
 		// Commits are serialized by the store; Badger's conflict tracking would be pure cost.
-		WithDetectConflicts(false)
-	if opts.MemTableSize > 0 {
+		WithDetectConflicts(false).
+		// Badger's defaults (5 memtables of 64 MiB, a 256 MiB block cache, 1 GiB memory-mapped
+		// value logs) are sized for a database server; a practice's desktop node runs beside
+		// other programs. These keep a node's store within a few tens of MiB.
+		WithMemTableSize(memtable).
+		WithNumMemtables(2).
+		WithBlockCacheSize(32 << 20).
+		// Block compression cost more CPU under load than the disk it saves is worth here.
+		WithCompression(options.None).
+		WithIndexCacheSize(16 << 20).
+		WithValueLogFileSize(64 << 20).
 		// Badger refuses a value threshold above its batch cap (15% of the memtable).
-		bo = bo.WithMemTableSize(opts.MemTableSize).
-			WithValueThreshold(min(bo.ValueThreshold, opts.MemTableSize*15/100/2))
-	}
+		WithValueThreshold(min(badger.DefaultOptions("").ValueThreshold, memtable*15/100/2))
 	if err := removeEmptyLogs(dir); err != nil {
 		return nil, err
 	}

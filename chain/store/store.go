@@ -84,7 +84,7 @@ type Options struct {
 	// Logger receives Badger's warnings and errors (its info chatter at debug level); nil
 	// discards them.
 	Logger *slog.Logger
-	// MemTableSize is Badger's memtable size in bytes, default 64 MiB. One Badger transaction
+	// MemTableSize is Badger's memtable size in bytes, default 16 MiB. One Badger transaction
 	// holds at most about 15% of it; the store splits larger writes, so this only trades
 	// memory for write throughput.
 	MemTableSize int64

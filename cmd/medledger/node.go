@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -13,7 +14,7 @@ import (
 )
 
 func nodeCmd() *cobra.Command {
-	var home string
+	var home, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "node --home HOME",
 		Short: "Run a node in the foreground until SIGINT or SIGTERM",
@@ -44,9 +45,25 @@ stops the API, the replica, the libp2p host and the store in that order and exit
 			if err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer func() {
+					pprof.StopCPUProfile()
+					if err := f.Close(); err != nil {
+						log.Error("cpu profile", "err", err)
+					}
+				}()
+			}
 			return n.Run(ctx)
 		},
 	}
 	cmd.Flags().StringVar(&home, "home", "", "the node's home directory")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the node stops (diagnostics)")
 	return cmd
 }

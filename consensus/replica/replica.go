@@ -472,6 +472,7 @@ func (r *Replica) commit(b *chain.Block, cert *chain.CommitCert, now int64, out 
 	if err != nil {
 		return err
 	}
+	start.Busy = r.mempool.Len() > 0
 	r.engine.NewHeight(start, now)
 	out.Committed = append(out.Committed, b)
 	return nil
