@@ -26,7 +26,7 @@ func TestGenesisJSONRoundTrip(t *testing.T) {
 		t.Fatal("hash or JSON changed in a round trip")
 	}
 	// Keys appear as hex, fields under their documented names.
-	for _, want := range []string{`"chain_id": "` + chainA + `"`, `"key": "` + g.Authorities[0].Key.String() + `"`, `"max_block_txs": 10000`, `"genesis_time_ms"`, `"licensing_authorities"`} {
+	for _, want := range []string{`"chain_id": "` + chainA + `"`, `"key": "` + g.Authorities[0].Key.String() + `"`, `"max_block_txs": 2000`, `"genesis_time_ms"`, `"licensing_authorities"`} {
 		if !strings.Contains(string(data), want) {
 			t.Fatalf("genesis JSON lacks %s:\n%s", want, data)
 		}
@@ -78,11 +78,11 @@ func TestGenesisRejects(t *testing.T) {
 		{"bad key", replace(g.Authorities[0].Key.String(), "00"), nil},
 		{"duplicate authority", string(dup.JSON()), nil},
 		{"no authorities", string(noAuth.JSON()), nil},
-		{"zero block txs", replace(`"max_block_txs": 10000`, `"max_block_txs": 0`), nil},
-		{"block txs over the hard limit", replace(`"max_block_txs": 10000`, `"max_block_txs": 100001`), nil},
-		{"block bytes over the hard limit", replace(`"max_block_bytes": 4194304`, `"max_block_bytes": 16777217`), nil},
+		{"zero block txs", replace(`"max_block_txs": 2000`, `"max_block_txs": 0`), nil},
+		{"block txs over the hard limit", replace(`"max_block_txs": 2000`, `"max_block_txs": 20001`), nil},
+		{"block bytes over the hard limit", replace(`"max_block_bytes": 1024000`, `"max_block_bytes": 16777217`), nil},
 		{"zero propose timeout", replace(`"timeout_propose_ms": 1000`, `"timeout_propose_ms": 0`), nil},
-		{"negative number", replace(`"max_block_txs": 10000`, `"max_block_txs": -1`), nil},
+		{"negative number", replace(`"max_block_txs": 2000`, `"max_block_txs": -1`), nil},
 		{"not JSON", "version = 1", nil},
 		{"too large", valid + strings.Repeat(" ", chain.MaxGenesisBytes), chain.ErrTooLarge},
 	} {
