@@ -79,7 +79,7 @@ func TestGenesisRejects(t *testing.T) {
 		{"duplicate authority", string(dup.JSON()), nil},
 		{"no authorities", string(noAuth.JSON()), nil},
 		{"zero block txs", replace(`"max_block_txs": 2000`, `"max_block_txs": 0`), nil},
-		{"block txs over the hard limit", replace(`"max_block_txs": 2000`, `"max_block_txs": 20001`), nil},
+		{"block txs over the hard limit", replace(`"max_block_txs": 2000`, `"max_block_txs": 100001`), nil},
 		{"block bytes over the hard limit", replace(`"max_block_bytes": 1024000`, `"max_block_bytes": 16777217`), nil},
 		{"zero propose timeout", replace(`"timeout_propose_ms": 1000`, `"timeout_propose_ms": 0`), nil},
 		{"negative number", replace(`"max_block_txs": 2000`, `"max_block_txs": -1`), nil},
