@@ -92,7 +92,9 @@ func DefaultConfig() Config {
 		},
 		API:     APISection{Listen: "127.0.0.1:26601", MaxBodyBytes: 1 << 20, MaxBatchBytes: 16 << 20},
 		Store:   StoreSection{Sync: "every-commit"},
-		Mempool: MempoolSection{MaxTxs: 50_000, MaxBytes: 64 << 20},
+		// Five full blocks: enough to keep blocks full, small enough that under overload the
+		// API refuses (503) instead of letting a backlog starve consensus of CPU.
+		Mempool: MempoolSection{MaxTxs: 10_000, MaxBytes: 16 << 20},
 		Log:     LogSection{Level: "info", Format: "text"},
 	}
 }
@@ -133,7 +135,7 @@ func FormatConfig(c Config) []byte {
 	p("# \"none\": no fsync (survives a process crash, not power loss; faster).\n")
 	p("sync = %s\n\n", quote(c.Store.Sync))
 	p("[mempool]\n")
-	p("# Pending-transaction limits; submissions beyond them get 503. Defaults 50000 and 67108864 (64 MiB).\n")
+	p("# Pending-transaction limits; submissions beyond them get 503. Defaults 10000 and 16777216 (16 MiB).\n")
 	p("max_txs = %d\n", c.Mempool.MaxTxs)
 	p("max_bytes = %d\n\n", c.Mempool.MaxBytes)
 	p("[log]\n")

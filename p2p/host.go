@@ -235,7 +235,9 @@ func resourceManager(direct protocol.ID) (network.ResourceManager, error) {
 func (h *Host) startPubsub() error {
 	params, thresholds := scoreParams(h.chainID, h.gate.appScore)
 	ps, err := pubsub.NewGossipSub(h.ctx, h.host,
-		pubsub.WithLogger(h.log),
+		// pubsub warns on every message when the connection manager cannot bump a decaying
+		// tag (thousands of lines a second under load); only its errors are worth a log line.
+		pubsub.WithLogger(slog.New(minLevel{h.log.Handler(), slog.LevelError})),
 		pubsub.WithMaxMessageSize(MaxPubsubMessageBytes),
 		pubsub.WithPeerScore(params, thresholds),
 		// Our own messages go to every subscribed peer whose score is above publishThreshold,
@@ -588,3 +590,18 @@ func contentID(m *pubsubpb.Message) string {
 	h := sha256.Sum256(m.GetData())
 	return string(h[:])
 }
+
+// minLevel drops records below a level, whatever the wrapped handler would accept.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{m.Handler.WithAttrs(as), m.min}
+}
+func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.min} }
