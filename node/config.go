@@ -90,8 +90,8 @@ func DefaultConfig() Config {
 			Bootstrap: []string{},
 			Identity:  "keys/p2p.key",
 		},
-		API:     APISection{Listen: "127.0.0.1:26601", MaxBodyBytes: 1 << 20, MaxBatchBytes: 16 << 20},
-		Store:   StoreSection{Sync: "every-commit"},
+		API:   APISection{Listen: "127.0.0.1:26601", MaxBodyBytes: 1 << 20, MaxBatchBytes: 16 << 20},
+		Store: StoreSection{Sync: "every-commit"},
 		// Five full blocks: enough to keep blocks full, small enough that under overload the
 		// API refuses (503) instead of letting a backlog starve consensus of CPU.
 		Mempool: MempoolSection{MaxTxs: 10_000, MaxBytes: 16 << 20},
