@@ -9,8 +9,12 @@ import (
 // MessageVersion is the replica wire message encoding version.
 const MessageVersion = 1
 
-// MaxSyncBatch bounds how many blocks one sync response carries.
-const MaxSyncBatch = 32
+// MaxSyncBatch bounds how many blocks one sync response carries, and maxSyncReplyBytes their
+// total size, well inside MaxMessageBytes.
+const (
+	MaxSyncBatch      = 32
+	maxSyncReplyBytes = 8 << 20
+)
 
 // Inbound is a message received from a peer, as a transport hands it to the node.
 type Inbound struct {

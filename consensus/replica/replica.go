@@ -292,6 +292,7 @@ func (r *Replica) deferIfFuture(from PeerID, m *Message, height uint64, now int6
 func (r *Replica) serveSync(to PeerID, from uint64) (Output, error) {
 	var reply Message
 	reply.Version = MessageVersion
+	size := 0
 	for h := from; h <= r.store.Height() && len(reply.SyncBlocks) < MaxSyncBatch; h++ {
 		b, err := r.store.Block(h)
 		if err != nil {
@@ -300,6 +301,12 @@ func (r *Replica) serveSync(to PeerID, from uint64) (Output, error) {
 		c, err := r.store.Cert(h)
 		if err != nil {
 			return Output{}, fmt.Errorf("replica: serve sync: %w", err)
+		}
+		// Full blocks add up: stop before the reply outgrows what a peer will decode. The
+		// first block always goes, and any block fits alone (chain.MaxBlockBytes).
+		size += len(b.Encode()) + len(c.Encode())
+		if len(reply.SyncBlocks) > 0 && size > maxSyncReplyBytes {
+			break
 		}
 		reply.SyncBlocks = append(reply.SyncBlocks, b)
 		reply.SyncCerts = append(reply.SyncCerts, c)

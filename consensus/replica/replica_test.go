@@ -3,6 +3,7 @@ package replica
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/medledger/medledger/chain"
@@ -211,4 +212,58 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatal("accepted message does not re-encode to the same bytes")
 		}
 	})
+}
+
+// A sync reply stops adding blocks before it outgrows what a peer decodes, however many
+// blocks are asked for.
+func TestSyncReplyIsBoundedBySize(t *testing.T) {
+	g, keys := genesis(t, 1)
+	st := store.NewMemory()
+	r, err := New(Config{Genesis: g, Key: &keys[0]}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := g.TimeMs
+	out, err := r.Start(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill blocks with large transactions: each block near 1 MB.
+	next, pending := 0, out.Timeouts
+	for st.Height() < 12 {
+		for r.Mempool().Len() < 1000 {
+			next++
+			seed := sha256.Sum256([]byte(fmt.Sprint("signer", next)))
+			k, _ := chain.PrivKeyFromSeed(seed[:])
+			big := chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: make([]byte, chain.MaxEncryptionKeyLen)})
+			if _, _, err := r.SubmitTx(big); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(pending) == 0 {
+			t.Fatal("stalled")
+		}
+		tm := pending[0]
+		pending = pending[1:]
+		now += tm.DelayMs
+		o, err := r.HandleTimeout(tm, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, o.Timeouts...)
+	}
+	reply, err := r.serveSync("peer", 1)
+	if err != nil || len(reply.Unicast) != 1 {
+		t.Fatalf("no reply: %v", err)
+	}
+	m := reply.Unicast[0].Msg
+	if n := len(m.Encode()); n > maxSyncReplyBytes+chain.MaxBlockBytes {
+		t.Fatalf("sync reply is %d bytes", n)
+	}
+	if len(m.SyncBlocks) == 0 || len(m.SyncBlocks) >= 12 {
+		t.Fatalf("reply carries %d blocks; want a size-bounded prefix", len(m.SyncBlocks))
+	}
+	if _, err := DecodeMessage(m.Encode()); err != nil {
+		t.Fatal(err)
+	}
 }
