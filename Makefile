@@ -6,8 +6,8 @@ SEEDS     ?= 5000
 SIM_N     ?= 4
 CYCLES    ?= 1000
 FUZZTIME  ?= 20s
-# Packages whose code runs concurrently (the store and the node runner); the pure cores have none.
-RACE_PKGS := ./chain/store/... ./node/...
+# Packages whose code runs concurrently (store, node, p2p); the pure cores have none.
+RACE_PKGS := ./chain/store/... ./node/... ./p2p/...
 
 .PHONY: all build test race sim crash fuzz lint bench bench-core demo clean
 
