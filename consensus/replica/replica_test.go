@@ -1,13 +1,16 @@
 package replica
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/store"
+	"github.com/medledger/medledger/consensus"
 )
 
 const chainID = "replica-test"
@@ -164,23 +167,7 @@ func TestSingleAuthorityCommitsItsOwnBlocks(t *testing.T) {
 	if _, _, err := r.SubmitTx(tx); err != nil {
 		t.Fatal(err)
 	}
-	pending := out.Timeouts
-	for steps := 0; st.Height() < 3 && steps < 1000; steps++ {
-		if len(pending) == 0 {
-			t.Fatal("no timeouts left and no progress")
-		}
-		next := pending[0]
-		pending = pending[1:]
-		now += next.DelayMs
-		o, err := r.HandleTimeout(next, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pending = append(pending, o.Timeouts...)
-	}
-	if st.Height() < 3 {
-		t.Fatalf("height %d after driving timeouts", st.Height())
-	}
+	drive(t, r, out.Timeouts, now, func() bool { return st.Height() >= 3 }, nil)
 	h, _, err := st.TxLocation(tx.Hash())
 	if err != nil || h == 0 {
 		t.Fatalf("submitted transaction not committed: %v", err)
@@ -229,8 +216,8 @@ func TestSyncReplyIsBoundedBySize(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Fill blocks with large transactions: each block near 1 MB.
-	next, pending := 0, out.Timeouts
-	for st.Height() < 12 {
+	next := 0
+	drive(t, r, out.Timeouts, now, func() bool { return st.Height() >= 12 }, func() {
 		for r.Mempool().Len() < 1000 {
 			next++
 			seed := sha256.Sum256([]byte(fmt.Sprint("signer", next)))
@@ -240,18 +227,7 @@ func TestSyncReplyIsBoundedBySize(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if len(pending) == 0 {
-			t.Fatal("stalled")
-		}
-		tm := pending[0]
-		pending = pending[1:]
-		now += tm.DelayMs
-		o, err := r.HandleTimeout(tm, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pending = append(pending, o.Timeouts...)
-	}
+	})
 	reply, err := r.serveSync("peer", 1)
 	if err != nil || len(reply.Unicast) != 1 {
 		t.Fatalf("no reply: %v", err)
@@ -265,5 +241,38 @@ func TestSyncReplyIsBoundedBySize(t *testing.T) {
 	}
 	if _, err := DecodeMessage(m.Encode()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// drive fires a lone replica's timeouts in order of their deadlines, calling before (if set)
+// ahead of each, until done reports true.
+func drive(t *testing.T, r *Replica, pending []consensus.Timeout, now int64, done func() bool, before func()) {
+	t.Helper()
+	type armed struct {
+		at int64
+		t  consensus.Timeout
+	}
+	var queue []armed
+	for _, p := range pending {
+		queue = append(queue, armed{now + p.DelayMs, p})
+	}
+	for steps := 0; !done(); steps++ {
+		if len(queue) == 0 || steps > 10_000 {
+			t.Fatal("no progress while driving timeouts")
+		}
+		if before != nil {
+			before()
+		}
+		slices.SortStableFunc(queue, func(a, b armed) int { return cmp.Compare(a.at, b.at) })
+		next := queue[0]
+		queue = queue[1:]
+		now = max(now, next.at)
+		out, err := r.HandleTimeout(next.t, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range out.Timeouts {
+			queue = append(queue, armed{now + p.DelayMs, p})
+		}
 	}
 }
