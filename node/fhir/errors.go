@@ -56,20 +56,23 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Resource names the resource: `entry 3 (Observation/bp-1)`, `Patient/p1`,
-// `Observation (no id)`, `input`.
+// Resource names the resource: "entry 3 (Observation/bp-1)", "Patient/p1",
+// "Observation (no id)", "resource p1" when the type is missing, and
+// "input" when nothing is known.
 func (e *Error) Resource() string {
-	name := e.ResourceType
+	var name string
 	switch {
-	case name == "":
+	case e.ResourceType == "" && e.ID == "":
 		name = "resource"
 		if e.Index < 0 {
-			name = "input"
+			return "input"
 		}
-	case e.ID != "":
-		name += "/" + e.ID
+	case e.ResourceType == "":
+		name = "resource " + e.ID
+	case e.ID == "":
+		name = e.ResourceType + " (no id)"
 	default:
-		name += " (no id)"
+		name = e.ResourceType + "/" + e.ID
 	}
 	if e.Index >= 0 {
 		return fmt.Sprintf("entry %d (%s)", e.Index, name)

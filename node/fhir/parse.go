@@ -137,10 +137,10 @@ func (v *Validator) identify(e *entry) *Error {
 	case !ok:
 		return e.errorf("/resourceType", "must be a string")
 	}
+	e.typ = typ // named in the error even if unknown
 	if _, known := v.schemas[typ]; !known {
 		return e.errorf("/resourceType", "unknown resource type %q", typ)
 	}
-	e.typ = typ
 	return nil
 }
 
