@@ -3,6 +3,7 @@ package fhir
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -150,12 +151,13 @@ func referencesAt(v any, steps []string) []string {
 }
 
 // patientRefs returns the sorted, distinct patient ids whose compartment the
-// resource belongs to. resolve maps a reference string to the Patient it
+// resource belongs to. self names a Patient resource itself (its id, or the
+// fullUrl of a Patient entry without id). resolve maps a reference string to the Patient it
 // designates ("" if it designates none).
-func (v *Validator) patientRefs(typ, id string, obj map[string]any, resolve func(string) string) []string {
+func (v *Validator) patientRefs(typ, self string, obj map[string]any, resolve func(string) string) []string {
 	set := map[string]bool{}
-	if typ == "Patient" && id != "" {
-		set[id] = true
+	if typ == "Patient" && self != "" {
+		set[self] = true
 	}
 	for _, steps := range v.compartment[typ] {
 		for _, ref := range referencesAt(obj, steps) {
@@ -186,11 +188,8 @@ func AssignPatient(resources []Resource, patientID string) error {
 	if patientID == "" {
 		return fmt.Errorf("fhir: assign: empty patient id")
 	}
-	for i, r := range resources {
+	for _, r := range resources {
 		e := &Error{Index: r.Index, ResourceType: r.ResourceType, ID: r.ID}
-		if r.Index < 0 && len(resources) > 1 {
-			e.Index = i
-		}
 		if r.ResourceType == "Patient" {
 			if r.ID != patientID {
 				e.Problems = []Problem{{Path: "/id", Message: fmt.Sprintf("is another patient (want Patient/%s)", patientID)}}
@@ -198,7 +197,7 @@ func AssignPatient(resources []Resource, patientID string) error {
 			}
 			continue
 		}
-		if !containsString(r.PatientRefs, patientID) {
+		if !slices.Contains(r.PatientRefs, patientID) {
 			msg := fmt.Sprintf("not in the compartment of Patient/%s", patientID)
 			switch {
 			case len(r.PatientRefs) > 0:
@@ -213,11 +212,3 @@ func AssignPatient(resources []Resource, patientID string) error {
 	return nil
 }
 
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}

@@ -50,6 +50,15 @@ type entry struct {
 	obj     map[string]any
 }
 
+// self is how PatientRefs name this resource if it is a Patient: its id,
+// or, lacking one, its fullUrl.
+func (e *entry) self() string {
+	if e.id != "" {
+		return e.id
+	}
+	return e.fullURL
+}
+
 func (e *entry) errorf(path, format string, args ...any) *Error {
 	return newError(e.index, e.typ, e.id, path, format, args...)
 }
@@ -72,10 +81,10 @@ func (e *entry) errorf(path, format string, args ...any) *Error {
 // refused: there is nothing to import from them.
 func (v *Validator) Parse(data []byte) ([]Resource, error) {
 	if len(data) > MaxInputSize {
-		return nil, newError(-1, "", "", "", "input is %d bytes, more than the limit of %d", len(data), MaxInputSize)
+		return nil, newError(-1, "", "", "", "%d bytes, more than the limit of %d", len(data), MaxInputSize)
 	}
 	if !utf8.Valid(data) {
-		return nil, newError(-1, "", "", "", "input is not valid UTF-8")
+		return nil, newError(-1, "", "", "", "not valid UTF-8")
 	}
 	doc, err := decodeStrict(data)
 	if err != nil {
@@ -83,7 +92,7 @@ func (v *Validator) Parse(data []byte) ([]Resource, error) {
 	}
 	obj, ok := doc.(map[string]any)
 	if !ok {
-		return nil, newError(-1, "", "", "", "input is not a JSON object")
+		return nil, newError(-1, "", "", "", "not a JSON object")
 	}
 	top := &entry{index: -1, obj: obj}
 	if err := v.identify(top); err != nil {
@@ -118,7 +127,7 @@ func (v *Validator) Parse(data []byte) ([]Resource, error) {
 			FullURL:      e.fullURL,
 			Index:        e.index,
 			JSON:         js,
-			PatientRefs:  v.patientRefs(e.typ, e.id, e.obj, res.patient),
+			PatientRefs:  v.patientRefs(e.typ, e.self(), e.obj, res.patient),
 		}
 	}
 	return out, nil
@@ -315,10 +324,7 @@ func (r *resolver) patient(ref string) string {
 		if e.typ != "Patient" {
 			return ""
 		}
-		if e.id != "" {
-			return e.id
-		}
-		return e.fullURL
+		return e.self()
 	}
 	if m := relativeRef.FindStringSubmatch(ref); m != nil && m[1] == "Patient" {
 		return m[2]
