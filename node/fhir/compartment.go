@@ -211,4 +211,3 @@ func AssignPatient(resources []Resource, patientID string) error {
 	}
 	return nil
 }
-

@@ -18,12 +18,13 @@ const MaxDepth = 100
 
 // decodeStrict decodes exactly one JSON value. Numbers stay json.Number so
 // decimals keep their precision (FHIR requires it). It refuses duplicate
-// object keys (an ambiguous record), nesting deeper than MaxDepth, invalid
-// UTF-8 (checked by the caller) and anything after the value but white space.
+// object keys (an ambiguous record), null anywhere but in an array, nesting
+// deeper than MaxDepth, invalid UTF-8 (checked by the caller) and anything
+// after the value but white space.
 func decodeStrict(data []byte) (any, error) {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.UseNumber()
-	v, err := decodeValue(d, nil, 0)
+	v, err := decodeValue(d, nil, 0, false)
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +34,7 @@ func decodeStrict(data []byte) (any, error) {
 	return v, nil
 }
 
-func decodeValue(d *json.Decoder, path []string, depth int) (any, error) {
+func decodeValue(d *json.Decoder, path []string, depth int, inArray bool) (any, error) {
 	tok, err := d.Token()
 	if err == io.EOF {
 		return nil, errors.New("unexpected end of JSON")
@@ -61,7 +62,7 @@ func decodeValue(d *json.Decoder, path []string, depth int) (any, error) {
 				if _, dup := obj[k]; dup {
 					return nil, fmt.Errorf("at %s: duplicate key %q", pointer(path), k)
 				}
-				val, err := decodeValue(d, append(path, k), depth+1)
+				val, err := decodeValue(d, append(path, k), depth+1, false)
 				if err != nil {
 					return nil, err
 				}
@@ -74,7 +75,7 @@ func decodeValue(d *json.Decoder, path []string, depth int) (any, error) {
 		case '[':
 			arr := []any{}
 			for d.More() {
-				val, err := decodeValue(d, append(path, fmt.Sprint(len(arr))), depth+1)
+				val, err := decodeValue(d, append(path, fmt.Sprint(len(arr))), depth+1, true)
 				if err != nil {
 					return nil, err
 				}
@@ -86,8 +87,15 @@ func decodeValue(d *json.Decoder, path []string, depth int) (any, error) {
 			return arr, nil
 		}
 		return nil, fmt.Errorf("at %s: unexpected %v", pointer(path), t)
+	case nil:
+		// FHIR JSON has no nulls but as array items that keep primitive
+		// values aligned with their _element extensions.
+		if !inArray {
+			return nil, fmt.Errorf("at %s: null is not allowed here (leave the field out)", pointer(path))
+		}
+		return nil, nil
 	default:
-		return t, nil // string, bool, json.Number, nil
+		return t, nil // string, bool, json.Number
 	}
 }
 

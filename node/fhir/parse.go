@@ -207,7 +207,10 @@ func (v *Validator) bundleEntries(b *entry) ([]*entry, *Error) {
 	fullURLs := map[string]int{}
 	ids := map[string]int{}
 	for i, item := range raw {
-		m := item.(map[string]any) // checked by the schema
+		m, ok := item.(map[string]any) // the schema lets null through
+		if !ok {
+			return nil, newError(i, "", "", "", "entry is not a JSON object")
+		}
 		r, ok := m["resource"].(map[string]any)
 		if !ok {
 			return nil, newError(i, "", "", "", "entry has no resource")
