@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"github.com/stretchr/testify/require"
 	"testing"
 
 	"github.com/medledger/medledger/chain"
