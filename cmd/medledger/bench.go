@@ -540,12 +540,18 @@ func (b *bencher) runStep(ctx context.Context, rate float64, lat *latencies) (*b
 	// (accepted, not yet committed) at the step's end is at most maxBacklog seconds of load. A
 	// backlog that grows without bound exceeds that within a step; the committed rate over a
 	// few seconds is too coarse (whole blocks) to decide alone.
-	s.Sustained = s.Refused == 0 && s.Offered >= 0.95*rate && float64(s.BacklogEnd) <= maxBacklog*max(s.Offered, rate)
+	// Commits must also keep up: with the mempool bounded, a backlog cannot outgrow the cap, so
+	// an overloaded network can pass the backlog test while committing far less than offered.
+	// 85% leaves room for whole-block granularity.
+	keepsUp := s.Committed >= 0.85*s.Offered
+	s.Sustained = s.Refused == 0 && s.Offered >= 0.95*rate && keepsUp && float64(s.BacklogEnd) <= maxBacklog*max(s.Offered, rate)
 	switch {
 	case s.Refused > 0:
 		s.Note = fmt.Sprintf("%d refused (%v)", s.Refused, lastRefusal.Load())
 	case s.Offered < 0.95*rate:
 		s.Note = "the APIs did not take the load"
+	case !keepsUp:
+		s.Note = "commits fall behind the load"
 	case !s.Sustained:
 		s.Note = "backlog grows"
 	}
