@@ -122,15 +122,7 @@ func TestMessageValidateRejectsMixedAndEmpty(t *testing.T) {
 // TestBadInputIsThePeersFault: malformed or forged messages come back as ErrInvalid (score the
 // sender) and never change the replica's state.
 func TestBadInputIsThePeersFault(t *testing.T) {
-	g, keys := genesis(t, 4)
-	st := store.NewMemory()
-	r, err := New(Config{Genesis: g, Key: &keys[0]}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Start(g.TimeMs); err != nil {
-		t.Fatal(err)
-	}
+	r, st, g, keys, _ := startReplica(t, 4)
 	forged := &chain.Vote{Type: chain.Prevote, Height: 1}
 	forged.Sign(keys[1], "another-chain")
 	bad := patientTx(t, key(t, 50), 1)
@@ -152,17 +144,8 @@ func TestBadInputIsThePeersFault(t *testing.T) {
 // TestSingleAuthorityCommitsItsOwnBlocks drives one replica alone (n=1) through heights with a
 // transaction, checking the block, certificate and state root end to end.
 func TestSingleAuthorityCommitsItsOwnBlocks(t *testing.T) {
-	g, keys := genesis(t, 1)
-	st := store.NewMemory()
-	r, err := New(Config{Genesis: g, Key: &keys[0]}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, st, g, _, out := startReplica(t, 1)
 	now := g.TimeMs
-	out, err := r.Start(now)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tx := patientTx(t, key(t, 60), 1)
 	if _, _, err := r.SubmitTx(tx); err != nil {
 		t.Fatal(err)
@@ -204,17 +187,8 @@ func FuzzDecodeMessage(f *testing.F) {
 // A sync reply stops adding blocks before it outgrows what a peer decodes, however many
 // blocks are asked for.
 func TestSyncReplyIsBoundedBySize(t *testing.T) {
-	g, keys := genesis(t, 1)
-	st := store.NewMemory()
-	r, err := New(Config{Genesis: g, Key: &keys[0]}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, st, g, _, out := startReplica(t, 1)
 	now := g.TimeMs
-	out, err := r.Start(now)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Fill blocks with large transactions: each block near 1 MB.
 	next := 0
 	drive(t, r, out.Timeouts, now, func() bool { return st.Height() >= 12 }, func() {
@@ -275,4 +249,20 @@ func drive(t *testing.T, r *Replica, pending []consensus.Timeout, now int64, don
 			queue = append(queue, armed{now + p.DelayMs, p})
 		}
 	}
+}
+
+// startReplica starts node 0 of an n-authority genesis on a memory store, at genesis time.
+func startReplica(t *testing.T, n int) (*Replica, *store.Memory, *chain.Genesis, []chain.PrivKey, Output) {
+	t.Helper()
+	g, keys := genesis(t, n)
+	st := store.NewMemory()
+	r, err := New(Config{Genesis: g, Key: &keys[0]}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.Start(g.TimeMs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, st, g, keys, out
 }

@@ -38,18 +38,7 @@ func TestCrashRestartHalt(t *testing.T) {
 		t.Skip("multi-process network: skipped with -short")
 	}
 	ctx := context.Background()
-	nw := procnettest.New(t, 4)
-	g, err := nw.Genesis()
-	if err != nil {
-		t.Fatal(err)
-	}
-	procnettest.StartAll(t, nw)
-	for i := range 4 {
-		if _, err := nw.WaitHeight(ctx, i, 3, startTimeout); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("up: %s", procnettest.Describe(nw, i))
-	}
+	nw, g := startFour(t, 3)
 	// Transactions reach a block through any node.
 	submitPatients(t, nw, g, 1, 10)
 	waitTxs(t, nw, 2, 10)
@@ -149,17 +138,7 @@ func TestBadInput(t *testing.T) {
 		t.Skip("multi-process network: skipped with -short")
 	}
 	ctx := context.Background()
-	nw := procnettest.New(t, 4)
-	g, err := nw.Genesis()
-	if err != nil {
-		t.Fatal(err)
-	}
-	procnettest.StartAll(t, nw)
-	for i := range 4 {
-		if _, err := nw.WaitHeight(ctx, i, 2, startTimeout); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nw, g := startFour(t, 2)
 
 	good := patientTx(t, g)
 	badSig := patientTx(t, g)
@@ -471,4 +450,22 @@ func waitSignedBy(t *testing.T, nw *procnet.Network, i int, from uint64, key cha
 		t.Fatal(err)
 	}
 	return found
+}
+
+// startFour starts a four-authority network and waits until every node has committed height.
+func startFour(t *testing.T, height uint64) (*procnet.Network, *chain.Genesis) {
+	t.Helper()
+	nw := procnettest.New(t, 4)
+	g, err := nw.Genesis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	procnettest.StartAll(t, nw)
+	for i := range 4 {
+		if _, err := nw.WaitHeight(context.Background(), i, height, startTimeout); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("up: %s", procnettest.Describe(nw, i))
+	}
+	return nw, g
 }
