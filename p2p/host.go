@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -380,8 +381,15 @@ func (h *Host) Broadcast(m *replica.Message) {
 	if h.ctx.Err() != nil {
 		return
 	}
+	// Message ids are content hashes and pubsub drops a publish whose id it has seen (for two
+	// minutes). Consensus re-sends identical votes and proposals on purpose, for peers that
+	// missed them or restarted, so each publish gets a fresh nonce: a re-send is a new message,
+	// while copies of one publish are still deduplicated.
+	payload := make([]byte, gossipNonceBytes, gossipNonceBytes+len(data))
+	binary.BigEndian.PutUint64(payload, rand.Uint64())
+	payload = append(payload, data...)
 	select {
-	case h.publish <- publishJob{kind: k, data: data}:
+	case h.publish <- publishJob{kind: k, data: payload}:
 	default:
 		h.stats.publishDropped.Add(1)
 	}
@@ -585,7 +593,10 @@ func (h *Host) Stats() Stats {
 	}
 }
 
-// contentID names a pubsub message by the hash of its payload.
+// gossipNonceBytes prefix every published payload (see Broadcast).
+const gossipNonceBytes = 8
+
+// contentID names a pubsub message by the hash of its payload (nonce included).
 func contentID(m *pubsubpb.Message) string {
 	h := sha256.Sum256(m.GetData())
 	return string(h[:])

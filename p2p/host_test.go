@@ -119,10 +119,13 @@ func TestValidatorsRejectInvalidGossip(t *testing.T) {
 		topic topicKind
 		data  []byte
 	}{
-		{"vote with a bad signature", topicVotes, badSig.Encode()},
-		{"transaction on the votes topic", topicVotes, txMsg(t, 1).Encode()},
-		{"oversized vote payload", topicVotes, bytes.Repeat([]byte{0xa5}, MaxGossipVoteBytes+1)},
-		{"garbage on the transactions topic", topicTxs, []byte("not a message")},
+		// Each payload carries the per-publish nonce as Broadcast writes it, so the validators
+		// reject it for the reason named, not for a missing nonce.
+		{"vote with a bad signature", topicVotes, withNonce(badSig.Encode())},
+		{"transaction on the votes topic", topicVotes, withNonce(txMsg(t, 1).Encode())},
+		{"oversized vote payload", topicVotes, withNonce(bytes.Repeat([]byte{0xa5}, MaxGossipVoteBytes+1))},
+		{"garbage on the transactions topic", topicTxs, withNonce([]byte("not a message"))},
+		{"shorter than the nonce", topicTxs, []byte{1, 2, 3}},
 	}
 	for _, r := range raw {
 		if err := a.topics[r.topic].Publish(ctxT(t), r.data); err != nil {
@@ -267,5 +270,25 @@ func TestPenalizeDisconnectsAndRefuses(t *testing.T) {
 	}
 	if s := b.gate.appScore(aID); s >= graylistThreshold {
 		t.Errorf("banned peer's app score %v, want below the gray list %v", s, graylistThreshold)
+	}
+}
+
+func withNonce(data []byte) []byte {
+	return append(make([]byte, gossipNonceBytes), data...)
+}
+
+// Consensus re-sends identical votes on purpose (for peers that missed them or restarted):
+// a second broadcast of the same message must be delivered again, not dropped as a duplicate.
+func TestIdenticalRebroadcastIsDelivered(t *testing.T) {
+	b := newTestHost(t)
+	a := newTestHost(t, b)
+	waitTopicPeers(t, a, b)
+	v := voteMsg(t, 1)
+	for range 2 {
+		a.Broadcast(v)
+		in := receive(t, b)
+		if !bytes.Equal(in.Msg.Encode(), v.Encode()) {
+			t.Fatalf("received a %s, want the vote", in.Msg.Kind())
+		}
 	}
 }

@@ -154,7 +154,12 @@ func (h *Host) validator(k topicKind) pubsub.ValidatorEx {
 		if from == h.self {
 			return pubsub.ValidationAccept
 		}
-		m, err := checkGossip(h.chainID, k, msg.GetData())
+		data := msg.GetData()
+		if len(data) < gossipNonceBytes {
+			h.stats.gossipRejected.Add(1)
+			return pubsub.ValidationReject
+		}
+		m, err := checkGossip(h.chainID, k, data[gossipNonceBytes:])
 		if err != nil {
 			h.stats.gossipRejected.Add(1)
 			h.log.Debug("p2p: rejected gossip", "topic", k.String(), "from", from, "err", err)
