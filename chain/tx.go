@@ -26,6 +26,13 @@ const (
 	TxAuthorityPropose TxKind = 3
 	TxAuthorityVote    TxKind = 4
 	TxEvidence         TxKind = 5
+	TxAnchorRecords    TxKind = 6
+	TxConsentGrant     TxKind = 7
+	TxConsentRevoke    TxKind = 8
+	TxEmergencyAccess  TxKind = 9
+	TxAccessLog        TxKind = 10
+	TxRecordErase      TxKind = 11
+	TxEraseAck         TxKind = 12
 )
 
 func (k TxKind) String() string {
@@ -40,6 +47,20 @@ func (k TxKind) String() string {
 		return "authority-vote"
 	case TxEvidence:
 		return "evidence"
+	case TxAnchorRecords:
+		return "anchor-records"
+	case TxConsentGrant:
+		return "consent-grant"
+	case TxConsentRevoke:
+		return "consent-revoke"
+	case TxEmergencyAccess:
+		return "emergency-access"
+	case TxAccessLog:
+		return "access-log"
+	case TxRecordErase:
+		return "record-erase"
+	case TxEraseAck:
+		return "erase-ack"
 	}
 	return fmt.Sprintf("kind-%d", uint16(k))
 }

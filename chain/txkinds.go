@@ -203,7 +203,8 @@ func (e *Evidence) VerifySig(chainID string) error {
 type validatable interface{ Validate() error }
 
 // DecodePayload decodes a transaction's body according to its kind and validates its form. It
-// returns one of *RegisterProvider, *RegisterPatient, *AuthorityPropose, *AuthorityVote, *Evidence.
+// returns one of *RegisterProvider, *RegisterPatient, *AuthorityPropose, *AuthorityVote, *Evidence,
+// or a record body from records.go.
 func DecodePayload(kind TxKind, payload []byte) (any, error) {
 	var body validatable
 	switch kind {
@@ -217,6 +218,20 @@ func DecodePayload(kind TxKind, payload []byte) (any, error) {
 		body = new(AuthorityVote)
 	case TxEvidence:
 		body = new(Evidence)
+	case TxAnchorRecords:
+		body = new(AnchorRecords)
+	case TxConsentGrant:
+		body = new(ConsentGrant)
+	case TxConsentRevoke:
+		body = new(ConsentRevoke)
+	case TxEmergencyAccess:
+		body = new(EmergencyAccess)
+	case TxAccessLog:
+		body = new(AccessLog)
+	case TxRecordErase:
+		body = new(RecordErase)
+	case TxEraseAck:
+		body = new(EraseAck)
 	default:
 		return nil, fmt.Errorf("chain: unknown transaction kind %d", kind)
 	}

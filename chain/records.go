@@ -1,0 +1,442 @@
+package chain
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+)
+
+// Record, consent and audit transaction bodies. None of them carries record contents or anything
+// that names a person: records are known by random ids, patients by the address of their key,
+// providers by the address of theirs. The resource type (e.g. "Observation") is on the ledger in
+// clear because consent scopes name types and every holder must be able to check them.
+
+// Limits on record transactions.
+const (
+	MaxAnchorsPerTx       = 64
+	MaxResourceTypeLen    = 64
+	MaxPurposeLen         = 64
+	MaxReasonLen          = 256
+	MaxScopeItems         = 64
+	MaxAccessEntriesPerTx = 128
+	MaxEraseRecords       = 256
+	// EmergencyAccessMs is how long a break-glass access stays open after the block that records
+	// it: 24 hours.
+	EmergencyAccessMs = 24 * 60 * 60 * 1000
+)
+
+// DomainAccess signs AccessRequests.
+const DomainAccess Domain = "medledger/access-request/v1"
+
+// AccessRequestVersion is the access request encoding version.
+const AccessRequestVersion = 1
+
+// RecordAnchor anchors one version of one record. The record's ciphertext (a blob) lives off the
+// ledger; the anchor fixes its hash and size so every fetcher can check a copy before decrypting.
+type RecordAnchor struct {
+	_            struct{} `cbor:",toarray"`
+	ID           Hash     // random and unique per version
+	Patient      Address  // the patient's pseudonymous id
+	ResourceType string   // FHIR resource type
+	Version      uint64   // 1 for a new record, previous + 1 for an amendment
+	Supersedes   Hash     // the previous version's ID; zero for version 1
+	// CiphertextHash is Sum256 of the encoded ciphertext, which is also its blob address.
+	CiphertextHash Hash
+	Size           uint64 // bytes of encoded ciphertext
+}
+
+// Validate checks the anchor's form.
+func (a *RecordAnchor) Validate() error {
+	switch {
+	case a.ID.IsZero():
+		return errors.New("chain: record anchor without an id")
+	case a.Patient == (Address{}):
+		return errors.New("chain: record anchor without a patient")
+	case a.CiphertextHash.IsZero():
+		return errors.New("chain: record anchor without a ciphertext hash")
+	case a.Size == 0:
+		return errors.New("chain: record anchor with size 0")
+	case a.Version == 0:
+		return errors.New("chain: record version must start at 1")
+	case a.Version == 1 && !a.Supersedes.IsZero():
+		return errors.New("chain: record version 1 cannot supersede another")
+	case a.Version > 1 && a.Supersedes.IsZero():
+		return fmt.Errorf("chain: record version %d must name the version it supersedes", a.Version)
+	case a.Supersedes == a.ID:
+		return errors.New("chain: record cannot supersede itself")
+	}
+	return validateResourceType(a.ResourceType)
+}
+
+// AnchorRecords anchors records authored by the signer, a registered provider.
+type AnchorRecords struct {
+	_       struct{} `cbor:",toarray"`
+	Records []RecordAnchor
+}
+
+// Validate checks the body's form: 1..MaxAnchorsPerTx anchors with distinct ids.
+func (b *AnchorRecords) Validate() error {
+	if len(b.Records) == 0 || len(b.Records) > MaxAnchorsPerTx {
+		return fmt.Errorf("chain: anchor transaction must hold 1..%d records, got %d", MaxAnchorsPerTx, len(b.Records))
+	}
+	seen := make(map[Hash]bool, len(b.Records))
+	for i := range b.Records {
+		if err := b.Records[i].Validate(); err != nil {
+			return fmt.Errorf("record %d: %w", i, err)
+		}
+		if seen[b.Records[i].ID] {
+			return fmt.Errorf("chain: record %s anchored twice in one transaction", b.Records[i].ID.Short())
+		}
+		seen[b.Records[i].ID] = true
+	}
+	return nil
+}
+
+// ScopeKind says which records a consent covers.
+type ScopeKind uint8
+
+// Scope kinds.
+const (
+	ScopeAll     ScopeKind = 1 // every record of the patient, present and future
+	ScopeTypes   ScopeKind = 2 // records of the listed FHIR resource types
+	ScopeRecords ScopeKind = 3 // the listed records (by the id of their first version) and their amendments
+)
+
+func (k ScopeKind) String() string {
+	switch k {
+	case ScopeAll:
+		return "all"
+	case ScopeTypes:
+		return "types"
+	case ScopeRecords:
+		return "records"
+	}
+	return fmt.Sprintf("scope-%d", uint8(k))
+}
+
+// ConsentScope is what a consent covers.
+type ConsentScope struct {
+	_       struct{} `cbor:",toarray"`
+	Kind    ScopeKind
+	Types   []string // ScopeTypes only: sorted, distinct
+	Records []Hash   // ScopeRecords only: sorted, distinct first-version ids
+}
+
+// Validate checks the scope's form: the list its kind uses is 1..MaxScopeItems sorted distinct
+// items and the other list is empty.
+func (s *ConsentScope) Validate() error {
+	switch s.Kind {
+	case ScopeAll:
+		if len(s.Types) != 0 || len(s.Records) != 0 {
+			return errors.New("chain: scope all lists no types or records")
+		}
+	case ScopeTypes:
+		if len(s.Types) == 0 || len(s.Types) > MaxScopeItems || len(s.Records) != 0 {
+			return fmt.Errorf("chain: scope types lists 1..%d types and no records", MaxScopeItems)
+		}
+		for i, t := range s.Types {
+			if err := validateResourceType(t); err != nil {
+				return err
+			}
+			if i > 0 && s.Types[i-1] >= t {
+				return errors.New("chain: scope types must be sorted and distinct")
+			}
+		}
+	case ScopeRecords:
+		if len(s.Records) == 0 || len(s.Records) > MaxScopeItems || len(s.Types) != 0 {
+			return fmt.Errorf("chain: scope records lists 1..%d records and no types", MaxScopeItems)
+		}
+		for i, r := range s.Records {
+			if r.IsZero() {
+				return errors.New("chain: scope names a zero record id")
+			}
+			if i > 0 && slices.Compare(s.Records[i-1][:], r[:]) >= 0 {
+				return errors.New("chain: scope records must be sorted and distinct")
+			}
+		}
+	default:
+		return fmt.Errorf("chain: unknown scope kind %d", s.Kind)
+	}
+	return nil
+}
+
+// Covers reports whether the scope covers a record whose first version has id root and whose
+// resource type is typ.
+func (s *ConsentScope) Covers(root Hash, typ string) bool {
+	switch s.Kind {
+	case ScopeAll:
+		return true
+	case ScopeTypes:
+		_, ok := slices.BinarySearch(s.Types, typ)
+		return ok
+	case ScopeRecords:
+		_, ok := slices.BinarySearchFunc(s.Records, root, func(a, b Hash) int { return slices.Compare(a[:], b[:]) })
+		return ok
+	}
+	return false
+}
+
+// ConsentGrant is a patient's (the signer's) consent for a provider to read records. Its id is
+// the granting transaction's hash.
+type ConsentGrant struct {
+	_       struct{} `cbor:",toarray"`
+	Grantee Address  // a registered provider
+	Scope   ConsentScope
+	Purpose string // what the grantee may read for (a PurposeOfUse code such as "TREAT"); must match the request's
+	// ExpiresMs is the block time (Unix ms) from which the consent no longer applies; 0 means
+	// until revoked.
+	ExpiresMs int64
+}
+
+// Validate checks the body's form.
+func (g *ConsentGrant) Validate() error {
+	if g.Grantee == (Address{}) {
+		return errors.New("chain: consent without a grantee")
+	}
+	if err := validatePurpose(g.Purpose); err != nil {
+		return err
+	}
+	if g.ExpiresMs < 0 {
+		return errors.New("chain: consent expiry is negative")
+	}
+	return g.Scope.Validate()
+}
+
+// ConsentRevoke withdraws one of the signer's (the patient's) consents.
+type ConsentRevoke struct {
+	_       struct{} `cbor:",toarray"`
+	Consent Hash     // the granting transaction's hash
+}
+
+// Validate checks the body's form.
+func (r *ConsentRevoke) Validate() error {
+	if r.Consent.IsZero() {
+		return errors.New("chain: revoke without a consent id")
+	}
+	return nil
+}
+
+// EmergencyAccess is a provider's (the signer's) break-glass access to a patient's records
+// without consent. It must give a reason; it opens access for EmergencyAccessMs from the block's
+// time and shows in the patient's audit view. Its id is the transaction's hash.
+type EmergencyAccess struct {
+	_       struct{} `cbor:",toarray"`
+	Patient Address
+	Purpose string
+	Reason  string
+}
+
+// Validate checks the body's form: a reason is required.
+func (e *EmergencyAccess) Validate() error {
+	if e.Patient == (Address{}) {
+		return errors.New("chain: emergency access without a patient")
+	}
+	if err := validatePurpose(e.Purpose); err != nil {
+		return err
+	}
+	if e.Reason == "" || len(e.Reason) > MaxReasonLen || !utf8.ValidString(e.Reason) {
+		return fmt.Errorf("chain: emergency access needs a reason of 1..%d bytes of UTF-8", MaxReasonLen)
+	}
+	return nil
+}
+
+// AccessRequest is a provider's signed request to read one record, sent to a holder of its
+// blob. The holder logs it on the ledger (in an AccessEntry) whether it serves or refuses, so the
+// requester's signature proves to the patient who asked, when, and for what.
+type AccessRequest struct {
+	_         struct{} `cbor:",toarray"`
+	Version   uint8
+	ChainID   string
+	Record    Hash
+	Requester PubKey // a registered provider's signing key
+	Purpose   string
+	Emergency bool   // read under an EmergencyAccess rather than a consent
+	IssuedMs  int64  // the requester's clock; a holder refuses requests far from its own
+	Nonce     uint64 // random: makes every request, and so its id, unique
+	Sig       Signature
+}
+
+type accessRequestSigned struct {
+	_         struct{} `cbor:",toarray"`
+	Version   uint8
+	ChainID   string
+	Record    Hash
+	Requester PubKey
+	Purpose   string
+	Emergency bool
+	IssuedMs  int64
+	Nonce     uint64
+}
+
+// SignedBytes is what the requester signs.
+func (r *AccessRequest) SignedBytes() []byte {
+	return Encode(accessRequestSigned{Version: r.Version, ChainID: r.ChainID, Record: r.Record, Requester: r.Requester,
+		Purpose: r.Purpose, Emergency: r.Emergency, IssuedMs: r.IssuedMs, Nonce: r.Nonce})
+}
+
+// Sign fills in Version, ChainID, Requester and Sig.
+func (r *AccessRequest) Sign(key PrivKey, chainID string) {
+	r.Version = AccessRequestVersion
+	r.ChainID = chainID
+	r.Requester = key.Public()
+	r.Sig = key.Sign(DomainAccess, chainID, r.SignedBytes())
+}
+
+// VerifySig checks the requester's signature under chainID.
+func (r *AccessRequest) VerifySig(chainID string) error {
+	if r.ChainID != chainID {
+		return fmt.Errorf("chain: access request for chain %q, this is %q", r.ChainID, chainID)
+	}
+	if err := Verify(r.Requester, DomainAccess, chainID, r.SignedBytes(), r.Sig); err != nil {
+		return fmt.Errorf("chain: access request signature: %w", err)
+	}
+	return nil
+}
+
+// ID identifies the request (the hash of its full encoding): the ledger accepts one access
+// entry per request id, so a holder that re-submits after a crash cannot log a read twice.
+func (r *AccessRequest) ID() Hash { return Sum256(Encode(r)) }
+
+// Validate checks the request's form.
+func (r *AccessRequest) Validate() error {
+	if err := checkVersion("access request", r.Version, AccessRequestVersion); err != nil {
+		return err
+	}
+	if err := validateChainID(r.ChainID); err != nil {
+		return err
+	}
+	if r.Record.IsZero() {
+		return errors.New("chain: access request without a record")
+	}
+	return validatePurpose(r.Purpose)
+}
+
+// MaxAccessRequestBytes bounds an encoded AccessRequest.
+const MaxAccessRequestBytes = 512
+
+// DecodeAccessRequest decodes and validates (without checking the signature) a request.
+func DecodeAccessRequest(data []byte) (*AccessRequest, error) {
+	var r AccessRequest
+	if err := decodeCanonical("access request", data, MaxAccessRequestBytes, &r); err != nil {
+		return nil, err
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// AccessOutcome is what a holder did with a request.
+type AccessOutcome uint8
+
+// Access outcomes.
+const (
+	AccessServed  AccessOutcome = 1
+	AccessRefused AccessOutcome = 2
+)
+
+func (o AccessOutcome) String() string {
+	switch o {
+	case AccessServed:
+		return "served"
+	case AccessRefused:
+		return "refused"
+	}
+	return fmt.Sprintf("outcome-%d", uint8(o))
+}
+
+// AccessEntry is one request and what the holder (the AccessLog's signer) did with it.
+type AccessEntry struct {
+	_       struct{} `cbor:",toarray"`
+	Request AccessRequest
+	Outcome AccessOutcome
+	Reason  string // why it was refused; empty when served
+}
+
+// Validate checks the entry's form.
+func (e *AccessEntry) Validate() error {
+	if err := e.Request.Validate(); err != nil {
+		return err
+	}
+	if e.Outcome != AccessServed && e.Outcome != AccessRefused {
+		return fmt.Errorf("chain: unknown access outcome %d", e.Outcome)
+	}
+	if len(e.Reason) > MaxReasonLen || !utf8.ValidString(e.Reason) {
+		return fmt.Errorf("chain: access reason must be at most %d bytes of UTF-8", MaxReasonLen)
+	}
+	return nil
+}
+
+// AccessLog records accesses a holder (the signer, a registered provider) served or refused.
+type AccessLog struct {
+	_       struct{} `cbor:",toarray"`
+	Entries []AccessEntry
+}
+
+// Validate checks the body's form.
+func (l *AccessLog) Validate() error {
+	if len(l.Entries) == 0 || len(l.Entries) > MaxAccessEntriesPerTx {
+		return fmt.Errorf("chain: access log must hold 1..%d entries, got %d", MaxAccessEntriesPerTx, len(l.Entries))
+	}
+	for i := range l.Entries {
+		if err := l.Entries[i].Validate(); err != nil {
+			return fmt.Errorf("access entry %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// RecordErase is the patient's (the signer's) request to erase records: crypto-shredding. After
+// it every holder deletes the ciphertext and envelopes and acknowledges with an EraseAck; the
+// ledger keeps only a hash of each anchor.
+type RecordErase struct {
+	_       struct{} `cbor:",toarray"`
+	Records []Hash
+}
+
+// Validate checks the body's form.
+func (e *RecordErase) Validate() error { return validateRecordList("erase", e.Records) }
+
+// EraseAck is a holder's (the signer's) acknowledgement that it deleted erased records.
+type EraseAck struct {
+	_       struct{} `cbor:",toarray"`
+	Records []Hash
+}
+
+// Validate checks the body's form.
+func (a *EraseAck) Validate() error { return validateRecordList("erase acknowledgement", a.Records) }
+
+func validateRecordList(what string, ids []Hash) error {
+	if len(ids) == 0 || len(ids) > MaxEraseRecords {
+		return fmt.Errorf("chain: %s must name 1..%d records, got %d", what, MaxEraseRecords, len(ids))
+	}
+	for i, id := range ids {
+		if id.IsZero() {
+			return fmt.Errorf("chain: %s names a zero record id", what)
+		}
+		if i > 0 && slices.Compare(ids[i-1][:], id[:]) >= 0 {
+			return fmt.Errorf("chain: %s records must be sorted and distinct", what)
+		}
+	}
+	return nil
+}
+
+func validateResourceType(t string) error {
+	if t == "" || len(t) > MaxResourceTypeLen {
+		return fmt.Errorf("chain: resource type must be 1..%d bytes", MaxResourceTypeLen)
+	}
+	for _, c := range t {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return fmt.Errorf("chain: resource type %q is not a FHIR type name", t)
+		}
+	}
+	return nil
+}
+
+func validatePurpose(p string) error {
+	if p == "" || len(p) > MaxPurposeLen || !utf8.ValidString(p) {
+		return fmt.Errorf("chain: purpose must be 1..%d bytes of UTF-8", MaxPurposeLen)
+	}
+	return nil
+}
