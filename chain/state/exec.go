@@ -57,7 +57,8 @@ func (m *Machine) begin(view View, h *chain.Header, checkTip bool) (*executor, e
 }
 
 // loadSets reads the authority and licensing sets as they were before the block, once: most
-// transactions (patients) never need them, and decoding them dominated CheckTx.
+// transactions (patients, records, consents, audit) never need them, and decoding them dominated
+// CheckTx.
 func (e *executor) loadSets() error {
 	if e.cur != nil {
 		return nil
@@ -113,7 +114,10 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 	if err != nil {
 		return res, fmt.Errorf("state: %w", err)
 	}
-	if tx.Kind != chain.TxRegisterPatient {
+	switch tx.Kind {
+	case chain.TxRegisterProvider, chain.TxAuthorityPropose, chain.TxAuthorityVote, chain.TxEvidence:
+		// Only these read the authority or licensing sets; patients and record, consent and
+		// audit transactions never do.
 		if err := e.loadSets(); err != nil {
 			return res, err
 		}
@@ -129,6 +133,20 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 		err = e.vote(tx, b, &res)
 	case *chain.Evidence:
 		err = e.evidence(b, &res)
+	case *chain.AnchorRecords:
+		err = e.anchorRecords(addr, b, &res)
+	case *chain.ConsentGrant:
+		err = e.grantConsent(addr, hash, b, &res)
+	case *chain.ConsentRevoke:
+		err = e.revokeConsent(addr, b, &res)
+	case *chain.EmergencyAccess:
+		err = e.emergencyAccess(addr, hash, b, &res)
+	case *chain.AccessLog:
+		err = e.accessLog(addr, b, &res)
+	case *chain.RecordErase:
+		err = e.eraseRecords(addr, b, &res)
+	case *chain.EraseAck:
+		err = e.ackErase(addr, b, &res)
 	default:
 		err = fmt.Errorf("state: no rule for transaction kind %s", tx.Kind)
 	}

@@ -19,6 +19,17 @@ import (
 //	provider/<20B address> ProviderRecord
 //	patient/<20B address>  PatientRecord
 //	evidence/<32B key>     EvidenceRecord (key = chain.Evidence.Key(), one per offence)
+//	record/<32B id>        RecordState: one version of one record (id = chain.RecordAnchor.ID)
+//	consent/<32B id>       ConsentRecord: a grant or an emergency access (id = its transaction's hash)
+//	grants/<20B patient><20B grantee>
+//	                       pairRecord: ids of the non-revoked consents from patient to grantee, in
+//	                       grant order (at most MaxConsentsPerPair), and the last one revoked
+//	grantees/<20B patient> granteesRecord: sorted distinct grantees with at least one non-revoked
+//	                       consent from patient (at most MaxGranteesPerPatient)
+//	access/<32B id>        AccessRecord: one logged access (id = chain.AccessRequest.ID())
+//
+// Every query is a point lookup: a record's readers are found through grantees/ then grants/
+// then consent/, never by scanning.
 //
 // Values are canonical CBOR (chain.Encode) of versioned records encoded as arrays. Nothing here
 // is personal data: keys, pseudonymous addresses, licence numbers issued to providers, hashes.
@@ -34,6 +45,11 @@ var (
 	prefixProvider = "provider/"
 	prefixPatient  = "patient/"
 	prefixEvidence = "evidence/"
+	prefixRecord   = "record/"
+	prefixConsent  = "consent/"
+	prefixGrants   = "grants/"
+	prefixGrantees = "grantees/"
+	prefixAccess   = "access/"
 )
 
 func proposalKey(id chain.Hash) []byte   { return append([]byte(prefixProposal), id[:]...) }
@@ -41,6 +57,14 @@ func nonceKey(a chain.Address) []byte    { return append([]byte(prefixNonce), a[
 func providerKey(a chain.Address) []byte { return append([]byte(prefixProvider), a[:]...) }
 func patientKey(a chain.Address) []byte  { return append([]byte(prefixPatient), a[:]...) }
 func evidenceKey(key chain.Hash) []byte  { return append([]byte(prefixEvidence), key[:]...) }
+func recordKey(id chain.Hash) []byte     { return append([]byte(prefixRecord), id[:]...) }
+func consentKey(id chain.Hash) []byte    { return append([]byte(prefixConsent), id[:]...) }
+func accessKey(id chain.Hash) []byte     { return append([]byte(prefixAccess), id[:]...) }
+func granteesKey(p chain.Address) []byte { return append([]byte(prefixGrantees), p[:]...) }
+func grantsKey(patient, grantee chain.Address) []byte {
+	k := append([]byte(prefixGrants), patient[:]...)
+	return append(k, grantee[:]...)
+}
 
 // RecordVersion is the encoding version of every record this package writes. A node refuses to
 // read a record of another version rather than guess at its meaning.
@@ -155,6 +179,91 @@ type EvidenceRecord struct {
 	Removed bool
 }
 
+// RecordState is one version of one record. An erased record keeps its place in the version
+// chain (ids, patient, author, heights) but not what described the ciphertext: ResourceType,
+// CiphertextHash and Size are cleared and AnchorHash keeps the hash of the original anchor, so
+// whoever still has the anchor can prove what was erased.
+type RecordState struct {
+	_              struct{} `cbor:",toarray"`
+	Version        uint8
+	ID             chain.Hash
+	Patient        chain.Address
+	Author         chain.Address // the provider that anchored this version
+	ResourceType   string
+	RecVersion     uint64     // 1 for a new record, previous + 1 for an amendment
+	Supersedes     chain.Hash // zero for version 1
+	Root           chain.Hash // the id of version 1: consent scopes name records by it
+	CiphertextHash chain.Hash
+	Size           uint64
+	AnchoredHeight uint64
+	AnchoredTime   int64
+	SupersededBy   chain.Hash // the next version's id; zero while this is the latest
+	Erased         bool
+	ErasedHeight   uint64
+	AnchorHash     chain.Hash      // erased only: chain.Sum256(chain.Encode(&original chain.RecordAnchor))
+	Acks           []chain.Address // erased only: providers that acknowledged deletion, sorted
+}
+
+// ConsentRecord is a patient's consent for a provider (Grantee) or a provider's emergency
+// (break-glass) access to a patient's records. Revoked consents stay, marked.
+type ConsentRecord struct {
+	_             struct{} `cbor:",toarray"`
+	Version       uint8
+	ID            chain.Hash // the transaction's hash
+	Patient       chain.Address
+	Grantee       chain.Address
+	Scope         chain.ConsentScope
+	Purpose       string
+	ExpiresMs     int64 // block time from which it no longer applies; 0: until revoked
+	GrantedHeight uint64
+	GrantedTime   int64
+	Emergency     bool
+	Reason        string // emergency only
+	Revoked       bool
+	RevokedHeight uint64
+}
+
+// ActiveAt reports whether the consent applies at block time timeMs: not revoked and, if it
+// expires, timeMs is before the expiry.
+func (c *ConsentRecord) ActiveAt(timeMs int64) bool {
+	return !c.Revoked && (c.ExpiresMs == 0 || timeMs < c.ExpiresMs)
+}
+
+// AccessRecord is one access request a holder logged, served or refused.
+type AccessRecord struct {
+	_         struct{} `cbor:",toarray"`
+	Version   uint8
+	RequestID chain.Hash
+	Record    chain.Hash
+	Patient   chain.Address
+	Accessor  chain.Address // the requester
+	Holder    chain.Address // the provider that logged it
+	Purpose   string
+	Emergency bool
+	Outcome   chain.AccessOutcome
+	Reason    string
+	Height    uint64
+	Time      int64
+}
+
+// pairRecord indexes the consents from one patient to one grantee.
+type pairRecord struct {
+	_       struct{} `cbor:",toarray"`
+	Version uint8
+	IDs     []chain.Hash // non-revoked consents, in grant order
+	// LastRevoked is the most recently revoked consent of the pair (zero if none), kept so a
+	// refusal can say "revoked" rather than "no consent".
+	LastRevoked       chain.Hash
+	LastRevokedHeight uint64
+}
+
+// granteesRecord lists a patient's grantees.
+type granteesRecord struct {
+	_        struct{} `cbor:",toarray"`
+	Version  uint8
+	Grantees []chain.Address // sorted, distinct
+}
+
 // versioned lets get check every record's version in one place.
 type versioned interface{ version() uint8 }
 
@@ -166,6 +275,11 @@ func (r *ProviderRecord) version() uint8 { return r.Version }
 func (r *PatientRecord) version() uint8  { return r.Version }
 func (r *ProposalRecord) version() uint8 { return r.Version }
 func (r *EvidenceRecord) version() uint8 { return r.Version }
+func (r *RecordState) version() uint8    { return r.Version }
+func (r *ConsentRecord) version() uint8  { return r.Version }
+func (r *AccessRecord) version() uint8   { return r.Version }
+func (r *pairRecord) version() uint8     { return r.Version }
+func (r *granteesRecord) version() uint8 { return r.Version }
 
 // get reads and decodes the record at key into v; found is false when the key is absent.
 func get(view View, key []byte, what string, v versioned) (found bool, err error) {
