@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/chain/store"
 	"github.com/medledger/medledger/consensus/replica"
 )
@@ -34,6 +35,9 @@ type NodeInfo struct {
 	NodeID    string        // the libp2p peer id
 	Authority *chain.PubKey // nil on a full node
 	Peers     func() []string
+	// Provider is this node's provider id (the address of its provider key); nil when the node
+	// has no record service (tests of the bare API).
+	Provider *chain.Address
 }
 
 // MaxBatchTxs bounds the transactions in one POST /v1/txs/batch.
@@ -51,6 +55,8 @@ type API struct {
 	maxBatchBytes int64
 	log           *slog.Logger
 	mux           *http.ServeMux
+	records       *Records
+	commits       *commitHub
 }
 
 // NewAPI returns the API handler over b. Bodies are limited to maxBody bytes, batch bodies to
@@ -61,6 +67,7 @@ func NewAPI(b Backend, info NodeInfo, token string, maxBody, maxBatchBytes int64
 	a.mux.HandleFunc("GET /v1/blocks/{height}", a.block)
 	a.mux.HandleFunc("POST /v1/txs", a.submit)
 	a.mux.HandleFunc("POST /v1/txs/batch", a.submitBatch)
+	a.mux.HandleFunc("GET /v1/accounts/{address}", a.account)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s (see docs/api.md)", r.Method, r.URL.Path))
 	})
@@ -96,6 +103,9 @@ type StatusJSON struct {
 	Authorities   []AuthorityJSON `json:"authorities"`
 	Peers         []string        `json:"peers"`
 	Mempool       MempoolJSON     `json:"mempool"`
+	// ProviderID is the node's provider id; ProviderRegistered says whether it is on the ledger.
+	ProviderID         *chain.Address `json:"provider_id"`
+	ProviderRegistered bool           `json:"provider_registered"`
 }
 
 // AuthorityJSON is one member of the authority set.
@@ -135,6 +145,8 @@ type CommitJSON struct {
 // TxAccepted is the answer to POST /v1/txs.
 type TxAccepted struct {
 	Hash chain.Hash `json:"hash"`
+	// Height is the block the transaction committed in (with ?wait=commit only).
+	Height uint64 `json:"height,omitempty"`
 }
 
 // BatchResult is the answer to POST /v1/txs/batch.
@@ -173,6 +185,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 			st.Authorities = append(st.Authorities, AuthorityJSON{Key: m.Key, Name: m.Name})
 		}
 		st.Mempool = MempoolJSON{Txs: rep.Mempool().Len(), Bytes: rep.Mempool().Bytes()}
+		if a.info.Provider != nil {
+			st.ProviderID = a.info.Provider
+			p, err := state.Provider(s.State(), *a.info.Provider)
+			st.ProviderRegistered = err == nil && p != nil
+		}
 		if st.Height == 0 {
 			g, err := s.Genesis()
 			if err != nil {
@@ -354,6 +371,17 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	wait := r.URL.Query().Get("wait")
+	if wait != "" && (wait != "commit" || a.commits == nil) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("wait=%q: the only choice is wait=commit", wait))
+		return
+	}
+	var committed chan uint64
+	if wait == "commit" {
+		var forget func()
+		committed, forget = a.commits.expect(tx.Hash())
+		defer forget()
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
 	h, err := a.b.Submit(ctx, tx)
@@ -366,7 +394,65 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, submitMessage(err))
 		return
 	}
-	writeJSON(w, http.StatusAccepted, TxAccepted{Hash: h})
+	if committed == nil {
+		writeJSON(w, http.StatusAccepted, TxAccepted{Hash: h})
+		return
+	}
+	wctx, stop := context.WithTimeout(r.Context(), commitWait)
+	defer stop()
+	height, err := waitCommit(wctx, committed)
+	if err != nil {
+		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("transaction %s accepted but not committed within %s (it may still commit, or have been dropped as invalid in its block)", h, commitWait))
+		return
+	}
+	writeJSON(w, http.StatusOK, TxAccepted{Hash: h, Height: height})
+}
+
+// AccountJSON is the answer to GET /v1/accounts/{address}.
+type AccountJSON struct {
+	Address   chain.Address `json:"address"`
+	Nonce     uint64        `json:"nonce"`      // last committed nonce
+	NextNonce uint64        `json:"next_nonce"` // the nonce a new transaction should carry, counting pending ones
+	Patient   bool          `json:"patient"`
+	Provider  bool          `json:"provider"`
+}
+
+func (a *API) account(w http.ResponseWriter, r *http.Request) {
+	addr, err := chain.ParseAddress(r.PathValue("address"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("address %q: want 40 hex digits", r.PathValue("address")))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	out := AccountJSON{Address: addr}
+	var qerr error
+	err = a.b.Query(ctx, func(rep *replica.Replica) {
+		view := rep.Store().State()
+		if out.Nonce, qerr = state.Nonce(view, addr); qerr != nil {
+			return
+		}
+		pat, err := state.Patient(view, addr)
+		if qerr = err; err != nil {
+			return
+		}
+		prov, err := state.Provider(view, addr)
+		if qerr = err; err != nil {
+			return
+		}
+		out.Patient, out.Provider = pat != nil, prov != nil
+		out.NextNonce = out.Nonce + 1
+		if pat != nil {
+			out.NextNonce = rep.Mempool().NextNonce(pat.Key, out.Nonce)
+		} else if prov != nil {
+			out.NextNonce = rep.Mempool().NextNonce(prov.Key, out.Nonce)
+		}
+	})
+	if err = errors.Join(err, qerr); err != nil {
+		a.internal(w, "account", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {

@@ -25,7 +25,24 @@ type Config struct {
 	API     APISection     `toml:"api"`
 	Store   StoreSection   `toml:"store"`
 	Mempool MempoolSection `toml:"mempool"`
+	Records RecordsSection `toml:"records"`
 	Log     LogSection     `toml:"log"`
+}
+
+// RecordsSection configures the node's provider identity and its record blobs.
+type RecordsSection struct {
+	// ProviderKey is the provider signing key (hex Ed25519 seed) that authors records, signs
+	// access requests and access logs; created at first start.
+	ProviderKey string `toml:"provider_key"`
+	// EncryptionKey is the provider's HPKE private key (hex), created at first start.
+	EncryptionKey string `toml:"encryption_key"`
+	// Licence is a licensing authority's attestation for the provider key (hex CBOR). When the
+	// file exists and the provider is not yet registered, the node registers itself.
+	Licence string `toml:"licence"`
+	// BlobDir holds encrypted record blobs, key envelopes and the pending access journal.
+	BlobDir string `toml:"blob_dir"`
+	// Replicas is how many other nodes the author pushes each new record's ciphertext to.
+	Replicas int `toml:"replicas"`
 }
 
 // NodeSection names the node and its authority key.
@@ -95,6 +112,7 @@ func DefaultConfig() Config {
 		// Five full blocks: enough to keep blocks full, small enough that under overload the
 		// API refuses (503) instead of letting a backlog starve consensus of CPU.
 		Mempool: MempoolSection{MaxTxs: 10_000, MaxBytes: 16 << 20},
+		Records: RecordsSection{ProviderKey: "keys/provider.key", EncryptionKey: "keys/encryption.key", Licence: "keys/licence.hex", BlobDir: "blobs", Replicas: 2},
 		Log:     LogSection{Level: "info", Format: "text"},
 	}
 }
@@ -138,6 +156,19 @@ func FormatConfig(c Config) []byte {
 	p("# Pending-transaction limits; submissions beyond them get 503. Defaults 10000 and 16777216 (16 MiB).\n")
 	p("max_txs = %d\n", c.Mempool.MaxTxs)
 	p("max_bytes = %d\n\n", c.Mempool.MaxBytes)
+	p("[records]\n")
+	p("# Provider signing key (hex Ed25519 seed): authors records, signs access requests and audit\n")
+	p("# entries. Created at first start. Default \"keys/provider.key\".\n")
+	p("provider_key = %s\n", quote(c.Records.ProviderKey))
+	p("# Provider HPKE (ML-KEM-768+X25519) private key, created at first start. Default \"keys/encryption.key\".\n")
+	p("encryption_key = %s\n", quote(c.Records.EncryptionKey))
+	p("# Licence attestation for the provider key (hex CBOR, from the licensing authority). When present\n")
+	p("# and the provider is not registered, the node registers itself. Default \"keys/licence.hex\".\n")
+	p("licence = %s\n", quote(c.Records.Licence))
+	p("# Encrypted record blobs, key envelopes and the pending-access journal. Default \"blobs\".\n")
+	p("blob_dir = %s\n", quote(c.Records.BlobDir))
+	p("# Other nodes each new record's ciphertext is replicated to. Default 2.\n")
+	p("replicas = %d\n\n", c.Records.Replicas)
 	p("[log]\n")
 	p("# debug, info, warn or error. Default \"info\".\n")
 	p("level = %s\n", quote(c.Log.Level))
@@ -223,6 +254,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Mempool.MaxTxs < 1 || c.Mempool.MaxBytes < 1024 {
 		return fmt.Errorf("mempool: max_txs must be positive and max_bytes at least 1024")
+	}
+	if c.Records.ProviderKey == "" || c.Records.EncryptionKey == "" || c.Records.BlobDir == "" {
+		return fmt.Errorf("records: provider_key, encryption_key and blob_dir are required")
+	}
+	if c.Records.Replicas < 0 || c.Records.Replicas > 16 {
+		return fmt.Errorf("records.replicas %d: want 0..16", c.Records.Replicas)
 	}
 	if _, err := c.Log.Handler(io.Discard); err != nil {
 		return err

@@ -11,10 +11,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/store"
 	"github.com/medledger/medledger/consensus/replica"
 	"github.com/medledger/medledger/p2p"
+	"github.com/medledger/medledger/sync/blobs"
 )
 
 // ShutdownTimeout bounds how long Run waits for in-flight API requests when it stops.
@@ -24,16 +27,19 @@ const ShutdownTimeout = 5 * time.Second
 // host as its transport, and the HTTP API. Open assembles it; Run runs it until its context
 // ends and then takes it apart in order.
 type Node struct {
-	home    Home
-	cfg     *Config
-	log     *slog.Logger
-	genesis *chain.Genesis
-	store   *store.Badger
-	host    *p2p.Host
-	runner  *Runner
-	api     *API
-	srv     *http.Server
-	ln      net.Listener
+	home      Home
+	cfg       *Config
+	log       *slog.Logger
+	genesis   *chain.Genesis
+	store     *store.Badger
+	host      *p2p.Host
+	runner    *Runner
+	api       *API
+	records   *Records
+	commits   *commitHub
+	stopBlobs func()
+	srv       *http.Server
+	ln        net.Listener
 
 	closeOnce sync.Once
 	closeErr  error
@@ -90,8 +96,24 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return n, err
 	}
+	n.commits = newCommitHub()
 	n.runner = NewRunner(rep, n.host, log, time.Now, n.committed)
-	info := NodeInfo{ChainID: g.ChainID, NodeID: n.host.ID(), Peers: n.host.Peers}
+	pk, err := LoadOrCreateProviderKeys(Resolve(home, cfg.Records.ProviderKey), Resolve(home, cfg.Records.EncryptionKey))
+	if err != nil {
+		return n, err
+	}
+	n.records, err = NewRecords(RecordsConfig{
+		ChainID: g.ChainID, Keys: pk, Backend: n.runner, Net: n.host, BlobDir: Resolve(home, cfg.Records.BlobDir),
+		LicenceFile: Resolve(home, cfg.Records.Licence), Replicas: cfg.Records.Replicas, Log: log, commits: n.commits,
+	})
+	if err != nil {
+		return n, err
+	}
+	n.stopBlobs = blobs.Serve(n.host.LibP2P(), g.ChainID, n.records, blobs.ServerOptions{
+		Log: log, Penalize: func(p peer.ID, err error) { n.host.Penalize(replica.PeerID(p.String()), err) },
+	})
+	providerID := pk.ID()
+	info := NodeInfo{ChainID: g.ChainID, NodeID: n.host.ID(), Peers: n.host.Peers, Provider: &providerID}
 	if key != nil {
 		pub := key.Public()
 		info.Authority = &pub
@@ -100,6 +122,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 		}
 	}
 	n.api = NewAPI(n.runner, info, token, cfg.API.MaxBodyBytes, cfg.API.MaxBatchBytes, log)
+	n.api.attachRecords(n.records, n.commits)
 	if n.ln, err = net.Listen("tcp", cfg.API.Listen); err != nil {
 		return n, fmt.Errorf("node: API: %w", err)
 	}
@@ -116,6 +139,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 }
 
 func (n *Node) committed(b *chain.Block) {
+	n.commits.committed(b)
 	n.log.Info("block committed", "height", b.Header.Height, "hash", b.Hash().Short(), "txs", len(b.Txs), "proposer", b.Header.Proposer.Short())
 }
 
@@ -137,6 +161,9 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopRunner()
 	runErr := make(chan error, 1)
 	go func() { runErr <- n.runner.Run(runCtx) }()
+	recCtx, stopRecords := context.WithCancel(context.Background())
+	recDone := make(chan struct{})
+	go func() { defer close(recDone); n.records.Run(recCtx) }()
 	apiErr := make(chan error, 1)
 	go func() {
 		err := n.srv.Serve(n.ln)
@@ -167,6 +194,8 @@ func (n *Node) Run(ctx context.Context) error {
 	if !apiDone {
 		err = errors.Join(err, <-apiErr)
 	}
+	stopRecords()
+	<-recDone
 	stopRunner()
 	if !runnerDone {
 		if e := <-runErr; e != nil {
@@ -190,6 +219,9 @@ func (n *Node) Close() error {
 			if err := n.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				n.closeErr = errors.Join(n.closeErr, fmt.Errorf("node: close API listener: %w", err))
 			}
+		}
+		if n.stopBlobs != nil {
+			n.stopBlobs()
 		}
 		if n.host != nil {
 			if err := n.host.Close(); err != nil {

@@ -24,6 +24,9 @@ const DefaultBasePort = node.DefaultP2PPort
 // MaxAuthorities bounds the size of a generated testnet.
 const MaxAuthorities = 100
 
+// LicenceValidity is how long the provider licences testnet init issues stay valid.
+const LicenceValidity = 2 * 365 * 24 * time.Hour
+
 // NodeDir is the home directory of node i in a testnet directory.
 func NodeDir(dir string, i int) string { return filepath.Join(dir, "node"+strconv.Itoa(i)) }
 
@@ -104,6 +107,19 @@ func initNet(dir string, n, basePort int, rnd io.Reader, now time.Time) error {
 			return fmt.Errorf("testnet: %w", err)
 		}
 		if err := node.WriteKeyFile(node.Resolve(string(home), c.Node.AuthorityKey), keys[i]); err != nil {
+			return err
+		}
+		// Every testnet node is a licensed provider: it registers itself at first start.
+		pk, err := chain.GenerateKey(rnd)
+		if err != nil {
+			return err
+		}
+		if err := node.WriteKeyFile(node.Resolve(string(home), c.Records.ProviderKey), pk); err != nil {
+			return err
+		}
+		lic := chain.Licence{Subject: pk.Public(), Number: fmt.Sprintf("TESTNET-%04d", i), Jurisdiction: "TESTNET", NotAfter: now.Add(LicenceValidity).UnixMilli()}
+		lic.Sign(board, g.ChainID)
+		if err := node.WriteLicenceFile(node.Resolve(string(home), c.Records.Licence), &lic); err != nil {
 			return err
 		}
 		if peerIDs[i], err = p2p.PeerIDFromIdentity(node.Resolve(string(home), c.P2P.Identity)); err != nil {

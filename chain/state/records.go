@@ -115,6 +115,9 @@ func (e *executor) anchor(author chain.Address, a *chain.RecordAnchor, res *TxRe
 			return fmt.Errorf("state: record %s names patient %s but supersedes a record of patient %s", a.ID.Short(), a.Patient, prev.Patient)
 		case a.Version != prev.RecVersion+1:
 			return fmt.Errorf("state: record %s has version %d but supersedes version %d", a.ID.Short(), a.Version, prev.RecVersion)
+		case a.ResourceType != prev.ResourceType:
+			// A type change would move the record in or out of type-scoped consents.
+			return fmt.Errorf("state: record %s is a %s but supersedes a %s", a.ID.Short(), a.ResourceType, prev.ResourceType)
 		}
 		if author != prev.Author {
 			if err := mayAmend(e.o, e.h.Time, author, prev); err != nil {

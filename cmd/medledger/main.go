@@ -36,5 +36,6 @@ func rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&level, "log-level", "warn", "log level: debug, info, warn or error")
 	root.AddCommand(demoCmd(), simCmd(), keysCmd(), benchCmd())
 	root.AddCommand(testnetCmd(), nodeCmd(), statusCmd(), blockCmd())
+	root.AddCommand(recordsCmd(), walletCmd())
 	return root
 }

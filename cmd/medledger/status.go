@@ -52,6 +52,15 @@ func printAPI(cmd *cobra.Command, home, path string) error {
 // apiGet reads HOME's API address and token and GETs path; a non-200 answer is an error
 // carrying the node's message.
 func apiGet(ctx context.Context, home, path string) ([]byte, error) {
+	return apiDo(ctx, home, http.MethodGet, path, nil, "", 10*time.Second)
+}
+
+// apiDo sends one request to the API of the node whose home is home. A 2xx answer's body is
+// returned; any other is an error carrying the node's one-line message.
+func apiDo(ctx context.Context, home, method, path string, body []byte, contentType string, timeout time.Duration) ([]byte, error) {
+	if home == "" {
+		return nil, fmt.Errorf("--home is required")
+	}
 	cfg, err := node.LoadConfig(home)
 	if err != nil {
 		return nil, err
@@ -60,14 +69,21 @@ func apiGet(ctx context.Context, home, path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (has the node been started once?)", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	url := "http://" + cfg.API.Listen + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("node API at %s: %w (is the node running?)", cfg.API.Listen, err)
@@ -77,10 +93,10 @@ func apiGet(ctx context.Context, home, path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node API at %s: %w", cfg.API.Listen, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		var e node.ErrorJSON
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("node API: %s (HTTP %d)", e.Error, resp.StatusCode)
+			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
 		}
 		return nil, fmt.Errorf("node API: HTTP %d", resp.StatusCode)
 	}

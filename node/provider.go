@@ -1,0 +1,99 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/wallet/envelope"
+)
+
+// ProviderKeys are the node's provider identity: the signing key that authors records, signs
+// access requests and audit entries, and the HPKE key records are wrapped to.
+type ProviderKeys struct {
+	Signing    chain.PrivKey
+	Encryption *envelope.PrivateKey
+}
+
+// ID is the provider's ledger id: the address of its signing key.
+func (p *ProviderKeys) ID() chain.Address { return p.Signing.Public().Address() }
+
+// LoadOrCreateProviderKeys reads the provider keys from signingPath and encryptionPath, creating
+// either (mode 0600) when it does not exist yet.
+func LoadOrCreateProviderKeys(signingPath, encryptionPath string) (*ProviderKeys, error) {
+	sk, err := ReadKeyFile(signingPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if sk, err = chain.GenerateKey(rand.Reader); err != nil {
+			return nil, err
+		}
+		if err = WriteKeyFile(signingPath, sk); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	ek, err := readEncryptionKey(encryptionPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if ek, err = envelope.GenerateKey(rand.Reader); err != nil {
+			return nil, fmt.Errorf("node: encryption key: %w", err)
+		}
+		if err = writeSecret(encryptionPath, hex.EncodeToString(ek.Bytes())+"\n"); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return &ProviderKeys{Signing: sk, Encryption: ek}, nil
+}
+
+func readEncryptionKey(path string) (*envelope.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: read encryption key: %w", err)
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("node: %s is not a hex key: %w", path, err)
+	}
+	k, err := envelope.ParsePrivateKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("node: %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// maxLicenceFileBytes bounds a licence file.
+const maxLicenceFileBytes = 4096
+
+// WriteLicenceFile stores a licence attestation as hex CBOR (mode 0600, never overwriting).
+func WriteLicenceFile(path string, l *chain.Licence) error {
+	return writeSecret(path, hex.EncodeToString(chain.Encode(l))+"\n")
+}
+
+// ReadLicenceFile reads a licence written by WriteLicenceFile; a missing file is fs.ErrNotExist.
+func ReadLicenceFile(path string) (*chain.Licence, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxLicenceFileBytes {
+		return nil, fmt.Errorf("node: licence %s is %d bytes, limit %d", path, len(data), maxLicenceFileBytes)
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("node: licence %s is not hex: %w", path, err)
+	}
+	var l chain.Licence
+	if err := chain.DecodeCanonical("licence", raw, maxLicenceFileBytes, &l); err != nil {
+		return nil, fmt.Errorf("node: licence %s: %w", path, err)
+	}
+	if err := l.Validate(); err != nil {
+		return nil, fmt.Errorf("node: licence %s: %w", path, err)
+	}
+	return &l, nil
+}

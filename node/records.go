@@ -1,0 +1,1358 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/node/fhir"
+	"github.com/medledger/medledger/sync/blobs"
+	"github.com/medledger/medledger/wallet/envelope"
+)
+
+// Errors the record service returns; the API maps them to status codes.
+var (
+	ErrRecordNotFound = errors.New("record not found")
+	ErrRecordErased   = errors.New("record erased")
+	ErrAccessRefused  = errors.New("access refused")
+	ErrNotRegistered  = errors.New("not registered")
+	ErrInvalidFHIR    = errors.New("invalid FHIR")
+	ErrBadRequest     = errors.New("bad request")
+)
+
+// Timing of the record service's background work.
+const (
+	// commitWait bounds how long an import or a submitted transaction waits for its block.
+	commitWait = 60 * time.Second
+	// journalFlushEvery is how often pending access entries are (re)submitted.
+	journalFlushEvery = time.Second
+	// journalResubmitAfter is how long a submitted access entry may stay off the ledger before
+	// it is submitted again (the ledger drops duplicates by request id).
+	journalResubmitAfter = 15 * time.Second
+	// maxRequestSkew is how far a request's IssuedMs may be from the holder's clock.
+	maxRequestSkew = 10 * time.Minute
+	// holderLookup bounds a DHT holder search.
+	holderLookup = 3 * time.Second
+	// accessLogPayloadBudget keeps one access-log transaction's payload under the limit.
+	accessLogPayloadBudget = chain.MaxPayloadSize - 4096
+)
+
+// RecordNet is what the record service needs from the libp2p host.
+type RecordNet interface {
+	LibP2P() host.Host
+	Peers() []string
+	Provide(ctx context.Context, key chain.Hash) error
+	FindHolders(ctx context.Context, key chain.Hash, max int) ([]peer.ID, error)
+}
+
+// indexedRecord is what the node remembers of an anchor outside the state: enough to find a
+// patient's records and to delete a blob after erasure (the state forgets the ciphertext hash).
+// Nothing here identifies a person.
+type indexedRecord struct {
+	Patient        chain.Address
+	Author         chain.Address
+	CiphertextHash chain.Hash
+}
+
+// Records is the node's record service: FHIR import, sealing, blob storage and replication,
+// fetches with consent checks and audit, and the reactions to committed consent and erasure
+// transactions. Its index of records, consents and accesses per patient is rebuilt from the
+// ledger at start.
+type Records struct {
+	chainID string
+	keys    *ProviderKeys
+	self    chain.Address
+	keyID   chain.Hash
+	backend Backend
+	net     RecordNet
+	blobs   *blobs.Store
+	journal *blobs.Journal
+	fhir    *fhir.Validator
+	commits *commitHub
+	licence string
+	replica int
+	log     *slog.Logger
+	now     func() time.Time
+
+	txMu sync.Mutex // own transactions: nonce allocation and submission in order
+
+	mu        sync.RWMutex
+	indexed   uint64
+	records   map[chain.Hash]indexedRecord
+	byPatient map[chain.Address][]chain.Hash
+	consents  map[chain.Address][]chain.Hash
+	accesses  map[chain.Address][]chain.Hash
+	seenReq   map[chain.Hash]bool
+
+	submitted map[chain.Hash]time.Time // access entries submitted, by request id (flush goroutine only)
+	flushNow  chan struct{}
+}
+
+// RecordsConfig assembles a Records service.
+type RecordsConfig struct {
+	ChainID     string
+	Keys        *ProviderKeys
+	Backend     Backend
+	Net         RecordNet
+	BlobDir     string
+	LicenceFile string
+	Replicas    int
+	Log         *slog.Logger
+	Now         func() time.Time
+	commits     *commitHub
+}
+
+// NewRecords opens the blob store and journal under cfg.BlobDir.
+func NewRecords(cfg RecordsConfig) (*Records, error) {
+	st, err := blobs.OpenStore(cfg.BlobDir)
+	if err != nil {
+		return nil, err
+	}
+	j, err := blobs.OpenJournal(cfg.BlobDir + "/journal")
+	if err != nil {
+		return nil, err
+	}
+	v, err := fhir.NewValidator()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.commits == nil {
+		cfg.commits = newCommitHub()
+	}
+	return &Records{
+		chainID: cfg.ChainID, keys: cfg.Keys, self: cfg.Keys.ID(), keyID: cfg.Keys.Encryption.Public().KeyID(),
+		backend: cfg.Backend, net: cfg.Net, blobs: st, journal: j, fhir: v, commits: cfg.commits,
+		licence: cfg.LicenceFile, replica: cfg.Replicas, log: cfg.Log, now: cfg.Now,
+		records: make(map[chain.Hash]indexedRecord), byPatient: make(map[chain.Address][]chain.Hash),
+		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
+		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
+	}, nil
+}
+
+// ProviderID is this node's provider id.
+func (r *Records) ProviderID() chain.Address { return r.self }
+
+// Run registers the provider if needed, follows committed blocks and flushes the access journal
+// until ctx ends.
+func (r *Records) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); r.registerSelf(ctx) }()
+	go func() { defer wg.Done(); r.follow(ctx) }()
+	go func() { defer wg.Done(); r.flushLoop(ctx) }()
+	wg.Wait()
+}
+
+// query runs f on the replica's goroutine with the committed state.
+func (r *Records) query(ctx context.Context, f func(view state.View, rep *replica.Replica) error) error {
+	var ferr error
+	if err := r.backend.Query(ctx, func(rep *replica.Replica) { ferr = f(rep.Store().State(), rep) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+func tipTime(view state.View) (int64, error) {
+	_, t, err := state.Tip(view)
+	return t, err
+}
+
+// submit signs body with the provider key under the next free nonce and submits it. With
+// wait, it returns after the transaction commits.
+func (r *Records) submit(ctx context.Context, kind chain.TxKind, body any, wait bool) (chain.Hash, uint64, error) {
+	r.txMu.Lock()
+	var nonce uint64
+	pub := r.keys.Signing.Public()
+	err := r.query(ctx, func(view state.View, rep *replica.Replica) error {
+		committed, err := state.Nonce(view, r.self)
+		if err != nil {
+			return err
+		}
+		nonce = rep.Mempool().NextNonce(pub, committed)
+		return nil
+	})
+	if err != nil {
+		r.txMu.Unlock()
+		return chain.Hash{}, 0, err
+	}
+	tx := chain.NewTx(r.keys.Signing, r.chainID, kind, nonce, body)
+	ch, cancel := r.commits.expect(tx.Hash())
+	defer cancel()
+	h, err := r.backend.Submit(ctx, tx)
+	r.txMu.Unlock()
+	if err != nil {
+		return chain.Hash{}, 0, fmt.Errorf("submit %s: %w", kind, err)
+	}
+	if !wait {
+		return h, 0, nil
+	}
+	wctx, stop := context.WithTimeout(ctx, commitWait)
+	defer stop()
+	height, err := waitCommit(wctx, ch)
+	if err != nil {
+		return h, 0, fmt.Errorf("%s transaction %s not committed: %w", kind, h.Short(), err)
+	}
+	return h, height, nil
+}
+
+// registerSelf registers the provider from its licence file, once, retrying until it is on
+// the ledger. Without a licence file the node runs unregistered (it can read nothing).
+func (r *Records) registerSelf(ctx context.Context) {
+	lic, err := ReadLicenceFile(r.licence)
+	if errors.Is(err, os.ErrNotExist) {
+		r.log.Info("no provider licence: this node is not a registered provider", "file", r.licence, "provider_id", r.self)
+		return
+	}
+	if err != nil {
+		r.log.Error("provider licence unreadable", "err", err)
+		return
+	}
+	for {
+		registered := false
+		_ = r.query(ctx, func(view state.View, _ *replica.Replica) error {
+			p, err := state.Provider(view, r.self)
+			registered = err == nil && p != nil
+			return nil
+		})
+		if registered {
+			r.log.Info("provider registered", "provider_id", r.self)
+			return
+		}
+		body := &chain.RegisterProvider{Licence: *lic, EncryptionKey: r.keys.Encryption.Public().Bytes()}
+		if _, _, err := r.submit(ctx, chain.TxRegisterProvider, body, true); err != nil && ctx.Err() == nil {
+			r.log.Warn("provider registration not committed yet; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// follow indexes every committed block in order and reacts to consent and erasure.
+func (r *Records) follow(ctx context.Context) {
+	wake := r.commits.subscribe()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		for {
+			var b *chain.Block
+			var tip uint64
+			err := r.backend.Query(ctx, func(rep *replica.Replica) {
+				tip = rep.Height()
+				r.mu.RLock()
+				next := r.indexed + 1
+				r.mu.RUnlock()
+				if next <= tip {
+					b, _ = rep.Store().Block(next)
+				}
+			})
+			if err != nil || b == nil {
+				break
+			}
+			r.indexBlock(b)
+			r.react(ctx, b)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// indexBlock adds a block's records, consents and accesses to the per-patient index.
+func (r *Records) indexBlock(b *chain.Block) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, tx := range b.Txs {
+		body, err := chain.DecodePayload(tx.Kind, tx.Payload)
+		if err != nil {
+			continue
+		}
+		switch v := body.(type) {
+		case *chain.AnchorRecords:
+			for _, a := range v.Records {
+				if _, ok := r.records[a.ID]; ok {
+					continue
+				}
+				r.records[a.ID] = indexedRecord{Patient: a.Patient, Author: tx.Signer.Address(), CiphertextHash: a.CiphertextHash}
+				r.byPatient[a.Patient] = append(r.byPatient[a.Patient], a.ID)
+			}
+		case *chain.ConsentGrant:
+			p := tx.Signer.Address()
+			r.consents[p] = append(r.consents[p], tx.Hash())
+		case *chain.EmergencyAccess:
+			r.consents[v.Patient] = append(r.consents[v.Patient], tx.Hash())
+		case *chain.AccessLog:
+			for i := range v.Entries {
+				id := v.Entries[i].Request.ID()
+				rec, ok := r.records[v.Entries[i].Request.Record]
+				if !ok || r.seenReq[id] {
+					continue
+				}
+				r.seenReq[id] = true
+				r.accesses[rec.Patient] = append(r.accesses[rec.Patient], id)
+			}
+		}
+	}
+	r.indexed = b.Header.Height
+}
+
+// react does what a holder must after a block: wrap data keys for new grantees of records this
+// node authored, and delete erased records' blobs and acknowledge.
+func (r *Records) react(ctx context.Context, b *chain.Block) {
+	var erasedHeld []chain.Hash
+	for _, tx := range b.Txs {
+		body, err := chain.DecodePayload(tx.Kind, tx.Payload)
+		if err != nil {
+			continue
+		}
+		switch v := body.(type) {
+		case *chain.ConsentGrant:
+			r.wrapForGrantee(ctx, tx.Signer.Address(), v.Grantee)
+		case *chain.EmergencyAccess:
+			r.wrapForGrantee(ctx, v.Patient, tx.Signer.Address())
+		case *chain.RecordErase:
+			for _, id := range v.Records {
+				if r.shred(id) {
+					erasedHeld = append(erasedHeld, id)
+				}
+			}
+		}
+	}
+	if len(erasedHeld) > 0 {
+		r.ackErase(ctx, erasedHeld)
+	}
+}
+
+// shred deletes an erased record's ciphertext and envelopes; it reports whether this node held
+// (or authored) the record.
+func (r *Records) shred(id chain.Hash) bool {
+	r.mu.RLock()
+	rec, ok := r.records[id]
+	r.mu.RUnlock()
+	if !ok {
+		return false
+	}
+	held := rec.Author == r.self || r.blobs.Has(rec.CiphertextHash)
+	envs, _ := r.blobs.Envelopes(id)
+	held = held || len(envs) > 0
+	if err := r.blobs.DeleteRecord(id, rec.CiphertextHash); err != nil {
+		r.log.Error("erase: delete blob", "record", id.Short(), "err", err)
+		return false
+	}
+	return held
+}
+
+func (r *Records) ackErase(ctx context.Context, ids []chain.Hash) {
+	var todo []chain.Hash
+	_ = r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		for _, id := range ids {
+			rec, err := state.Record(view, id)
+			if err != nil || rec == nil || !rec.Erased || slices.Contains(rec.Acks, r.self) {
+				continue
+			}
+			todo = append(todo, id)
+		}
+		return nil
+	})
+	sort.Slice(todo, func(i, j int) bool { return string(todo[i][:]) < string(todo[j][:]) })
+	for len(todo) > 0 {
+		n := min(len(todo), chain.MaxEraseRecords)
+		if _, _, err := r.submit(ctx, chain.TxEraseAck, &chain.EraseAck{Records: todo[:n]}, false); err != nil {
+			r.log.Warn("erase acknowledgement not submitted", "err", err)
+			return
+		}
+		todo = todo[n:]
+	}
+}
+
+// wrapForGrantee wraps the data key of every record this node authored for patient to grantee,
+// where the ledger says grantee may now read it, and pushes the new envelopes to replicas.
+func (r *Records) wrapForGrantee(ctx context.Context, patient, grantee chain.Address) {
+	r.mu.RLock()
+	var mine []chain.Hash
+	for _, id := range r.byPatient[patient] {
+		if r.records[id].Author == r.self {
+			mine = append(mine, id)
+		}
+	}
+	r.mu.RUnlock()
+	if len(mine) == 0 {
+		return
+	}
+	type job struct {
+		rec *state.RecordState
+	}
+	var jobs []job
+	var to envelope.PublicKey
+	err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		prov, err := state.Provider(view, grantee)
+		if err != nil || prov == nil {
+			return fmt.Errorf("grantee %s is not a registered provider", grantee)
+		}
+		if to, err = envelope.ParsePublicKey(prov.EncryptionKey); err != nil {
+			return err
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		for _, id := range mine {
+			rec, err := state.Record(view, id)
+			if err != nil || rec == nil || rec.Erased {
+				continue
+			}
+			readers, err := state.Readers(view, now, rec)
+			if err != nil || !slices.Contains(readers, grantee) {
+				continue
+			}
+			jobs = append(jobs, job{rec})
+		}
+		return nil
+	})
+	if err != nil {
+		r.log.Warn("wrap for grantee", "grantee", grantee, "err", err)
+		return
+	}
+	wrapped := 0
+	for _, j := range jobs {
+		if _, err := r.blobs.Envelope(j.rec.ID, to.KeyID()); err == nil {
+			continue
+		}
+		env, err := r.wrap(j.rec, to)
+		if err != nil {
+			r.log.Warn("wrap for grantee", "record", j.rec.ID.Short(), "err", err)
+			continue
+		}
+		wrapped++
+		r.pushAsync(j.rec.ID, j.rec.CiphertextHash, nil, []envelope.Envelope{env})
+	}
+	if wrapped > 0 {
+		r.log.Info("wrapped data keys for a new grantee", "grantee", grantee, "records", wrapped)
+	}
+}
+
+// wrap opens this node's own envelope of rec and wraps the data key to to.
+func (r *Records) wrap(rec *state.RecordState, to envelope.PublicKey) (envelope.Envelope, error) {
+	ct, err := r.blobs.Get(rec.CiphertextHash)
+	if err != nil {
+		return envelope.Envelope{}, err
+	}
+	own, err := r.blobs.Envelope(rec.ID, r.keyID)
+	if err != nil {
+		return envelope.Envelope{}, err
+	}
+	s := &envelope.Sealed{Ciphertext: ct, Envelopes: []envelope.Envelope{own}}
+	env, err := envelope.WrapFor(r.keys.Encryption, s, r.context(rec), to)
+	if err != nil {
+		return envelope.Envelope{}, err
+	}
+	if err := r.blobs.PutEnvelope(rec.ID, env); err != nil {
+		return envelope.Envelope{}, err
+	}
+	return env, nil
+}
+
+func (r *Records) context(rec *state.RecordState) envelope.Context {
+	return envelope.Context{ChainID: r.chainID, RecordID: rec.ID, Version: rec.RecVersion}
+}
+
+// ImportedRecord is one record an import anchored.
+type ImportedRecord struct {
+	ID           chain.Hash `json:"id"`
+	ResourceType string     `json:"resourceType"`
+	Version      uint64     `json:"version"`
+	Height       uint64     `json:"height"`
+}
+
+// sealedRecord is a record sealed and stored locally, waiting for its anchor.
+type sealedRecord struct {
+	anchor chain.RecordAnchor
+	sealed *envelope.Sealed
+}
+
+// Import validates FHIR JSON (one resource or a Bundle) for one patient, seals each resource
+// to the patient, this provider and every provider the patient's consents currently cover,
+// stores the ciphertexts, anchors them and waits for the anchors to commit. Nothing is anchored
+// unless every resource is valid.
+func (r *Records) Import(ctx context.Context, patient chain.Address, data []byte) ([]ImportedRecord, error) {
+	resources, err := r.fhir.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
+	fid, err := fhir.SinglePatient(resources)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
+	if err := fhir.AssignPatient(resources, fid); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
+	recs := make([]sealedRecord, len(resources))
+	for i, res := range resources {
+		var id chain.Hash
+		if _, err := rand.Read(id[:]); err != nil {
+			return nil, err
+		}
+		recs[i].anchor = chain.RecordAnchor{ID: id, Patient: patient, ResourceType: res.ResourceType, Version: 1}
+	}
+	plain := make([][]byte, len(resources))
+	for i, res := range resources {
+		plain[i] = res.JSON
+	}
+	return r.sealAndAnchor(ctx, recs, plain)
+}
+
+// Amend stores a new version of record id: the FHIR resource replaces it, the old version stays
+// readable to those with consent. The resource must have the same type.
+func (r *Records) Amend(ctx context.Context, id chain.Hash, data []byte) (*ImportedRecord, error) {
+	resources, err := r.fhir.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
+	if len(resources) != 1 {
+		return nil, fmt.Errorf("%w: an amendment is one resource, got %d", ErrInvalidFHIR, len(resources))
+	}
+	var prev *state.RecordState
+	if err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		prev, err = state.Record(view, id)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	switch {
+	case prev == nil:
+		return nil, fmt.Errorf("%w: %s", ErrRecordNotFound, id)
+	case prev.Erased:
+		return nil, fmt.Errorf("%w: %s", ErrRecordErased, id)
+	case !prev.SupersededBy.IsZero():
+		return nil, fmt.Errorf("%w: record %s is already superseded by %s; amend the latest version", ErrAccessRefused, id, prev.SupersededBy)
+	case resources[0].ResourceType != prev.ResourceType:
+		return nil, fmt.Errorf("%w: record %s is a %s, the amendment a %s", ErrInvalidFHIR, id, prev.ResourceType, resources[0].ResourceType)
+	}
+	var nid chain.Hash
+	if _, err := rand.Read(nid[:]); err != nil {
+		return nil, err
+	}
+	recs := []sealedRecord{{anchor: chain.RecordAnchor{ID: nid, Patient: prev.Patient, ResourceType: prev.ResourceType, Version: prev.RecVersion + 1, Supersedes: id}}}
+	out, err := r.sealAndAnchor(ctx, recs, [][]byte{resources[0].JSON})
+	if err != nil {
+		return nil, err
+	}
+	return &out[0], nil
+}
+
+func (r *Records) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain [][]byte) ([]ImportedRecord, error) {
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: nothing to import", ErrInvalidFHIR)
+	}
+	patient := recs[0].anchor.Patient
+	// Recipients come from the ledger as of now; a grant committed later is handled by
+	// wrapForGrantee when this node sees it.
+	recipients := make([][]envelope.Recipient, len(recs))
+	err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		pat, err := state.Patient(view, patient)
+		if err != nil {
+			return err
+		}
+		if pat == nil {
+			return fmt.Errorf("%w: patient %s is not registered on the ledger", ErrNotRegistered, patient)
+		}
+		me, err := state.Provider(view, r.self)
+		if err != nil {
+			return err
+		}
+		if me == nil {
+			return fmt.Errorf("%w: this node's provider %s is not registered yet", ErrNotRegistered, r.self)
+		}
+		pk, err := envelope.ParsePublicKey(pat.EncryptionKey)
+		if err != nil {
+			return fmt.Errorf("patient encryption key: %w", err)
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		keys := map[chain.Address]envelope.PublicKey{}
+		for i := range recs {
+			a := &recs[i].anchor
+			root := a.ID
+			if a.Version > 1 {
+				prev, err := state.Record(view, a.Supersedes)
+				if err != nil || prev == nil {
+					return fmt.Errorf("%w: %s", ErrRecordNotFound, a.Supersedes)
+				}
+				root = prev.Root
+			}
+			probe := &state.RecordState{ID: a.ID, Patient: patient, Author: r.self, ResourceType: a.ResourceType, RecVersion: a.Version, Root: root}
+			readers, err := state.Readers(view, now, probe)
+			if err != nil {
+				return err
+			}
+			list := []envelope.Recipient{{Key: pk}, {Key: r.keys.Encryption.Public()}}
+			for _, g := range readers {
+				if g == r.self {
+					continue
+				}
+				k, ok := keys[g]
+				if !ok {
+					prov, err := state.Provider(view, g)
+					if err != nil || prov == nil {
+						continue
+					}
+					if k, err = envelope.ParsePublicKey(prov.EncryptionKey); err != nil {
+						continue
+					}
+					keys[g] = k
+				}
+				list = append(list, envelope.Recipient{Key: k})
+			}
+			recipients[i] = list
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		a := &recs[i].anchor
+		s, err := envelope.Seal(rand.Reader, plain[i], envelope.Context{ChainID: r.chainID, RecordID: a.ID, Version: a.Version}, recipients[i])
+		if err != nil {
+			return nil, err
+		}
+		h, err := r.blobs.Put(s.Ciphertext)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range s.Envelopes {
+			if err := r.blobs.PutEnvelope(a.ID, e); err != nil {
+				return nil, err
+			}
+		}
+		a.CiphertextHash, a.Size = h, uint64(len(s.Ciphertext))
+		recs[i].sealed = s
+	}
+	out := make([]ImportedRecord, 0, len(recs))
+	type pending struct {
+		ch     chan uint64
+		cancel func()
+		from   int
+		to     int
+	}
+	// Submit every chunk first, then wait: the chunks can share blocks.
+	var waits []pending
+	defer func() {
+		for _, w := range waits {
+			w.cancel()
+		}
+	}()
+	for from := 0; from < len(recs); from += chain.MaxAnchorsPerTx {
+		to := min(from+chain.MaxAnchorsPerTx, len(recs))
+		body := &chain.AnchorRecords{}
+		for _, rec := range recs[from:to] {
+			body.Records = append(body.Records, rec.anchor)
+		}
+		ch, cancel, err := r.submitExpect(ctx, chain.TxAnchorRecords, body)
+		if err != nil {
+			return nil, err
+		}
+		waits = append(waits, pending{ch, cancel, from, to})
+	}
+	wctx, stop := context.WithTimeout(ctx, commitWait)
+	defer stop()
+	for _, w := range waits {
+		h, err := waitCommit(wctx, w.ch)
+		if err != nil {
+			return nil, fmt.Errorf("anchors not committed: %w", err)
+		}
+		for _, rec := range recs[w.from:w.to] {
+			out = append(out, ImportedRecord{ID: rec.anchor.ID, ResourceType: rec.anchor.ResourceType, Version: rec.anchor.Version, Height: h})
+		}
+	}
+	for _, rec := range recs {
+		r.pushAsync(rec.anchor.ID, rec.anchor.CiphertextHash, rec.sealed.Ciphertext, rec.sealed.Envelopes)
+	}
+	return out, nil
+}
+
+// submitExpect submits an own transaction and returns a channel that reports its commit.
+func (r *Records) submitExpect(ctx context.Context, kind chain.TxKind, body any) (chan uint64, func(), error) {
+	r.txMu.Lock()
+	defer r.txMu.Unlock()
+	var nonce uint64
+	pub := r.keys.Signing.Public()
+	err := r.query(ctx, func(view state.View, rep *replica.Replica) error {
+		committed, err := state.Nonce(view, r.self)
+		nonce = rep.Mempool().NextNonce(pub, committed)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	tx := chain.NewTx(r.keys.Signing, r.chainID, kind, nonce, body)
+	ch, cancel := r.commits.expect(tx.Hash())
+	if _, err := r.backend.Submit(ctx, tx); err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("submit %s: %w", kind, err)
+	}
+	return ch, cancel, nil
+}
+
+// pushAsync replicates a record to up to Replicas peers and announces it in the DHT, in the
+// background: the import has already committed, and a replica that misses the push is
+// repaired by nothing yet (see docs/records.md).
+func (r *Records) pushAsync(id, hash chain.Hash, ciphertext []byte, envs []envelope.Envelope) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if ciphertext != nil {
+			if err := r.net.Provide(ctx, id); err != nil {
+				r.log.Debug("provide record", "record", id.Short(), "err", err)
+			}
+		}
+		req := &blobs.PushRequest{Record: id, CiphertextHash: hash, Ciphertext: ciphertext, Envelopes: envs}
+		req.Sign(r.keys.Signing, r.chainID)
+		for _, p := range r.replicaPeers(id) {
+			var err error
+			for attempt := 0; attempt < 5; attempt++ {
+				if err = blobs.Push(ctx, r.net.LibP2P(), r.chainID, p, req); err == nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second << attempt):
+				}
+			}
+			if err != nil {
+				r.log.Warn("replicate record", "record", id.Short(), "peer", p, "err", err)
+			}
+		}
+	}()
+}
+
+// replicaPeers chooses the record's replica holders among connected peers: the Replicas peers
+// closest to the record id by XOR of hashes, so every push of one record goes to the same nodes
+// while the peer set is stable.
+func (r *Records) replicaPeers(id chain.Hash) []peer.ID {
+	if r.replica == 0 {
+		return nil
+	}
+	var ps []peer.ID
+	for _, s := range r.net.Peers() {
+		if p, err := peer.Decode(s); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	dist := func(p peer.ID) chain.Hash {
+		h := chain.Sum256([]byte(p))
+		for i := range h {
+			h[i] ^= id[i]
+		}
+		return h
+	}
+	sort.Slice(ps, func(i, j int) bool { a, b := dist(ps[i]), dist(ps[j]); return string(a[:]) < string(b[:]) })
+	if len(ps) > r.replica {
+		ps = ps[:r.replica]
+	}
+	return ps
+}
+
+// Push is the blob protocol's store handler: it keeps a copy of a record its author pushes, once
+// the anchor is on this node's ledger and the ciphertext matches it.
+func (r *Records) Push(ctx context.Context, from peer.ID, req *blobs.PushRequest) error {
+	var rec *state.RecordState
+	var err error
+	if err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		rec, err = state.Record(view, req.Record)
+		return err
+	}); err != nil {
+		return err
+	}
+	switch {
+	case rec == nil:
+		return fmt.Errorf("record %s is not anchored on this node's ledger yet", req.Record.Short())
+	case rec.Erased:
+		return fmt.Errorf("record %s is erased", req.Record.Short())
+	case rec.Author != req.Sender.Address():
+		return fmt.Errorf("only the author may push record %s", req.Record.Short())
+	case rec.CiphertextHash != req.CiphertextHash:
+		return fmt.Errorf("ciphertext hash does not match the anchor of record %s", req.Record.Short())
+	}
+	if len(req.Ciphertext) > 0 {
+		if err := r.blobs.PutExpect(rec.CiphertextHash, req.Ciphertext); err != nil {
+			return err
+		}
+		go func() {
+			pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = r.net.Provide(pctx, rec.ID)
+		}()
+	} else if !r.blobs.Has(rec.CiphertextHash) {
+		return fmt.Errorf("no copy of record %s here for these envelopes", req.Record.Short())
+	}
+	for _, e := range req.Envelopes {
+		if err := r.blobs.PutEnvelope(rec.ID, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Fetch is the blob protocol's fetch handler. The ledger decides: the requester must be a
+// registered provider holding a current consent (or emergency access) for this record and
+// purpose. Every decision on a record held here is journalled durably before the answer goes
+// out, and the journal reaches the ledger even across a crash.
+func (r *Records) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequest) *blobs.FetchResponse {
+	refuse := func(st blobs.Status, reason string) *blobs.FetchResponse {
+		return &blobs.FetchResponse{Status: st, Reason: reason}
+	}
+	var rec *state.RecordState
+	var prov *state.ProviderRecord
+	var cerr error
+	err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		var err error
+		if rec, err = state.Record(view, req.Record); err != nil || rec == nil {
+			return err
+		}
+		if prov, err = state.Provider(view, req.Requester.Address()); err != nil || prov == nil {
+			return err
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		_, cerr = state.CheckAccess(view, now, req.Requester.Address(), rec, req.Purpose, req.Emergency)
+		return nil
+	})
+	switch {
+	case err != nil:
+		return refuse(blobs.StatusError, "ledger unavailable")
+	case rec == nil:
+		return refuse(blobs.StatusNotFound, "no such record on this node's ledger")
+	case rec.Erased:
+		return refuse(blobs.StatusNotFound, "record erased")
+	case !r.blobs.Has(rec.CiphertextHash):
+		return refuse(blobs.StatusNotFound, "not held here")
+	case prov == nil:
+		return refuse(blobs.StatusRefused, "requester is not a registered provider")
+	}
+	if skew := time.Duration(r.now().UnixMilli()-req.IssuedMs) * time.Millisecond; skew > maxRequestSkew || skew < -maxRequestSkew {
+		return refuse(blobs.StatusRefused, "request time too far from the holder's clock")
+	}
+	if cerr != nil {
+		reason := cerr.Error()
+		if len(reason) > chain.MaxReasonLen {
+			reason = reason[:chain.MaxReasonLen]
+		}
+		if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: reason}); err != nil {
+			return refuse(blobs.StatusError, "audit journal unavailable")
+		}
+		return refuse(blobs.StatusRefused, reason)
+	}
+	keyID := envelope.KeyIDOf(prov.EncryptionKey)
+	env, err := r.blobs.Envelope(rec.ID, keyID)
+	if err != nil && rec.Author == r.self {
+		to, perr := envelope.ParsePublicKey(prov.EncryptionKey)
+		if perr == nil {
+			env, err = r.wrap(rec, to)
+		}
+	}
+	if err != nil {
+		return refuse(blobs.StatusNotFound, "no key envelope for the requester here")
+	}
+	// Served as stored: the fetcher checks the hash against the anchor, so a damaged or
+	// tampered copy is caught there and another holder is tried.
+	ct, err := os.ReadFile(r.blobs.Path(rec.CiphertextHash))
+	if err != nil {
+		return refuse(blobs.StatusNotFound, "not held here")
+	}
+	if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessServed}); err != nil {
+		return refuse(blobs.StatusError, "audit journal unavailable")
+	}
+	return &blobs.FetchResponse{Status: blobs.StatusOK, Ciphertext: ct, Envelopes: []envelope.Envelope{env}}
+}
+
+// logAccess journals an access entry durably and wakes the flusher.
+func (r *Records) logAccess(e chain.AccessEntry) error {
+	if err := r.journal.Add(e); err != nil {
+		r.log.Error("access journal", "err", err)
+		return err
+	}
+	select {
+	case r.flushNow <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (r *Records) flushLoop(ctx context.Context) {
+	t := time.NewTicker(journalFlushEvery)
+	defer t.Stop()
+	for {
+		r.flushJournal(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.flushNow:
+		}
+	}
+}
+
+// flushJournal submits journalled access entries that are not on the ledger yet and forgets
+// those that are.
+func (r *Records) flushJournal(ctx context.Context) {
+	pending, err := r.journal.Pending()
+	if err != nil {
+		r.log.Error("access journal", "err", err)
+		return
+	}
+	if len(pending) == 0 {
+		return
+	}
+	registered := false
+	var todo []chain.AccessEntry
+	err = r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		me, err := state.Provider(view, r.self)
+		registered = err == nil && me != nil
+		for _, e := range pending {
+			id := e.Request.ID()
+			a, err := state.Access(view, id)
+			if err != nil {
+				return err
+			}
+			if a != nil {
+				if err := r.journal.Remove(id); err != nil {
+					return err
+				}
+				delete(r.submitted, id)
+				continue
+			}
+			if t, ok := r.submitted[id]; ok && r.now().Sub(t) < journalResubmitAfter {
+				continue
+			}
+			todo = append(todo, e)
+		}
+		return nil
+	})
+	if err != nil || len(todo) == 0 || !registered {
+		return
+	}
+	for len(todo) > 0 {
+		body := &chain.AccessLog{}
+		size := 0
+		for len(todo) > 0 && len(body.Entries) < chain.MaxAccessEntriesPerTx {
+			n := len(chain.Encode(&todo[0]))
+			if size+n > accessLogPayloadBudget && len(body.Entries) > 0 {
+				break
+			}
+			body.Entries = append(body.Entries, todo[0])
+			size += n
+			todo = todo[1:]
+		}
+		if _, _, err := r.submit(ctx, chain.TxAccessLog, body, false); err != nil {
+			r.log.Warn("access log not submitted; will retry", "entries", len(body.Entries), "err", err)
+			return
+		}
+		for _, e := range body.Entries {
+			r.submitted[e.Request.ID()] = r.now()
+		}
+	}
+}
+
+// ReadResult is a decrypted record.
+type ReadResult struct {
+	Record *state.RecordState
+	JSON   []byte
+	Holder string // "local" or the peer id that served it
+}
+
+// Read fetches (or finds locally), verifies and decrypts a record for this provider. The node
+// enforces the ledger's consent state for its own users first: without a current consent (or
+// emergency access) it refuses even if it holds a copy and an envelope. Every read, local or
+// remote, leaves an access entry on the ledger.
+func (r *Records) Read(ctx context.Context, id chain.Hash, purpose string, emergency bool) (*ReadResult, error) {
+	var rec *state.RecordState
+	var cerr error
+	err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		var err error
+		if rec, err = state.Record(view, id); err != nil || rec == nil {
+			return err
+		}
+		me, err := state.Provider(view, r.self)
+		if err != nil {
+			return err
+		}
+		if me == nil {
+			return fmt.Errorf("%w: this node's provider %s is not registered yet", ErrNotRegistered, r.self)
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		_, cerr = state.CheckAccess(view, now, r.self, rec, purpose, emergency)
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case rec == nil:
+		return nil, fmt.Errorf("%w: %s", ErrRecordNotFound, id)
+	case rec.Erased:
+		return nil, fmt.Errorf("%w: %s was erased at the patient's request", ErrRecordErased, id)
+	case cerr != nil:
+		return nil, fmt.Errorf("%w: %w", ErrAccessRefused, cerr)
+	}
+	req := &chain.AccessRequest{Record: id, Purpose: purpose, Emergency: emergency, IssuedMs: r.now().UnixMilli(), Nonce: randUint64()}
+	req.Sign(r.keys.Signing, r.chainID)
+
+	ct, env, holder, err := r.readLocal(rec, req)
+	if err != nil {
+		ct, env, holder, err = r.fetchRemote(ctx, rec, req)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s := &envelope.Sealed{Ciphertext: ct, Envelopes: []envelope.Envelope{env}}
+	plain, err := envelope.Open(r.keys.Encryption, s, r.context(rec))
+	if err != nil {
+		return nil, fmt.Errorf("decrypt record %s: %w", id.Short(), err)
+	}
+	return &ReadResult{Record: rec, JSON: plain, Holder: holder}, nil
+}
+
+// readLocal serves a read from this node's own copy, journalling it like any served fetch.
+func (r *Records) readLocal(rec *state.RecordState, req *chain.AccessRequest) ([]byte, envelope.Envelope, string, error) {
+	env, err := r.blobs.Envelope(rec.ID, r.keyID)
+	if err != nil {
+		return nil, env, "", err
+	}
+	ct, err := r.blobs.Get(rec.CiphertextHash)
+	if err != nil {
+		if errors.Is(err, blobs.ErrCorrupt) {
+			r.log.Warn("local copy of a record is corrupt; fetching another", "record", rec.ID.Short())
+		}
+		return nil, env, "", err
+	}
+	if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessServed}); err != nil {
+		return nil, env, "", err
+	}
+	return ct, env, "local", nil
+}
+
+func (r *Records) fetchRemote(ctx context.Context, rec *state.RecordState, req *chain.AccessRequest) ([]byte, envelope.Envelope, string, error) {
+	holders := r.holders(ctx, rec.ID)
+	if len(holders) == 0 {
+		return nil, envelope.Envelope{}, "", fmt.Errorf("%w: no peers to fetch record %s from", ErrRecordNotFound, rec.ID.Short())
+	}
+	resp, from, err := blobs.FetchFrom(ctx, r.net.LibP2P(), r.chainID, holders, req, rec.CiphertextHash, func(p peer.ID, err error) {
+		r.log.Warn("holder served a bad copy", "peer", p, "record", rec.ID.Short(), "err", err)
+	})
+	if err != nil {
+		if errors.Is(err, blobs.ErrRefused) {
+			return nil, envelope.Envelope{}, "", fmt.Errorf("%w: %w", ErrAccessRefused, err)
+		}
+		return nil, envelope.Envelope{}, "", fmt.Errorf("%w: %w", ErrRecordNotFound, err)
+	}
+	for _, e := range resp.Envelopes {
+		if e.RecipientKeyID == r.keyID {
+			return resp.Ciphertext, e, from.String(), nil
+		}
+	}
+	return nil, envelope.Envelope{}, "", fmt.Errorf("holder %s sent no key envelope for this node", from)
+}
+
+// holders lists peers to ask for a record: DHT providers first, then every other connected peer.
+func (r *Records) holders(ctx context.Context, id chain.Hash) []peer.ID {
+	lctx, cancel := context.WithTimeout(ctx, holderLookup)
+	defer cancel()
+	found, _ := r.net.FindHolders(lctx, id, 8)
+	seen := map[peer.ID]bool{}
+	var out []peer.ID
+	for _, p := range found {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, s := range r.net.Peers() {
+		if p, err := peer.Decode(s); err == nil && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// RecordJSON describes one record version as the ledger knows it.
+type RecordJSON struct {
+	ID             chain.Hash      `json:"id"`
+	ResourceType   string          `json:"resourceType"`
+	Version        uint64          `json:"version"`
+	Patient        chain.Address   `json:"patient"`
+	Author         chain.Address   `json:"author"`
+	Supersedes     *chain.Hash     `json:"supersedes,omitempty"`
+	SupersededBy   *chain.Hash     `json:"superseded_by,omitempty"`
+	CiphertextHash *chain.Hash     `json:"ciphertext_hash,omitempty"`
+	Size           uint64          `json:"size,omitempty"`
+	Height         uint64          `json:"height"`
+	Time           string          `json:"time"`
+	Erased         bool            `json:"erased"`
+	ErasedHeight   uint64          `json:"erased_height,omitempty"`
+	ErasureAcks    []chain.Address `json:"erasure_acks,omitempty"`
+}
+
+func recordJSON(rec *state.RecordState) RecordJSON {
+	j := RecordJSON{ID: rec.ID, ResourceType: rec.ResourceType, Version: rec.RecVersion, Patient: rec.Patient, Author: rec.Author,
+		Size: rec.Size, Height: rec.AnchoredHeight, Time: msTime(rec.AnchoredTime), Erased: rec.Erased, ErasedHeight: rec.ErasedHeight, ErasureAcks: rec.Acks}
+	if !rec.Supersedes.IsZero() {
+		j.Supersedes = &rec.Supersedes
+	}
+	if !rec.SupersededBy.IsZero() {
+		j.SupersededBy = &rec.SupersededBy
+	}
+	if !rec.CiphertextHash.IsZero() {
+		j.CiphertextHash = &rec.CiphertextHash
+	}
+	return j
+}
+
+func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
+
+// List returns a patient's records (every version, in anchor order) from the ledger.
+func (r *Records) List(ctx context.Context, patient chain.Address) ([]RecordJSON, error) {
+	r.mu.RLock()
+	ids := slices.Clone(r.byPatient[patient])
+	r.mu.RUnlock()
+	out := make([]RecordJSON, 0, len(ids))
+	err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		for _, id := range ids {
+			rec, err := state.Record(view, id)
+			if err != nil {
+				return err
+			}
+			if rec != nil {
+				out = append(out, recordJSON(rec))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ConsentJSON is one consent (or emergency access) of a patient.
+type ConsentJSON struct {
+	ID            chain.Hash    `json:"id"`
+	Patient       chain.Address `json:"patient"`
+	Grantee       chain.Address `json:"grantee"`
+	Scope         string        `json:"scope"`
+	Types         []string      `json:"types,omitempty"`
+	Records       []chain.Hash  `json:"records,omitempty"`
+	Purpose       string        `json:"purpose"`
+	GrantedHeight uint64        `json:"granted_height"`
+	GrantedTime   string        `json:"granted_time"`
+	Expires       string        `json:"expires,omitempty"`
+	Emergency     bool          `json:"emergency"`
+	Reason        string        `json:"reason,omitempty"`
+	Revoked       bool          `json:"revoked"`
+	RevokedHeight uint64        `json:"revoked_height,omitempty"`
+	Active        bool          `json:"active"`
+}
+
+// Consents returns every consent and emergency access of a patient, with whether each is in
+// force at the last block's time.
+func (r *Records) Consents(ctx context.Context, patient chain.Address) ([]ConsentJSON, error) {
+	r.mu.RLock()
+	ids := slices.Clone(r.consents[patient])
+	r.mu.RUnlock()
+	var out []ConsentJSON
+	err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			c, err := state.Consent(view, id)
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				continue
+			}
+			j := ConsentJSON{ID: c.ID, Patient: c.Patient, Grantee: c.Grantee, Scope: c.Scope.Kind.String(), Types: c.Scope.Types, Records: c.Scope.Records,
+				Purpose: c.Purpose, GrantedHeight: c.GrantedHeight, GrantedTime: msTime(c.GrantedTime), Emergency: c.Emergency, Reason: c.Reason,
+				Revoked: c.Revoked, RevokedHeight: c.RevokedHeight}
+			if c.ExpiresMs != 0 {
+				j.Expires = msTime(c.ExpiresMs)
+			}
+			j.Active = !c.Revoked && (c.ExpiresMs == 0 || now < c.ExpiresMs)
+			out = append(out, j)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AccessJSON is one logged access to a patient's record.
+type AccessJSON struct {
+	RequestID chain.Hash    `json:"request_id"`
+	Record    chain.Hash    `json:"record"`
+	Accessor  chain.Address `json:"accessor"`
+	Holder    chain.Address `json:"holder"`
+	Height    uint64        `json:"height"`
+	Time      string        `json:"time"`
+	Purpose   string        `json:"purpose"`
+	Emergency bool          `json:"emergency"`
+	Outcome   string        `json:"outcome"`
+	Reason    string        `json:"reason,omitempty"`
+}
+
+// Accesses returns every logged access (served and refused) to a patient's records.
+func (r *Records) Accesses(ctx context.Context, patient chain.Address) ([]AccessJSON, error) {
+	r.mu.RLock()
+	ids := slices.Clone(r.accesses[patient])
+	r.mu.RUnlock()
+	out := []AccessJSON{}
+	err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		for _, id := range ids {
+			a, err := state.Access(view, id)
+			if err != nil {
+				return err
+			}
+			if a == nil {
+				continue
+			}
+			out = append(out, AccessJSON{RequestID: a.RequestID, Record: a.Record, Accessor: a.Accessor, Holder: a.Holder, Height: a.Height,
+				Time: msTime(a.Time), Purpose: a.Purpose, Emergency: a.Emergency, Outcome: a.Outcome.String(), Reason: a.Reason})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Export returns a FHIR Bundle (collection) of the patient's records this node may read (each
+// read is audited like any other), the patient's consents as Consent resources and the access
+// log as AuditEvent resources.
+func (r *Records) Export(ctx context.Context, patient chain.Address, purpose string) ([]byte, error) {
+	list, err := r.List(ctx, patient)
+	if err != nil {
+		return nil, err
+	}
+	var resources []fhir.Resource
+	for _, rec := range list {
+		if rec.Erased {
+			continue
+		}
+		res, err := r.Read(ctx, rec.ID, purpose, false)
+		if errors.Is(err, ErrAccessRefused) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", rec.ID, err)
+		}
+		parsed, err := r.fhir.Parse(res.JSON)
+		if err != nil {
+			return nil, fmt.Errorf("record %s: stored FHIR no longer parses: %w", rec.ID, err)
+		}
+		for _, p := range parsed {
+			if p.ID == "" {
+				p.FullURL = fhir.ExportBase + "Record/" + rec.ID.String()
+			}
+			resources = append(resources, p)
+		}
+	}
+	consents, err := r.Consents(ctx, patient)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range consents {
+		info := fhir.ConsentInfo{ID: c.ID.String(), Patient: c.Patient.String(), Grantee: c.Grantee.String(), Status: "inactive", Scope: c.Scope,
+			Types: c.Types, Purpose: c.Purpose, Emergency: c.Emergency, Reason: c.Reason}
+		if c.Active {
+			info.Status = "active"
+		}
+		for _, id := range c.Records {
+			info.Records = append(info.Records, id.String())
+		}
+		info.Granted, _ = time.Parse(time.RFC3339Nano, c.GrantedTime)
+		if c.Expires != "" {
+			info.Expires, _ = time.Parse(time.RFC3339Nano, c.Expires)
+		}
+		data, err := fhir.ConsentResource(info)
+		if err != nil {
+			return nil, err
+		}
+		resources = append(resources, fhir.Resource{ResourceType: "Consent", ID: info.ID, JSON: data})
+	}
+	accesses, err := r.Accesses(ctx, patient)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range accesses {
+		t, _ := time.Parse(time.RFC3339Nano, a.Time)
+		data, err := fhir.AuditEventResource(fhir.AccessInfo{ID: a.RequestID.String(), Record: a.Record.String(), Patient: patient.String(),
+			Accessor: a.Accessor.String(), Holder: a.Holder.String(), Purpose: a.Purpose, Emergency: a.Emergency, Served: a.Outcome == "served",
+			Reason: a.Reason, Recorded: t, Height: a.Height})
+		if err != nil {
+			return nil, err
+		}
+		resources = append(resources, fhir.Resource{ResourceType: "AuditEvent", ID: a.RequestID.String(), JSON: data})
+	}
+	return fhir.ExportBundle(resources, "collection")
+}
+
+// EmergencyAccess records a break-glass access to a patient's records on the ledger and waits
+// for it to commit.
+func (r *Records) EmergencyAccess(ctx context.Context, patient chain.Address, purpose, reason string) (chain.Hash, uint64, error) {
+	body := &chain.EmergencyAccess{Patient: patient, Purpose: purpose, Reason: reason}
+	if err := body.Validate(); err != nil {
+		return chain.Hash{}, 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return r.submit(ctx, chain.TxEmergencyAccess, body, true)
+}
+
+// PatientOf returns the patient of a record.
+func (r *Records) PatientOf(ctx context.Context, id chain.Hash) (chain.Address, error) {
+	var rec *state.RecordState
+	err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
+		var err error
+		rec, err = state.Record(view, id)
+		return err
+	})
+	if err != nil {
+		return chain.Address{}, err
+	}
+	if rec == nil {
+		return chain.Address{}, fmt.Errorf("%w: %s", ErrRecordNotFound, id)
+	}
+	return rec.Patient, nil
+}

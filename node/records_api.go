@@ -1,0 +1,259 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/medledger/medledger/chain"
+)
+
+// DefaultPurpose is the purpose of use of a read that names none: treatment (HL7 v3 ActReason).
+const DefaultPurpose = "TREAT"
+
+// attachRecords adds the record endpoints (docs/api.md) to the API.
+func (a *API) attachRecords(r *Records, commits *commitHub) {
+	a.records, a.commits = r, commits
+	a.mux.HandleFunc("POST /v1/patients/{patient}/records", a.importRecords)
+	a.mux.HandleFunc("GET /v1/patients/{patient}/records", a.listRecords)
+	a.mux.HandleFunc("GET /v1/patients/{patient}/consents", a.listConsents)
+	a.mux.HandleFunc("GET /v1/patients/{patient}/accesses", a.listAccesses)
+	a.mux.HandleFunc("GET /v1/patients/{patient}/export", a.exportPatient)
+	a.mux.HandleFunc("GET /v1/records/{id}", a.readRecord)
+	a.mux.HandleFunc("POST /v1/records/{id}/amend", a.amendRecord)
+	a.mux.HandleFunc("POST /v1/emergency", a.emergency)
+}
+
+// RecordsJSON is the answer listing records (import, amend, list).
+type RecordsJSON struct {
+	Records any `json:"records"`
+}
+
+// recordStatus maps a record-service error to an HTTP status and a one-line message.
+func (a *API) recordError(w http.ResponseWriter, what string, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrInvalidFHIR):
+		code = http.StatusUnprocessableEntity
+	case errors.Is(err, ErrBadRequest):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrNotRegistered):
+		code = http.StatusConflict
+	case errors.Is(err, ErrRecordNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrRecordErased):
+		code = http.StatusGone
+	case errors.Is(err, ErrAccessRefused):
+		code = http.StatusForbidden
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		code = http.StatusGatewayTimeout
+	default:
+		if s := submitStatus(err); s != http.StatusInternalServerError {
+			code = s
+		}
+	}
+	if code == http.StatusInternalServerError {
+		a.internal(w, what, err)
+		return
+	}
+	writeError(w, code, strings.ReplaceAll(err.Error(), "\n", "; "))
+}
+
+func (a *API) patientParam(w http.ResponseWriter, r *http.Request) (chain.Address, bool) {
+	p, err := chain.ParseAddress(r.PathValue("patient"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("patient %q: want a patient id (40 hex digits)", r.PathValue("patient")))
+		return p, false
+	}
+	return p, true
+}
+
+func (a *API) importRecords(w http.ResponseWriter, r *http.Request) {
+	patient, ok := a.patientParam(w, r)
+	if !ok {
+		return
+	}
+	data, ok := readBody(w, r, a.maxBatchBytes)
+	if !ok {
+		return
+	}
+	out, err := a.records.Import(r.Context(), patient, data)
+	if err != nil {
+		a.recordError(w, "import", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, RecordsJSON{Records: out})
+}
+
+func (a *API) amendRecord(w http.ResponseWriter, r *http.Request) {
+	id, err := chain.ParseHash(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("record %q: want a record id (64 hex digits)", r.PathValue("id")))
+		return
+	}
+	data, ok := readBody(w, r, a.maxBody)
+	if !ok {
+		return
+	}
+	out, err := a.records.Amend(r.Context(), id, data)
+	if err != nil {
+		a.recordError(w, "amend", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, RecordsJSON{Records: []ImportedRecord{*out}})
+}
+
+func (a *API) listRecords(w http.ResponseWriter, r *http.Request) {
+	patient, ok := a.patientParam(w, r)
+	if !ok {
+		return
+	}
+	out, err := a.records.List(r.Context(), patient)
+	if err != nil {
+		a.recordError(w, "list records", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, RecordsJSON{Records: out})
+}
+
+func (a *API) listConsents(w http.ResponseWriter, r *http.Request) {
+	patient, ok := a.patientParam(w, r)
+	if !ok {
+		return
+	}
+	out, err := a.records.Consents(r.Context(), patient)
+	if err != nil {
+		a.recordError(w, "list consents", err)
+		return
+	}
+	if out == nil {
+		out = []ConsentJSON{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"consents": out})
+}
+
+func (a *API) listAccesses(w http.ResponseWriter, r *http.Request) {
+	patient, ok := a.patientParam(w, r)
+	if !ok {
+		return
+	}
+	out, err := a.records.Accesses(r.Context(), patient)
+	if err != nil {
+		a.recordError(w, "list accesses", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"accesses": out})
+}
+
+func purposeParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	p := r.URL.Query().Get("purpose")
+	if p == "" {
+		p = DefaultPurpose
+	}
+	if len(p) > chain.MaxPurposeLen {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("purpose longer than %d bytes", chain.MaxPurposeLen))
+		return "", false
+	}
+	return p, true
+}
+
+func (a *API) exportPatient(w http.ResponseWriter, r *http.Request) {
+	patient, ok := a.patientParam(w, r)
+	if !ok {
+		return
+	}
+	purpose, ok := purposeParam(w, r)
+	if !ok {
+		return
+	}
+	data, err := a.records.Export(r.Context(), patient, purpose)
+	if err != nil {
+		a.recordError(w, "export", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/fhir+json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
+}
+
+func (a *API) readRecord(w http.ResponseWriter, r *http.Request) {
+	id, err := chain.ParseHash(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("record %q: want a record id (64 hex digits)", r.PathValue("id")))
+		return
+	}
+	purpose, ok := purposeParam(w, r)
+	if !ok {
+		return
+	}
+	emergency := false
+	switch r.URL.Query().Get("emergency") {
+	case "", "false":
+	case "true":
+		emergency = true
+	default:
+		writeError(w, http.StatusBadRequest, "emergency: want true or false")
+		return
+	}
+	res, err := a.records.Read(r.Context(), id, purpose, emergency)
+	if err != nil {
+		a.recordError(w, "read record", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/fhir+json")
+	w.Header().Set("X-MedLedger-Holder", res.Holder)
+	w.Header().Set("X-MedLedger-Record-Version", fmt.Sprint(res.Record.RecVersion))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(res.JSON)
+}
+
+// EmergencyRequest is the body of POST /v1/emergency.
+type EmergencyRequest struct {
+	// Patient names the patient; or Record names one of their records.
+	Patient *chain.Address `json:"patient,omitempty"`
+	Record  *chain.Hash    `json:"record,omitempty"`
+	Purpose string         `json:"purpose"`
+	Reason  string         `json:"reason"`
+}
+
+func (a *API) emergency(w http.ResponseWriter, r *http.Request) {
+	data, ok := readBody(w, r, a.maxBody)
+	if !ok {
+		return
+	}
+	var req EmergencyRequest
+	if err := decodeJSON(data, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Purpose == "" {
+		req.Purpose = "ETREAT"
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		writeError(w, http.StatusBadRequest, "emergency access needs a reason")
+		return
+	}
+	var patient chain.Address
+	switch {
+	case req.Patient != nil:
+		patient = *req.Patient
+	case req.Record != nil:
+		p, err := a.records.PatientOf(r.Context(), *req.Record)
+		if err != nil {
+			a.recordError(w, "emergency access", err)
+			return
+		}
+		patient = p
+	default:
+		writeError(w, http.StatusBadRequest, `emergency access names a "patient" or a "record"`)
+		return
+	}
+	h, height, err := a.records.EmergencyAccess(r.Context(), patient, req.Purpose, req.Reason)
+	if err != nil {
+		a.recordError(w, "emergency access", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TxAccepted{Hash: h, Height: height})
+}
