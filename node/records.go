@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -861,10 +862,7 @@ func (r *Records) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 		return refuse(blobs.StatusRefused, "request time too far from the holder's clock")
 	}
 	if cerr != nil {
-		reason := cerr.Error()
-		if len(reason) > chain.MaxReasonLen {
-			reason = reason[:chain.MaxReasonLen]
-		}
+		reason := truncateReason(cerr.Error())
 		if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: reason}); err != nil {
 			return refuse(blobs.StatusError, "audit journal unavailable")
 		}
@@ -1021,11 +1019,16 @@ func (r *Records) Read(ctx context.Context, id chain.Hash, purpose string, emerg
 		return nil, fmt.Errorf("%w: %s", ErrRecordNotFound, id)
 	case rec.Erased:
 		return nil, fmt.Errorf("%w: %s was erased at the patient's request", ErrRecordErased, id)
-	case cerr != nil:
-		return nil, fmt.Errorf("%w: %w", ErrAccessRefused, cerr)
 	}
 	req := &chain.AccessRequest{Record: id, Purpose: purpose, Emergency: emergency, IssuedMs: r.now().UnixMilli(), Nonce: randUint64()}
 	req.Sign(r.keys.Signing, r.chainID)
+	if cerr != nil {
+		// This node refuses its own user as any holder would, and the attempt is audited too.
+		if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: truncateReason(cerr.Error())}); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", ErrAccessRefused, cerr)
+	}
 
 	ct, env, holder, err := r.readLocal(rec, req)
 	if err != nil {
@@ -1355,4 +1358,16 @@ func (r *Records) PatientOf(ctx context.Context, id chain.Hash) (chain.Address, 
 		return chain.Address{}, fmt.Errorf("%w: %s", ErrRecordNotFound, id)
 	}
 	return rec.Patient, nil
+}
+
+// truncateReason fits a refusal reason into an access entry, on a UTF-8 boundary.
+func truncateReason(s string) string {
+	if len(s) <= chain.MaxReasonLen {
+		return s
+	}
+	s = s[:chain.MaxReasonLen]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
