@@ -1,0 +1,159 @@
+package blobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medledger/medledger/chain"
+)
+
+// Fetch sends a signed access request to holder to and returns its response, whatever its
+// status; the error is for requests that could not be sent and responses that could not be read
+// or did not validate (those wrap ErrMalformed). Fetch does not check the ciphertext against the
+// anchored hash: FetchFrom does.
+func Fetch(ctx context.Context, h host.Host, chainID string, to peer.ID, req *chain.AccessRequest) (*FetchResponse, error) {
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("blobs: fetch: %w", err)
+	}
+	body := chain.Encode(&Request{Version: MessageVersion, Kind: KindFetch, Fetch: chain.Encode(req)})
+	out, err := roundTrip(ctx, h, chainID, to, body, MaxFetchResponseBytes)
+	if err != nil {
+		return nil, fmt.Errorf("blobs: fetch from %s: %w", to, err)
+	}
+	resp, err := decodeFetchResponse(out)
+	if err != nil {
+		return nil, fmt.Errorf("blobs: fetch from %s: %w", to, err)
+	}
+	return resp, nil
+}
+
+// Push sends a signed push request to holder to. It returns nil if the holder accepted it; a
+// refusal is an error wrapping ErrRefused (ErrNotFound for StatusNotFound) with the holder's
+// reason. A ciphertext that does not hash to CiphertextHash is not sent (ErrHashMismatch).
+func Push(ctx context.Context, h host.Host, chainID string, to peer.ID, req *PushRequest) error {
+	if err := req.Validate(); err != nil {
+		return fmt.Errorf("blobs: push: %w", err)
+	}
+	if err := req.CheckCiphertext(); err != nil {
+		return err
+	}
+	body := chain.Encode(&Request{Version: MessageVersion, Kind: KindPush, Push: req})
+	out, err := roundTrip(ctx, h, chainID, to, body, MaxPushResponseBytes)
+	if err != nil {
+		return fmt.Errorf("blobs: push to %s: %w", to, err)
+	}
+	resp, err := decodePushResponse(out)
+	if err != nil {
+		return fmt.Errorf("blobs: push to %s: %w", to, err)
+	}
+	switch resp.Status {
+	case StatusOK:
+		return nil
+	case StatusRefused:
+		return fmt.Errorf("%w: push to %s: %s", ErrRefused, to, resp.Reason)
+	case StatusNotFound:
+		return fmt.Errorf("%w: push to %s: %s", ErrNotFound, to, resp.Reason)
+	}
+	return fmt.Errorf("blobs: push to %s failed: %s", to, resp.Reason)
+}
+
+// roundTrip opens a stream to to, sends one request frame, and reads one response frame of at
+// most limit bytes. Any failure resets the stream; so does ctx ending.
+func roundTrip(ctx context.Context, h host.Host, chainID string, to peer.ID, body []byte, limit int) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, streamTimeout)
+	defer cancel()
+	s, err := h.NewStream(ctx, to, ProtocolID(chainID))
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	stopReset := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stopReset()
+	fail := func(what string, err error) ([]byte, error) {
+		_ = s.Reset()
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	deadline, _ := ctx.Deadline() // set: WithTimeout
+	if err := s.SetDeadline(deadline); err != nil {
+		return fail("set deadline", err)
+	}
+	if err := writeFrame(s, body); err != nil {
+		return fail("send request", err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		return fail("close request", err)
+	}
+	out, err := readFrame(s, limit)
+	if err != nil {
+		if fault := (*errFrame)(nil); errors.As(err, &fault) && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrMalformed) {
+			err = fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		return fail("read response", err)
+	}
+	_ = s.Close()
+	return out, nil
+}
+
+// FetchFrom asks holders in order for the record of req with the same signed request, and
+// returns the first response whose ciphertext hashes to want, with the holder that served it.
+// A holder that does not have the record, cannot be reached or answers with an error is skipped;
+// one that serves a ciphertext not hashing to want, or a malformed response, is penalized (if
+// penalize is not nil) and skipped. A refusal stops at once with an error wrapping ErrRefused and
+// the holder's reason. When every holder has been tried the error wraps ErrTampered if a holder
+// served a bad copy, otherwise ErrNotFound, and lists what each holder said.
+func FetchFrom(ctx context.Context, h host.Host, chainID string, holders []peer.ID, req *chain.AccessRequest,
+	want chain.Hash, penalize func(peer.ID, error)) (*FetchResponse, peer.ID, error) {
+	if penalize == nil {
+		penalize = func(peer.ID, error) {}
+	}
+	var (
+		said     []string
+		tampered bool
+	)
+	for _, holder := range holders {
+		if err := ctx.Err(); err != nil {
+			return nil, "", fmt.Errorf("blobs: fetch record %s: %w", req.Record.Short(), err)
+		}
+		resp, err := Fetch(ctx, h, chainID, holder, req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, "", fmt.Errorf("blobs: fetch record %s: %w", req.Record.Short(), context.Cause(ctx))
+			}
+			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrTooLarge) {
+				penalize(holder, err)
+			}
+			said = append(said, fmt.Sprintf("%s: %v", holder, err))
+			continue
+		}
+		switch resp.Status {
+		case StatusOK:
+			if got := chain.Sum256(resp.Ciphertext); got != want {
+				err := fmt.Errorf("%w: %s served %s for record %s, anchored %s", ErrTampered, holder, got.Short(), req.Record.Short(), want.Short())
+				penalize(holder, err)
+				tampered = true
+				said = append(said, fmt.Sprintf("%s: tampered (ciphertext hashes to %s)", holder, got.Short()))
+				continue
+			}
+			return resp, holder, nil
+		case StatusRefused:
+			return nil, holder, fmt.Errorf("%w: %s refused record %s: %s", ErrRefused, holder, req.Record.Short(), resp.Reason)
+		default:
+			said = append(said, fmt.Sprintf("%s: %s: %s", holder, resp.Status, resp.Reason))
+		}
+	}
+	sentinel := ErrNotFound
+	if tampered {
+		sentinel = ErrTampered
+	}
+	if len(holders) == 0 {
+		said = append(said, "no holders")
+	}
+	return nil, "", fmt.Errorf("%w: record %s from %d holders: %s", sentinel, req.Record.Short(), len(holders), strings.Join(said, "; "))
+}

@@ -1,0 +1,216 @@
+package blobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medledger/medledger/chain"
+)
+
+// Handler decides requests that have already decoded, validated and verified: the access
+// request's signature under the chain id, or the push's signature and ciphertext hash. It is
+// called at most once per stream, with a context that ends with the stream's deadline or when
+// the server stops.
+type Handler interface {
+	// Fetch decides an access request and returns the response to send: StatusOK with the
+	// ciphertext and envelopes, StatusRefused or StatusNotFound with a reason, or StatusError. It
+	// is where the holder checks consent and journals the access entry (Journal.Add) before
+	// answering. A nil response, or one that does not validate, is sent as StatusError.
+	Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequest) *FetchResponse
+	// Push stores a pushed record. nil accepts (StatusOK); an error wrapping ErrRefused is sent
+	// as StatusRefused with the error's text as the reason, one wrapping ErrNotFound as
+	// StatusNotFound; any other error is logged and sent as StatusError "internal error".
+	Push(ctx context.Context, from peer.ID, req *PushRequest) error
+}
+
+// ServerOptions configures Serve.
+type ServerOptions struct {
+	// Log receives the server's diagnostics; nil discards them.
+	Log *slog.Logger
+	// Penalize is told about peers that sent malformed frames or messages, bad signatures,
+	// ciphertexts that do not match their hash, or opened streams beyond the rate limit
+	// (ErrRateLimited). It is called from the goroutines serving streams, possibly concurrently.
+	// nil ignores them.
+	Penalize func(peer.ID, error)
+	// Rate and Burst limit the streams one peer may open per second; zero means DefaultRate and
+	// DefaultBurst.
+	Rate, Burst float64
+}
+
+type server struct {
+	chainID  string
+	handler  Handler
+	log      *slog.Logger
+	penalize func(peer.ID, error)
+	limiter  *tokenBuckets
+	now      func() time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// Serve registers the blob protocol of chainID on h, answering with handler. The returned
+// function unregisters it, resets the streams still being served, and waits for their
+// handlers to return.
+func Serve(h host.Host, chainID string, handler Handler, opts ServerOptions) func() {
+	s := &server{chainID: chainID, handler: handler, log: opts.Log, penalize: opts.Penalize, now: time.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.penalize == nil {
+		s.penalize = func(peer.ID, error) {}
+	}
+	rate, burst := opts.Rate, opts.Burst
+	if rate <= 0 {
+		rate = DefaultRate
+	}
+	if burst <= 0 {
+		burst = DefaultBurst
+	}
+	s.limiter = newTokenBuckets(rate, burst)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	pid := ProtocolID(chainID)
+	h.SetStreamHandler(pid, s.handleStream)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.RemoveStreamHandler(pid)
+			s.mu.Lock()
+			s.closed = true
+			s.mu.Unlock()
+			s.cancel()
+			s.wg.Wait()
+		})
+	}
+}
+
+// enter registers a stream being served, unless the server has stopped.
+func (s *server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// handleStream serves one inbound stream: rate limit (before reading a byte), deadline, bounded
+// length prefix, decode and verify, then the handler and the response. Garbage framing resets
+// the stream; a request that frames and decodes but does not verify is answered with
+// StatusError. Both strike the peer.
+func (s *server) handleStream(st network.Stream) {
+	if !s.enter() {
+		_ = st.Reset()
+		return
+	}
+	defer s.wg.Done()
+	from := st.Conn().RemotePeer()
+	if !s.limiter.allow(from, s.now()) {
+		_ = st.Reset()
+		s.penalize(from, ErrRateLimited)
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, streamTimeout)
+	defer cancel()
+	// Reset the stream when the deadline passes or the server stops, so that no read or write
+	// outlives them even on transports that ignore deadlines.
+	stopReset := context.AfterFunc(ctx, func() { _ = st.Reset() })
+	defer stopReset()
+	if err := st.SetDeadline(s.now().Add(streamTimeout)); err != nil {
+		_ = st.Reset()
+		return
+	}
+	body, err := readFrame(st, MaxRequestBytes)
+	if err != nil {
+		_ = st.Reset()
+		if fault := (*errFrame)(nil); errors.As(err, &fault) {
+			s.strike(from, "bad frame", err)
+		}
+		return
+	}
+	_ = st.CloseRead()
+	req, err := DecodeRequest(body)
+	if err != nil {
+		// The request may not even say which response it expects: reset.
+		_ = st.Reset()
+		s.strike(from, "bad request", err)
+		return
+	}
+	var resp any
+	switch req.Kind {
+	case KindFetch:
+		resp = s.fetch(ctx, from, req.Fetch)
+	case KindPush:
+		resp = s.push(ctx, from, req.Push)
+	}
+	out := chain.Encode(resp)
+	if err := writeFrame(st, out); err != nil {
+		_ = st.Reset()
+		s.log.Debug("blobs: write response", "peer", from, "err", err)
+		return
+	}
+	_ = st.Close()
+}
+
+func (s *server) strike(from peer.ID, what string, err error) {
+	s.log.Debug("blobs: "+what, "peer", from, "err", err)
+	s.penalize(from, err)
+}
+
+func (s *server) fetch(ctx context.Context, from peer.ID, data []byte) *FetchResponse {
+	ar, err := chain.DecodeAccessRequest(data)
+	if err == nil {
+		err = ar.VerifySig(s.chainID)
+	}
+	if err != nil {
+		s.strike(from, "bad access request", err)
+		return &FetchResponse{Version: MessageVersion, Status: StatusError, Reason: reason("invalid access request: " + err.Error())}
+	}
+	resp := s.handler.Fetch(ctx, from, ar)
+	if resp == nil {
+		s.log.Error("blobs: fetch handler returned no response", "peer", from, "record", ar.Record)
+		return &FetchResponse{Version: MessageVersion, Status: StatusError, Reason: "internal error"}
+	}
+	out := *resp
+	out.Version = MessageVersion
+	out.Reason = reason(out.Reason)
+	if err := out.Validate(); err != nil {
+		s.log.Error("blobs: fetch handler returned an invalid response", "peer", from, "record", ar.Record, "err", err)
+		return &FetchResponse{Version: MessageVersion, Status: StatusError, Reason: "internal error"}
+	}
+	return &out
+}
+
+func (s *server) push(ctx context.Context, from peer.ID, p *PushRequest) *PushResponse {
+	err := p.VerifySig(s.chainID)
+	if err == nil {
+		err = p.CheckCiphertext()
+	}
+	if err != nil {
+		s.strike(from, "bad push", err)
+		return &PushResponse{Version: MessageVersion, Status: StatusError, Reason: reason("invalid push: " + err.Error())}
+	}
+	err = s.handler.Push(ctx, from, p)
+	switch {
+	case err == nil:
+		return &PushResponse{Version: MessageVersion, Status: StatusOK}
+	case errors.Is(err, ErrRefused):
+		return &PushResponse{Version: MessageVersion, Status: StatusRefused, Reason: reason(err.Error())}
+	case errors.Is(err, ErrNotFound):
+		return &PushResponse{Version: MessageVersion, Status: StatusNotFound, Reason: reason(err.Error())}
+	}
+	s.log.Error("blobs: push handler", "peer", from, "record", p.Record, "err", err)
+	return &PushResponse{Version: MessageVersion, Status: StatusError, Reason: fmt.Sprintf("internal error storing record %s", p.Record.Short())}
+}
