@@ -792,13 +792,14 @@ func (r *Records) Push(ctx context.Context, from peer.ID, req *blobs.PushRequest
 	}
 	switch {
 	case rec == nil:
-		return fmt.Errorf("record %s is not anchored on this node's ledger yet", req.Record.Short())
+		return fmt.Errorf("%w: record %s is not anchored on this node's ledger yet", blobs.ErrNotFound, req.Record.Short())
 	case rec.Erased:
-		return fmt.Errorf("record %s is erased", req.Record.Short())
+		// Also stops a replayed push from bringing an erased record back.
+		return fmt.Errorf("%w: record %s is erased", blobs.ErrRefused, req.Record.Short())
 	case rec.Author != req.Sender.Address():
-		return fmt.Errorf("only the author may push record %s", req.Record.Short())
+		return fmt.Errorf("%w: only the author may push record %s", blobs.ErrRefused, req.Record.Short())
 	case rec.CiphertextHash != req.CiphertextHash:
-		return fmt.Errorf("ciphertext hash does not match the anchor of record %s", req.Record.Short())
+		return fmt.Errorf("%w: ciphertext hash does not match the anchor of record %s", blobs.ErrRefused, req.Record.Short())
 	}
 	if len(req.Ciphertext) > 0 {
 		if err := r.blobs.PutExpect(rec.CiphertextHash, req.Ciphertext); err != nil {
@@ -810,7 +811,7 @@ func (r *Records) Push(ctx context.Context, from peer.ID, req *blobs.PushRequest
 			_ = r.net.Provide(pctx, rec.ID)
 		}()
 	} else if !r.blobs.Has(rec.CiphertextHash) {
-		return fmt.Errorf("no copy of record %s here for these envelopes", req.Record.Short())
+		return fmt.Errorf("%w: no copy of record %s here for these envelopes", blobs.ErrNotFound, req.Record.Short())
 	}
 	for _, e := range req.Envelopes {
 		if err := r.blobs.PutEnvelope(rec.ID, e); err != nil {
