@@ -10,10 +10,19 @@
 //	/medledger/<chain>/proposals/1    gossip: proposal + block (encodings up to MaxGossipProposalBytes)
 //	/medledger/<chain>/votes/1        gossip: prevotes and precommits
 //	/medledger/<chain>/direct/1.0.0   stream: one length-prefixed replica.Message per stream
+//	/medledger/<chain>/kad/1.0.0      stream: Kademlia DHT (provider records and peer routing)
+//
+// Every host runs a Kademlia DHT (server mode; client mode for wallets; off with DisableDHT)
+// seeded from the bootstrap peers, with no values and no public bootstrap peers, accepting
+// private and loopback addresses. Nodes advertise themselves under the network's rendezvous key
+// and connect to the other advertisers, so one bootstrap peer is enough to reach the whole
+// network. Provide and FindHolders announce and look up which peers hold a blob or record, by
+// its 32-byte id (see HashCID).
 //
 // A Host implements node.Transport: Broadcast, Send, Inbox and Penalize never block the caller;
 // what cannot be queued is dropped and counted (consensus recovers lost messages).
 //
-// Not yet here (see DESIGN.md): kad-dht discovery, admission by provider registration in
-// InterceptSecured, AutoNAT, hole punching and relay, mDNS, and pulling big block bodies by id.
+// Not yet here (see DESIGN.md): admission by provider registration in InterceptSecured,
+// re-providing records periodically (callers provide again), AutoNAT, hole punching and relay,
+// mDNS, and pulling big block bodies by id.
 package p2p

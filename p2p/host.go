@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -39,6 +40,17 @@ type Config struct {
 	Bootstrap    []string // full multiaddrs ending in /p2p/<peer id>; dialled at start and re-dialled with backoff while disconnected
 	IdentityFile string   // libp2p private key (Ed25519), created with mode 0600 if absent
 	Logger       *slog.Logger
+
+	// DisableDHT runs no DHT and no discovery: the host talks to its bootstrap peers and to
+	// those that dial it, and Provide and FindHolders fail with ErrNoDHT. For a fixed topology
+	// (a validator behind sentries) and for tests that need one.
+	DisableDHT bool
+	// DHTClient runs the Kademlia DHT in client mode: the host queries the DHT but neither
+	// answers queries nor advertises itself for discovery (for wallets; nodes leave it false).
+	DHTClient bool
+	// DiscoveryInterval is the time between discovery rounds once settled (see discoverLoop);
+	// 0 means DefaultDiscoveryInterval.
+	DiscoveryInterval time.Duration
 }
 
 // Queue sizes and connection manager watermarks.
@@ -73,6 +85,7 @@ type Host struct {
 	gate    *strikes
 	limiter *tokenBuckets
 	mesh    *meshTracer
+	dht     *kaddht.IpfsDHT
 
 	inbox   chan replica.Inbound
 	publish chan publishJob
@@ -180,6 +193,12 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 		_ = h.Close()
 		return nil, err
 	}
+	if !cfg.DisableDHT {
+		if err := h.startDHT(boot, cfg.DHTClient); err != nil {
+			_ = h.Close()
+			return nil, err
+		}
+	}
 	lh.SetStreamHandler(direct, h.handleStream)
 	for _, ai := range boot {
 		lh.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
@@ -189,6 +208,14 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 	}
 	h.wg.Add(1)
 	go h.publishLoop()
+	if h.dht != nil {
+		interval := cfg.DiscoveryInterval
+		if interval <= 0 {
+			interval = DefaultDiscoveryInterval
+		}
+		h.wg.Add(1)
+		go h.discoverLoop(interval, !cfg.DHTClient)
+	}
 	h.log.Info("p2p: host started", "id", self.String(), "addrs", h.Addrs(), "bootstrap", len(boot))
 	return h, nil
 }
@@ -548,6 +575,11 @@ func (h *Host) Close() error {
 		}
 		h.host.RemoveStreamHandler(h.direct)
 		h.wg.Wait()
+		if h.dht != nil { // before the host: it uses the host's streams and event bus
+			if cerr := h.dht.Close(); cerr != nil {
+				h.log.Debug("p2p: close dht", "err", cerr)
+			}
+		}
 		for k := range numTopics {
 			if h.topics[k] != nil {
 				if cerr := h.topics[k].Close(); cerr != nil {
