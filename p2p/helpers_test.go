@@ -68,17 +68,30 @@ func testLogger(t testing.TB) *slog.Logger {
 // newTestHost starts a host on 127.0.0.1 (TCP and QUIC, port 0) and closes it when the test ends.
 func newTestHost(t testing.TB, bootstrap ...*Host) *Host {
 	t.Helper()
+	return startHost(t, testConfig(t, bootstrap...))
+}
+
+// newStaticTestHost is newTestHost without the DHT: the host connects to its bootstrap peers
+// and nobody else, for tests that need a fixed topology.
+func newStaticTestHost(t testing.TB, bootstrap ...*Host) *Host {
+	t.Helper()
+	cfg := testConfig(t, bootstrap...)
+	cfg.DisableDHT = true
+	return startHost(t, cfg)
+}
+
+func testConfig(t testing.TB, bootstrap ...*Host) Config {
 	var boot []string
 	for _, b := range bootstrap {
 		boot = append(boot, b.Addrs()...)
 	}
-	return startHost(t, Config{
+	return Config{
 		ChainID:      testChain,
 		ListenAddrs:  []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
 		Bootstrap:    boot,
 		IdentityFile: filepath.Join(t.TempDir(), "p2p.key"),
 		Logger:       testLogger(t),
-	})
+	}
 }
 
 func startHost(t testing.TB, cfg Config) *Host {
