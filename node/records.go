@@ -48,6 +48,9 @@ const (
 	maxRequestSkew = 10 * time.Minute
 	// holderLookup bounds a DHT holder search.
 	holderLookup = 3 * time.Second
+	// reprovideEvery re-announces held records in the DHT, whose provider records expire after
+	// 48 hours; the first round runs shortly after start.
+	reprovideEvery = 12 * time.Hour
 	// accessLogPayloadBudget keeps one access-log transaction's payload under the limit.
 	accessLogPayloadBudget = chain.MaxPayloadSize - 4096
 )
@@ -154,7 +157,8 @@ func (r *Records) ProviderID() chain.Address { return r.self }
 // until ctx ends.
 func (r *Records) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); r.reprovideLoop(ctx) }()
 	go func() { defer wg.Done(); r.registerSelf(ctx) }()
 	go func() { defer wg.Done(); r.follow(ctx) }()
 	go func() { defer wg.Done(); r.flushLoop(ctx) }()
@@ -1371,4 +1375,37 @@ func truncateReason(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// reprovideLoop announces every record whose ciphertext this node holds, after start and then
+// periodically, so DHT provider records survive restarts and expiry.
+func (r *Records) reprovideLoop(ctx context.Context) {
+	wait := 10 * time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = reprovideEvery
+		r.mu.RLock()
+		var held []chain.Hash
+		for id, rec := range r.records {
+			if r.blobs.Has(rec.CiphertextHash) {
+				held = append(held, id)
+			}
+		}
+		r.mu.RUnlock()
+		for _, id := range held {
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := r.net.Provide(pctx, id)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				r.log.Debug("re-provide record", "record", id.Short(), "err", err)
+			}
+		}
+	}
 }
