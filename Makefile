@@ -7,7 +7,7 @@ SIM_N     ?= 4
 CYCLES    ?= 1000
 FUZZTIME  ?= 20s
 # Packages whose code runs concurrently (store, node, p2p); the pure cores have none.
-RACE_PKGS := ./chain/store/... ./node/... ./p2p/...
+RACE_PKGS := ./chain/store/... ./node/... ./p2p/... ./sync/...
 
 .PHONY: all build test race sim crash fuzz lint bench bench-core demo clean
 
