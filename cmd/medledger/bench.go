@@ -41,7 +41,11 @@ and measures, in one run:
     from /proc/<pid>/stat, summed over all nodes) and its ratio to the ceiling;
   - at half that load: submit-to-final latency p50/p99 (from the batch request to the first poll
     of node0 that shows the transaction in a committed block);
-  - peak RSS of each node (VmHWM from /proc/<pid>/status).
+  - peak RSS of each node (VmHWM from /proc/<pid>/status);
+  - with --records N (default 10000; 0 skips): N FHIR resources imported at node0 as Bundles of
+    100 (records/s, node CPU per record), grant-to-first-read latency on node2, and
+    fetch-and-decrypt latency of a --record-mib record, local and fetched from a peer.
+    --records-only skips the load steps.
 
 Benchmarks report figures; nothing here is a pass/fail test. Progress goes to stderr.`,
 		Args: cobra.NoArgs,
@@ -58,6 +62,10 @@ Benchmarks report figures; nothing here is a pass/fail test. Progress goes to st
 	cmd.Flags().IntVar(&o.basePort, "base-port", 0, "first node's p2p port (default 0: pick free ports)")
 	cmd.Flags().IntVar(&o.startRate, "start-rate", 1000, "offered load of the first step, tx/s")
 	cmd.Flags().IntVar(&o.maxSteps, "max-steps", 8, "most load steps to search for the sustained load")
+	cmd.Flags().IntVar(&o.records, "records", 10000, "FHIR resources to import in the records phase (0 skips the phase)")
+	cmd.Flags().BoolVar(&o.recordsOnly, "records-only", false, "skip the transaction load steps; run only the records phase")
+	cmd.Flags().Float64Var(&o.recordMiB, "record-mib", 1, "size of the large record whose fetch-and-decrypt latency is measured, MiB")
+	cmd.Flags().IntVar(&o.recordReplicas, "record-replicas", -1, "set [records] replicas in every node's config before start (-1: keep testnet init's value)")
 	return cmd
 }
 
@@ -66,6 +74,10 @@ type benchOptions struct {
 	step                             time.Duration
 	json                             bool
 	dir                              string
+	records                          int
+	recordsOnly                      bool
+	recordMiB                        float64
+	recordReplicas                   int
 }
 
 // benchReport is the JSON document --json writes.
@@ -95,9 +107,10 @@ type benchReport struct {
 	LatencySamples int     `json:"latency_samples"`
 	LatencyMissing int     `json:"latency_not_final"`
 
-	PeakRSSMB []float64   `json:"peak_rss_mb"`
-	Steps     []benchStep `json:"steps"`
-	Dir       string      `json:"dir"`
+	PeakRSSMB []float64      `json:"peak_rss_mb"`
+	Steps     []benchStep    `json:"steps"`
+	Records   *recordsReport `json:"records,omitempty"`
+	Dir       string         `json:"dir"`
 }
 
 // benchStep is one load step's outcome.
@@ -120,6 +133,9 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	if o.step < 3*time.Second {
 		return fmt.Errorf("--duration must be at least 3s")
 	}
+	if o.recordsOnly && o.records <= 0 {
+		return fmt.Errorf("--records-only with --records %d leaves nothing to measure", o.records)
+	}
 	rep := benchReport{
 		Command: "medledger " + joinArgs(os.Args[1:]), Authorities: o.n, Cores: runtime.NumCPU(),
 		GoMaxProcs: runtime.GOMAXPROCS(0), StepSeconds: o.step.Seconds(), BatchSize: 64,
@@ -131,7 +147,7 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	rep.BatchCeiling = rep.BatchVerifyPerCore * float64(rep.Cores) / float64(o.n)
 	fmt.Fprintf(progress, "  %.0f verifications/s/core one by one, %.0f in batches of %d\n", rep.VerifyPerCore, rep.BatchVerifyPerCore, rep.BatchSize)
 
-	nw, err := startNetwork(ctx, progress, o.n, o.dir, o.basePort, "warn")
+	nw, err := startBenchNetwork(ctx, progress, o)
 	defer func() { err = joinErr(err, shutdownNetwork(progress, nw)) }()
 	if err != nil {
 		return err
@@ -145,58 +161,70 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	b.keyLen, rep.TxBytes = sizeEncryptionKey(g.ChainID, 300)
 	go b.follow(ctx)
 
-	// Find the sustained load: double until a step fails, then bisect between the last good and
-	// the first bad rate.
-	var good, bad float64
-	var best *benchStep
-	rate := float64(o.startRate)
-	for steps := 0; steps < o.maxSteps && ctx.Err() == nil; steps++ {
-		s, err := b.runStep(ctx, rate, nil)
-		if err != nil {
+	if !o.recordsOnly {
+		// Find the sustained load: double until a step fails, then bisect between the last good and
+		// the first bad rate.
+		var good, bad float64
+		var best *benchStep
+		rate := float64(o.startRate)
+		for steps := 0; steps < o.maxSteps && ctx.Err() == nil; steps++ {
+			s, err := b.runStep(ctx, rate, nil)
+			if err != nil {
+				return err
+			}
+			rep.Steps = append(rep.Steps, *s)
+			if s.Sustained {
+				good = rate
+				if best == nil || s.Offered > best.Offered {
+					best = &rep.Steps[len(rep.Steps)-1]
+				}
+			} else {
+				bad = rate
+			}
+			switch {
+			case bad == 0:
+				rate *= 2
+			case good == 0:
+				rate /= 2
+			default:
+				rate = (good + bad) / 2
+				if bad-good < 0.1*good {
+					steps = o.maxSteps // close enough
+				}
+			}
+			if rate < 10 {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if best == nil {
+			return fmt.Errorf("no load step was sustained; see the steps above and the logs in %s", nw.Dir)
+		}
+		rep.SustainedOffered, rep.Committed, rep.BlocksPerSec, rep.CPUPerTxMs = best.Offered, best.Committed, best.Blocks, best.CPUPerTxMs
+		rep.RatioToCeiling = rep.Committed / rep.Ceiling
+
+		// Latency at half the sustained load.
+		lat := &latencies{}
+		half := best.Offered / 2
+		fmt.Fprintf(progress, "latency at half load (%.0f tx/s)...\n", half)
+		if _, err := b.runStep(ctx, half, lat); err != nil {
 			return err
 		}
-		rep.Steps = append(rep.Steps, *s)
-		if s.Sustained {
-			good = rate
-			if best == nil || s.Offered > best.Offered {
-				best = &rep.Steps[len(rep.Steps)-1]
+		rep.LatencyOffered = half
+		rep.LatencyP50Ms, rep.LatencyP99Ms, rep.LatencySamples, rep.LatencyMissing = lat.summary()
+	}
+	if o.records > 0 && ctx.Err() == nil {
+		rr, err := runRecords(ctx, nw, g, progress, o.records, o.recordMiB, rep.VerifyPerCore, rep.Cores)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
 			}
-		} else {
-			bad = rate
+			return fmt.Errorf("records phase: %w", err)
 		}
-		switch {
-		case bad == 0:
-			rate *= 2
-		case good == 0:
-			rate /= 2
-		default:
-			rate = (good + bad) / 2
-			if bad-good < 0.1*good {
-				steps = o.maxSteps // close enough
-			}
-		}
-		if rate < 10 {
-			break
-		}
+		rep.Records = rr
 	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	if best == nil {
-		return fmt.Errorf("no load step was sustained; see the steps above and the logs in %s", nw.Dir)
-	}
-	rep.SustainedOffered, rep.Committed, rep.BlocksPerSec, rep.CPUPerTxMs = best.Offered, best.Committed, best.Blocks, best.CPUPerTxMs
-	rep.RatioToCeiling = rep.Committed / rep.Ceiling
-
-	// Latency at half the sustained load.
-	lat := &latencies{}
-	half := best.Offered / 2
-	fmt.Fprintf(progress, "latency at half load (%.0f tx/s)...\n", half)
-	if _, err := b.runStep(ctx, half, lat); err != nil {
-		return err
-	}
-	rep.LatencyOffered = half
-	rep.LatencyP50Ms, rep.LatencyP99Ms, rep.LatencySamples, rep.LatencyMissing = lat.summary()
 
 	for i := range nw.N {
 		u, err := nw.Usage(i)
@@ -615,6 +643,20 @@ func (l *latencies) summary() (p50, p99 float64, n, missing int) {
 }
 
 func printBench(w io.Writer, r *benchReport) {
+	if len(r.Steps) == 0 { // --records-only
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "MedLedger bench: %d authorities (separate processes), %d cores, records phase only\n\n", r.Authorities, r.Cores)
+		fmt.Fprintf(tw, "Ed25519 verifications/s per core\t%.0f one by one, %.0f in batches of %d\n", r.VerifyPerCore, r.BatchVerifyPerCore, r.BatchSize)
+		fmt.Fprintf(tw, "verification ceiling (per core × %d cores ÷ %d nodes)\t%.0f tx/s (batched: %.0f)\n", r.Cores, r.Authorities, r.Ceiling, r.BatchCeiling)
+		for i, m := range r.PeakRSSMB {
+			fmt.Fprintf(tw, "peak RSS node%d\t%.0f MB\n", i, m)
+		}
+		_ = tw.Flush()
+		if r.Records != nil {
+			printRecordsBench(w, r.Records, r.Authorities, r.Cores)
+		}
+		return
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "MedLedger bench: %d authorities (separate processes), %d cores, %d-byte transactions, %.0fs steps\n\n", r.Authorities, r.Cores, r.TxBytes, r.StepSeconds)
 	fmt.Fprintf(tw, "step\ttarget tx/s\toffered tx/s\tcommitted tx/s\tblocks/s\tCPU ms/tx\tmax mempool\tsustained\t\n")
@@ -635,4 +677,7 @@ func printBench(w io.Writer, r *benchReport) {
 		fmt.Fprintf(tw, "peak RSS node%d\t%.0f MB\n", i, m)
 	}
 	_ = tw.Flush()
+	if r.Records != nil {
+		printRecordsBench(w, r.Records, r.Authorities, r.Cores)
+	}
 }
