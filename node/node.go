@@ -20,6 +20,10 @@ import (
 	"github.com/medledger/medledger/sync/blobs"
 )
 
+// blobServerRate is how many blob requests per second one peer may make; an author replicating
+// an import paces itself well below it (pushRatePerPeer).
+const blobServerRate = 100
+
 // ShutdownTimeout bounds how long Run waits for in-flight API requests when it stops.
 const ShutdownTimeout = 5 * time.Second
 
@@ -111,6 +115,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	}
 	n.stopBlobs = blobs.Serve(n.host.LibP2P(), g.ChainID, n.records, blobs.ServerOptions{
 		Log: log, Penalize: func(p peer.ID, err error) { n.host.Penalize(replica.PeerID(p.String()), err) },
+		Rate: blobServerRate, Burst: 2 * blobServerRate,
 	})
 	providerID := pk.ID()
 	info := NodeInfo{ChainID: g.ChainID, NodeID: n.host.ID(), Peers: n.host.Peers, Provider: &providerID}

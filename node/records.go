@@ -16,6 +16,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
@@ -48,6 +49,14 @@ const (
 	maxRequestSkew = 10 * time.Minute
 	// holderLookup bounds a DHT holder search.
 	holderLookup = 3 * time.Second
+	// pushRatePerPeer and pushBurstPerPeer pace replication pushes to one peer, well below the
+	// blob server's per-peer limit (node.go: blobServerRate).
+	pushRatePerPeer  = 40
+	pushBurstPerPeer = 40
+	pushWorkers      = 4
+	// refusalLogEvery: repeated refusals of the same read by this node's own user (a client
+	// polling for access) are logged once per interval, not once per poll.
+	refusalLogEvery = time.Minute
 	// reprovideEvery re-announces held records in the DHT, whose provider records expire after
 	// 48 hours; the first round runs shortly after start.
 	reprovideEvery = 12 * time.Hour
@@ -104,6 +113,18 @@ type Records struct {
 
 	submitted map[chain.Hash]time.Time // access entries submitted, by request id (flush goroutine only)
 	flushNow  chan struct{}
+
+	pushQ    chan pushJob
+	provideQ chan chain.Hash
+	limMu    sync.Mutex
+	limiters map[peer.ID]*rate.Limiter
+	refused  map[refusalKey]time.Time // last logged own refusal (under limMu)
+}
+
+type refusalKey struct {
+	record    chain.Hash
+	purpose   string
+	emergency bool
 }
 
 // RecordsConfig assembles a Records service.
@@ -147,6 +168,8 @@ func NewRecords(cfg RecordsConfig) (*Records, error) {
 		records: make(map[chain.Hash]indexedRecord), byPatient: make(map[chain.Address][]chain.Hash),
 		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
 		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
+		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
+		limiters: make(map[peer.ID]*rate.Limiter), refused: make(map[refusalKey]time.Time),
 	}, nil
 }
 
@@ -157,7 +180,11 @@ func (r *Records) ProviderID() chain.Address { return r.self }
 // until ctx ends.
 func (r *Records) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5 + pushWorkers)
+	for range pushWorkers {
+		go func() { defer wg.Done(); r.pushWorker(ctx) }()
+	}
+	go func() { defer wg.Done(); r.provideWorker(ctx) }()
 	go func() { defer wg.Done(); r.reprovideLoop(ctx) }()
 	go func() { defer wg.Done(); r.registerSelf(ctx) }()
 	go func() { defer wg.Done(); r.follow(ctx) }()
@@ -723,37 +750,101 @@ func (r *Records) submitExpect(ctx context.Context, kind chain.TxKind, body any)
 	return ch, cancel, nil
 }
 
-// pushAsync replicates a record to up to Replicas peers and announces it in the DHT, in the
-// background: the import has already committed, and a replica that misses the push is
-// repaired by nothing yet (see docs/records.md).
+// pushJob is one record (or envelope update) waiting to be pushed to its replicas.
+type pushJob struct {
+	id, hash   chain.Hash
+	ciphertext []byte // nil for an envelope-only update
+	envs       []envelope.Envelope
+}
+
+// pushAsync queues a record for replication to up to Replicas peers and, when it carries the
+// ciphertext, for announcement in the DHT. The import has already committed; a replica that
+// misses the push is repaired by nothing yet (see docs/records.md).
 func (r *Records) pushAsync(id, hash chain.Hash, ciphertext []byte, envs []envelope.Envelope) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if ciphertext != nil {
-			if err := r.net.Provide(ctx, id); err != nil {
+	select {
+	case r.pushQ <- pushJob{id: id, hash: hash, ciphertext: ciphertext, envs: envs}:
+	default:
+		r.log.Warn("replication queue full: record not replicated", "record", id.Short())
+	}
+}
+
+// provideAsync queues a DHT announcement; a full queue drops it (the periodic re-announcement
+// catches up).
+func (r *Records) provideAsync(id chain.Hash) {
+	select {
+	case r.provideQ <- id:
+	default:
+	}
+}
+
+// pushWorker replicates queued records. Pushes to one peer are paced below the blob server's
+// per-peer rate limit: an import of thousands of records must not look like abuse and get this
+// node struck and banned by its peers.
+func (r *Records) pushWorker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case job := <-r.pushQ:
+			r.replicate(ctx, job)
+		}
+	}
+}
+
+func (r *Records) provideWorker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-r.provideQ:
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := r.net.Provide(pctx, id); err != nil && ctx.Err() == nil {
 				r.log.Debug("provide record", "record", id.Short(), "err", err)
 			}
+			cancel()
 		}
-		req := &blobs.PushRequest{Record: id, CiphertextHash: hash, Ciphertext: ciphertext, Envelopes: envs}
-		req.Sign(r.keys.Signing, r.chainID)
-		for _, p := range r.replicaPeers(id) {
-			var err error
-			for attempt := 0; attempt < 5; attempt++ {
-				if err = blobs.Push(ctx, r.net.LibP2P(), r.chainID, p, req); err == nil {
-					break
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Second << attempt):
-				}
+	}
+}
+
+func (r *Records) pushLimiter(p peer.ID) *rate.Limiter {
+	r.limMu.Lock()
+	defer r.limMu.Unlock()
+	l, ok := r.limiters[p]
+	if !ok {
+		l = rate.NewLimiter(pushRatePerPeer, pushBurstPerPeer)
+		r.limiters[p] = l
+	}
+	return l
+}
+
+func (r *Records) replicate(ctx context.Context, job pushJob) {
+	if job.ciphertext != nil {
+		r.provideAsync(job.id)
+	}
+	req := &blobs.PushRequest{Record: job.id, CiphertextHash: job.hash, Ciphertext: job.ciphertext, Envelopes: job.envs}
+	req.Sign(r.keys.Signing, r.chainID)
+	for _, p := range r.replicaPeers(job.id) {
+		var err error
+		for attempt := 0; attempt < 5; attempt++ {
+			if err = r.pushLimiter(p).Wait(ctx); err != nil {
+				return
 			}
-			if err != nil {
-				r.log.Warn("replicate record", "record", id.Short(), "peer", p, "err", err)
+			pctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err = blobs.Push(pctx, r.net.LibP2P(), r.chainID, p, req)
+			cancel()
+			if err == nil || errors.Is(err, blobs.ErrRefused) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second << attempt):
 			}
 		}
-	}()
+		if err != nil {
+			r.log.Warn("replicate record", "record", job.id.Short(), "peer", p, "err", err)
+		}
+	}
 }
 
 // replicaPeers chooses the record's replica holders among connected peers: the Replicas peers
@@ -809,11 +900,7 @@ func (r *Records) Push(ctx context.Context, from peer.ID, req *blobs.PushRequest
 		if err := r.blobs.PutExpect(rec.CiphertextHash, req.Ciphertext); err != nil {
 			return err
 		}
-		go func() {
-			pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			_ = r.net.Provide(pctx, rec.ID)
-		}()
+		r.provideAsync(rec.ID)
 	} else if !r.blobs.Has(rec.CiphertextHash) {
 		return fmt.Errorf("%w: no copy of record %s here for these envelopes", blobs.ErrNotFound, req.Record.Short())
 	}
@@ -1028,9 +1115,12 @@ func (r *Records) Read(ctx context.Context, id chain.Hash, purpose string, emerg
 	req := &chain.AccessRequest{Record: id, Purpose: purpose, Emergency: emergency, IssuedMs: r.now().UnixMilli(), Nonce: randUint64()}
 	req.Sign(r.keys.Signing, r.chainID)
 	if cerr != nil {
-		// This node refuses its own user as any holder would, and the attempt is audited too.
-		if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: truncateReason(cerr.Error())}); err != nil {
-			return nil, err
+		// This node refuses its own user as any holder would, and the attempt is audited too
+		// (once per refusalLogEvery for the same read, so polling cannot flood the ledger).
+		if r.shouldLogRefusal(refusalKey{id, purpose, emergency}) {
+			if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: truncateReason(cerr.Error())}); err != nil {
+				return nil, err
+			}
 		}
 		return nil, fmt.Errorf("%w: %w", ErrAccessRefused, cerr)
 	}
@@ -1408,4 +1498,22 @@ func (r *Records) reprovideLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+func (r *Records) shouldLogRefusal(k refusalKey) bool {
+	r.limMu.Lock()
+	defer r.limMu.Unlock()
+	now := r.now()
+	if t, ok := r.refused[k]; ok && now.Sub(t) < refusalLogEvery {
+		return false
+	}
+	if len(r.refused) > 10_000 {
+		for key, t := range r.refused {
+			if now.Sub(t) >= refusalLogEvery {
+				delete(r.refused, key)
+			}
+		}
+	}
+	r.refused[k] = now
+	return true
 }
