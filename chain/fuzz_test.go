@@ -80,7 +80,8 @@ func FuzzDecodePayload(f *testing.F) {
 	for kind, body := range testPayloads(f) {
 		enc := chain.Encode(body)
 		f.Add(append([]byte{byte(kind >> 8), byte(kind)}, enc...))
-		f.Add(append([]byte{0, byte(kind%5) + 1}, enc...)) // a body under the wrong kind
+		f.Add(append([]byte{0, byte(kind%5) + 1}, enc...))                // a body under the wrong kind
+		f.Add(append([]byte{0, byte(kind%chain.TxEraseAck) + 1}, enc...)) // and under the next one
 	}
 	f.Add([]byte{0xff, 0xff, 0x80})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -100,4 +101,11 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("accepted %s payload re-encodes differently:\n in  %x\n out %x", kind, payload, again)
 		}
 	})
+}
+
+func FuzzDecodeAccessRequest(f *testing.F) {
+	q := testAccessRequest(f, testKey(f, 1), chainA, 1)
+	em := chain.AccessRequest{Record: testHash("r"), Purpose: "ETREAT", Emergency: true, IssuedMs: -5, Nonce: 1 << 40}
+	em.Sign(testKey(f, 2), chainB)
+	fuzzDecoder(f, [][]byte{chain.Encode(&q), chain.Encode(&em)}, chain.DecodeAccessRequest)
 }

@@ -1,8 +1,10 @@
 package chain_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"slices"
 	"testing"
 
 	"github.com/medledger/medledger/chain"
@@ -115,7 +117,7 @@ func testGenesis(t testing.TB) *chain.Genesis {
 	}
 }
 
-// payloads returns one valid body of every transaction kind.
+// testPayloads returns one valid body of every transaction kind.
 func testPayloads(t testing.TB) map[chain.TxKind]any {
 	t.Helper()
 	a := testVote(t, testKey(t, 100), chain.Precommit, 9, 0, testHash("x"))
@@ -126,5 +128,44 @@ func testPayloads(t testing.TB) map[chain.TxKind]any {
 		chain.TxAuthorityPropose: &chain.AuthorityPropose{Action: chain.AuthorityAdd, Subject: chain.Authority{Key: testKey(t, 12).Public(), Name: "st. elsewhere"}},
 		chain.TxAuthorityVote:    &chain.AuthorityVote{Proposal: testHash("proposal")},
 		chain.TxEvidence:         chain.NewEvidence(a, b),
+		chain.TxAnchorRecords: &chain.AnchorRecords{Records: []chain.RecordAnchor{
+			testAnchor("v1", 1, chain.ZeroHash),
+			testAnchor("v2", 2, testHash("record/v1")),
+		}},
+		chain.TxConsentGrant: &chain.ConsentGrant{
+			Grantee: testKey(t, 10).Public().Address(), Purpose: "TREAT", ExpiresMs: 1_800_000_000_000,
+			Scope: chain.ConsentScope{Kind: chain.ScopeTypes, Types: []string{"Condition", "Observation"}},
+		},
+		chain.TxConsentRevoke:   &chain.ConsentRevoke{Consent: testHash("consent")},
+		chain.TxEmergencyAccess: &chain.EmergencyAccess{Patient: testKey(t, 13).Public().Address(), Purpose: "ETREAT", Reason: "unconscious, stroke suspected"},
+		chain.TxAccessLog: &chain.AccessLog{Entries: []chain.AccessEntry{
+			{Request: testAccessRequest(t, testKey(t, 10), chainA, 1), Outcome: chain.AccessServed},
+			{Request: testAccessRequest(t, testKey(t, 14), chainA, 2), Outcome: chain.AccessRefused, Reason: "no consent"},
+		}},
+		chain.TxRecordErase: &chain.RecordErase{Records: sortedHashes(testHash("record/v1"), testHash("record/v2"))},
+		chain.TxEraseAck:    &chain.EraseAck{Records: sortedHashes(testHash("record/v1"))},
 	}
+}
+
+// testAnchor returns a valid anchor of record label at version v (supersedes is zero for v 1).
+func testAnchor(label string, v uint64, supersedes chain.Hash) chain.RecordAnchor {
+	return chain.RecordAnchor{
+		ID: testHash("record/" + label), Patient: chain.Address{0xaa, 1}, ResourceType: "Observation", Version: v,
+		Supersedes: supersedes, CiphertextHash: testHash("ciphertext/" + label), Size: 1000 + v,
+	}
+}
+
+// testAccessRequest returns a request for record "record/v1" signed by key for chainID.
+func testAccessRequest(t testing.TB, key chain.PrivKey, chainID string, nonce uint64) chain.AccessRequest {
+	t.Helper()
+	r := chain.AccessRequest{Record: testHash("record/v1"), Purpose: "TREAT", IssuedMs: 1_700_000_000_456, Nonce: nonce}
+	r.Sign(key, chainID)
+	return r
+}
+
+// sortedHashes returns ids sorted bytewise, as record lists must be.
+func sortedHashes(ids ...chain.Hash) []chain.Hash {
+	ids = slices.Clone(ids)
+	slices.SortFunc(ids, func(a, b chain.Hash) int { return bytes.Compare(a[:], b[:]) })
+	return ids
 }
