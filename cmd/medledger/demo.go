@@ -432,6 +432,18 @@ const (
 	storyConsent  = 30 * 24 * time.Hour
 )
 
+// storyPeople makes up the story's n synthetic patients (1 to n) from storySeed, the same on
+// every run, and returns them with the random source positioned after them, from which the
+// story draws their Bundles. Tests regenerate the demo's people with it.
+func storyPeople(n int) ([]*synth.Person, *mrand.Rand) {
+	rnd := mrand.New(mrand.NewPCG(storySeed, storySeed))
+	people := make([]*synth.Person, n)
+	for k := range people {
+		people[k] = synth.Patient(rnd, k+1)
+	}
+	return people, rnd
+}
+
 // story walks through consent-gated record sharing on a running network, printing numbered
 // lines. It prints identifiers, record types, heights and outcomes, never a name or any
 // clinical content.
@@ -651,12 +663,12 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 	s.detail("node%d is the specialist: provider id %s", s.specialist, s.provider[s.specialist])
 
 	// 2. Synthetic patients get wallets and register.
-	rnd := mrand.New(mrand.NewPCG(storySeed, storySeed))
+	people, rnd := storyPeople(storyPatients)
 	patients := make([]*storyPatient, storyPatients)
 	walletDir := filepath.Join(nw.Dir, "wallets")
 	s.say("%d synthetic patients get wallets (keys only, in %s) and register on the ledger under pseudonymous ids:", storyPatients, walletDir)
 	for k := range patients {
-		p := &storyPatient{person: synth.Patient(rnd, k+1)}
+		p := &storyPatient{person: people[k]}
 		dir := filepath.Join(walletDir, fmt.Sprintf("patient%d", k+1))
 		var err error
 		if p.wallet, err = keystore.Create(dir, rand.Reader); errors.Is(err, keystore.ErrExists) {

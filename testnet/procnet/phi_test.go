@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/testnet/procnet"
@@ -56,7 +54,8 @@ func TestNoPHIInClear(t *testing.T) {
 		records []phiRecord
 	}
 	patients := make([]*patient, nPatients)
-	var needles []needle
+	var markers []string
+	who := map[string]string{} // marker → "patient k"
 	for k := range patients {
 		key, err := chain.GenerateKey(rand.Reader)
 		if err != nil {
@@ -68,7 +67,10 @@ func TestNoPHIInClear(t *testing.T) {
 		}
 		p := &patient{person: synth.Patient(rnd, k), key: key}
 		patients[k] = p
-		needles = append(needles, needlesFor(fmt.Sprintf("patient %d", k), p.person.Marker())...)
+		for _, m := range p.person.Marker() {
+			markers = append(markers, m)
+			who[m] = fmt.Sprintf("patient %d", k)
+		}
 		h := c.submit(practice, key, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: enc.Public().Bytes()})
 		t.Logf("patient %d registered at height %d", k, h)
 	}
@@ -171,19 +173,19 @@ func TestNoPHIInClear(t *testing.T) {
 	// Control: the scanner finds a planted marker (upper case, JSON-escaped, across a chunk
 	// boundary) in a file in the network directory, and nothing once it is gone.
 	control := filepath.Join(nw.Home(specialist), "phi-control.tmp")
-	planted := jsonEscapeASCII(strings.ToUpper(patients[1].person.Given))
-	junk := bytes.Repeat([]byte{0xA5}, 3*scanChunk-len(planted)/2)
-	data := slices.Concat(junk[:scanChunk-3], []byte(planted), junk[scanChunk-3:])
+	planted := synth.JSONEscapeASCII(strings.ToUpper(patients[1].person.Given))
+	junk := bytes.Repeat([]byte{0xA5}, 3*synth.ScanChunk-len(planted)/2)
+	data := slices.Concat(junk[:synth.ScanChunk-3], []byte(planted), junk[synth.ScanChunk-3:])
 	if err := os.WriteFile(control, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hits, files, err := scanDir(nw.Dir, needles)
+	hits, _, err := synth.ScanDir(nw.Dir, markers)
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := false
 	for _, h := range hits {
-		found = found || (h.file == control && h.needle.marker == patients[1].person.Given)
+		found = found || (h.File == control && h.Marker == patients[1].person.Given)
 	}
 	if !found {
 		t.Fatalf("control: the scanner missed %q planted in %s (hits: %v)", planted, control, hits)
@@ -192,25 +194,19 @@ func TestNoPHIInClear(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hits, files, err = scanDir(nw.Dir, needles)
+	hits, st, err := synth.ScanDir(nw.Dir, markers)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var total int64
-	kinds := map[string]int{}
-	for _, f := range files {
-		total += f.size
-		kinds[fileKind(f.path)]++
-	}
-	t.Logf("scanned %d files, %d bytes, for %d forms of %d markers: %v", len(files), total, len(needles), nPatients*len(patients[0].person.Marker()), kinds)
+	t.Logf("scanned %d files, %d bytes, for %d forms of %d markers: %v", st.Files, st.Bytes, len(synth.Needles(markers)), len(markers), st.Kinds)
 	for _, want := range []string{"log", "badger", "blob"} {
-		if kinds[want] == 0 {
+		if st.Kinds[want] == 0 {
 			t.Errorf("control: no %s files among those scanned: is the scan looking in the right place?", want)
 		}
 	}
 	for _, h := range hits {
-		rel, _ := filepath.Rel(nw.Dir, h.file)
-		t.Errorf("PHI in clear: %s at offset %d holds %s's marker %q (as %s)", rel, h.offset, h.needle.who, h.needle.marker, h.needle.form)
+		rel, _ := filepath.Rel(nw.Dir, h.File)
+		t.Errorf("PHI in clear: %s at offset %d holds %s's marker %q (as %s)", rel, h.Offset, who[h.Marker], h.Marker, h.Form)
 	}
 }
 
@@ -373,164 +369,4 @@ func (c *phiClient) readServed(i int, id chain.Hash) []byte {
 		c.t.Fatal(err)
 	}
 	return body
-}
-
-// A needle is one form of one marker, searched for ignoring ASCII letter case.
-type needle struct {
-	who, marker, form string
-	pat               []byte // ASCII-lower-cased
-}
-
-// needlesFor returns the forms of each marker to search for: as written, lower and upper case,
-// JSON-escaped (Go's HTML-safe escaping, and \u escapes of everything beyond ASCII) and hex.
-func needlesFor(who string, markers []string) []needle {
-	var out []needle
-	seen := map[string]bool{}
-	add := func(m, form, s string) {
-		p := string(asciiLower([]byte(s)))
-		if seen[p] {
-			return
-		}
-		seen[p] = true
-		out = append(out, needle{who: who, marker: m, form: form, pat: []byte(p)})
-	}
-	for _, m := range markers {
-		for _, cased := range []string{m, strings.ToLower(m), strings.ToUpper(m)} {
-			add(m, "text", cased)
-			js, _ := json.Marshal(cased)
-			add(m, "JSON string", string(js[1:len(js)-1]))
-			add(m, "JSON \\u-escaped", jsonEscapeASCII(cased))
-			add(m, "hex", hex.EncodeToString([]byte(cased)))
-		}
-	}
-	return out
-}
-
-// jsonEscapeASCII is s as the inside of a JSON string with every non-ASCII rune \u-escaped.
-func jsonEscapeASCII(s string) string {
-	js, _ := json.Marshal(s)
-	var b strings.Builder
-	for _, r := range string(js[1 : len(js)-1]) {
-		switch {
-		case r < utf8.RuneSelf:
-			b.WriteRune(r)
-		case r > 0xFFFF:
-			r1, r2 := utf16Surrogates(r)
-			fmt.Fprintf(&b, `\u%04x\u%04x`, r1, r2)
-		default:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		}
-	}
-	return b.String()
-}
-
-func utf16Surrogates(r rune) (rune, rune) {
-	r -= 0x10000
-	return 0xD800 + (r>>10)&0x3FF, 0xDC00 + r&0x3FF
-}
-
-func asciiLower(b []byte) []byte {
-	out := make([]byte, len(b))
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		out[i] = c
-	}
-	return out
-}
-
-// scanChunk is how much of a file the scanner holds at once.
-const scanChunk = 4 << 20
-
-type scannedFile struct {
-	path string
-	size int64
-}
-
-type hit struct {
-	file   string
-	offset int64
-	needle needle
-}
-
-// scanDir searches every regular file under dir for every needle, in chunks of scanChunk new
-// bytes after the tail of the one before (as long as the longest needle), and returns the hits (at most one per file and needle) and the files.
-func scanDir(dir string, needles []needle) ([]hit, []scannedFile, error) {
-	longest := 0
-	for _, n := range needles {
-		longest = max(longest, len(n.pat))
-	}
-	var hits []hit
-	var files []scannedFile
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		files = append(files, scannedFile{path, info.Size()})
-		found, err := scanFile(path, needles, longest)
-		hits = append(hits, found...)
-		return err
-	})
-	return hits, files, err
-}
-
-func scanFile(path string, needles []needle, overlap int) ([]hit, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var hits []hit
-	done := make([]bool, len(needles))
-	buf := make([]byte, 0, scanChunk+overlap)
-	var base int64 // file offset of buf[0]
-	for {
-		n, rerr := io.ReadFull(f, buf[len(buf):len(buf)+scanChunk])
-		buf = buf[:len(buf)+n]
-		low := asciiLower(buf)
-		for k, nd := range needles {
-			if done[k] {
-				continue
-			}
-			if at := bytes.Index(low, nd.pat); at >= 0 {
-				done[k] = true
-				hits = append(hits, hit{file: path, offset: base + int64(at), needle: nd})
-			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			return hits, nil
-		}
-		if rerr != nil {
-			return hits, rerr
-		}
-		// Keep the tail so a needle across the boundary is found in the next round.
-		keep := min(overlap, len(buf))
-		base += int64(len(buf) - keep)
-		copy(buf, buf[len(buf)-keep:])
-		buf = buf[:keep]
-	}
-}
-
-// fileKind classifies a scanned file for the log line and the coverage control.
-func fileKind(path string) string {
-	base := filepath.Base(path)
-	switch {
-	case strings.HasSuffix(base, ".log"):
-		return "log"
-	case strings.HasSuffix(base, ".sst"), strings.HasSuffix(base, ".vlog"), strings.HasSuffix(base, ".mem"), strings.HasPrefix(base, "MANIFEST"), base == "KEYREGISTRY", base == "DISCARD":
-		return "badger"
-	case strings.Contains(filepath.ToSlash(path), "/blobs/"):
-		return "blob"
-	case strings.Contains(filepath.ToSlash(path), "/journal/"):
-		return "journal"
-	}
-	return "other"
 }
