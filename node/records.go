@@ -548,6 +548,12 @@ func (r *Records) Import(ctx context.Context, patient chain.Address, data []byte
 		}
 		recs[i].anchor = chain.RecordAnchor{ID: id, Patient: patient, ResourceType: res.ResourceType, Version: 1}
 	}
+	// Each resource is stored on its own, so references between the document's entries by
+	// fullUrl become Type/id, and a resource without an id is named by its record id.
+	resources, err = fhir.Standalone(resources, func(i int) string { return recs[i].anchor.ID.String() })
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
 	plain := make([][]byte, len(resources))
 	for i, res := range resources {
 		plain[i] = res.JSON
