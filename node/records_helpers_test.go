@@ -1,0 +1,357 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/stretchr/testify/require"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/chain/store"
+	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/wallet/envelope"
+)
+
+// recWait bounds every wait of the record tests.
+const recWait = 30 * time.Second
+
+// fakeRecordNet is a RecordNet without peers: nothing is replicated or fetched remotely, and
+// DHT announcements are only counted.
+type fakeRecordNet struct{ provides atomic.Int64 }
+
+func (*fakeRecordNet) LibP2P() host.Host { return nil }
+func (*fakeRecordNet) Peers() []string   { return nil }
+func (n *fakeRecordNet) Provide(context.Context, chain.Hash) error {
+	n.provides.Add(1)
+	return nil
+}
+func (*fakeRecordNet) FindHolders(context.Context, chain.Hash, int) ([]peer.ID, error) {
+	return nil, nil
+}
+
+// recFixture is a one-authority chain over a memory store, driven by the real Runner, with a
+// licensing authority in its genesis, and the provider keys and licence file of "this node".
+type recFixture struct {
+	t       *testing.T
+	g       *chain.Genesis
+	runner  *Runner
+	commits *commitHub
+	licKey  chain.PrivKey
+	keys    *ProviderKeys
+	licFile string
+	blobDir string
+	net     *fakeRecordNet
+	log     *slog.Logger
+}
+
+func newRecFixture(t *testing.T) *recFixture {
+	t.Helper()
+	key := testKey(t, "records-authority")
+	licKey := testKey(t, "records-licensing-board")
+	params := chain.DefaultParams()
+	params.TimeoutProposeMs, params.TimeoutVoteMs, params.TimeoutDeltaMs, params.BlockIntervalMs = 400, 200, 100, 50
+	g := &chain.Genesis{
+		Version: chain.GenesisVersion, ChainID: "records-test", TimeMs: time.Now().UnixMilli(),
+		Authorities:          []chain.Authority{{Key: key.Public(), Name: "solo"}},
+		LicensingAuthorities: []chain.Authority{{Key: licKey.Public(), Name: "board"}},
+		Params:               params,
+	}
+	log := slog.New(slog.DiscardHandler)
+	rep, err := replica.New(replica.Config{Genesis: g, Key: &key}, store.NewMemory())
+	require.NoError(t, err)
+	commits := newCommitHub()
+	runner := NewRunner(rep, NewBus(log).Join("solo"), log, time.Now, commits.committed)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("runner: %v", err)
+			}
+		case <-time.After(recWait):
+			t.Errorf("runner did not stop")
+		}
+	})
+	dir := t.TempDir()
+	f := &recFixture{
+		t: t, g: g, runner: runner, commits: commits, licKey: licKey,
+		licFile: filepath.Join(dir, "licence"), blobDir: filepath.Join(dir, "blobs"),
+		net: &fakeRecordNet{}, log: log,
+	}
+	f.keys = f.newProviderKeys("this-node")
+	lic := f.licence(f.keys)
+	require.NoError(t, WriteLicenceFile(f.licFile, &lic))
+	return f
+}
+
+// sub is the fixture bound to a subtest's t.
+func (f *recFixture) sub(t *testing.T) *recFixture {
+	c := *f
+	c.t = t
+	return &c
+}
+
+func (f *recFixture) newProviderKeys(name string) *ProviderKeys {
+	f.t.Helper()
+	ek, err := envelope.GenerateKey(rand.Reader)
+	require.NoError(f.t, err)
+	return &ProviderKeys{Signing: testKey(f.t, "provider-"+name), Encryption: ek}
+}
+
+func (f *recFixture) licence(k *ProviderKeys) chain.Licence {
+	l := chain.Licence{Subject: k.Signing.Public(), Number: "MD-" + k.ID().String()[:8], Jurisdiction: "NL-ZH",
+		NotAfter: time.Now().Add(24 * time.Hour).UnixMilli()}
+	l.Sign(f.licKey, f.g.ChainID)
+	return l
+}
+
+// newRecords builds a record service over the fixture's blob dir (not running).
+func (f *recFixture) newRecords() *Records {
+	f.t.Helper()
+	r, err := NewRecords(RecordsConfig{
+		ChainID: f.g.ChainID, Keys: f.keys, Backend: f.runner, Net: f.net, BlobDir: f.blobDir,
+		LicenceFile: f.licFile, Log: f.log, commits: f.commits,
+	})
+	require.NoError(f.t, err)
+	return r
+}
+
+// running is a record service whose Run goroutine can be stopped.
+type running struct {
+	*Records
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(recWait):
+		t.Fatal("Records.Run did not return")
+	}
+}
+
+func (f *recFixture) run(r *Records) *running {
+	ctx, cancel := context.WithCancel(context.Background())
+	rr := &running{Records: r, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(rr.done); r.Run(ctx) }()
+	f.t.Cleanup(func() {
+		cancel()
+		select {
+		case <-rr.done:
+		case <-time.After(recWait):
+			f.t.Errorf("Records.Run did not return")
+		}
+	})
+	return rr
+}
+
+// start builds and runs the record service and waits until its provider is registered.
+func (f *recFixture) start() *running {
+	f.t.Helper()
+	r := f.run(f.newRecords())
+	f.waitFor("provider registered", func() bool { return f.provider(f.keys.ID()) != nil })
+	return r
+}
+
+func (f *recFixture) view(fn func(view state.View, rep *replica.Replica)) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), recWait)
+	defer cancel()
+	require.NoError(f.t, f.runner.Query(ctx, func(rep *replica.Replica) { fn(rep.Store().State(), rep) }))
+}
+
+func (f *recFixture) provider(a chain.Address) *state.ProviderRecord {
+	var p *state.ProviderRecord
+	f.view(func(v state.View, _ *replica.Replica) { p, _ = state.Provider(v, a) })
+	return p
+}
+
+func (f *recFixture) record(id chain.Hash) *state.RecordState {
+	f.t.Helper()
+	var rec *state.RecordState
+	var err error
+	f.view(func(v state.View, _ *replica.Replica) { rec, err = state.Record(v, id) })
+	require.NoError(f.t, err)
+	return rec
+}
+
+func (f *recFixture) access(id chain.Hash) *state.AccessRecord {
+	f.t.Helper()
+	var a *state.AccessRecord
+	var err error
+	f.view(func(v state.View, _ *replica.Replica) { a, err = state.Access(v, id) })
+	require.NoError(f.t, err)
+	return a
+}
+
+func (f *recFixture) tip() (uint64, int64) {
+	f.t.Helper()
+	var h uint64
+	var ms int64
+	var err error
+	f.view(func(v state.View, _ *replica.Replica) { h, ms, err = state.Tip(v) })
+	require.NoError(f.t, err)
+	return h, ms
+}
+
+func (f *recFixture) nonce(a chain.Address) uint64 {
+	f.t.Helper()
+	var n uint64
+	var err error
+	f.view(func(v state.View, _ *replica.Replica) { n, err = state.Nonce(v, a) })
+	require.NoError(f.t, err)
+	return n
+}
+
+// submit signs body with key under its next free nonce (committed and pending), submits it and
+// waits for its block. Callers make sure nothing else submits for key meanwhile.
+func (f *recFixture) submit(key chain.PrivKey, kind chain.TxKind, body any) (*chain.Tx, uint64) {
+	f.t.Helper()
+	var n uint64
+	var err error
+	f.view(func(v state.View, rep *replica.Replica) {
+		var committed uint64
+		committed, err = state.Nonce(v, key.Public().Address())
+		n = rep.Mempool().NextNonce(key.Public(), committed)
+	})
+	require.NoError(f.t, err)
+	tx := chain.NewTx(key, f.g.ChainID, kind, n, body)
+	return tx, f.submitTx(tx)
+}
+
+func (f *recFixture) submitTx(tx *chain.Tx) uint64 {
+	f.t.Helper()
+	ch, forget := f.commits.expect(tx.Hash())
+	defer forget()
+	ctx, cancel := context.WithTimeout(context.Background(), recWait)
+	defer cancel()
+	_, err := f.runner.Submit(ctx, tx)
+	require.NoError(f.t, err, "submit %s", tx.Kind)
+	h, err := waitCommit(ctx, ch)
+	require.NoError(f.t, err, "%s transaction not committed", tx.Kind)
+	return h
+}
+
+// testPatient is a registered (or not) patient.
+type testPatient struct {
+	key chain.PrivKey
+	enc *envelope.PrivateKey
+}
+
+func (p *testPatient) id() chain.Address { return p.key.Public().Address() }
+
+func (f *recFixture) newPatient(name string, register bool) *testPatient {
+	f.t.Helper()
+	ek, err := envelope.GenerateKey(rand.Reader)
+	require.NoError(f.t, err)
+	p := &testPatient{key: testKey(f.t, "patient-"+name), enc: ek}
+	if register {
+		f.submit(p.key, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: ek.Public().Bytes()})
+	}
+	return p
+}
+
+// registerProvider registers another provider (a requester) with a licence from the board.
+func (f *recFixture) registerProvider(name string) *ProviderKeys {
+	f.t.Helper()
+	k := f.newProviderKeys(name)
+	f.submit(k.Signing, chain.TxRegisterProvider, &chain.RegisterProvider{Licence: f.licence(k), EncryptionKey: k.Encryption.Public().Bytes()})
+	return k
+}
+
+// grant has patient consent to grantee reading every record for purpose TREAT until expires.
+func (f *recFixture) grant(p *testPatient, grantee chain.Address, expiresMs int64) (chain.Hash, uint64) {
+	f.t.Helper()
+	tx, h := f.submit(p.key, chain.TxConsentGrant, &chain.ConsentGrant{Grantee: grantee, Scope: chain.ConsentScope{Kind: chain.ScopeAll},
+		Purpose: DefaultPurpose, ExpiresMs: expiresMs})
+	return tx.Hash(), h
+}
+
+// erase has the patient erase records.
+func (f *recFixture) erase(p *testPatient, ids ...chain.Hash) {
+	f.t.Helper()
+	sorted := slices.Clone(ids)
+	slices.SortFunc(sorted, func(a, b chain.Hash) int { return bytes.Compare(a[:], b[:]) })
+	f.submit(p.key, chain.TxRecordErase, &chain.RecordErase{Records: sorted})
+}
+
+// request is a signed access request by k for record id, issued at issued.
+func (f *recFixture) request(k *ProviderKeys, id chain.Hash, issued time.Time) *chain.AccessRequest {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	req := &chain.AccessRequest{Record: id, Purpose: DefaultPurpose, IssuedMs: issued.UnixMilli(), Nonce: binary.LittleEndian.Uint64(b[:])}
+	req.Sign(k.Signing, f.g.ChainID)
+	return req
+}
+
+// waitFor polls cond until it holds, failing the test after recWait.
+func (f *recFixture) waitFor(what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(recWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s: not after %s", what, recWait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitHeight waits until the chain is at least n blocks above its current height.
+func (f *recFixture) waitBlocks(n uint64) {
+	f.t.Helper()
+	h0, _ := f.tip()
+	f.waitFor("blocks", func() bool { h, _ := f.tip(); return h >= h0+n })
+}
+
+// pending is the journal's pending entries.
+func pending(t *testing.T, r *Records) []chain.AccessEntry {
+	t.Helper()
+	es, err := r.journal.Pending()
+	require.NoError(t, err)
+	return es
+}
+
+// filesUnder counts the regular files below dir (none if it does not exist).
+func filesUnder(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	if os.IsNotExist(err) {
+		return 0
+	}
+	require.NoError(t, err)
+	return n
+}
+
+func readTestdata(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("fhir", "testdata", name))
+	require.NoError(t, err)
+	return data
+}
