@@ -956,7 +956,9 @@ func (r *Records) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 	case prov == nil:
 		return refuse(blobs.StatusRefused, "requester is not a registered provider")
 	}
-	if skew := time.Duration(r.now().UnixMilli()-req.IssuedMs) * time.Millisecond; skew > maxRequestSkew || skew < -maxRequestSkew {
+	// Compared in milliseconds without subtracting the request's value: a far-off IssuedMs must
+	// not overflow into a small skew.
+	if now, maxMs := r.now().UnixMilli(), maxRequestSkew.Milliseconds(); req.IssuedMs < now-maxMs || req.IssuedMs > now+maxMs {
 		return refuse(blobs.StatusRefused, "request time too far from the holder's clock")
 	}
 	if cerr != nil {

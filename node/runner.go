@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -103,7 +102,10 @@ func (r *Runner) Submit(ctx context.Context, tx *chain.Tx) (chain.Hash, error) {
 	}
 }
 
-// Query runs f on the runner's goroutine, where reading the replica is safe.
+// Query runs f on the runner's goroutine, where reading the replica is safe. Once the runner
+// has taken f (the channel is unbuffered, and the runner calls what it takes at once), Query
+// waits for f to finish even if ctx ends: returning early would let the caller read what f is
+// still writing.
 func (r *Runner) Query(ctx context.Context, f func(*replica.Replica)) error {
 	done := make(chan struct{})
 	select {
@@ -111,12 +113,8 @@ func (r *Runner) Query(ctx context.Context, f func(*replica.Replica)) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("node: query: %w", ctx.Err())
-	}
+	<-done
+	return nil
 }
 
 func (r *Runner) ms() int64 { return r.now().UnixMilli() }
