@@ -119,6 +119,7 @@ type Records struct {
 	limMu    sync.Mutex
 	limiters map[peer.ID]*rate.Limiter
 	refused  map[refusalKey]time.Time // last logged own refusal (under limMu)
+	used     map[chain.Hash]time.Time // request ids this holder has decided on, within the skew window (under limMu)
 }
 
 type refusalKey struct {
@@ -169,7 +170,7 @@ func NewRecords(cfg RecordsConfig) (*Records, error) {
 		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
 		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
 		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
-		limiters: make(map[peer.ID]*rate.Limiter), refused: make(map[refusalKey]time.Time),
+		limiters: make(map[peer.ID]*rate.Limiter), refused: make(map[refusalKey]time.Time), used: make(map[chain.Hash]time.Time),
 	}, nil
 }
 
@@ -961,6 +962,11 @@ func (r *Records) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 	if now, maxMs := r.now().UnixMilli(), maxRequestSkew.Milliseconds(); req.IssuedMs < now-maxMs || req.IssuedMs > now+maxMs {
 		return refuse(blobs.StatusRefused, "request time too far from the holder's clock")
 	}
+	if !r.firstUse(req.ID()) {
+		// One signed request, one read: a replay within the time window would be served
+		// without a ledger entry of its own.
+		return refuse(blobs.StatusRefused, "request already used: sign a new one")
+	}
 	if cerr != nil {
 		reason := truncateReason(cerr.Error())
 		if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: reason}); err != nil {
@@ -1523,5 +1529,25 @@ func (r *Records) shouldLogRefusal(k refusalKey) bool {
 		}
 	}
 	r.refused[k] = now
+	return true
+}
+
+// firstUse records a request id and reports whether this holder sees it for the first time
+// within the request-time window (older ids are refused by the time check anyway).
+func (r *Records) firstUse(id chain.Hash) bool {
+	r.limMu.Lock()
+	defer r.limMu.Unlock()
+	now := r.now()
+	if _, ok := r.used[id]; ok {
+		return false
+	}
+	if len(r.used) >= 1024 {
+		for k, t := range r.used {
+			if now.Sub(t) > 2*maxRequestSkew {
+				delete(r.used, k)
+			}
+		}
+	}
+	r.used[id] = now
 	return true
 }

@@ -81,6 +81,7 @@ func TestRecordService(t *testing.T) {
 		{"api", testAPI},
 		{"fetch decisions", testFetchDecisions},
 		{"fetch skew overflow", testFetchSkewOverflow},
+		{"fetch replay", testFetchReplay},
 		{"push refusals", testPushRefusals},
 		{"erase", testErase},
 		{"journal", testJournal},
@@ -525,6 +526,24 @@ func testFetchSkewOverflow(t *testing.T, f *recFixture, r *running) {
 	resp := r.Fetch(ctx, "", req)
 	require.Equal(t, blobs.StatusRefused, resp.Status)
 	require.Contains(t, resp.Reason, "clock", "a request issued 2^58 ms ago passed the skew check")
+}
+
+// testFetchReplay: a holder serves one signed request once; a replay would be a read without a
+// ledger entry of its own.
+func testFetchReplay(t *testing.T, f *recFixture, r *running) {
+	ctx := testCtx(t)
+	p := f.newPatient("ray", true)
+	out, err := r.Import(ctx, p.id(), readTestdata(t, "observation.json"))
+	require.NoError(t, err)
+	k := f.registerProvider("replayer")
+	f.grant(p, k.ID(), 0)
+	req := f.request(k, out[0].ID, time.Now())
+	require.Equal(t, blobs.StatusOK, r.Fetch(ctx, "", req).Status)
+	again := r.Fetch(ctx, "", req)
+	require.Equal(t, blobs.StatusRefused, again.Status)
+	require.Contains(t, again.Reason, "already used")
+	fresh := f.request(k, out[0].ID, time.Now())
+	require.Equal(t, blobs.StatusOK, r.Fetch(ctx, "", fresh).Status)
 }
 
 func testPushRefusals(t *testing.T, f *recFixture, r *running) {
