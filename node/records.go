@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -968,7 +969,7 @@ func (r *Records) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 		return refuse(blobs.StatusRefused, "request already used: sign a new one")
 	}
 	if cerr != nil {
-		reason := truncateReason(cerr.Error())
+		reason := truncateReason(consentReason(cerr))
 		if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: reason}); err != nil {
 			return refuse(blobs.StatusError, "audit journal unavailable")
 		}
@@ -1132,11 +1133,11 @@ func (r *Records) Read(ctx context.Context, id chain.Hash, purpose string, emerg
 		// This node refuses its own user as any holder would, and the attempt is audited too
 		// (once per refusalLogEvery for the same read, so polling cannot flood the ledger).
 		if r.shouldLogRefusal(refusalKey{id, purpose, emergency}) {
-			if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: truncateReason(cerr.Error())}); err != nil {
+			if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: truncateReason(consentReason(cerr))}); err != nil {
 				return nil, err
 			}
 		}
-		return nil, fmt.Errorf("%w: %w", ErrAccessRefused, cerr)
+		return nil, fmt.Errorf("%w: %s", ErrAccessRefused, consentReason(cerr))
 	}
 
 	ct, env, holder, err := r.readLocal(rec, req)
@@ -1551,3 +1552,6 @@ func (r *Records) firstUse(id chain.Hash) bool {
 	r.used[id] = now
 	return true
 }
+
+// consentReason is the state machine's refusal as a person reads it, without the package prefix.
+func consentReason(err error) string { return strings.TrimPrefix(err.Error(), "state: ") }
