@@ -365,6 +365,9 @@ func (e *AccessEntry) Validate() error {
 	if len(e.Reason) > MaxReasonLen || !utf8.ValidString(e.Reason) {
 		return fmt.Errorf("chain: access reason must be at most %d bytes of UTF-8", MaxReasonLen)
 	}
+	if e.Outcome == AccessServed && e.Reason != "" {
+		return errors.New("chain: a served access has no refusal reason")
+	}
 	return nil
 }
 

@@ -277,6 +277,7 @@ func TestAccessEntryAndLogValidate(t *testing.T) {
 		{"refused", entry(func(*chain.AccessEntry) {}), ""},
 		{"served", entry(func(e *chain.AccessEntry) { e.Outcome, e.Reason = chain.AccessServed, "" }), ""},
 		{"reason of max length", entry(func(e *chain.AccessEntry) { e.Reason = strings.Repeat("r", chain.MaxReasonLen) }), ""},
+		{"served with a reason", entry(func(e *chain.AccessEntry) { e.Outcome, e.Reason = chain.AccessServed, "why" }), "a served access has no refusal reason"},
 		{"outcome 0", entry(func(e *chain.AccessEntry) { e.Outcome = 0 }), "unknown access outcome 0"},
 		{"outcome 3", entry(func(e *chain.AccessEntry) { e.Outcome = 3 }), "unknown access outcome 3"},
 		{"reason too long", entry(func(e *chain.AccessEntry) { e.Reason = strings.Repeat("r", chain.MaxReasonLen+1) }), "access reason must be at most 256 bytes of UTF-8"},
