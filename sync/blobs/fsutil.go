@@ -15,7 +15,16 @@ const tempPrefix = ".tmp-"
 
 // writeFileAtomic writes data to dir/name so that after a crash the file is either absent, the
 // old content, or all of data: a temp file in dir, fsynced, renamed over name, and dir fsynced.
-func writeFileAtomic(dir, name string, data []byte) (err error) {
+func writeFileAtomic(dir, name string, data []byte) error {
+	if err := writeFileRenamed(dir, name, data); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// writeFileRenamed is writeFileAtomic without the directory fsync: the caller syncs dir once
+// after writing several files into it.
+func writeFileRenamed(dir, name string, data []byte) (err error) {
 	f, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
 		return err
@@ -37,10 +46,7 @@ func writeFileAtomic(dir, name string, data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return os.Rename(tmp, filepath.Join(dir, name))
 }
 
 // syncDir fsyncs a directory, making the creation, rename or removal of its entries durable.

@@ -150,6 +150,73 @@ func (s *Store) deleteBlob(hash chain.Hash) error {
 	return syncDir(s.blobs)
 }
 
+// RecordFiles is one record's ciphertext and envelopes, for PutBatch.
+type RecordFiles struct {
+	Record     chain.Hash
+	Ciphertext []byte
+	Envelopes  []envelope.Envelope
+}
+
+// PutBatch stores the ciphertexts and envelopes of several records as durably as Put and
+// PutEnvelope, with fewer fsyncs: each file is written to a temp name, fsynced and renamed, and
+// each directory touched is fsynced once at the end rather than after every file (an import of
+// a hundred records otherwise spends most of its time in directory fsyncs). It returns the
+// ciphertexts' addresses. On error some of the records may be stored, as with separate calls.
+func (s *Store) PutBatch(recs []RecordFiles) ([]chain.Hash, error) {
+	hashes := make([]chain.Hash, len(recs))
+	for i, r := range recs {
+		switch {
+		case r.Record.IsZero():
+			return nil, fmt.Errorf("%w: envelope for a zero record id", ErrMalformed)
+		case len(r.Ciphertext) == 0:
+			return nil, fmt.Errorf("%w: empty ciphertext", ErrMalformed)
+		case len(r.Ciphertext) > envelope.MaxCiphertextLen:
+			return nil, fmt.Errorf("%w: ciphertext of %d bytes, limit %d", ErrTooLarge, len(r.Ciphertext), envelope.MaxCiphertextLen)
+		}
+		for j := range r.Envelopes {
+			if err := r.Envelopes[j].Validate(); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+		}
+		hashes[i] = chain.Sum256(r.Ciphertext)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	newDirs := false
+	for i, r := range recs {
+		if err := writeFileRenamed(s.blobs, hashes[i].String(), r.Ciphertext); err != nil {
+			return nil, fmt.Errorf("blobs: store %s: %w", hashes[i].Short(), err)
+		}
+		if len(r.Envelopes) == 0 {
+			continue
+		}
+		dir := s.recordDir(r.Record)
+		if _, err := os.Stat(dir); err != nil {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("blobs: store envelopes of %s: %w", r.Record.Short(), err)
+			}
+			newDirs = true
+		}
+		for _, e := range r.Envelopes {
+			if err := writeFileRenamed(dir, e.RecipientKeyID.String(), e.Encode()); err != nil {
+				return nil, fmt.Errorf("blobs: store envelope of %s: %w", r.Record.Short(), err)
+			}
+		}
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	if err := syncDir(s.blobs); err != nil {
+		return nil, err
+	}
+	if newDirs {
+		if err := syncDir(s.envelopes); err != nil {
+			return nil, err
+		}
+	}
+	return hashes, nil
+}
+
 func (s *Store) recordDir(record chain.Hash) string {
 	return filepath.Join(s.envelopes, record.String())
 }

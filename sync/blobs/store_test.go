@@ -197,3 +197,37 @@ func TestStoreConcurrent(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, all, 4)
 }
+
+// PutBatch stores what separate Put and PutEnvelope calls would, leaves no temp files, and
+// refuses a malformed batch before writing anything.
+func TestStorePutBatch(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir)
+	require.NoError(t, err)
+	var batch []RecordFiles
+	for i := range 5 {
+		record := chain.Sum256([]byte(fmt.Sprintf("record %d", i)))
+		sl := sealed(t, record, fmt.Sprintf("medical record %d", i), 3)
+		batch = append(batch, RecordFiles{Record: record, Ciphertext: sl.Ciphertext, Envelopes: sl.Envelopes})
+	}
+	hashes, err := s.PutBatch(batch)
+	require.NoError(t, err)
+	require.Len(t, hashes, len(batch))
+	for i, r := range batch {
+		require.Equal(t, chain.Sum256(r.Ciphertext), hashes[i])
+		got, err := s.Get(hashes[i])
+		require.NoError(t, err)
+		require.Equal(t, r.Ciphertext, got)
+		envs, err := s.Envelopes(r.Record)
+		require.NoError(t, err)
+		require.ElementsMatch(t, r.Envelopes, envs)
+	}
+	require.Empty(t, tempFiles(t, dir))
+
+	bad := []RecordFiles{{Record: chain.Sum256([]byte("x")), Ciphertext: []byte("ct"), Envelopes: []envelope.Envelope{{Version: 9}}}}
+	_, err = s.PutBatch(bad)
+	require.ErrorIs(t, err, ErrMalformed)
+	require.False(t, s.Has(chain.Sum256([]byte("ct"))), "nothing of a refused batch is written")
+	_, err = s.PutBatch([]RecordFiles{{Record: chain.Sum256([]byte("y"))}})
+	require.ErrorIs(t, err, ErrMalformed)
+}
