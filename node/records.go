@@ -18,12 +18,12 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"golang.org/x/time/rate"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/consensus/replica"
 	"github.com/medledger/medledger/node/fhir"
+	"github.com/medledger/medledger/p2p/frame"
 	"github.com/medledger/medledger/sync/blobs"
 	"github.com/medledger/medledger/wallet/envelope"
 )
@@ -118,8 +118,8 @@ type Records struct {
 
 	pushQ    chan pushJob
 	provideQ chan chain.Hash
+	pace     *frame.PeerLimits // replication pushes per peer
 	limMu    sync.Mutex
-	limiters map[peer.ID]*rate.Limiter
 	refused  map[refusalKey]time.Time // last logged own refusal (under limMu)
 	used     map[chain.Hash]time.Time // request ids this holder has decided on, within the skew window (under limMu)
 }
@@ -172,7 +172,7 @@ func NewRecords(cfg RecordsConfig) (*Records, error) {
 		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
 		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
 		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
-		limiters: make(map[peer.ID]*rate.Limiter), refused: make(map[refusalKey]time.Time), used: make(map[chain.Hash]time.Time),
+		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), refused: make(map[refusalKey]time.Time), used: make(map[chain.Hash]time.Time),
 	}, nil
 }
 
@@ -827,17 +827,6 @@ func (r *Records) provideWorker(ctx context.Context) {
 	}
 }
 
-func (r *Records) pushLimiter(p peer.ID) *rate.Limiter {
-	r.limMu.Lock()
-	defer r.limMu.Unlock()
-	l, ok := r.limiters[p]
-	if !ok {
-		l = rate.NewLimiter(pushRatePerPeer, pushBurstPerPeer)
-		r.limiters[p] = l
-	}
-	return l
-}
-
 func (r *Records) replicate(ctx context.Context, job pushJob) {
 	if job.ciphertext != nil {
 		r.provideAsync(job.id)
@@ -847,7 +836,7 @@ func (r *Records) replicate(ctx context.Context, job pushJob) {
 	for _, p := range r.replicaPeers(job.id) {
 		var err error
 		for attempt := 0; attempt < 5; attempt++ {
-			if err = r.pushLimiter(p).Wait(ctx); err != nil {
+			if err = r.pace.Wait(ctx, p); err != nil {
 				return
 			}
 			pctx, cancel := context.WithTimeout(ctx, time.Minute)

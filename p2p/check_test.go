@@ -2,8 +2,6 @@ package p2p
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"io"
 	"testing"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/p2p/frame"
 )
 
 // The validators' typed core, without a network.
@@ -89,31 +88,6 @@ func TestScoreParamsValid(t *testing.T) {
 	}
 }
 
-func TestReadFrameLen(t *testing.T) {
-	const limit = 1000
-	cases := []struct {
-		name string
-		in   []byte
-		n    int
-		err  error
-	}{
-		{"one byte", []byte{5}, 5, nil},
-		{"at the limit", binary.AppendUvarint(nil, limit), limit, nil},
-		{"over the limit", binary.AppendUvarint(nil, limit+1), 0, errTooLarge},
-		{"huge", binary.AppendUvarint(nil, 1<<62), 0, errTooLarge},
-		{"endless continuation", bytes.Repeat([]byte{0x80}, 20), 0, errTooLarge},
-		{"zero", []byte{0}, 0, errEmptyFrame},
-		{"truncated", []byte{0x85}, 0, io.ErrUnexpectedEOF},
-		{"nothing", nil, 0, io.EOF},
-	}
-	for _, c := range cases {
-		n, err := readFrameLen(bytes.NewReader(c.in), limit)
-		if n != c.n || !errors.Is(err, c.err) {
-			t.Errorf("%s: got %d, %v; want %d, %v", c.name, n, err, c.n, c.err)
-		}
-	}
-}
-
 func TestHandleDirect(t *testing.T) {
 	if _, err := handleDirect(testChain, []byte("junk")); err == nil {
 		t.Error("junk decoded")
@@ -130,11 +104,11 @@ func TestHandleDirect(t *testing.T) {
 	}
 	big := proposalMsg(t, 20, 60<<10)
 	var buf bytes.Buffer
-	if err := writeFrame(&buf, big.Encode()); err != nil {
+	if err := frame.Write(&buf, big.Encode()); err != nil {
 		t.Fatal(err)
 	}
 	br := bytes.NewReader(buf.Bytes())
-	n, err := readFrameLen(br, MaxDirectMessageBytes)
+	n, err := frame.ReadLen(br, MaxDirectMessageBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,29 +118,6 @@ func TestHandleDirect(t *testing.T) {
 	}
 	if _, err := handleDirect(testChain, body); err != nil {
 		t.Errorf("big proposal: %v", err)
-	}
-}
-
-func TestTokenBuckets(t *testing.T) {
-	tb := newTokenBuckets(2, 3)
-	p := peer.ID("peer")
-	now := time.Unix(1_700_000_000, 0)
-	for i := range 3 {
-		if !tb.allow(p, now) {
-			t.Fatalf("event %d of the burst refused", i)
-		}
-	}
-	if tb.allow(p, now) {
-		t.Fatal("burst exceeded")
-	}
-	if !tb.allow(p, now.Add(500*time.Millisecond)) {
-		t.Fatal("a token earned after half a second at 2/s was refused")
-	}
-	if tb.allow(p, now.Add(500*time.Millisecond)) {
-		t.Fatal("more tokens than earned")
-	}
-	if !tb.allow(peer.ID("other"), now) {
-		t.Fatal("another peer shares the bucket")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/p2p/frame"
 )
 
 // FuzzCheckGossip: no input makes a validator panic, and whatever it accepts fits its topic.
@@ -30,7 +31,7 @@ func FuzzCheckGossip(f *testing.F) {
 // over the limit.
 func FuzzDirectFrame(f *testing.F) {
 	var good bytes.Buffer
-	if err := writeFrame(&good, (&replica.Message{Version: replica.MessageVersion, SyncFrom: 1}).Encode()); err != nil {
+	if err := frame.Write(&good, (&replica.Message{Version: replica.MessageVersion, SyncFrom: 1}).Encode()); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(good.Bytes())
@@ -39,7 +40,7 @@ func FuzzDirectFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		const limit = 1 << 16 // keep allocations small; the limit logic is the same
 		r := bytes.NewReader(in)
-		n, err := readFrameLen(r, limit)
+		n, err := frame.ReadLen(r, limit)
 		if err != nil {
 			return
 		}

@@ -31,6 +31,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/p2p/frame"
 )
 
 // Config configures a Host. ChainID, ListenAddrs and IdentityFile are required.
@@ -83,7 +84,7 @@ type Host struct {
 	subs    [numTopics]*pubsub.Subscription
 	direct  protocol.ID
 	gate    *strikes
-	limiter *tokenBuckets
+	limiter *frame.PeerLimits
 	mesh    *meshTracer
 	dht     *kaddht.IpfsDHT
 
@@ -181,7 +182,7 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 		host:    lh,
 		direct:  direct,
 		gate:    gate,
-		limiter: newTokenBuckets(directRate, directBurst),
+		limiter: frame.NewPeerLimits(directRate, directBurst),
 		mesh:    newMeshTracer(),
 		inbox:   make(chan replica.Inbound, InboxSize),
 		publish: make(chan publishJob, publishQueueSize),
@@ -486,7 +487,7 @@ func (h *Host) writeDirect(p peer.ID, data []byte) error {
 		_ = s.Reset()
 		return err
 	}
-	if err := writeFrame(s, data); err != nil {
+	if err := frame.Write(s, data); err != nil {
 		_ = s.Reset()
 		return err
 	}

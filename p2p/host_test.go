@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/p2p/frame"
 )
 
 // Three hosts in a chain (A knows B, C knows B): what A broadcasts reaches B and C exactly once,
@@ -178,7 +179,7 @@ func TestDirectProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	var junk bytes.Buffer
-	if err := writeFrame(&junk, []byte("garbage that is no message")); err != nil {
+	if err := frame.Write(&junk, []byte("garbage that is no message")); err != nil {
 		t.Fatal(err)
 	}
 	overLimit := binary.AppendUvarint(nil, MaxDirectMessageBytes+1)

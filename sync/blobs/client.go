@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/p2p/frame"
 )
 
 // Fetch sends a signed access request to holder to and returns its response, whatever its
@@ -84,15 +85,15 @@ func roundTrip(ctx context.Context, h host.Host, chainID string, to peer.ID, bod
 	if err := s.SetDeadline(deadline); err != nil {
 		return fail("set deadline", err)
 	}
-	if err := writeFrame(s, body); err != nil {
+	if err := frame.Write(s, body); err != nil {
 		return fail("send request", err)
 	}
 	if err := s.CloseWrite(); err != nil {
 		return fail("close request", err)
 	}
-	out, err := readFrame(s, limit)
+	out, err := frame.Read(s, limit)
 	if err != nil {
-		if fault := (*errFrame)(nil); errors.As(err, &fault) && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrMalformed) {
+		if fault := (*frame.SenderFault)(nil); errors.As(err, &fault) {
 			err = fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		return fail("read response", err)

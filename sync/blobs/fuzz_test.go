@@ -63,15 +63,3 @@ func FuzzDecodeResponses(f *testing.F) {
 	})
 }
 
-// FuzzReadFrameLen: the length prefix reader never accepts more than its limit.
-func FuzzReadFrameLen(f *testing.F) {
-	f.Add([]byte{0x05})
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		const limit = 1 << 16
-		n, err := readFrameLen(bytes.NewReader(data), limit)
-		if err == nil && (n <= 0 || n > limit) {
-			t.Fatalf("accepted length %d", n)
-		}
-	})
-}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/p2p/frame"
 )
 
 // serve starts a server on h with a fresh handler and penalty recorder.
@@ -45,7 +46,7 @@ func sendRaw(t *testing.T, ctx context.Context, from host.Host, to peer.ID, raw 
 func sendPush(t *testing.T, ctx context.Context, from host.Host, to peer.ID, p *PushRequest) *PushResponse {
 	t.Helper()
 	var buf strings.Builder
-	require.NoError(t, writeFrame(&buf, chain.Encode(&Request{Version: MessageVersion, Kind: KindPush, Push: p})))
+	require.NoError(t, frame.Write(&buf, chain.Encode(&Request{Version: MessageVersion, Kind: KindPush, Push: p})))
 	out, err := sendRaw(t, ctx, from, to, []byte(buf.String()))
 	require.NoError(t, err)
 	n, k := binary.Uvarint(out)
@@ -210,8 +211,8 @@ func TestGarbageAndOversizedFramesReset(t *testing.T) {
 		"truncated body":     append(binary.AppendUvarint(nil, 100), "short"...),
 		"empty frame":        {0x00},
 		"framed non-CBOR":    notCBOR,
-		"framed wrong kind":  frame(chain.Encode(&Request{Version: MessageVersion, Kind: 9, Fetch: []byte{1}})),
-		"framed bad version": frame(chain.Encode(&Request{Version: 2, Kind: KindFetch, Fetch: []byte{1}})),
+		"framed wrong kind":  framed(chain.Encode(&Request{Version: MessageVersion, Kind: 9, Fetch: []byte{1}})),
+		"framed bad version": framed(chain.Encode(&Request{Version: 2, Kind: KindFetch, Fetch: []byte{1}})),
 	}
 	for name, raw := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -228,7 +229,7 @@ func TestGarbageAndOversizedFramesReset(t *testing.T) {
 	}
 }
 
-func frame(body []byte) []byte { return append(binary.AppendUvarint(nil, uint64(len(body))), body...) }
+func framed(body []byte) []byte { return append(binary.AppendUvarint(nil, uint64(len(body))), body...) }
 
 func TestRateLimitPenalized(t *testing.T) {
 	ctx := testCtx(t)

@@ -13,6 +13,17 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/p2p/frame"
+)
+
+// Stream timing and rate limits.
+const (
+	// streamTimeout bounds a whole stream, either side: reading the request, the handler, and
+	// writing the response.
+	streamTimeout = 30 * time.Second
+	// DefaultRate and DefaultBurst limit the streams one peer may open per second.
+	DefaultRate  = 20
+	DefaultBurst = 40
 )
 
 // Handler decides requests that have already decoded, validated and verified: the access
@@ -42,7 +53,8 @@ type ServerOptions struct {
 	Penalize func(peer.ID, error)
 	// Rate and Burst limit the streams one peer may open per second; zero means DefaultRate and
 	// DefaultBurst.
-	Rate, Burst float64
+	Rate  float64
+	Burst int
 }
 
 type server struct {
@@ -50,7 +62,7 @@ type server struct {
 	handler  Handler
 	log      *slog.Logger
 	penalize func(peer.ID, error)
-	limiter  *tokenBuckets
+	limiter  *frame.PeerLimits
 	now      func() time.Time
 
 	ctx    context.Context
@@ -78,7 +90,7 @@ func Serve(h host.Host, chainID string, handler Handler, opts ServerOptions) fun
 	if burst <= 0 {
 		burst = DefaultBurst
 	}
-	s.limiter = newTokenBuckets(rate, burst)
+	s.limiter = frame.NewPeerLimits(rate, burst)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	pid := ProtocolID(chainID)
 	h.SetStreamHandler(pid, s.handleStream)
@@ -117,7 +129,7 @@ func (s *server) handleStream(st network.Stream) {
 	}
 	defer s.wg.Done()
 	from := st.Conn().RemotePeer()
-	if !s.limiter.allow(from, s.now()) {
+	if !s.limiter.Allow(from, s.now()) {
 		_ = st.Reset()
 		s.penalize(from, ErrRateLimited)
 		return
@@ -132,10 +144,10 @@ func (s *server) handleStream(st network.Stream) {
 		_ = st.Reset()
 		return
 	}
-	body, err := readFrame(st, MaxRequestBytes)
+	body, err := frame.Read(st, MaxRequestBytes)
 	if err != nil {
 		_ = st.Reset()
-		if fault := (*errFrame)(nil); errors.As(err, &fault) {
+		if fault := (*frame.SenderFault)(nil); errors.As(err, &fault) {
 			s.strike(from, "bad frame", err)
 		}
 		return
@@ -156,7 +168,7 @@ func (s *server) handleStream(st network.Stream) {
 		resp = s.push(ctx, from, req.Push)
 	}
 	out := chain.Encode(resp)
-	if err := writeFrame(st, out); err != nil {
+	if err := frame.Write(st, out); err != nil {
 		_ = st.Reset()
 		s.log.Debug("blobs: write response", "peer", from, "err", err)
 		return
