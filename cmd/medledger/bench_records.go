@@ -88,41 +88,15 @@ type recBench struct {
 	nw       *procnet.Network
 	chainID  string
 	progress io.Writer
-	hc       *http.Client
 }
 
 // call sends one authenticated request to node i and returns status, headers and body.
 func (rb *recBench) call(ctx context.Context, i int, method, path string, body []byte) (int, http.Header, []byte, error) {
-	addr, err := rb.nw.APIAddr(i)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	tok, err := rb.nw.Token(i)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	var rd io.Reader
+	ctype := ""
 	if body != nil {
-		rd = bytes.NewReader(body)
+		ctype = "application/json"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := rb.hc.Do(req)
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("node%d: %s %s: %w", i, method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, resp.Header, nil, fmt.Errorf("node%d: reading %s %s: %w", i, method, path, err)
-	}
-	return resp.StatusCode, resp.Header, b, nil
+	return rb.nw.Request(ctx, i, method, path, ctype, body)
 }
 
 // callJSON does a request that must answer want and decodes the answer into out.
@@ -235,9 +209,7 @@ func runRecords(ctx context.Context, nw *procnet.Network, g *chain.Genesis, prog
 	if mib <= 0 {
 		return nil, errors.New("--record-mib must be positive")
 	}
-	rb := &recBench{nw: nw, chainID: g.ChainID, progress: progress,
-		hc: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
-	defer rb.hc.CloseIdleConnections()
+	rb := &recBench{nw: nw, chainID: g.ChainID, progress: progress}
 	rep := &recordsReport{Records: n, Workers: importWorkers, GrantReader: min(2, nw.N-1)}
 
 	fmt.Fprintf(progress, "records: waiting for every node's provider to be registered...\n")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -448,11 +447,10 @@ func storyPeople(n int) ([]*synth.Person, *mrand.Rand) {
 // lines. It prints identifiers, record types, heights and outcomes, never a name or any
 // clinical content.
 type story struct {
-	w      io.Writer
-	nw     *procnet.Network
-	g      *chain.Genesis
-	client *http.Client
-	step   int
+	w    io.Writer
+	nw   *procnet.Network
+	g    *chain.Genesis
+	step int
 	// provider and peer are each node's provider id and libp2p peer id.
 	provider []chain.Address
 	peer     []string
@@ -526,38 +524,13 @@ func shortPeer(p string) string {
 // call sends one request to node i's API and returns the status, headers and body; a non-2xx
 // answer is not an error here.
 func (s *story) call(ctx context.Context, i int, method, path string, body []byte, ctype string) (int, http.Header, []byte, error) {
-	addr, err := s.nw.APIAddr(i)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	tok, err := s.nw.Token(i)
-	if err != nil {
-		return 0, nil, nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, storyRequest)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+	code, h, data, err := s.nw.Request(ctx, i, method, path, ctype, body)
 	if err != nil {
-		return 0, nil, nil, err
+		return code, h, nil, fmt.Errorf("node%d: %s %s: %w", i, method, routeOf(path), err)
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("node%d: %s %s: %w", i, method, routeOf(path), err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return resp.StatusCode, resp.Header, nil, fmt.Errorf("node%d: %s %s: reading the answer: %w", i, method, routeOf(path), err)
-	}
-	return resp.StatusCode, resp.Header, data, nil
+	return code, h, data, nil
 }
 
 // callJSON is call for a JSON answer: anything but 2xx is an error carrying the node's reason.
@@ -632,11 +605,10 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 		return nil
 	}
 	s := &story{
-		w: w, nw: nw, g: g, client: &http.Client{Timeout: storyRequest},
+		w: w, nw: nw, g: g,
 		provider: make([]chain.Address, nw.N), peer: make([]string, nw.N),
 		practice: 0, specialist: min(2, nw.N-1),
 	}
-	defer s.client.CloseIdleConnections()
 
 	// 1. The nodes are up and register themselves as providers from their licences.
 	for i := range nw.N {

@@ -183,9 +183,25 @@ func (nw *Network) Token(i int) (string, error) {
 // Do sends one request to node i's API, with the token when auth is true, and returns the
 // status code and body. A non-2xx answer is not an error here.
 func (nw *Network) Do(ctx context.Context, i int, method, path string, body []byte, auth bool) (int, []byte, error) {
+	ctype := ""
+	if body != nil {
+		ctype = "application/json"
+	}
+	code, _, b, err := nw.send(ctx, nw.client, i, method, path, ctype, body, auth)
+	return code, b, err
+}
+
+// Request sends one authenticated request to node i's API and returns the status, headers and
+// body; a non-2xx answer is not an error here. It is bounded by ctx alone, so a request that
+// waits for blocks (an import, wait=commit) is not cut off by a client timeout.
+func (nw *Network) Request(ctx context.Context, i int, method, path, contentType string, body []byte) (int, http.Header, []byte, error) {
+	return nw.send(ctx, nw.bulk, i, method, path, contentType, body, true)
+}
+
+func (nw *Network) send(ctx context.Context, client *http.Client, i int, method, path, contentType string, body []byte, auth bool) (int, http.Header, []byte, error) {
 	addr, err := nw.APIAddr(i)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	var rd io.Reader
 	if body != nil {
@@ -193,28 +209,28 @@ func (nw *Network) Do(ctx context.Context, i int, method, path string, body []by
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
 	if err != nil {
-		return 0, nil, fmt.Errorf("procnet: %w", err)
+		return 0, nil, nil, fmt.Errorf("procnet: %w", err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if auth {
 		tok, err := nw.Token(i)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := nw.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("procnet: node%d: %w", i, err)
+		return 0, nil, nil, fmt.Errorf("procnet: node%d: %s %s: %w", i, method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("procnet: node%d: reading %s %s: %w", i, method, path, err)
+		return resp.StatusCode, resp.Header, nil, fmt.Errorf("procnet: node%d: reading %s %s: %w", i, method, path, err)
 	}
-	return resp.StatusCode, b, nil
+	return resp.StatusCode, resp.Header, b, nil
 }
 
 // call does an authenticated request and decodes a 2xx JSON answer into out.

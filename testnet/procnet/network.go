@@ -42,6 +42,8 @@ type Network struct {
 	StopTimeout time.Duration
 
 	client *http.Client
+	// bulk has no timeout of its own: Request is bounded by its context (imports wait for blocks).
+	bulk *http.Client
 
 	mu    sync.Mutex
 	procs []*proc // index i: the current or last process of node i, nil if never started
@@ -79,6 +81,7 @@ func Open(bin, dir string, n, basePort int) *Network {
 	return &Network{
 		Bin: bin, Dir: dir, N: n, BasePort: basePort, LogLevel: "info", StopTimeout: DefaultStopTimeout,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}},
+		bulk:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
 		procs:  make([]*proc, n), apis: make([]string, n), tok: make([]string, n),
 	}
 }
@@ -251,6 +254,7 @@ func (nw *Network) Close() {
 		}
 	}
 	nw.client.CloseIdleConnections()
+	nw.bulk.CloseIdleConnections()
 }
 
 // LogTail returns about the last n bytes of node i's log, for error messages.

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
@@ -39,8 +38,7 @@ func TestNoPHIInClear(t *testing.T) {
 		nPatients, nRecords            = 3, 12
 	)
 	nw, g := startFour(t, 1)
-	c := &phiClient{t: t, nw: nw, g: g, http: &http.Client{Timeout: 2 * time.Minute}}
-	defer c.http.CloseIdleConnections()
+	c := &phiClient{t: t, nw: nw, g: g}
 
 	providers := make([]chain.Address, nw.N)
 	for i := range nw.N {
@@ -219,10 +217,9 @@ type phiRecord struct {
 
 // phiClient talks to the nodes' APIs with a client patient enough for imports.
 type phiClient struct {
-	t    *testing.T
-	nw   *procnet.Network
-	g    *chain.Genesis
-	http *http.Client
+	t  *testing.T
+	nw *procnet.Network
+	g  *chain.Genesis
 }
 
 func (c *phiClient) do(i int, method, path string, body []byte, ctype string) (int, http.Header, []byte) {
@@ -237,33 +234,7 @@ func (c *phiClient) do(i int, method, path string, body []byte, ctype string) (i
 }
 
 func (c *phiClient) try(ctx context.Context, i int, method, path string, body []byte, ctype string) (int, http.Header, []byte, error) {
-	addr, err := c.nw.APIAddr(i)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	tok, err := c.nw.Token(i)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("node%d: %s %s: %w", i, method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, data, err
+	return c.nw.Request(ctx, i, method, path, ctype, body)
 }
 
 func (c *phiClient) tryJSON(ctx context.Context, i int, method, path string, out any) error {

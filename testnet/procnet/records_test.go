@@ -104,18 +104,9 @@ func (r *recNet) read(i int, id chain.Hash, query string) (int, []byte, string) 
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
-	addr, err := r.nw.APIAddr(i)
+	code, h, body, err := r.nw.Request(ctx, i, http.MethodGet, "/v1/records/"+id.String()+query, "", nil)
 	require.NoError(r.t, err)
-	tok, err := r.nw.Token(i)
-	require.NoError(r.t, err)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/records/"+id.String()+query, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(r.t, err)
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.Bytes(), resp.Header.Get("X-MedLedger-Holder")
+	return code, body, h.Get("X-MedLedger-Holder")
 }
 
 func (r *recNet) accesses(i int, p *patient) []node.AccessJSON {
