@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/keyfile"
 )
 
 // Home is a node's home directory:
@@ -62,23 +63,8 @@ func WriteKeyFile(path string, k chain.PrivKey) error {
 }
 
 func writeSecret(path, content string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := keyfile.WriteNew(path, []byte(content)); err != nil {
 		return fmt.Errorf("node: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
-	}
-	if _, err := io.WriteString(f, content); err != nil {
-		f.Close()
-		return fmt.Errorf("node: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("node: sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("node: close %s: %w", path, err)
 	}
 	return nil
 }

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medledger/medledger/chain/keyfile"
 )
 
 // maxIdentityFileBytes bounds the key file read: a marshalled Ed25519 key is 68 bytes.
@@ -41,7 +42,7 @@ func LoadOrCreateIdentity(path string) (crypto.PrivKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: marshal identity: %w", err)
 	}
-	if err := writeNew(path, data); err != nil {
+	if err := keyfile.WriteNew(path, data); err != nil {
 		// Another process may have created it first: use theirs.
 		if errors.Is(err, fs.ErrExist) {
 			return LoadOrCreateIdentity(path)
@@ -82,42 +83,4 @@ func readBounded(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
-}
-
-// writeNew writes data to a temporary file, syncs it and links it at path, failing with
-// fs.ErrExist if path exists: a crash leaves either no key or a whole one, never half a key.
-func writeNew(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".identity-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/keyfile"
 	"github.com/medledger/medledger/wallet/envelope"
 )
 
@@ -93,63 +94,13 @@ func Create(dir string, rand io.Reader) (*Wallet, error) {
 	}
 	data = append(data, '\n')
 	defer clear(data)
-	if err := writeNew(w.file, data); err != nil {
+	if err := keyfile.WriteNew(w.file, data); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("%w in %s: refusing to overwrite it (its keys would be lost)", ErrExists, dir)
 		}
 		return nil, fmt.Errorf("keystore: create %s: %w", w.file, err)
 	}
 	return w, nil
-}
-
-// writeNew writes data to a new file at path with mode 0600, failing with
-// fs.ErrExist if path exists. The data goes to an exclusively created
-// temporary file in the same directory, which is synced and then hard-linked
-// at path (link never replaces an existing file); the directory is synced
-// last.
-func writeNew(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if _, err := os.Lstat(path); err == nil {
-		return fs.ErrExist
-	}
-	tmp, err := os.CreateTemp(dir, ".wallet-*.tmp") // O_EXCL, mode 0600
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fs.ErrExist
-		}
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && runtime.GOOS != "windows" {
-		return err
-	}
-	return nil
 }
 
 // Open reads the wallet in dir. It refuses a wallet file that group or
