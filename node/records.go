@@ -212,29 +212,11 @@ func tipTime(view state.View) (int64, error) {
 // submit signs body with the provider key under the next free nonce and submits it. With
 // wait, it returns after the transaction commits.
 func (r *Records) submit(ctx context.Context, kind chain.TxKind, body any, wait bool) (chain.Hash, uint64, error) {
-	r.txMu.Lock()
-	var nonce uint64
-	pub := r.keys.Signing.Public()
-	err := r.query(ctx, func(view state.View, rep *replica.Replica) error {
-		committed, err := state.Nonce(view, r.self)
-		if err != nil {
-			return err
-		}
-		nonce = rep.Mempool().NextNonce(pub, committed)
-		return nil
-	})
+	h, ch, cancel, err := r.submitExpect(ctx, kind, body)
 	if err != nil {
-		r.txMu.Unlock()
 		return chain.Hash{}, 0, err
 	}
-	tx := chain.NewTx(r.keys.Signing, r.chainID, kind, nonce, body)
-	ch, cancel := r.commits.expect(tx.Hash())
 	defer cancel()
-	h, err := r.backend.Submit(ctx, tx)
-	r.txMu.Unlock()
-	if err != nil {
-		return chain.Hash{}, 0, fmt.Errorf("submit %s: %w", kind, err)
-	}
 	if !wait {
 		return h, 0, nil
 	}
@@ -389,9 +371,8 @@ func (r *Records) shred(id chain.Hash) bool {
 	if !ok {
 		return false
 	}
+	// Envelopes are only ever stored next to a ciphertext, so the ciphertext says who holds it.
 	held := rec.Author == r.self || r.blobs.Has(rec.CiphertextHash)
-	envs, _ := r.blobs.Envelopes(id)
-	held = held || len(envs) > 0
 	if err := r.blobs.DeleteRecord(id, rec.CiphertextHash); err != nil {
 		r.log.Error("erase: delete blob", "record", id.Short(), "err", err)
 		return false
@@ -725,7 +706,7 @@ func (r *Records) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 		for _, rec := range recs[from:to] {
 			body.Records = append(body.Records, rec.anchor)
 		}
-		ch, cancel, err := r.submitExpect(ctx, chain.TxAnchorRecords, body)
+		_, ch, cancel, err := r.submitExpect(ctx, chain.TxAnchorRecords, body)
 		if err != nil {
 			return nil, err
 		}
@@ -748,8 +729,9 @@ func (r *Records) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 	return out, nil
 }
 
-// submitExpect submits an own transaction and returns a channel that reports its commit.
-func (r *Records) submitExpect(ctx context.Context, kind chain.TxKind, body any) (chan uint64, func(), error) {
+// submitExpect signs body with the provider key under the next free nonce, submits it, and
+// returns its hash and a channel that reports its commit (cancel forgets it).
+func (r *Records) submitExpect(ctx context.Context, kind chain.TxKind, body any) (chain.Hash, chan uint64, func(), error) {
 	r.txMu.Lock()
 	defer r.txMu.Unlock()
 	var nonce uint64
@@ -760,15 +742,16 @@ func (r *Records) submitExpect(ctx context.Context, kind chain.TxKind, body any)
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return chain.Hash{}, nil, nil, err
 	}
 	tx := chain.NewTx(r.keys.Signing, r.chainID, kind, nonce, body)
 	ch, cancel := r.commits.expect(tx.Hash())
-	if _, err := r.backend.Submit(ctx, tx); err != nil {
+	h, err := r.backend.Submit(ctx, tx)
+	if err != nil {
 		cancel()
-		return nil, nil, fmt.Errorf("submit %s: %w", kind, err)
+		return chain.Hash{}, nil, nil, fmt.Errorf("submit %s: %w", kind, err)
 	}
-	return ch, cancel, nil
+	return h, ch, cancel, nil
 }
 
 // pushJob is one record (or envelope update) waiting to be pushed to its replicas.
