@@ -62,4 +62,3 @@ func FuzzDecodeResponses(f *testing.F) {
 		}
 	})
 }
-
