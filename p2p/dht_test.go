@@ -132,13 +132,11 @@ func TestProvideAndFindHolders(t *testing.T) {
 	if err := hosts[2].Provide(ctxT(t), key); err != nil {
 		t.Fatal(err)
 	}
-	holders, err := hosts[3].FindHolders(ctxT(t), key, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(holders, hosts[2].self) {
-		t.Fatalf("holders %v, want %s among them", holders, hosts[2].self)
-	}
+	// A peer stores an ADD_PROVIDER asynchronously, so a lookup right after Provide may miss it.
+	waitFor(t, "host 3 to find host 2 holding the key", func() bool {
+		holders, err := hosts[3].FindHolders(ctxT(t), key, 5)
+		return err == nil && slices.Contains(holders, hosts[2].self)
+	})
 	// The provider does not list itself.
 	own, err := hosts[2].FindHolders(ctxT(t), key, 5)
 	if err != nil {
