@@ -104,8 +104,10 @@ func TestCLIStory(t *testing.T) {
 	// Bad input and refusals: non-zero exit, one line on stderr.
 	require.Contains(t, refused(t, "records", "import", "--home", home0, "--patient", reg.PatientID, "../../node/fhir/testdata/does-not-exist.json"), "does-not-exist")
 	require.Contains(t, refused(t, "records", "import", "--home", home0, "--patient", "nothex", "x.json"), "patient")
-	line := refused(t, "records", "get", "--home", home2, cond)
-	require.Contains(t, line, "no consent")
+	// "not found" until node2 has the anchors' block, then refused for want of consent.
+	require.Eventually(t, func() bool {
+		return strings.Contains(refused(t, "records", "get", "--home", home2, cond), "no consent")
+	}, stepTimeout, 200*time.Millisecond)
 
 	var st struct {
 		ProviderID string `json:"provider_id"`

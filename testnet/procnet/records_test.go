@@ -397,8 +397,8 @@ func TestRecordStory(t *testing.T) {
 	node2Enc := readEncKey(t, r.nw.Home(2))
 	_, err = os.Stat(filepath.Join(r.nw.Home(0), "blobs", "envelopes", newCond.String(), node2Enc.Public().KeyID().String()))
 	require.True(t, os.IsNotExist(err), "a record imported after the revoke has no envelope for the revoked grantee")
-	code, _, _ = r.read(2, newCond, "")
-	require.Equal(t, http.StatusForbidden, code)
+	// 404 until node2 has the anchor's block, then 403.
+	require.Eventually(t, func() bool { c, _, _ := r.read(2, newCond, ""); return c == http.StatusForbidden }, stepTimeout, 100*time.Millisecond)
 
 	// A holder killed right after serving still logs the read exactly once.
 	r.tx(0, pat, chain.TxConsentGrant, &chain.ConsentGrant{Grantee: r.prov[1], Purpose: "TREAT", Scope: chain.ConsentScope{Kind: chain.ScopeAll}})
