@@ -104,16 +104,6 @@ func New(cfg Config, s Start) (*Engine, error) {
 		e.signed = *s.Signed.clone()
 	}
 	e.enterHeight(s)
-	if s.Signed != nil && s.Signed.Height == s.Height {
-		e.resume = true
-		e.round = s.Signed.Round
-		if s.Signed.LockedRound >= 0 {
-			e.locked, e.lockedRound = s.Signed.block(s.Signed.LockedHash), s.Signed.LockedRound
-		}
-		if s.Signed.ValidRound >= 0 {
-			e.valid, e.validRound = s.Signed.block(s.Signed.ValidHash), s.Signed.ValidRound
-		}
-	}
 	return e, nil
 }
 
@@ -146,6 +136,27 @@ func (e *Engine) enterHeight(s Start) {
 	e.prevoteWait, e.precommitWait, e.polSeen = false, false, false
 	e.needBlock = nil
 	e.resume = false
+	e.restoreSigned()
+}
+
+// restoreSigned brings back the round, lock and valid value this authority recorded at the height
+// being entered. That happens on a restart, and also after a catch-up: a store that lost blocks
+// below the last signature (power loss without sync) starts lower, block sync brings it back to
+// the signed height, and forgetting the lock there could make it prevote against its own
+// precommit.
+func (e *Engine) restoreSigned() {
+	s := &e.signed
+	if e.cfg.Key == nil || s.Height != e.height {
+		return
+	}
+	e.resume = true
+	e.round = s.Round
+	if s.LockedRound >= 0 {
+		e.locked, e.lockedRound = s.block(s.LockedHash), s.LockedRound
+	}
+	if s.ValidRound >= 0 {
+		e.valid, e.validRound = s.block(s.ValidHash), s.ValidRound
+	}
 }
 
 // Start begins the height given to New: round 0 on a first start, or the recorded round, lock and
@@ -176,6 +187,13 @@ func (e *Engine) NewHeight(s Start, now int64) {
 		return
 	}
 	e.enterHeight(s)
+	if e.resume {
+		// This height was already under way before a crash: rejoin its round now.
+		e.resume = false
+		e.resumeRound()
+		e.progress()
+		return
+	}
 	delay := int64(e.cfg.Params.BlockIntervalMs)
 	if s.Busy {
 		delay = min(delay, busyIntervalMs)

@@ -237,3 +237,70 @@ func TestSignStateAheadOfStartRefusesToSign(t *testing.T) {
 		t.Fatalf("signed below its record: %+v", rd)
 	}
 }
+
+// Lock amnesia after catch-up: an authority whose store lost the blocks below its last signature
+// starts below its sign state, catches up, and enters the height it had signed at. It must come
+// back with that height's round, lock and valid value, and never prevote against its lock.
+func TestCatchUpRestoresLockAtSignedHeight(t *testing.T) {
+	keys, set := testKeys(4)
+	// Node 0 prevoted and precommitted block b in round 3 of height 3, locking on it.
+	const h = 3
+	b := testBlock(h, 7)
+	b.Header.PrevHash = chain.Hash{2}
+	pv := signedVote(keys[0], chain.Prevote, h, 3, b.Hash())
+	pc := signedVote(keys[0], chain.Precommit, h, 3, b.Hash())
+	proofs := []*chain.Vote{pv, signedVote(keys[1], chain.Prevote, h, 3, b.Hash()), signedVote(keys[2], chain.Prevote, h, 3, b.Hash())}
+	slicesSortVotes(proofs)
+	rec := &SignState{Version: SignStateVersion, Height: h, Round: 3, Step: StepPrecommit, Prevote: pv, Precommit: pc,
+		LockedRound: 3, LockedHash: b.Hash(), ValidRound: 3, ValidHash: b.Hash(), Blocks: []*chain.Block{b}, Proofs: proofs}
+	if err := rec.validate(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{ChainID: testChain, Key: &keys[0], Params: testParams},
+		Start{Height: h - 2, Authorities: set, LastBlockTime: genesisTime, Signed: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start(genesisTime)
+	e.Ready()
+	// Block sync commits heights 1 and 2; the engine enters height 3.
+	e.NewHeight(Start{Height: h - 1, Authorities: set, LastBlockTime: genesisTime + 10}, genesisTime+10)
+	e.Ready()
+	e.NewHeight(Start{Height: h, Authorities: set, LastBlockTime: genesisTime + 20}, genesisTime+20)
+	if r, lb := e.Locked(); r != 3 || lb == nil || lb.Hash() != b.Hash() {
+		t.Fatalf("entering height %d forgot the lock signed there: locked round %d", h, r)
+	}
+	rd := e.Ready()
+	if rd.SignState != nil && (rd.SignState.LockedRound != 3 || rd.SignState.LockedHash != b.Hash()) {
+		t.Fatalf("the persisted lock was overwritten: %+v", rd.SignState)
+	}
+	// Round 4 brings a new block with no proof of lock: the node must prevote nil.
+	for e.Round() < 4 {
+		e.HandleTimeout(Timeout{Height: h, Round: e.Round(), Step: StepPrecommit}, genesisTime+30)
+		e.Ready()
+	}
+	b4 := testBlock(h, 44)
+	prop := set.Proposer(h, 4)
+	var pk chain.PrivKey
+	for _, k := range keys {
+		if k.Public() == prop {
+			pk = k
+		}
+	}
+	e.HandleProposal(signedProposal(pk, h, 4, -1, b4), b4, true, genesisTime+30)
+	for _, v := range votesIn(e.Ready()) {
+		if v.Authority == keys[0].Public() && v.Type == chain.Prevote && v.BlockHash == b4.Hash() {
+			t.Fatalf("prevoted %s at round 4 against its lock on %s", b4.Hash().Short(), b.Hash().Short())
+		}
+	}
+}
+
+func slicesSortVotes(vs []*chain.Vote) {
+	for i := range vs {
+		for j := i + 1; j < len(vs); j++ {
+			if string(vs[j].Authority[:]) < string(vs[i].Authority[:]) {
+				vs[i], vs[j] = vs[j], vs[i]
+			}
+		}
+	}
+}
