@@ -233,3 +233,7 @@ func (e *Engine) canSign() bool {
 }
 
 func (e *Engine) proposer(r uint32) chain.PubKey { return e.set.Proposer(e.height, r) }
+
+// HasVote reports whether v is already counted at the height being decided: a driver skips
+// verifying and handling a replayed vote.
+func (e *Engine) HasVote(v *chain.Vote) bool { return v != nil && e.votes.hasVote(v) }

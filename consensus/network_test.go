@@ -172,7 +172,7 @@ func (nw *network) process(i int) {
 			nw.restart(i)
 			return
 		}
-		for _, m := range rd.Messages {
+		for _, m := range append(rd.Messages, rd.Resends...) {
 			nw.checkSent(i, m)
 			for j := range nw.nodes {
 				if j != i {

@@ -65,11 +65,25 @@ func (e *Engine) propose(b *chain.Block, pol int32) {
 // relayPOL re-broadcasts the prevotes that justify p's POL round (signed by others; receivers
 // verify them like any vote).
 func (e *Engine) relayPOL(p *chain.Proposal) {
+	e.out.Messages = e.appendPOL(e.out.Messages, p)
+}
+
+func (e *Engine) appendPOL(out []Message, p *chain.Proposal) []Message {
 	if p.POLRound < 0 {
-		return
+		return out
 	}
 	for _, v := range e.votes.pol(uint32(p.POLRound), p.BlockHash) {
 		cp := *v
-		e.out.Messages = append(e.out.Messages, Message{Vote: &cp})
+		out = append(out, Message{Vote: &cp})
 	}
+	return out
+}
+
+// ProposalAt returns the block hash of the proposal counted for round r of the height being
+// decided, if any: a driver uses it to skip executing a proposal it has already judged.
+func (e *Engine) ProposalAt(r uint32) (chain.Hash, bool) {
+	if p := e.proposals[r]; p != nil {
+		return p.p.BlockHash, true
+	}
+	return chain.Hash{}, false
 }

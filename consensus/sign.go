@@ -114,14 +114,15 @@ func (e *Engine) syncSigned() {
 	e.signedDirty = true
 }
 
-// resend re-broadcasts what this node signed in the current round, unchanged, so that a round
-// survives dropped messages once the network heals, and the previous height's decision for
-// nodes that missed it.
+// resend re-sends what this node signed in the current round, unchanged, so that a round
+// survives dropped messages once the network heals, and the previous height's decision, for
+// nodes that missed them. They go out as Ready.Resends: the driver sends them to each peer
+// directly, because gossip drops a payload it has already seen.
 func (e *Engine) resend() {
 	if !e.canSign() {
 		return
 	}
-	e.out.Messages = append(e.out.Messages, e.lastCommit...)
+	e.out.Resends = append(e.out.Resends, e.lastCommit...)
 	s := &e.signed
 	if s.Height != e.height || s.Round != e.round || s.Step == StepNewHeight {
 		return
@@ -129,14 +130,14 @@ func (e *Engine) resend() {
 	if s.Proposal != nil {
 		if b := e.blocks[s.Proposal.BlockHash]; b != nil {
 			p := *s.Proposal
-			e.out.Messages = append(e.out.Messages, Message{Proposal: &p, Block: b})
-			e.relayPOL(&p)
+			e.out.Resends = append(e.out.Resends, Message{Proposal: &p, Block: b})
+			e.out.Resends = e.appendPOL(e.out.Resends, &p)
 		}
 	}
 	for _, v := range []*chain.Vote{s.Prevote, s.Precommit} {
 		if v != nil {
 			cp := *v
-			e.out.Messages = append(e.out.Messages, Message{Vote: &cp})
+			e.out.Resends = append(e.out.Resends, Message{Vote: &cp})
 		}
 	}
 }

@@ -131,7 +131,7 @@ func TestRestartResumesRoundAndLock(t *testing.T) {
 		t.Fatal("nothing new was signed, yet a sign state was emitted")
 	}
 	var resent int
-	for _, m := range rd.Messages {
+	for _, m := range rd.Resends {
 		switch {
 		case m.Proposal != nil:
 			if *m.Proposal != *last.Proposal {

@@ -12,6 +12,10 @@ import (
 // skip). Their senders re-broadcast periodically, so nothing is lost once the engine catches up.
 const roundWindow = 8
 
+// RoundWindow is how many rounds ahead of its own a node accepts votes and proposals for; a
+// driver applies the same bound before handing messages in.
+const RoundWindow = roundWindow
+
 // maxVotesPerAuthority bounds the distinct votes kept per authority, round and type. An honest
 // authority signs one; keeping a few conflicting ones lets each count for its own value (the
 // paper counts messages per value, so an equivocator's votes count for every value they name),
@@ -231,4 +235,21 @@ func (hv *heightVotes) pol(r uint32, h chain.Hash) []*chain.Vote {
 // output never depends on map order.
 func (hv *heightVotes) votesFor(r uint32, t chain.VoteType, h chain.Hash) []*chain.Vote {
 	return hv.get(r, t).forHash(h)
+}
+
+// has reports whether exactly v (authority, round, type and block) is already counted.
+func (hv *heightVotes) hasVote(v *chain.Vote) bool {
+	if v.Height != hv.height {
+		return false
+	}
+	rv := hv.rounds[v.Round]
+	if rv == nil {
+		return false
+	}
+	for _, p := range rv.of(v.Type).byAuthority[v.Authority] {
+		if p.BlockHash == v.BlockHash {
+			return true
+		}
+	}
+	return false
 }

@@ -89,7 +89,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if n.store, err = store.OpenBadger(h.DataDir(), store.Options{Sync: policy, Logger: log}); err != nil {
 		return n, fmt.Errorf("node: open store: %w", err)
 	}
-	rep, err := replica.New(replica.Config{Genesis: g, Key: key, MempoolTxs: cfg.Mempool.MaxTxs, MempoolBytes: cfg.Mempool.MaxBytes}, n.store)
+	rep, err := replica.New(replica.Config{Genesis: g, Key: key, Mempool: replica.MempoolConfig{MaxTxs: cfg.Mempool.MaxTxs, MaxBytes: cfg.Mempool.MaxBytes}}, n.store)
 	if err != nil {
 		return n, err
 	}

@@ -128,6 +128,12 @@ func (r *Runner) emit(out replica.Output) {
 	for _, m := range out.Broadcast {
 		r.tr.Broadcast(m)
 	}
+	for _, m := range out.Resend {
+		r.tr.Broadcast(m)
+	}
+	for _, p := range out.Penalties {
+		r.tr.Penalize(p.Peer, p.Err)
+	}
 	for _, a := range out.Unicast {
 		r.tr.Send(a.To, a.Msg)
 	}

@@ -3,27 +3,15 @@ package replica
 import (
 	"fmt"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/medledger/medledger/chain"
 )
 
 // MessageVersion is the replica wire message encoding version.
 const MessageVersion = 1
 
-// MaxSyncBatch bounds how many blocks one sync response carries, and maxSyncReplyBytes their
-// total size, well inside MaxMessageBytes.
-const (
-	MaxSyncBatch      = 32
-	maxSyncReplyBytes = 8 << 20
-)
 
-// Inbound is a message received from a peer, as a transport hands it to the node.
-type Inbound struct {
-	From PeerID
-	Msg  *Message
-	// Verified says this node's transport already checked the message's signatures (a gossip
-	// validator ran here), so the replica does not verify them a second time.
-	Verified bool
-}
 
 // Message is what replicas exchange. Exactly one group of fields is set:
 // Proposal+Block, Vote, Tx, SyncRequest (FromHeight), or SyncResponse (Blocks+Certs).
@@ -122,4 +110,109 @@ func (m *Message) Validate() error {
 		return fmt.Errorf("replica: message must carry exactly one kind of content, has %d", kinds)
 	}
 	return nil
+}
+
+// Head is a message decoded without its block's transactions: enough to judge a proposal from
+// its signed header (height, round, proposer, block hash) before paying for decoding, hashing
+// and executing a block of up to chain.MaxBlockBytes. The block hash is the header's hash, so
+// the header alone proves which block the proposer signed.
+type Head struct {
+	Proposal *chain.Proposal
+	Header   *chain.Header // the proposed block's header
+	Vote     *chain.Vote
+	Tx       *chain.Tx
+	SyncFrom uint64
+	Sync     int // blocks in a sync response
+}
+
+// Kind names the message for logs and metrics.
+func (h *Head) Kind() string {
+	switch {
+	case h.Proposal != nil:
+		return "proposal"
+	case h.Vote != nil:
+		return "vote"
+	case h.Tx != nil:
+		return "tx"
+	case h.SyncFrom != 0:
+		return "sync-request"
+	case h.Sync > 0:
+		return "sync-response"
+	}
+	return "empty"
+}
+
+type wireHead struct {
+	_          struct{} `cbor:",toarray"`
+	Version    uint8
+	Proposal   *chain.Proposal
+	Block      *blockHead
+	Vote       *chain.Vote
+	Tx         *chain.Tx
+	SyncFrom   uint64
+	SyncBlocks []cbor.RawMessage
+	SyncCerts  []cbor.RawMessage
+}
+
+type blockHead struct {
+	_       struct{} `cbor:",toarray"`
+	Version uint8
+	Header  chain.Header
+	Txs     cbor.RawMessage
+}
+
+// DecodeHead decodes what DecodeMessage decodes except blocks' transactions and sync batches,
+// and checks the form of what it decoded. A message that DecodeHead accepts may still fail
+// DecodeMessage (a malformed transaction inside the block).
+func DecodeHead(data []byte) (*Head, error) {
+	var w wireHead
+	if err := chain.DecodeCanonical("replica message", data, MaxMessageBytes, &w); err != nil {
+		return nil, err
+	}
+	if w.Version != MessageVersion {
+		return nil, fmt.Errorf("%w: replica message version %d", chain.ErrUnknownVersion, w.Version)
+	}
+	h := &Head{Proposal: w.Proposal, Vote: w.Vote, Tx: w.Tx, SyncFrom: w.SyncFrom, Sync: len(w.SyncBlocks)}
+	kinds := 0
+	if w.Proposal != nil || w.Block != nil {
+		kinds++
+		if w.Proposal == nil || w.Block == nil {
+			return nil, fmt.Errorf("replica: proposal message needs both proposal and block")
+		}
+		if err := w.Proposal.Validate(); err != nil {
+			return nil, err
+		}
+		if w.Block.Version != chain.BlockVersion {
+			return nil, fmt.Errorf("%w: block version %d", chain.ErrUnknownVersion, w.Block.Version)
+		}
+		if err := w.Block.Header.Validate(); err != nil {
+			return nil, err
+		}
+		h.Header = &w.Block.Header
+	}
+	if w.Vote != nil {
+		kinds++
+		if err := w.Vote.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if w.Tx != nil {
+		kinds++
+		if err := w.Tx.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if w.SyncFrom != 0 {
+		kinds++
+	}
+	if len(w.SyncBlocks) > 0 || len(w.SyncCerts) > 0 {
+		kinds++
+		if len(w.SyncBlocks) != len(w.SyncCerts) || len(w.SyncBlocks) > MaxSyncBatch {
+			return nil, fmt.Errorf("replica: sync response with %d blocks and %d certificates (at most %d)", len(w.SyncBlocks), len(w.SyncCerts), MaxSyncBatch)
+		}
+	}
+	if kinds != 1 {
+		return nil, fmt.Errorf("replica: message must carry exactly one kind of content, has %d", kinds)
+	}
+	return h, nil
 }

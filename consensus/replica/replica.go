@@ -18,28 +18,36 @@ var ErrInvalid = errors.New("replica: invalid input")
 // PeerID names the peer a message came from or goes to; the transport defines its meaning.
 type PeerID string
 
+// roundWindow is the engine's: how far ahead of its round a replica looks at all.
+const roundWindow = consensus.RoundWindow
+
 // Config holds what a replica needs besides its store.
 type Config struct {
 	Genesis *chain.Genesis
 	// Key is the authority's signing key; nil for a full node that verifies and follows but
 	// never votes.
-	Key *chain.PrivKey
-	// Mempool bounds; zero means the defaults (50,000 transactions, 64 MiB).
-	MempoolTxs   int
-	MempoolBytes int
-	// FutureBuffer bounds messages held for the next height; zero means 4,096.
-	FutureBuffer int
-	// SyncIntervalMs is the least time between two sync requests; zero means 500.
+	Key     *chain.PrivKey
+	Mempool MempoolConfig
+	Future  FutureLimits
+	// SyncIntervalMs is the least time between two sync requests unless the last answer was
+	// full; zero means 500.
 	SyncIntervalMs int64
 }
 
 // Output is what one call hands back to the caller: messages to send (already persisted, so
-// safe to send), timeouts to schedule, and blocks committed during the call.
+// safe to send), timeouts to schedule, blocks committed during the call, transactions that left
+// the mempool without being committed, and peers to blame for invalid input found while
+// handling buffered messages.
 type Output struct {
 	Broadcast []*Message
+	// Resend are messages this replica sent before (and persisted); send them to each peer
+	// directly, since gossip drops a payload it has already seen.
+	Resend    []*Message
 	Unicast   []Addressed
 	Timeouts  []consensus.Timeout
 	Committed []*chain.Block
+	Dropped   []Dropped
+	Penalties []Penalty
 }
 
 // Addressed is a message for one peer.
@@ -48,15 +56,29 @@ type Addressed struct {
 	Msg *Message
 }
 
-func (o *Output) merge(p Output) {
-	o.Broadcast = append(o.Broadcast, p.Broadcast...)
-	o.Unicast = append(o.Unicast, p.Unicast...)
-	o.Timeouts = append(o.Timeouts, p.Timeouts...)
-	o.Committed = append(o.Committed, p.Committed...)
+// Penalty names a peer that sent invalid input, and why.
+type Penalty struct {
+	Peer PeerID
+	Err  error
 }
 
-// Replica is one node's ledger replica. It is not safe for concurrent use: the caller
-// serializes calls (one goroutine in the node, one event loop in the simulation).
+// Inbound is a message received from a peer, as a transport hands it to the replica.
+type Inbound struct {
+	From PeerID
+	Msg  *Message
+	// Verified says this node's transport already checked the message's signatures (its Gate
+	// ran in a gossip validator), so the replica does not verify them a second time.
+	Verified bool
+	// Tx is what the Gate found for a transaction, so the replica does not repeat it.
+	Tx *TxCheck
+	// Size is the message's encoded size, if the transport knows it (for buffer bounds).
+	Size int
+}
+
+// Replica is one node's ledger replica: the consensus engine, the state machine and the store,
+// with a mempool, an execution cache, a buffer for the next height and block sync, each its own
+// type. It is not safe for concurrent use: the caller serializes calls (one goroutine in the
+// node, one event loop in the simulation); only Gate may be used concurrently.
 type Replica struct {
 	cfg     Config
 	chainID string
@@ -65,16 +87,13 @@ type Replica struct {
 	machine *state.Machine
 	engine  *consensus.Engine
 	mempool *Mempool
+	exec    *execCache
+	future  *futureBuffer
+	sync    *blockSync
+	gate    *Gate
 
-	current, next *chain.AuthoritySet           // sets certifying the deciding height and the one after
-	validated     map[chain.Hash]*state.Outcome // executed proposals at the deciding height
-	future        []future                      // messages for the next height
-	lastSyncAt    int64
-}
-
-type future struct {
-	from PeerID
-	msg  *Message
+	current, next *chain.AuthoritySet // sets certifying the deciding height and the one after
+	lastBlockTime int64
 }
 
 // New opens a replica on st, writing genesis state if st is empty.
@@ -83,24 +102,18 @@ func New(cfg Config, st store.Store) (*Replica, error) {
 	if err := g.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.MempoolTxs == 0 {
-		cfg.MempoolTxs = 50_000
-	}
-	if cfg.MempoolBytes == 0 {
-		cfg.MempoolBytes = 64 << 20
-	}
-	if cfg.FutureBuffer == 0 {
-		cfg.FutureBuffer = 4096
-	}
 	if cfg.SyncIntervalMs == 0 {
 		cfg.SyncIntervalMs = 500
 	}
 	r := &Replica{
 		cfg: cfg, chainID: g.ChainID, params: g.Params, store: st,
-		machine:   state.New(g.ChainID),
-		mempool:   NewMempool(g.ChainID, cfg.MempoolTxs, cfg.MempoolBytes),
-		validated: make(map[chain.Hash]*state.Outcome),
+		machine: state.New(g.ChainID),
+		mempool: NewMempool(g.ChainID, cfg.Mempool),
+		exec:    newExecCache(),
+		future:  newFutureBuffer(cfg.Future),
+		sync:    newBlockSync(cfg.SyncIntervalMs),
 	}
+	r.gate = &Gate{chainID: g.ChainID, machine: r.machine, nonceWindow: r.mempool.Config().NonceWindow}
 	if err := r.ensureGenesis(); err != nil {
 		return nil, err
 	}
@@ -121,6 +134,8 @@ func New(cfg Config, st store.Store) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.future.reset(start.Height + 1)
+	r.publish()
 	return r, nil
 }
 
@@ -149,16 +164,23 @@ func (r *Replica) startState() (consensus.Start, error) {
 	if err != nil {
 		return consensus.Start{}, fmt.Errorf("replica: authority sets: %w", err)
 	}
-	last := r.cfg.Genesis.TimeMs
+	r.lastBlockTime = r.cfg.Genesis.TimeMs
 	if h := r.store.Height(); h > 0 {
 		b, err := r.store.Block(h)
 		if err != nil {
 			return consensus.Start{}, fmt.Errorf("replica: last block: %w", err)
 		}
-		last = b.Header.Time
+		r.lastBlockTime = b.Header.Time
 	}
-	return consensus.Start{Height: r.store.Height() + 1, Authorities: r.current, LastBlockTime: last}, nil
+	return consensus.Start{Height: r.store.Height() + 1, Authorities: r.current, LastBlockTime: r.lastBlockTime}, nil
 }
+
+// position is the replica's current position for the cheap checks; publish hands it to the Gate.
+func (r *Replica) position() *position {
+	return &position{height: r.store.Height() + 1, current: r.current, next: r.next, view: r.store.State(), lastBlockTime: r.lastBlockTime}
+}
+
+func (r *Replica) publish() { r.gate.publish(r.position(), r.engine.Round()) }
 
 // Height is the last committed height.
 func (r *Replica) Height() uint64 { return r.store.Height() }
@@ -169,47 +191,85 @@ func (r *Replica) Store() store.Store { return r.store }
 // Mempool exposes the pending transactions for queries.
 func (r *Replica) Mempool() *Mempool { return r.mempool }
 
+// Gate returns the replica's admission checks, for a transport's gossip validators.
+func (r *Replica) Gate() *Gate { return r.gate }
+
 // Authorities returns the set certifying the height being decided.
 func (r *Replica) Authorities() *chain.AuthoritySet { return r.current }
 
 // Engine exposes the consensus engine for status queries.
 func (r *Replica) Engine() *consensus.Engine { return r.engine }
 
+// Buffered reports the messages held for the next height and their encoded size.
+func (r *Replica) Buffered() (messages, bytes int) { return r.future.Len(), r.future.Bytes() }
+
 // Start begins (or, after a restart, resumes) consensus.
 func (r *Replica) Start(now int64) (Output, error) {
+	var out Output
 	r.engine.Start(now)
-	return r.drain(now)
+	err := r.drain(now, &out)
+	return out, err
 }
 
 // HandleTimeout fires a timeout the replica asked for earlier.
 func (r *Replica) HandleTimeout(t consensus.Timeout, now int64) (Output, error) {
+	var out Output
 	r.engine.HandleTimeout(t, now)
-	return r.drain(now)
+	err := r.drain(now, &out)
+	return out, err
 }
 
-// SubmitTx verifies tx into the mempool and hands it back for broadcast.
+// SubmitTx admits a transaction of this node's own (an API submission) into the mempool and
+// hands it back for broadcast.
 func (r *Replica) SubmitTx(tx *chain.Tx) (chain.Hash, Output, error) {
-	h, err := r.addTx(tx, false)
+	h, err := r.addTx(tx, nil, false)
 	if err != nil {
 		return h, Output{}, err
 	}
 	return h, Output{Broadcast: []*Message{{Version: MessageVersion, Tx: tx}}}, nil
 }
 
-func (r *Replica) addTx(tx *chain.Tx, verified bool) (chain.Hash, error) {
-	nonce, err := state.Nonce(r.store.State(), tx.Signer.Address())
-	if err != nil {
-		return chain.Hash{}, err
+// addTx admits tx by the mempool's rules against committed state. chk, if not nil, is what a
+// Gate found already (signature verified, standing read, maybe checked against this state);
+// verified says the signature was checked even without it.
+func (r *Replica) addTx(tx *chain.Tx, chk *TxCheck, verified bool) (chain.Hash, error) {
+	pos := r.position()
+	a := Admission{Height: pos.height - 1, Verified: verified || chk != nil}
+	if chk != nil {
+		a.Member = chk.Member
+	} else {
+		m, err := member(pos, tx.Signer)
+		if err != nil {
+			return chain.Hash{}, err
+		}
+		a.Member = m
 	}
-	add := r.mempool.Add
-	if verified {
-		add = r.mempool.AddVerified
+	if chk == nil || chk.CheckedAt != pos.height {
+		a.Check = r.checker(pos.view, pos.lastBlockTime)
 	}
-	h, err := add(tx, nonce)
-	if err != nil && !errors.Is(err, ErrMempoolFull) {
-		err = fmt.Errorf("%w: %w", ErrInvalid, err)
+	return r.mempool.Add(tx, a)
+}
+
+// checker checks a transaction against view as the next block would execute it. Its refusals
+// wrap ErrRefusedByState: the ledger's rules say no, which is nobody's misbehaviour.
+func (r *Replica) checker(view state.View, blockTime int64) func(*chain.Tx) error {
+	return func(tx *chain.Tx) error {
+		if err := r.machine.CheckTx(view, tx, blockTime, verifiedOne(tx.Hash())); err != nil {
+			return fmt.Errorf("%w: %w", ErrRefusedByState, err)
+		}
+		return nil
 	}
-	return h, err
+}
+
+// Refused reports whether err is a mempool refusal about this node's load or the ledger's
+// state rather than the transaction's form or signature: the sender is not at fault.
+func Refused(err error) bool {
+	for _, e := range []error{ErrMempoolFull, ErrSignerFull, ErrRegistrationsFull, ErrDuplicateTx, ErrStaleNonce, ErrNonceGap, ErrNotMember, ErrRefusedByState} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Handle processes one message from a peer, verifying its signatures. Errors wrapping ErrInvalid
@@ -221,45 +281,185 @@ func (r *Replica) Handle(from PeerID, m *Message, now int64) (Output, error) {
 // HandleInbound is Handle for a transport's delivery: signatures already checked by this node's
 // transport (in.Verified) are not checked again, so each signature costs one verification here.
 func (r *Replica) HandleInbound(in Inbound, now int64) (Output, error) {
-	from, m := in.From, in.Msg
-	if err := m.Validate(); err != nil {
-		return Output{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
 	var out Output
+	if err := r.handle(in, now, &out); err != nil {
+		return out, err
+	}
+	err := r.drain(now, &out)
+	return out, err
+}
+
+// drain handles everything the engine has asked for, in the order that keeps the authority
+// honest (persist what it signed, then hand out messages), and the buffered messages of each
+// height it enters, in a loop: handling a message never recurses into handling another.
+func (r *Replica) drain(now int64, out *Output) error {
+	var queue []Inbound
+	for {
+		if r.engine.HasReady() {
+			h := r.engine.Height()
+			if err := r.handleReady(r.engine.Ready(), now, out); err != nil {
+				return err
+			}
+			if r.engine.Height() != h {
+				queue = append(queue, r.future.take(r.engine.Height())...)
+			}
+			continue
+		}
+		if len(queue) == 0 {
+			break
+		}
+		in := queue[0]
+		queue = queue[1:]
+		if err := r.handle(in, now, out); err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				return err
+			}
+			out.Penalties = append(out.Penalties, Penalty{Peer: in.From, Err: err})
+		}
+	}
+	r.gate.round.Store(r.engine.Round())
+	return nil
+}
+
+// handleReady carries out one Ready of the engine, in the order consensus.Ready prescribes.
+func (r *Replica) handleReady(rd consensus.Ready, now int64, out *Output) error {
+	if rd.SignState != nil {
+		if err := r.store.SaveSignState(consensus.EncodeSignState(rd.SignState)); err != nil {
+			return fmt.Errorf("replica: persist sign state: %w", err)
+		}
+	}
+	for _, m := range rd.Messages {
+		out.Broadcast = append(out.Broadcast, &Message{Version: MessageVersion, Proposal: m.Proposal, Block: m.Block, Vote: m.Vote})
+	}
+	for _, m := range rd.Resends {
+		out.Resend = append(out.Resend, &Message{Version: MessageVersion, Proposal: m.Proposal, Block: m.Block, Vote: m.Vote})
+	}
+	out.Timeouts = append(out.Timeouts, rd.Timeouts...)
+	for _, ev := range rd.Evidence {
+		r.reportEvidence(ev, out)
+	}
+	if rd.NeedBlock != nil {
+		b, err := r.buildBlock(rd.NeedBlock, now, out)
+		if err != nil {
+			return err
+		}
+		r.engine.Propose(b, now)
+	}
+	if rd.Committed != nil {
+		if err := r.commit(rd.Committed.Block, rd.Committed.Cert, now, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handle judges one inbound message, cheapest checks first: its form, then where it stands
+// (height, round, proposer of that round, membership), then signatures, and only then
+// expensive work (executing a proposed block).
+func (r *Replica) handle(in Inbound, now int64, out *Output) error {
+	m := in.Msg
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	switch {
 	case m.Proposal != nil:
-		if err := r.verify(in, m.Proposal.VerifySig); err != nil {
-			return Output{}, err
-		}
-		if r.deferIfFuture(from, m, m.Proposal.Height, now, &out) {
-			return out, nil
-		}
-		err := r.validateProposal(m.Proposal, m.Block, now)
-		r.engine.HandleProposal(m.Proposal, m.Block, err == nil, now)
+		return r.handleProposal(in, now, out)
 	case m.Vote != nil:
-		if err := r.verify(in, m.Vote.VerifySig); err != nil {
-			return Output{}, err
-		}
-		if r.deferIfFuture(from, m, m.Vote.Height, now, &out) {
-			return out, nil
-		}
-		r.engine.HandleVote(m.Vote, now)
+		return r.handleVote(in, now, out)
 	case m.Tx != nil:
-		// A transaction already pending, or already committed, is normal gossip, not misbehaviour.
-		if _, err := r.addTx(m.Tx, in.Verified); err != nil && !errors.Is(err, ErrDuplicateTx) && !errors.Is(err, ErrStaleNonce) && !errors.Is(err, ErrMempoolFull) {
-			return Output{}, err
+		// A transaction already pending, committed, or refused by state or load is normal
+		// gossip, not misbehaviour; a bad signature or form is.
+		if _, err := r.addTx(m.Tx, in.Tx, in.Verified); err != nil && !Refused(err) {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-		return Output{}, nil
+		return nil
 	case m.SyncFrom != 0:
-		return r.serveSync(from, m.SyncFrom)
+		return r.serveSync(in.From, m.SyncFrom, out)
 	case len(m.SyncBlocks) > 0:
-		if err := r.applySync(m, now, &out); err != nil {
-			return out, err
-		}
+		return r.applySync(in.From, m, now, out)
 	}
-	more, err := r.drain(now)
-	out.merge(more)
-	return out, err
+	return nil
+}
+
+func (r *Replica) handleProposal(in Inbound, now int64, out *Output) error {
+	p, b := in.Msg.Proposal, in.Msg.Block
+	c, err := classifyProposal(r.position(), r.engine.Round(), roundWindow, p, &b.Header, r.chainID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	switch c {
+	case classOld:
+		return nil
+	case classFar:
+		r.sawAhead(in.From, p.Height, now, out)
+		return nil
+	}
+	if have, ok := r.engine.ProposalAt(p.Round); ok && c == classNow && have == p.BlockHash {
+		return nil // a re-send of the proposal this round already has
+	}
+	if err := r.verify(in, p.VerifySig); err != nil {
+		return err
+	}
+	if c == classNext {
+		r.buffer(in, now, out)
+		return nil
+	}
+	if _, ok := r.engine.ProposalAt(p.Round); ok {
+		// A second, different proposal by the round's proposer: the engine keeps its body only
+		// if honest authorities voted for it; it is never executed here.
+		r.engine.HandleProposal(p, b, false, now)
+		return nil
+	}
+	err = r.validateProposal(p, b, now)
+	r.engine.HandleProposal(p, b, err == nil, now)
+	return nil
+}
+
+func (r *Replica) handleVote(in Inbound, now int64, out *Output) error {
+	v := in.Msg.Vote
+	c, err := classifyVote(r.position(), v)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	switch c {
+	case classOld:
+		return nil
+	case classFar:
+		r.sawAhead(in.From, v.Height, now, out)
+		return nil
+	}
+	if c == classNow && r.engine.HasVote(v) {
+		return nil // a replay: already counted, no need to verify it again
+	}
+	if err := r.verify(in, v.VerifySig); err != nil {
+		return err
+	}
+	if c == classNext {
+		r.buffer(in, now, out)
+		return nil
+	}
+	r.engine.HandleVote(v, now)
+	return nil
+}
+
+// buffer keeps a message for the next height (within the buffer's bounds) and notes that its
+// sender is ahead.
+func (r *Replica) buffer(in Inbound, now int64, out *Output) {
+	size := in.Size
+	if size == 0 {
+		size = len(in.Msg.Encode())
+	}
+	r.future.add(in, size)
+	h := r.engine.Height() + 1
+	r.sawAhead(in.From, h, now, out)
+}
+
+// sawAhead notes that a peer sent a message for height h above the one being decided (it has
+// committed h-1 or is about to) and asks for blocks when a request is due: the decision of this
+// height may have been lost, or this replica is further behind.
+func (r *Replica) sawAhead(from PeerID, h uint64, now int64, out *Output) {
+	r.sync.sawAhead(from, h)
+	r.askForBlocks(now, false, out)
 }
 
 func (r *Replica) verify(in Inbound, check func(chainID string) error) error {
@@ -270,287 +470,4 @@ func (r *Replica) verify(in Inbound, check func(chainID string) error) error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
-}
-
-// deferIfFuture holds messages for the next height and, when peers are ahead, asks the sender for
-// the blocks this replica is missing. It reports whether the message was dealt with.
-func (r *Replica) deferIfFuture(from PeerID, m *Message, height uint64, now int64, out *Output) bool {
-	deciding := r.engine.Height()
-	if height <= deciding {
-		return height < deciding // old: drop; current: let the engine have it
-	}
-	if height == deciding+1 && len(r.future) < r.cfg.FutureBuffer {
-		r.future = append(r.future, future{from: from, msg: m}) // signatures checked already
-	}
-	if now-r.lastSyncAt >= r.cfg.SyncIntervalMs {
-		r.lastSyncAt = now
-		out.Unicast = append(out.Unicast, Addressed{To: from, Msg: &Message{Version: MessageVersion, SyncFrom: deciding}})
-	}
-	return true
-}
-
-func (r *Replica) serveSync(to PeerID, from uint64) (Output, error) {
-	var reply Message
-	reply.Version = MessageVersion
-	size := 0
-	for h := from; h <= r.store.Height() && len(reply.SyncBlocks) < MaxSyncBatch; h++ {
-		b, err := r.store.Block(h)
-		if err != nil {
-			return Output{}, fmt.Errorf("replica: serve sync: %w", err)
-		}
-		c, err := r.store.Cert(h)
-		if err != nil {
-			return Output{}, fmt.Errorf("replica: serve sync: %w", err)
-		}
-		// Full blocks add up: stop before the reply outgrows what a peer will decode. The
-		// first block always goes, and any block fits alone (chain.MaxBlockBytes).
-		size += len(b.Encode()) + len(c.Encode())
-		if len(reply.SyncBlocks) > 0 && size > maxSyncReplyBytes {
-			break
-		}
-		reply.SyncBlocks = append(reply.SyncBlocks, b)
-		reply.SyncCerts = append(reply.SyncCerts, c)
-	}
-	if len(reply.SyncBlocks) == 0 {
-		return Output{}, nil
-	}
-	return Output{Unicast: []Addressed{{To: to, Msg: &reply}}}, nil
-}
-
-// applySync commits blocks a peer sent with their certificates. A certificate from more than two
-// thirds of the height's authority set is all the proof a replica needs; the block is still
-// executed and must match the header's commitments.
-func (r *Replica) applySync(m *Message, now int64, out *Output) error {
-	for i, b := range m.SyncBlocks {
-		h := b.Header.Height
-		if h < r.engine.Height() {
-			continue
-		}
-		if h > r.engine.Height() {
-			return nil // a gap: the next request fills it
-		}
-		cert := m.SyncCerts[i]
-		if err := cert.Verify(r.chainID, r.current, h, b.Hash()); err != nil {
-			return fmt.Errorf("%w: sync block %d: %w", ErrInvalid, h, err)
-		}
-		if err := r.validateHeader(&b.Header, now, false); err != nil {
-			return fmt.Errorf("%w: sync block %d: %w", ErrInvalid, h, err)
-		}
-		if err := r.commit(b, cert, now, out); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// validateProposal checks a proposed block against this replica's chain and executes it.
-func (r *Replica) validateProposal(p *chain.Proposal, b *chain.Block, now int64) error {
-	if p.BlockHash != b.Hash() {
-		return fmt.Errorf("replica: proposal hash does not match block")
-	}
-	// b.Header.Proposer may differ from p.Proposer: a round's proposer re-proposes the block it
-	// saw locked in an earlier round, built by that round's proposer.
-	if _, ok := r.validated[p.BlockHash]; ok {
-		return nil
-	}
-	if err := r.validateHeader(&b.Header, now, true); err != nil {
-		return err
-	}
-	if len(b.Txs) > int(r.params.MaxBlockTxs) {
-		return fmt.Errorf("replica: block has %d transactions, limit %d", len(b.Txs), r.params.MaxBlockTxs)
-	}
-	if n := len(b.Encode()); n > int(r.params.MaxBlockBytes) {
-		return fmt.Errorf("replica: block is %d bytes, limit %d", n, r.params.MaxBlockBytes)
-	}
-	outcome, err := r.machine.ApplyBlock(r.store.State(), &b.Header, b.Txs, r.mempool)
-	if err != nil {
-		return err
-	}
-	r.validated[p.BlockHash] = outcome
-	return nil
-}
-
-// validateHeader checks the header's commitments to this replica's chain. checkClock bounds the
-// block time by the local clock; finalized blocks from sync skip it, since their time was agreed.
-func (r *Replica) validateHeader(h *chain.Header, now int64, checkClock bool) error {
-	height := r.store.Height() + 1
-	if h.ChainID != r.chainID || h.Height != height {
-		return fmt.Errorf("replica: block %q/%d, expected %q/%d", h.ChainID, h.Height, r.chainID, height)
-	}
-	prevHash, prevTime := chain.ZeroHash, r.cfg.Genesis.TimeMs
-	if height > 1 {
-		prev, err := r.store.Block(height - 1)
-		if err != nil {
-			return fmt.Errorf("replica: previous block: %w", err)
-		}
-		prevHash, prevTime = prev.Hash(), prev.Header.Time
-	}
-	switch {
-	case h.PrevHash != prevHash:
-		return fmt.Errorf("replica: block %d previous hash %s, expected %s", height, h.PrevHash.Short(), prevHash.Short())
-	case h.StateRoot != r.store.StateRoot():
-		return fmt.Errorf("replica: block %d state root %s, expected %s", height, h.StateRoot.Short(), r.store.StateRoot().Short())
-	case h.AuthoritiesHash != r.current.Hash() || h.NextAuthoritiesHash != r.next.Hash():
-		return fmt.Errorf("replica: block %d names the wrong authority sets", height)
-	case h.Time <= prevTime:
-		return fmt.Errorf("replica: block %d time %d not after previous %d", height, h.Time, prevTime)
-	case checkClock && h.Time > now+int64(r.params.MaxClockDriftMs):
-		return fmt.Errorf("replica: block %d time %d is more than %d ms ahead of local clock %d", height, h.Time, r.params.MaxClockDriftMs, now)
-	case !r.current.Contains(h.Proposer):
-		return fmt.Errorf("replica: block %d proposer %s is not an authority", height, h.Proposer.Short())
-	}
-	return nil
-}
-
-// buildBlock packs pending transactions into a block for the engine to propose.
-func (r *Replica) buildBlock(req *consensus.BlockRequest, now int64) (*chain.Block, error) {
-	height := r.store.Height() + 1
-	prevHash := chain.ZeroHash
-	if height > 1 {
-		prev, err := r.store.Block(height - 1)
-		if err != nil {
-			return nil, fmt.Errorf("replica: previous block: %w", err)
-		}
-		prevHash = prev.Hash()
-	}
-	h := chain.Header{
-		Version: chain.HeaderVersion, ChainID: r.chainID, Height: height,
-		Time: max(now, req.MinTime), PrevHash: prevHash, StateRoot: r.store.StateRoot(),
-		AuthoritiesHash: r.current.Hash(), NextAuthoritiesHash: r.next.Hash(),
-		Proposer: r.cfg.Key.Public(),
-	}
-	builder := r.machine.NewBuilder(r.store.State(), &h, r.mempool)
-	budget := int(r.params.MaxBlockBytes) - chain.MaxHeaderBytes - 64
-	var rejected []*chain.Tx
-	for _, tx := range r.mempool.Pending(int(r.params.MaxBlockTxs)) {
-		size := len(tx.Encode()) + 8
-		if size > budget {
-			break
-		}
-		if err := builder.Add(tx); err != nil {
-			if errors.Is(err, state.ErrBlockFull) {
-				break
-			}
-			// A nonce ahead of the ledger may become valid once the gap closes; anything else
-			// (a used nonce, a rule the transaction breaks) never will.
-			if !errors.Is(err, state.ErrNonce) || r.nonceUsed(tx) {
-				rejected = append(rejected, tx)
-			}
-			continue
-		}
-		budget -= size
-	}
-	r.mempool.Remove(rejected)
-	outcome, err := builder.Finish()
-	if err != nil {
-		return nil, err
-	}
-	b := &chain.Block{Version: chain.BlockVersion, Header: h, Txs: builder.Txs()}
-	b.Header.TxRoot = chain.TxRoot(b.Txs)
-	r.validated[b.Hash()] = outcome
-	return b, nil
-}
-
-func (r *Replica) nonceUsed(tx *chain.Tx) bool {
-	n, err := state.Nonce(r.store.State(), tx.Signer.Address())
-	return err == nil && tx.Nonce <= n
-}
-
-// commit executes (or reuses the execution of) a finalized block, stores it atomically with its
-// certificate and state changes, and moves consensus to the next height.
-func (r *Replica) commit(b *chain.Block, cert *chain.CommitCert, now int64, out *Output) error {
-	hash := b.Hash()
-	outcome, ok := r.validated[hash]
-	if !ok {
-		var err error
-		outcome, err = r.machine.ApplyBlock(r.store.State(), &b.Header, b.Txs, r.mempool)
-		if err != nil {
-			// More than two thirds of the authorities finalized a block this replica cannot
-			// execute: its state or code differs from theirs. Stop rather than diverge.
-			return fmt.Errorf("replica: finalized block %d does not execute here: %w", b.Header.Height, err)
-		}
-	}
-	if _, err := r.store.Commit(b, cert, outcome.Changes); err != nil {
-		return fmt.Errorf("replica: commit block %d: %w", b.Header.Height, err)
-	}
-	r.mempool.Remove(b.Txs)
-	clear(r.validated)
-	start, err := r.startState()
-	if err != nil {
-		return err
-	}
-	start.Busy = r.mempool.Len() > 0
-	r.engine.NewHeight(start, now)
-	out.Committed = append(out.Committed, b)
-	return nil
-}
-
-// drain handles everything the engine has asked for, in the order that keeps the authority
-// honest: persist what it signed, then hand out messages.
-func (r *Replica) drain(now int64) (Output, error) {
-	var out Output
-	for r.engine.HasReady() {
-		rd := r.engine.Ready()
-		if rd.SignState != nil {
-			if err := r.store.SaveSignState(consensus.EncodeSignState(rd.SignState)); err != nil {
-				return out, fmt.Errorf("replica: persist sign state: %w", err)
-			}
-		}
-		for _, m := range rd.Messages {
-			out.Broadcast = append(out.Broadcast, &Message{Version: MessageVersion, Proposal: m.Proposal, Block: m.Block, Vote: m.Vote})
-		}
-		out.Timeouts = append(out.Timeouts, rd.Timeouts...)
-		for _, ev := range rd.Evidence {
-			if tx := r.evidenceTx(ev); tx != nil {
-				out.Broadcast = append(out.Broadcast, &Message{Version: MessageVersion, Tx: tx})
-			}
-		}
-		if rd.NeedBlock != nil {
-			b, err := r.buildBlock(rd.NeedBlock, now)
-			if err != nil {
-				return out, err
-			}
-			r.engine.Propose(b, now)
-		}
-		if rd.Committed != nil {
-			if err := r.commit(rd.Committed.Block, rd.Committed.Cert, now, &out); err != nil {
-				return out, err
-			}
-			if err := r.replayFuture(now, &out); err != nil {
-				return out, err
-			}
-		}
-	}
-	return out, nil
-}
-
-// replayFuture hands buffered next-height messages to the engine once it reaches that height.
-func (r *Replica) replayFuture(now int64, out *Output) error {
-	pending := r.future
-	r.future = nil
-	for _, f := range pending {
-		more, err := r.HandleInbound(Inbound{From: f.from, Msg: f.msg, Verified: true}, now)
-		if err != nil && !errors.Is(err, ErrInvalid) {
-			return err
-		}
-		out.merge(more)
-	}
-	return nil
-}
-
-// evidenceTx turns observed equivocation into a ledger transaction signed by this authority.
-func (r *Replica) evidenceTx(ev *chain.Evidence) *chain.Tx {
-	if r.cfg.Key == nil {
-		return nil
-	}
-	me := r.cfg.Key.Public()
-	nonce, err := state.Nonce(r.store.State(), me.Address())
-	if err != nil {
-		return nil
-	}
-	tx := chain.NewTx(*r.cfg.Key, r.chainID, chain.TxEvidence, r.mempool.NextNonce(me, nonce), ev)
-	if _, err := r.addTx(tx, false); err != nil {
-		return nil
-	}
-	return tx
 }

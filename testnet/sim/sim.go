@@ -454,6 +454,9 @@ func (w *world) handleOutput(n *node, out replica.Output) {
 	for _, m := range out.Broadcast {
 		w.broadcast(n, m)
 	}
+	for _, m := range out.Resend {
+		w.broadcast(n, m)
+	}
 	for _, a := range out.Unicast {
 		to, err := strconv.Atoi(string(a.To))
 		if err == nil && to >= 0 && to < len(w.nodes) && w.sends(n) {

@@ -1,0 +1,254 @@
+package replica
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
+)
+
+// Verdict is the answer to an inbound message, in the terms gossip validators need.
+type Verdict int
+
+const (
+	// Accept: the message is for now (or the next height) and well formed; relay and handle it.
+	Accept Verdict = iota
+	// Ignore: not the sender's fault but of no use now (old, too far ahead, refused by the
+	// current state): do not relay, do not blame.
+	Ignore
+	// Reject: the sender is at fault (a forged signature, an off-turn proposal, a non-member's
+	// vote); drop it and score the sender.
+	Reject
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Accept:
+		return "accept"
+	case Ignore:
+		return "ignore"
+	case Reject:
+		return "reject"
+	}
+	return fmt.Sprintf("verdict-%d", int(v))
+}
+
+// futureProposalRounds bounds which rounds of the next height a replica buffers proposals for:
+// the next proposer starting early uses round 0; a few more cover a quick round change.
+const futureProposalRounds = 2
+
+// position is what the cheap checks judge against: the height being decided, the sets certifying
+// it and the next height, and the committed state below it. A replica publishes a new one after
+// every commit; values are immutable once published.
+type position struct {
+	height        uint64
+	current, next *chain.AuthoritySet
+	view          state.View
+	lastBlockTime int64
+}
+
+// class says where a consensus message stands relative to a position.
+type class int
+
+const (
+	classOld    class = iota // below the height being decided
+	classNow                 // the height being decided, within the round window
+	classNext                // the next height: buffered
+	classFar                 // further ahead (or beyond the round window): the sender is ahead of us
+)
+
+// classifyProposal checks a proposal from its signed fields and its block's header alone,
+// without its transactions: height and round, that its signer proposes that round, and that the
+// header matches. Signatures are not checked here. A non-nil error means the sender is at fault.
+func classifyProposal(pos *position, round uint32, roundWindow uint64, p *chain.Proposal, h *chain.Header, chainID string) (class, error) {
+	var set *chain.AuthoritySet
+	switch {
+	case p.Height < pos.height:
+		return classOld, nil
+	case p.Height == pos.height:
+		if uint64(p.Round) > uint64(round)+roundWindow {
+			return classFar, nil
+		}
+		set = pos.current
+	case p.Height == pos.height+1:
+		if p.Round > futureProposalRounds {
+			return classFar, nil
+		}
+		set = pos.next
+	default:
+		return classFar, nil
+	}
+	switch want := set.Proposer(p.Height, p.Round); {
+	case p.Proposer != want:
+		return classOld, fmt.Errorf("replica: proposal at %d/%d signed by %s, the proposer of that round is %s", p.Height, p.Round, p.Proposer.Short(), want.Short())
+	case h.ChainID != chainID || h.Height != p.Height:
+		return classOld, fmt.Errorf("replica: proposal at %d carries a block for %q/%d", p.Height, h.ChainID, h.Height)
+	case h.Hash() != p.BlockHash:
+		return classOld, fmt.Errorf("replica: proposal names block %s, carries %s", p.BlockHash.Short(), h.Hash().Short())
+	case p.POLRound < 0 && h.Proposer != p.Proposer:
+		// A fresh proposal is the proposer's own block; only a re-proposal of a value locked in
+		// an earlier round carries another authority's block.
+		return classOld, fmt.Errorf("replica: block header names proposer %s, signed by %s", h.Proposer.Short(), p.Proposer.Short())
+	case !set.Contains(h.Proposer):
+		return classOld, fmt.Errorf("replica: block header names proposer %s, not an authority", h.Proposer.Short())
+	}
+	if p.Height == pos.height {
+		return classNow, nil
+	}
+	return classNext, nil
+}
+
+// classifyVote checks a vote's height and its signer's membership of that height's set.
+func classifyVote(pos *position, v *chain.Vote) (class, error) {
+	switch {
+	case v.Height < pos.height:
+		return classOld, nil
+	case v.Height == pos.height:
+		if !pos.current.Contains(v.Authority) {
+			return classOld, fmt.Errorf("replica: vote at %d by %s, not an authority of that height", v.Height, v.Authority.Short())
+		}
+		return classNow, nil
+	case v.Height == pos.height+1:
+		if !pos.next.Contains(v.Authority) {
+			return classOld, fmt.Errorf("replica: vote at %d by %s, not an authority of that height", v.Height, v.Authority.Short())
+		}
+		return classNext, nil
+	}
+	return classFar, nil
+}
+
+// member reads a signer's standing from committed state.
+func member(pos *position, pub chain.PubKey) (Member, error) {
+	addr := pub.Address()
+	nonce, err := state.Nonce(pos.view, addr)
+	if err != nil {
+		return Member{}, err
+	}
+	m := Member{Nonce: nonce, Authority: pos.current.Contains(pub) || pos.next.Contains(pub)}
+	if m.Authority {
+		m.Registered = true
+		return m, nil
+	}
+	if p, err := state.Provider(pos.view, addr); err != nil {
+		return Member{}, err
+	} else if p != nil {
+		m.Registered = true
+		return m, nil
+	}
+	p, err := state.Patient(pos.view, addr)
+	if err != nil {
+		return Member{}, err
+	}
+	m.Registered = p != nil
+	return m, nil
+}
+
+// TxCheck is a transaction judged by a Gate: the signer's standing it was judged with, and the
+// height being decided when it passed the state check against the state below it (0: not
+// checked).
+type TxCheck struct {
+	Member    Member
+	CheckedAt uint64
+}
+
+// Gate judges inbound messages cheaply, for a transport's gossip validators: cheap checks first
+// (form, height, round, proposer of the round, membership, nonce window), the signature next,
+// the state check of a transaction last. It reads the position the replica last published and
+// is safe for concurrent use.
+type Gate struct {
+	chainID     string
+	machine     *state.Machine
+	nonceWindow uint64
+	pos         atomic.Pointer[position]
+	round       atomic.Uint32
+}
+
+func (g *Gate) publish(p *position, round uint32) {
+	g.pos.Store(p)
+	g.round.Store(round)
+}
+
+// Height is the height being decided as of the last publication.
+func (g *Gate) Height() uint64 { return g.pos.Load().height }
+
+// Proposal judges a proposal from its signed fields and its block's header, before the block's
+// transactions are decoded. Accept covers this height and the next (which the replica buffers).
+func (g *Gate) Proposal(p *chain.Proposal, h *chain.Header) (Verdict, error) {
+	pos := g.pos.Load()
+	c, err := classifyProposal(pos, g.round.Load(), roundWindow, p, h, g.chainID)
+	if err != nil {
+		return Reject, err
+	}
+	if c != classNow && c != classNext {
+		return Ignore, nil
+	}
+	if err := p.VerifySig(g.chainID); err != nil {
+		return Reject, err
+	}
+	return Accept, nil
+}
+
+// Vote judges a vote: its height, its signer's membership, its signature.
+func (g *Gate) Vote(v *chain.Vote) (Verdict, error) {
+	c, err := classifyVote(g.pos.Load(), v)
+	if err != nil {
+		return Reject, err
+	}
+	if c != classNow && c != classNext {
+		return Ignore, nil
+	}
+	if err := v.VerifySig(g.chainID); err != nil {
+		return Reject, err
+	}
+	return Accept, nil
+}
+
+// Tx judges a transaction by the mempool's admission rules against committed state: a forged
+// signature is the sender's fault (Reject); a signer the ledger does not know, a used nonce, a
+// nonce beyond the window, or a transaction the state refuses is not relayed (Ignore), since a
+// peer one block ahead or behind may judge it differently. The returned TxCheck lets the
+// replica skip work already done.
+func (g *Gate) Tx(tx *chain.Tx) (Verdict, TxCheck, error) {
+	pos := g.pos.Load()
+	if tx.ChainID != g.chainID {
+		return Reject, TxCheck{}, fmt.Errorf("replica: transaction for chain %q", tx.ChainID)
+	}
+	m, err := member(pos, tx.Signer)
+	if err != nil {
+		return Ignore, TxCheck{}, err
+	}
+	chk := TxCheck{Member: m}
+	executable := false
+	if tx.Kind == chain.TxEvidence {
+		if tx.Nonce != 0 || !m.Authority {
+			return Ignore, chk, fmt.Errorf("%w: evidence must be signed by an authority with nonce 0", ErrNotMember)
+		}
+		executable = true
+	} else {
+		switch {
+		case !m.Registered && !(isRegistration(tx.Kind) && tx.Nonce == 1):
+			return Ignore, chk, fmt.Errorf("%w: %s may only register itself", ErrNotMember, tx.Signer.Short())
+		case tx.Nonce <= m.Nonce:
+			return Ignore, chk, fmt.Errorf("%w: nonce %d, ledger is at %d", ErrStaleNonce, tx.Nonce, m.Nonce)
+		case tx.Nonce > m.Nonce+g.nonceWindow:
+			return Ignore, chk, fmt.Errorf("%w: nonce %d, ledger is at %d", ErrNonceGap, tx.Nonce, m.Nonce)
+		}
+		executable = tx.Nonce == m.Nonce+1
+	}
+	if err := tx.VerifySig(g.chainID); err != nil {
+		return Reject, chk, err
+	}
+	if executable {
+		if err := g.machine.CheckTx(pos.view, tx, pos.lastBlockTime, verifiedOne(tx.Hash())); err != nil {
+			return Ignore, chk, fmt.Errorf("%w: %w", ErrRefusedByState, err)
+		}
+		chk.CheckedAt = pos.height
+	}
+	return Accept, chk, nil
+}
+
+// verifiedOne vouches for one transaction's signature (state.VerifiedSet).
+type verifiedOne chain.Hash
+
+func (v verifiedOne) Verified(h chain.Hash) bool { return h == chain.Hash(v) }
