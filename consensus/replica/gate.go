@@ -52,10 +52,10 @@ type position struct {
 type class int
 
 const (
-	classOld    class = iota // below the height being decided
-	classNow                 // the height being decided, within the round window
-	classNext                // the next height: buffered
-	classFar                 // further ahead (or beyond the round window): the sender is ahead of us
+	classOld  class = iota // below the height being decided
+	classNow               // the height being decided, within the round window
+	classNext              // the next height: buffered
+	classFar               // further ahead (or beyond the round window): the sender is ahead of us
 )
 
 // classifyProposal checks a proposal from its signed fields and its block's header alone,

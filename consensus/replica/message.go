@@ -11,8 +11,6 @@ import (
 // MessageVersion is the replica wire message encoding version.
 const MessageVersion = 1
 
-
-
 // Message is what replicas exchange. Exactly one group of fields is set:
 // Proposal+Block, Vote, Tx, SyncRequest (FromHeight), or SyncResponse (Blocks+Certs).
 type Message struct {
