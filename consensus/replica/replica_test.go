@@ -175,6 +175,18 @@ func TestSyncReplyIsBoundedBySize(t *testing.T) {
 // ahead of each, until done reports true.
 func drive(t *testing.T, r *Replica, pending []consensus.Timeout, now int64, done func() bool, before func()) {
 	t.Helper()
+	driveWith(t, r, pending, now, done, before, nil)
+}
+
+// driveObserved is drive that shows every Output to observe and returns the time reached and
+// the timeouts still armed, to continue from.
+func driveObserved(t *testing.T, r *Replica, pending []consensus.Timeout, now int64, done func() bool, observe func(Output)) (int64, []consensus.Timeout) {
+	t.Helper()
+	return driveWith(t, r, pending, now, done, nil, observe)
+}
+
+func driveWith(t *testing.T, r *Replica, pending []consensus.Timeout, now int64, done func() bool, before func(), observe func(Output)) (int64, []consensus.Timeout) {
+	t.Helper()
 	type armed struct {
 		at int64
 		t  consensus.Timeout
@@ -198,10 +210,20 @@ func drive(t *testing.T, r *Replica, pending []consensus.Timeout, now int64, don
 		if err != nil {
 			t.Fatal(err)
 		}
+		if observe != nil {
+			observe(out)
+		}
 		for _, p := range out.Timeouts {
 			queue = append(queue, armed{now + p.DelayMs, p})
 		}
 	}
+	var left []consensus.Timeout
+	for _, a := range queue {
+		tm := a.t
+		tm.DelayMs = max(0, a.at-now)
+		left = append(left, tm)
+	}
+	return now, left
 }
 
 // startReplica starts node 0 of an n-authority genesis on a memory store, at genesis time.

@@ -1,0 +1,187 @@
+package replica
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/store"
+	"github.com/medledger/medledger/consensus"
+)
+
+// proposalBy builds a valid block for the next height of st, proposed by k in round r.
+func proposalBy(t *testing.T, r *Replica, st *store.Memory, k chain.PrivKey, round uint32, salt int64, txs ...*chain.Tx) *Message {
+	t.Helper()
+	height := st.Height() + 1
+	prev, prevTime := chain.ZeroHash, r.cfg.Genesis.TimeMs
+	if height > 1 {
+		b, err := st.Block(height - 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev, prevTime = b.Hash(), b.Header.Time
+	}
+	b := &chain.Block{Version: chain.BlockVersion, Header: chain.Header{
+		Version: chain.HeaderVersion, ChainID: chainID, Height: height, Time: prevTime + 1 + salt,
+		PrevHash: prev, StateRoot: st.StateRoot(), AuthoritiesHash: r.current.Hash(), NextAuthoritiesHash: r.next.Hash(),
+		Proposer: k.Public(),
+	}, Txs: txs}
+	b.Header.TxRoot = chain.TxRoot(txs)
+	p := &chain.Proposal{Height: height, Round: round, POLRound: -1, BlockHash: b.Hash()}
+	p.Sign(k, chainID)
+	return &Message{Version: MessageVersion, Proposal: p, Block: b}
+}
+
+func keyOf(t *testing.T, keys []chain.PrivKey, pub chain.PubKey) chain.PrivKey {
+	t.Helper()
+	for _, k := range keys {
+		if k.Public() == pub {
+			return k
+		}
+	}
+	t.Fatal("no such key")
+	return chain.PrivKey{}
+}
+
+// An authority that proposes out of turn is blamed and its block is never executed; the round's
+// proposer gets one execution per round, however often it sends, and a proposal beyond the round
+// window is not executed either.
+func TestOffTurnProposalsAreRefusedBeforeExecution(t *testing.T) {
+	r, st, g, keys, _ := startReplica(t, 4)
+	now := g.TimeMs + 5
+	set := r.Authorities()
+	for round := uint32(0); round < 4; round++ {
+		for _, k := range keys {
+			if k.Public() == set.Proposer(1, round) {
+				continue
+			}
+			_, err := r.Handle("mallory", proposalBy(t, r, st, k, round, int64(round)), now)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("off-turn proposal at round %d: %v, want ErrInvalid", round, err)
+			}
+		}
+	}
+	if r.exec.Len() != 0 {
+		t.Fatalf("executed %d off-turn blocks", r.exec.Len())
+	}
+	// The proposer of round 1 re-sends the same proposal many times and sends a second,
+	// different one: one execution.
+	p1 := keyOf(t, keys, set.Proposer(1, 1))
+	m := proposalBy(t, r, st, p1, 1, 0)
+	for range 20 {
+		if _, err := r.Handle("peer", m, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Handle("peer", proposalBy(t, r, st, p1, 1, 9), now); err != nil {
+		t.Fatal(err)
+	}
+	if r.exec.Len() != 1 {
+		t.Fatalf("%d executions for one round's proposals, want 1", r.exec.Len())
+	}
+	// Far beyond the round window: not executed.
+	far := uint32(roundWindow + 5)
+	if _, err := r.Handle("peer", proposalBy(t, r, st, keyOf(t, keys, set.Proposer(1, far)), far, 3), now); err != nil {
+		t.Fatal(err)
+	}
+	if r.exec.Len() != 1 {
+		t.Fatalf("executed a proposal %d rounds ahead", far)
+	}
+	// A header that names another proposer than the one who signed a fresh proposal.
+	p2 := keyOf(t, keys, set.Proposer(1, 2))
+	lie := proposalBy(t, r, st, p2, 2, 0)
+	lie.Block.Header.Proposer = p1.Public()
+	lie.Proposal.BlockHash = lie.Block.Hash()
+	lie.Proposal.Sign(p2, chainID)
+	if _, err := r.Handle("mallory", lie, now); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("header lying about its proposer: %v", err)
+	}
+}
+
+// Messages for the next height are held within bounds: only from that height's authorities,
+// one proposal per round and proposer, a bounded number of votes per authority, and a byte cap
+// per peer and in all.
+func TestNextHeightBufferIsBounded(t *testing.T) {
+	r, st, g, keys, _ := startReplicaWith(t, 4, func(c *Config) {
+		c.Future = FutureLimits{MaxBytes: 64 << 10, MaxPeerBytes: 32 << 10}
+	})
+	now := g.TimeMs + 5
+	// A stranger's vote for the next height is the sender's fault.
+	stranger := key(t, 200)
+	v := &chain.Vote{Type: chain.Prevote, Height: 2, Round: 0, BlockHash: chain.Hash{1}}
+	v.Sign(stranger, chainID)
+	if _, err := r.Handle("mallory", &Message{Version: MessageVersion, Vote: v}, now); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("non-member's future vote: %v", err)
+	}
+	// An authority floods votes for the next height in every round with random hashes.
+	for round := uint32(0); round <= roundWindow; round++ {
+		for i := range 10 {
+			v := &chain.Vote{Type: chain.Prevote, Height: 2, Round: round, BlockHash: chain.Hash{byte(i), 1}}
+			v.Sign(keys[1], chainID)
+			if _, err := r.Handle("peer1", &Message{Version: MessageVersion, Vote: v}, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, _ := r.Buffered(); n > maxFutureVotes {
+		t.Fatalf("buffered %d votes of one authority, bound %d", n, maxFutureVotes)
+	}
+	// Big proposals for the next height from the right proposer: one per round, bytes capped.
+	big := make([]*chain.Tx, 0, 40)
+	for i := range 40 {
+		k := key(t, byte(50+i))
+		big = append(big, chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: make([]byte, chain.MaxEncryptionKeyLen)}))
+	}
+	for round := uint32(0); round <= futureProposalRounds; round++ {
+		k := keyOf(t, keys, r.next.Proposer(2, round))
+		m := proposalBy(t, r, st, k, round, 0, big...)
+		m.Proposal.Height, m.Block.Header.Height = 2, 2
+		m.Block.Header.PrevHash = chain.Hash{9}
+		m.Proposal.BlockHash = m.Block.Hash()
+		m.Proposal.Sign(k, chainID)
+		for range 3 {
+			if _, err := r.Handle(PeerID("peer-"+string(rune('a'+round))), m, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, bytes := r.Buffered(); bytes > 64<<10 {
+		t.Fatalf("buffered %d bytes, cap %d", bytes, 64<<10)
+	}
+}
+
+// A transaction that can never execute (a nonce gap) does not make the chain busy: after a
+// commit the next height waits the block interval, not the short busy pause.
+func TestJunkDoesNotMakeTheChainBusy(t *testing.T) {
+	r, st, g, _, out := startReplica(t, 1)
+	k := key(t, 77)
+	if _, _, err := r.SubmitTx(patientTx(t, k, 1)); err != nil {
+		t.Fatal(err)
+	}
+	var delays []int64
+	observe := func(o Output) {
+		for _, tm := range o.Timeouts {
+			if tm.Step == consensus.StepNewHeight {
+				delays = append(delays, tm.DelayMs)
+			}
+		}
+	}
+	now, pending := driveObserved(t, r, out.Timeouts, g.TimeMs, func() bool { return st.Height() >= 2 }, observe)
+	gap := chain.NewTx(k, chainID, chain.TxConsentRevoke, 3, &chain.ConsentRevoke{Consent: chain.Hash{1}})
+	if _, _, err := r.SubmitTx(gap); err != nil {
+		t.Fatal(err)
+	}
+	if r.Mempool().Executable() {
+		t.Fatal("a gap nonce counts as executable")
+	}
+	delays = nil
+	driveObserved(t, r, pending, now, func() bool { return st.Height() >= 5 }, observe)
+	if len(delays) < 3 {
+		t.Fatalf("saw %d new heights", len(delays))
+	}
+	for _, d := range delays {
+		if d != int64(g.Params.BlockIntervalMs) {
+			t.Fatalf("new height after %d ms with only junk pending, want the block interval %d", d, g.Params.BlockIntervalMs)
+		}
+	}
+}
