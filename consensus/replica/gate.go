@@ -252,3 +252,8 @@ func (g *Gate) Tx(tx *chain.Tx) (Verdict, TxCheck, error) {
 type verifiedOne chain.Hash
 
 func (v verifiedOne) Verified(h chain.Hash) bool { return h == chain.Hash(v) }
+
+// Ahead reports whether a message for height h shows its sender ahead of this replica by more
+// than the next height: a gossip validator ignores such a message (nobody here can judge it)
+// but should still hand it to the replica as a hint to ask for blocks.
+func (g *Gate) Ahead(h uint64) bool { return h > g.pos.Load().height+1 }
