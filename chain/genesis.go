@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
 // GenesisVersion is the genesis encoding version.
@@ -110,15 +109,6 @@ func (g *Genesis) Hash() Hash { return Sum256(Encode(g)) }
 
 // MaxGenesisBytes bounds a genesis file.
 const MaxGenesisBytes = 1 << 20
-
-// LoadGenesis reads and validates a JSON genesis file.
-func LoadGenesis(path string) (*Genesis, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("chain: read genesis: %w", err)
-	}
-	return ParseGenesisJSON(data)
-}
 
 // ParseGenesisJSON parses and validates a JSON genesis document, rejecting unknown fields.
 func ParseGenesisJSON(data []byte) (*Genesis, error) {

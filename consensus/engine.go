@@ -104,6 +104,7 @@ func New(cfg Config, s Start) (*Engine, error) {
 		e.signed = *s.Signed.clone()
 	}
 	e.enterHeight(s)
+	e.restoreSigned()
 	return e, nil
 }
 
@@ -136,7 +137,6 @@ func (e *Engine) enterHeight(s Start) {
 	e.prevoteWait, e.precommitWait, e.polSeen = false, false, false
 	e.needBlock = nil
 	e.resume = false
-	e.restoreSigned()
 }
 
 // restoreSigned brings back the round, lock and valid value this authority recorded at the height
@@ -187,6 +187,9 @@ func (e *Engine) NewHeight(s Start, now int64) {
 		return
 	}
 	e.enterHeight(s)
+	if mutant != "lockamnesia" {
+		e.restoreSigned()
+	}
 	if e.resume {
 		// This height was already under way before a crash: rejoin its round now.
 		e.resume = false

@@ -25,6 +25,20 @@ import (
 type Home string
 
 // ConfigFile is HOME/config.toml.
+// LoadGenesis reads and validates a JSON genesis file. (Package chain stays free of I/O: the
+// consensus core and the state machine depend on it and must be pure.)
+func LoadGenesis(path string) (*chain.Genesis, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: read genesis: %w", err)
+	}
+	g, err := chain.ParseGenesisJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("node: %s: %w", path, err)
+	}
+	return g, nil
+}
+
 func (h Home) ConfigFile() string { return filepath.Join(string(h), "config.toml") }
 
 // GenesisFile is HOME/genesis.json.

@@ -58,7 +58,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := chain.LoadGenesis(h.GenesisFile())
+	g, err := LoadGenesis(h.GenesisFile())
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}

@@ -117,7 +117,7 @@ func TestNodeRunsStopsAndRestarts(t *testing.T) {
 	home := soloHome(t)
 	r := start(t, home)
 	st := r.waitHeight(t, 1)
-	g, err := chain.LoadGenesis(node.Home(home).GenesisFile())
+	g, err := node.LoadGenesis(node.Home(home).GenesisFile())
 	if err != nil {
 		t.Fatal(err)
 	}

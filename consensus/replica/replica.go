@@ -323,7 +323,7 @@ func (r *Replica) drain(now int64, out *Output) error {
 
 // handleReady carries out one Ready of the engine, in the order consensus.Ready prescribes.
 func (r *Replica) handleReady(rd consensus.Ready, now int64, out *Output) error {
-	if rd.SignState != nil {
+	if rd.SignState != nil && mutant != "nosignstate" {
 		if err := r.store.SaveSignState(consensus.EncodeSignState(rd.SignState)); err != nil {
 			return fmt.Errorf("replica: persist sign state: %w", err)
 		}

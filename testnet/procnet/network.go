@@ -97,7 +97,11 @@ func (nw *Network) P2PPort(i int) int { return nw.BasePort + PortStride*i }
 
 // Genesis reads the network's genesis from node 0's home.
 func (nw *Network) Genesis() (*chain.Genesis, error) {
-	return chain.LoadGenesis(filepath.Join(nw.Home(0), "genesis.json"))
+	data, err := os.ReadFile(filepath.Join(nw.Home(0), "genesis.json"))
+	if err != nil {
+		return nil, fmt.Errorf("procnet: %w", err)
+	}
+	return chain.ParseGenesisJSON(data)
 }
 
 // LicensingKey reads the genesis licensing authority's key (DIR/licensing.key, a hex seed).

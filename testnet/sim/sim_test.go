@@ -50,8 +50,7 @@ func TestSimulation(t *testing.T) {
 	for _, s := range sets {
 		t.Run("n="+strconv.Itoa(s.n), func(t *testing.T) {
 			sum := runSeeds(t, s.n, *flagFirst, s.seeds, DefaultConfig)
-			t.Logf("n=%d: %d seeds, %d heights simulated (%.1f per seed), %d transactions and %d evidence committed, %d crashes, %d partitions, %d messages delivered, %d dropped",
-				s.n, s.seeds, sum.Heights, float64(sum.Heights)/float64(s.seeds), sum.Txs, sum.Evidence, sum.Crashes, sum.Partitions, sum.Delivered, sum.Dropped)
+			t.Logf("n=%d: %d seeds: %s", s.n, s.seeds, sum.Summary())
 		})
 	}
 }
@@ -84,13 +83,7 @@ func runSeeds(t *testing.T, n int, first uint64, count int, mk func(uint64, int)
 				mu.Unlock()
 				res := Run(mk(seed, n))
 				mu.Lock()
-				sum.Heights += res.Heights
-				sum.Txs += res.Txs
-				sum.Evidence += res.Evidence
-				sum.Crashes += res.Crashes
-				sum.Partitions += res.Partitions
-				sum.Delivered += res.Delivered
-				sum.Dropped += res.Dropped
+				sum.Add(res)
 				if err := res.Err(); err != nil {
 					failures++
 					t.Errorf("%v\nreplay: go test ./testnet/sim -run 'TestSimulation$' -sim.n=%d -sim.seed=%d -v", err, n, seed)
@@ -150,7 +143,7 @@ func TestDeterministic(t *testing.T) {
 func TestHealthyNetworkMakesProgress(t *testing.T) {
 	c := DefaultConfig(1, 4)
 	c.Byzantine = nil
-	c.DropRate, c.DupRate, c.PartitionEveryMs, c.CrashEveryMs = 0, 0, 0, 0
+	c.DropRate, c.DupRate, c.PartitionEveryMs, c.CrashEveryMs, c.SlowRate, c.WithholdEveryMs, c.SetChangeEveryMs = 0, 0, 0, 0, 0, 0, 0
 	res := Run(c)
 	if err := res.Err(); err != nil {
 		t.Fatal(err)
@@ -168,7 +161,7 @@ func TestCheckerCatchesTwoEquivocators(t *testing.T) {
 		c := DefaultConfig(seed, 4)
 		c.Byzantine = map[int]Behavior{0: Equivocator, 1: Equivocator}
 		c.LeakEquivocation = false
-		c.PartitionEveryMs, c.CrashEveryMs, c.DropRate = 0, 0, 0
+		c.PartitionEveryMs, c.CrashEveryMs, c.DropRate, c.SlowRate, c.WithholdEveryMs, c.SetChangeEveryMs = 0, 0, 0, 0, 0, 0
 		res := Run(c)
 		for _, v := range res.Violations {
 			if strings.Contains(v, "agreement") {
@@ -178,4 +171,18 @@ func TestCheckerCatchesTwoEquivocators(t *testing.T) {
 		}
 	}
 	t.Fatal("2 of 4 equivocating authorities never broke agreement in 100 seeds: the checker or the attack is broken")
+}
+
+// TestLaggardCatchesUp: an honest authority that missed the first 500 heights catches up by
+// block sync while a Flooder answers sync requests with forged blocks and certificates.
+func TestLaggardCatchesUp(t *testing.T) {
+	seeds := 4
+	if testing.Short() {
+		seeds = 1
+	}
+	sum := runSeeds(t, 4, *flagFirst, seeds, func(seed uint64, n int) Config { return LaggardConfig(seed, n, 500) })
+	if sum.CatchUps < seeds || sum.CaughtUp < uint64(seeds)*490 {
+		t.Fatalf("%d catch-ups over %d heights in %d runs: the laggard did not catch up through sync", sum.CatchUps, sum.CaughtUp, seeds)
+	}
+	t.Logf("laggard n=4: %d seeds: %s", seeds, sum.Summary())
 }
