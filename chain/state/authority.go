@@ -52,7 +52,10 @@ func (e *executor) propose(tx *chain.Tx, id chain.Hash, b *chain.AuthorityPropos
 		return err
 	}
 	e.o.Set(proposalKey(id), chain.Encode(p))
-	return nil
+	// Passed, void or open, the record goes when no vote can reach it any more: one index
+	// entry written now, none to move when it closes, and a late vote on a closed proposal
+	// still learns why it is refused.
+	return e.expireAt(p.ExpiresHeight, proposalKey(id))
 }
 
 // vote adds a current authority's vote to an open proposal.
@@ -66,7 +69,7 @@ func (e *executor) vote(tx *chain.Tx, b *chain.AuthorityVote, res *TxResult) err
 		return err
 	}
 	if !found {
-		return fmt.Errorf("state: no proposal %s", b.Proposal.Short())
+		return fmt.Errorf("state: no proposal %s: never opened, or expired and removed (a proposal leaves state after its last voting height)", b.Proposal.Short())
 	}
 	if !p.OpenAt(e.h.Height) {
 		if p.Status == ProposalOpen {
@@ -170,5 +173,7 @@ func (e *executor) evidence(ev *chain.Evidence, res *TxResult) error {
 		res.event(EventOffenderNotRemoved, "%s already leaves the set", off.Short())
 	}
 	e.o.Set(evidenceKey(key), chain.Encode(rec))
-	return nil
+	// From this height on the age check refuses the offence's evidence, so the record that
+	// refused it twice is no longer needed.
+	return e.expireAt(vh+MaxEvidenceAge+1, evidenceKey(key))
 }

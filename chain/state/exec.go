@@ -206,9 +206,13 @@ func (e *executor) registerPatient(tx *chain.Tx, addr chain.Address, b *chain.Re
 	return nil
 }
 
-// finish shifts the authority schedule, records the tip and collects the change set.
+// finish deletes what expires at this height, shifts the authority schedule,
+// records the tip and collects the change set.
 func (e *executor) finish(results []TxResult) (*Outcome, error) {
 	if err := e.loadSets(); err != nil {
+		return nil, err
+	}
+	if err := e.expire(); err != nil {
 		return nil, err
 	}
 	newAfter, err := readSet(e.o, keyAfter, "authority set (after next)")

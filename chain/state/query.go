@@ -63,7 +63,8 @@ func Patient(view View, a chain.Address) (*PatientRecord, error) {
 	return &r, nil
 }
 
-// AuthorityProposal returns the proposal with id, or nil, nil.
+// AuthorityProposal returns the proposal with id, or nil, nil (also once the block at its
+// ExpiresHeight has run: expired proposals leave state).
 func AuthorityProposal(view View, id chain.Hash) (*ProposalRecord, error) {
 	var r ProposalRecord
 	found, err := get(view, proposalKey(id), "proposal", &r)
@@ -73,7 +74,8 @@ func AuthorityProposal(view View, id chain.Hash) (*ProposalRecord, error) {
 	return &r, nil
 }
 
-// EvidenceAccepted returns the record of a punished offence (chain.Evidence.Key()), or nil, nil.
+// EvidenceAccepted returns the record of a punished offence (chain.Evidence.Key()), or nil, nil
+// (also once the block at VoteHeight+MaxEvidenceAge+1 has run and the record expired).
 func EvidenceAccepted(view View, key chain.Hash) (*EvidenceRecord, error) {
 	var r EvidenceRecord
 	found, err := get(view, evidenceKey(key), "evidence", &r)
