@@ -128,8 +128,12 @@ func (e *executor) tally(p *ProposalRecord, res *TxResult) error {
 }
 
 // evidence punishes an equivocation once: the offender leaves the set taking effect at
-// h+AuthorityChangeDelay. The set is never emptied; evidence against the last authority is
-// recorded without removal.
+// h+AuthorityChangeDelay. The offender must have been a member of the set that certified the
+// votes' height (from the retained history, see epochs.go), whatever the set is now, and must
+// still be in the current or pending set: evidence against an authority already gone has nothing
+// left to punish, and refusing it keeps an ex-authority's equivocations (one offence per round,
+// unboundedly many) off the ledger. The set is never emptied; evidence against the last authority
+// is recorded without removal.
 func (e *executor) evidence(ev *chain.Evidence, res *TxResult) error {
 	if err := ev.VerifySig(e.m.chainID); err != nil {
 		return fmt.Errorf("state: evidence: %w", err)
@@ -142,13 +146,6 @@ func (e *executor) evidence(ev *chain.Evidence, res *TxResult) error {
 	if e.h.Height-vh > MaxEvidenceAge {
 		return fmt.Errorf("state: evidence votes at height %d older than %d heights", vh, MaxEvidenceAge)
 	}
-	pending, err := readSet(e.o, keyAfter, "authority set (after next)")
-	if err != nil {
-		return err
-	}
-	if !e.cur.Contains(off) && !pending.Contains(off) {
-		return fmt.Errorf("state: evidence offender %s is not an authority", off.Short())
-	}
 	key := ev.Key()
 	var existing EvidenceRecord
 	found, err := get(e.o, evidenceKey(key), "evidence", &existing)
@@ -157,6 +154,23 @@ func (e *executor) evidence(ev *chain.Evidence, res *TxResult) error {
 	}
 	if found {
 		return fmt.Errorf("state: offence %s by %s already punished at height %d", key.Short(), off.Short(), existing.AcceptedHeight)
+	}
+	then, oldest, err := e.setAt(vh)
+	if err != nil {
+		return err
+	}
+	if then == nil {
+		return fmt.Errorf("state: evidence votes at height %d are older than the oldest retained authority set (from height %d)", vh, oldest)
+	}
+	if !then.Contains(off) {
+		return fmt.Errorf("state: evidence offender %s was not an authority at height %d", off.Short(), vh)
+	}
+	pending, err := readSet(e.o, keyAfter, "authority set (after next)")
+	if err != nil {
+		return err
+	}
+	if !e.cur.Contains(off) && !pending.Contains(off) {
+		return fmt.Errorf("state: evidence offender %s is not an authority any more: nothing left to punish", off.Short())
 	}
 	rec := &EvidenceRecord{Version: RecordVersion, Offender: off, VoteHeight: vh, AcceptedHeight: e.h.Height}
 	res.event(EventEvidenceAccepted, "%s equivocated (%s at %d/%d)", off.Short(), ev.A.Type, vh, ev.A.Round)

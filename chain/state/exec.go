@@ -206,13 +206,16 @@ func (e *executor) registerPatient(tx *chain.Tx, addr chain.Address, b *chain.Re
 	return nil
 }
 
-// finish deletes what expires at this height, shifts the authority schedule,
+// finish deletes what expires at this height, shifts the authority schedule and its history,
 // records the tip and collects the change set.
 func (e *executor) finish(results []TxResult) (*Outcome, error) {
 	if err := e.loadSets(); err != nil {
 		return nil, err
 	}
 	if err := e.expire(); err != nil {
+		return nil, err
+	}
+	if err := e.advanceEpochs(); err != nil {
 		return nil, err
 	}
 	newAfter, err := readSet(e.o, keyAfter, "authority set (after next)")

@@ -15,6 +15,11 @@ import (
 //	auth/next              setRecord: the authority set certifying the next block (H+1)
 //	auth/after             setRecord: the set certifying H+2
 //	auth/licensing         setRecord: licensing authorities from genesis (may be empty)
+//	auth/epochs            epochsRecord: (first height, set hash) of every authority set that
+//	                       certified a height evidence may still name, oldest first (at most
+//	                       MaxAuthorityEpochs; see epochs.go)
+//	auth/set/<32B hash>    setRecord: a set named by a retained epoch (hash = AuthoritySet.Hash),
+//	                       deleted when no retained epoch names it
 //	auth/proposal/<32B id> ProposalRecord (id = hash of the proposing transaction); deleted when
 //	                       block ExpiresHeight finishes, whatever its status
 //	nonce/<20B address>    accountRecord: last accepted nonce of the signer with that address
@@ -46,7 +51,9 @@ var (
 	keyNext      = []byte("auth/next")
 	keyAfter     = []byte("auth/after")
 	keyLicensing = []byte("auth/licensing")
+	keyEpochs    = []byte("auth/epochs")
 
+	prefixAuthSet  = "auth/set/"
 	prefixProposal = "auth/proposal/"
 	prefixNonce    = "nonce/"
 	prefixProvider = "provider/"
@@ -60,6 +67,7 @@ var (
 	prefixExpire   = "expire/"
 )
 
+func authSetKey(h chain.Hash) []byte     { return append([]byte(prefixAuthSet), h[:]...) }
 func proposalKey(id chain.Hash) []byte   { return append([]byte(prefixProposal), id[:]...) }
 func nonceKey(a chain.Address) []byte    { return append([]byte(prefixNonce), a[:]...) }
 func providerKey(a chain.Address) []byte { return append([]byte(prefixProvider), a[:]...) }
@@ -297,6 +305,7 @@ func (r *AccessRecord) version() uint8   { return r.Version }
 func (r *pairRecord) version() uint8     { return r.Version }
 func (r *granteesRecord) version() uint8 { return r.Version }
 func (r *expiryRecord) version() uint8   { return r.Version }
+func (r *epochsRecord) version() uint8   { return r.Version }
 
 // get reads and decodes the record at key into v; found is false when the key is absent.
 func get(view View, key []byte, what string, v versioned) (found bool, err error) {

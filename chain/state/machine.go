@@ -108,7 +108,8 @@ func txBytesBudget(p *chain.Params) int {
 }
 
 // Genesis returns the initial state (height 0): parameters, the licensing authorities, and the
-// genesis authority set as the sets certifying heights 1 and 2.
+// genesis authority set as the sets certifying heights 1 and 2 and as the first epoch of the
+// authority-set history.
 func (m *Machine) Genesis(g *chain.Genesis) (ChangeSet, error) {
 	if g == nil {
 		return ChangeSet{}, fmt.Errorf("state: no genesis")
@@ -125,6 +126,7 @@ func (m *Machine) Genesis(g *chain.Genesis) (ChangeSet, error) {
 	o.Set(keyTip, chain.Encode(&tipRecord{Version: RecordVersion, Height: 0, Time: g.TimeMs}))
 	writeSet(o, keyNext, set)
 	writeSet(o, keyAfter, set)
+	startEpochs(o, set)
 	lic := &chain.AuthoritySet{}
 	if len(g.LicensingAuthorities) > 0 {
 		var err error
