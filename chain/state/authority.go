@@ -134,7 +134,14 @@ func (e *executor) tally(p *ProposalRecord, res *TxResult) error {
 // left to punish, and refusing it keeps an ex-authority's equivocations (one offence per round,
 // unboundedly many) off the ledger. The set is never emptied; evidence against the last authority
 // is recorded without removal.
-func (e *executor) evidence(ev *chain.Evidence, res *TxResult) error {
+//
+// Evidence consumes no nonce, so what bounds it is who may send it: only an authority of the set
+// certifying this block, the nodes that see votes first hand. Each offence is accepted once and
+// refused once too old, which is its replay protection.
+func (e *executor) evidence(tx *chain.Tx, ev *chain.Evidence, res *TxResult) error {
+	if !e.cur.Contains(tx.Signer) {
+		return fmt.Errorf("state: evidence signer %s is not an authority of the set certifying block %d", tx.Signer.Short(), e.h.Height)
+	}
 	if err := ev.VerifySig(e.m.chainID); err != nil {
 		return fmt.Errorf("state: evidence: %w", err)
 	}
