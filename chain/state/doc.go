@@ -6,7 +6,9 @@
 // A Machine (New) writes the initial state from genesis (Machine.Genesis), executes blocks
 // (Machine.ApplyBlock, all-or-nothing), checks single transactions for the mempool
 // (Machine.CheckTx) and packs blocks for proposers (Machine.NewBuilder). Package functions
-// (Authorities, Nonce, Provider, Patient, ...) read committed state. The key schema is in keys.go.
+// (Authorities, Nonce, Provider, Patient, ...) read committed state; Member answers a mempool's
+// admission question (registered? authority? last nonce?) in one call. The key schema is in
+// keys.go.
 //
 // Authority schedule: after block H, state holds the sets certifying H+1 and H+2. A change decided
 // in block h (an authority proposal reaching more than two thirds of set(h), or evidence of

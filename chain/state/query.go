@@ -90,3 +90,48 @@ func EvidenceAccepted(view View, key chain.Hash) (*EvidenceRecord, error) {
 func LicensingAuthorities(view View) (*chain.AuthoritySet, error) {
 	return readSet(view, keyLicensing, "licensing authorities")
 }
+
+// MemberInfo is what a mempool needs to admit a signer's transaction, read from committed state
+// after block H.
+type MemberInfo struct {
+	// Registered: a patient, a provider, or an authority of set(H+1) or set(H+2). The ledger
+	// accepts nothing from anyone else but a registration (chain.TxKind.IsRegistration), so a
+	// mempool can hold unregistered signers' transactions to a quota of their own.
+	Registered bool
+	Patient    bool
+	Provider   bool
+	// Authority: a member of set(H+1) or set(H+2).
+	Authority bool
+	// Certifying: a member of set(H+1), the set certifying the next block; only its members'
+	// evidence, authority proposals and authority votes can be valid there.
+	Certifying bool
+	// Nonce is the last accepted nonce (0 before the first transaction); the next transaction
+	// that uses a nonce carries Nonce+1.
+	Nonce uint64
+}
+
+// Member answers, by point lookups on committed state, whether pub may submit transactions and
+// what its last nonce is: it reads the patient and provider records of pub's address (without
+// decoding them), its account record and the two scheduled authority sets.
+func Member(view View, pub chain.PubKey) (MemberInfo, error) {
+	a := pub.Address()
+	var m MemberInfo
+	var err error
+	if m.Patient, err = exists(view, patientKey(a), "patient"); err != nil {
+		return MemberInfo{}, err
+	}
+	if m.Provider, err = exists(view, providerKey(a), "provider"); err != nil {
+		return MemberInfo{}, err
+	}
+	if m.Nonce, err = Nonce(view, a); err != nil {
+		return MemberInfo{}, err
+	}
+	next, after, err := Authorities(view)
+	if err != nil {
+		return MemberInfo{}, err
+	}
+	m.Certifying = next.Contains(pub)
+	m.Authority = m.Certifying || after.Contains(pub)
+	m.Registered = m.Patient || m.Provider || m.Authority
+	return m, nil
+}
