@@ -77,15 +77,6 @@ type Block struct {
 	Txs     []*Tx
 }
 
-// TxRoot commits to an ordered list of transactions.
-func TxRoot(txs []*Tx) Hash {
-	hashes := make([]Hash, len(txs))
-	for i, tx := range txs {
-		hashes[i] = tx.Hash()
-	}
-	return Sum256(Encode(hashes))
-}
-
 // Hash is the header's hash.
 func (b *Block) Hash() Hash { return b.Header.Hash() }
 

@@ -187,6 +187,7 @@ func TestTxValidation(t *testing.T) {
 		{"chain id too long", mk(func(tx *chain.Tx) { tx.ChainID = strings.Repeat("c", chain.MaxChainIDLen+1) }), nil},
 		{"empty chain id", mk(func(tx *chain.Tx) { tx.ChainID = "" }), nil},
 		{"nonce zero", mk(func(tx *chain.Tx) { tx.Nonce = 0 }), nil},
+		{"evidence with a nonce", mk(func(tx *chain.Tx) { tx.Kind = chain.TxEvidence }), nil},
 		{"whole tx over limit", append([]byte{0x87, 0x01}, make([]byte, chain.MaxTxBytes)...), chain.ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -455,5 +456,43 @@ func TestEvidence(t *testing.T) {
 	e := testVote(t, key, chain.Precommit, 9, 2, testHash("y"))
 	if chain.NewEvidence(d, e).Key() == e1.Key() {
 		t.Fatal("evidence key ignores the round")
+	}
+}
+
+// TestEvidenceNonce: evidence carries nonce 0 and no other kind may; EvidenceKeyOf names the
+// offence of an evidence transaction, the same for every reporter, and nothing else.
+func TestEvidenceNonce(t *testing.T) {
+	ev := testPayloads(t)[chain.TxEvidence].(*chain.Evidence)
+	for kind := chain.TxRegisterProvider; kind <= chain.TxEraseAck; kind++ {
+		if kind.UsesNonce() == (kind == chain.TxEvidence) {
+			t.Fatalf("%s: UsesNonce %v", kind, kind.UsesNonce())
+		}
+		if kind.IsRegistration() != (kind == chain.TxRegisterProvider || kind == chain.TxRegisterPatient) {
+			t.Fatalf("%s: IsRegistration %v", kind, kind.IsRegistration())
+		}
+	}
+	a := chain.NewTx(testKey(t, 1), chainA, chain.TxEvidence, 0, ev)
+	b := chain.NewTx(testKey(t, 2), chainA, chain.TxEvidence, 0, ev)
+	for _, tx := range []*chain.Tx{a, b} {
+		dec, err := chain.DecodeTx(tx.Encode())
+		if err != nil {
+			t.Fatalf("evidence with nonce 0: %v", err)
+		}
+		if k, ok := chain.EvidenceKeyOf(dec); !ok || k != ev.Key() {
+			t.Fatalf("EvidenceKeyOf %s %v, want %s", k.Short(), ok, ev.Key().Short())
+		}
+	}
+	if a.Hash() == b.Hash() {
+		t.Fatal("two reporters' transactions are one")
+	}
+	if err := chain.NewTx(testKey(t, 1), chainA, chain.TxEvidence, 1, ev).Validate(); err == nil || !strings.Contains(err.Error(), "must be 0") {
+		t.Fatalf("evidence with nonce 1: %v", err)
+	}
+	bad := *a
+	bad.Payload = []byte{0x80}
+	for _, tx := range []*chain.Tx{nil, testTx(t, testKey(t, 1), chainA, 1), &bad} {
+		if k, ok := chain.EvidenceKeyOf(tx); ok || !k.IsZero() {
+			t.Fatalf("EvidenceKeyOf of a non-evidence transaction: %s", k.Short())
+		}
 	}
 }

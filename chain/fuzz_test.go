@@ -109,3 +109,19 @@ func FuzzDecodeAccessRequest(f *testing.F) {
 	em.Sign(testKey(f, 2), chainB)
 	fuzzDecoder(f, [][]byte{chain.Encode(&q), chain.Encode(&em)}, chain.DecodeAccessRequest)
 }
+
+func FuzzDecodeTxInclusionProof(f *testing.F) {
+	txs := make([]*chain.Tx, 11)
+	for i := range txs {
+		txs[i] = testTx(f, testKey(f, 1), chainA, uint64(i+1))
+	}
+	var seeds [][]byte
+	for _, c := range []struct{ n, i int }{{1, 0}, {2, 1}, {11, 6}} {
+		p, err := chain.TxProof(txs[:c.n], c.i)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, p.Encode())
+	}
+	fuzzDecoder(f, seeds, chain.DecodeTxInclusionProof)
+}

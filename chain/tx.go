@@ -65,9 +65,26 @@ func (k TxKind) String() string {
 	return fmt.Sprintf("kind-%d", uint16(k))
 }
 
-// Tx is a signed transaction. (Signer, Nonce) is unique on the ledger: the state machine accepts
-// only Nonce == last accepted nonce of Signer + 1, so a transaction cannot be replayed, and the
-// chain id in the signed bytes keeps it from being replayed on another network.
+// UsesNonce reports whether transactions of the kind carry and consume their signer's nonce.
+// Every kind does but evidence: evidence carries Nonce 0 and is unique by its offence
+// (EvidenceKeyOf), so that when every authority reports the same equivocation the copies that
+// lose leave no nonce gap behind them.
+func (k TxKind) UsesNonce() bool { return k != TxEvidence }
+
+// IsRegistration reports whether the kind registers its signer (as a provider or a patient): the
+// only transactions a signer unknown to the ledger can send, which a mempool may therefore put
+// under a quota of their own.
+func (k TxKind) IsRegistration() bool { return k == TxRegisterProvider || k == TxRegisterPatient }
+
+// Tx is a signed transaction, unique on the ledger so that it cannot be replayed:
+//
+//   - for every kind but evidence, by (Signer, Nonce): the state machine accepts only
+//     Nonce == last accepted nonce of Signer + 1, and nonces start at 1;
+//   - for evidence (TxKind.UsesNonce false), by its offence: it carries Nonce 0, leaves the
+//     signer's nonce alone, and the state machine accepts one evidence transaction per offence
+//     (chain.Evidence.Key) and refuses evidence too old to judge, so a copy or replay is refused.
+//
+// The chain id in the signed bytes keeps a transaction from being replayed on another network.
 type Tx struct {
 	_       struct{} `cbor:",toarray"`
 	Version uint8
@@ -129,7 +146,10 @@ func (tx *Tx) Validate() error {
 	if len(tx.Payload) > MaxPayloadSize {
 		return fmt.Errorf("%w: transaction payload is %d bytes, limit %d", ErrTooLarge, len(tx.Payload), MaxPayloadSize)
 	}
-	if tx.Nonce == 0 {
+	switch {
+	case !tx.Kind.UsesNonce() && tx.Nonce != 0:
+		return fmt.Errorf("chain: %s transaction carries nonce %d, must be 0 (it is unique by its content)", tx.Kind, tx.Nonce)
+	case tx.Kind.UsesNonce() && tx.Nonce == 0:
 		return fmt.Errorf("chain: transaction nonce must start at 1")
 	}
 	return nil

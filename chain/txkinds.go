@@ -152,8 +152,9 @@ func (v *AuthorityVote) Validate() error {
 	return nil
 }
 
-// Evidence is two conflicting votes signed by one authority. Anyone may submit it; once verified
-// on the ledger it removes the signer from the authority set.
+// Evidence is two conflicting votes signed by one authority. An authority of the set certifying
+// the block submits it, with nonce 0 (see Tx); once verified on the ledger it removes the votes'
+// signer from the authority set.
 type Evidence struct {
 	_ struct{} `cbor:",toarray"`
 	A Vote
@@ -190,6 +191,21 @@ func NewEvidence(a, b Vote) *Evidence {
 // punished once however many vote pairs prove it.
 func (e *Evidence) Key() Hash {
 	return Sum256(Encode([]any{e.A.Authority, e.A.Height, e.A.Round, uint8(e.A.Type)}))
+}
+
+// EvidenceKeyOf returns the offence (Evidence.Key) an evidence transaction reports, and false for
+// any other transaction or a payload that is not well-formed evidence. It decodes the payload but
+// checks no signature: a mempool deduplicating by it must admit the transaction first (CheckTx),
+// or a forged copy could stand in for the real one.
+func EvidenceKeyOf(tx *Tx) (Hash, bool) {
+	if tx == nil || tx.Kind != TxEvidence {
+		return Hash{}, false
+	}
+	body, err := DecodePayload(TxEvidence, tx.Payload)
+	if err != nil {
+		return Hash{}, false
+	}
+	return body.(*Evidence).Key(), true
 }
 
 // VerifySig checks both votes' signatures.

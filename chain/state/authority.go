@@ -52,7 +52,10 @@ func (e *executor) propose(tx *chain.Tx, id chain.Hash, b *chain.AuthorityPropos
 		return err
 	}
 	e.o.Set(proposalKey(id), chain.Encode(p))
-	return nil
+	// Passed, void or open, the record goes when no vote can reach it any more: one index
+	// entry written now, none to move when it closes, and a late vote on a closed proposal
+	// still learns why it is refused.
+	return e.expireAt(p.ExpiresHeight, proposalKey(id))
 }
 
 // vote adds a current authority's vote to an open proposal.
@@ -66,7 +69,7 @@ func (e *executor) vote(tx *chain.Tx, b *chain.AuthorityVote, res *TxResult) err
 		return err
 	}
 	if !found {
-		return fmt.Errorf("state: no proposal %s", b.Proposal.Short())
+		return fmt.Errorf("state: no proposal %s: never opened, or expired and removed (a proposal leaves state after its last voting height)", b.Proposal.Short())
 	}
 	if !p.OpenAt(e.h.Height) {
 		if p.Status == ProposalOpen {
@@ -125,9 +128,20 @@ func (e *executor) tally(p *ProposalRecord, res *TxResult) error {
 }
 
 // evidence punishes an equivocation once: the offender leaves the set taking effect at
-// h+AuthorityChangeDelay. The set is never emptied; evidence against the last authority is
-// recorded without removal.
-func (e *executor) evidence(ev *chain.Evidence, res *TxResult) error {
+// h+AuthorityChangeDelay. The offender must have been a member of the set that certified the
+// votes' height (from the retained history, see epochs.go), whatever the set is now, and must
+// still be in the current or pending set: evidence against an authority already gone has nothing
+// left to punish, and refusing it keeps an ex-authority's equivocations (one offence per round,
+// unboundedly many) off the ledger. The set is never emptied; evidence against the last authority
+// is recorded without removal.
+//
+// Evidence consumes no nonce, so what bounds it is who may send it: only an authority of the set
+// certifying this block, the nodes that see votes first hand. Each offence is accepted once and
+// refused once too old, which is its replay protection.
+func (e *executor) evidence(tx *chain.Tx, ev *chain.Evidence, res *TxResult) error {
+	if !e.cur.Contains(tx.Signer) {
+		return fmt.Errorf("state: evidence signer %s is not an authority of the set certifying block %d", tx.Signer.Short(), e.h.Height)
+	}
 	if err := ev.VerifySig(e.m.chainID); err != nil {
 		return fmt.Errorf("state: evidence: %w", err)
 	}
@@ -139,13 +153,6 @@ func (e *executor) evidence(ev *chain.Evidence, res *TxResult) error {
 	if e.h.Height-vh > MaxEvidenceAge {
 		return fmt.Errorf("state: evidence votes at height %d older than %d heights", vh, MaxEvidenceAge)
 	}
-	pending, err := readSet(e.o, keyAfter, "authority set (after next)")
-	if err != nil {
-		return err
-	}
-	if !e.cur.Contains(off) && !pending.Contains(off) {
-		return fmt.Errorf("state: evidence offender %s is not an authority", off.Short())
-	}
 	key := ev.Key()
 	var existing EvidenceRecord
 	found, err := get(e.o, evidenceKey(key), "evidence", &existing)
@@ -154,6 +161,23 @@ func (e *executor) evidence(ev *chain.Evidence, res *TxResult) error {
 	}
 	if found {
 		return fmt.Errorf("state: offence %s by %s already punished at height %d", key.Short(), off.Short(), existing.AcceptedHeight)
+	}
+	then, oldest, err := e.setAt(vh)
+	if err != nil {
+		return err
+	}
+	if then == nil {
+		return fmt.Errorf("state: evidence votes at height %d are older than the oldest retained authority set (from height %d)", vh, oldest)
+	}
+	if !then.Contains(off) {
+		return fmt.Errorf("state: evidence offender %s was not an authority at height %d", off.Short(), vh)
+	}
+	pending, err := readSet(e.o, keyAfter, "authority set (after next)")
+	if err != nil {
+		return err
+	}
+	if !e.cur.Contains(off) && !pending.Contains(off) {
+		return fmt.Errorf("state: evidence offender %s is not an authority any more: nothing left to punish", off.Short())
 	}
 	rec := &EvidenceRecord{Version: RecordVersion, Offender: off, VoteHeight: vh, AcceptedHeight: e.h.Height}
 	res.event(EventEvidenceAccepted, "%s equivocated (%s at %d/%d)", off.Short(), ev.A.Type, vh, ev.A.Round)
@@ -170,5 +194,7 @@ func (e *executor) evidence(ev *chain.Evidence, res *TxResult) error {
 		res.event(EventOffenderNotRemoved, "%s already leaves the set", off.Short())
 	}
 	e.o.Set(evidenceKey(key), chain.Encode(rec))
-	return nil
+	// From this height on the age check refuses the offence's evidence, so the record that
+	// refused it twice is no longer needed.
+	return e.expireAt(vh+MaxEvidenceAge+1, evidenceKey(key))
 }

@@ -218,7 +218,7 @@ func TestVotesOfFormerMembersDoNotCount(t *testing.T) {
 }
 
 func TestEvidence(t *testing.T) {
-	reporter := testKey(t, "reporter") // anyone: not registered, not an authority
+	outsider := testKey(t, "outsider") // not registered, not an authority
 	tests := []struct {
 		name string
 		ev   func(n *net) *chain.Evidence
@@ -234,7 +234,7 @@ func TestEvidence(t *testing.T) {
 			n.setTip(MaxEvidenceAge + 10)
 			return equivocation(n.auth[1], testChain, 11, 0)
 		}, ""},
-		{"not an authority", func(n *net) *chain.Evidence { return equivocation(reporter, testChain, n.height, 0) }, "not an authority"},
+		{"not an authority", func(n *net) *chain.Evidence { return equivocation(outsider, testChain, n.height, 0) }, "not an authority"},
 		{"other chain", func(n *net) *chain.Evidence { return equivocation(n.auth[1], "other-chain", n.height, 0) }, "invalid signature"},
 		{"forged", func(n *net) *chain.Evidence {
 			ev := equivocation(n.auth[1], testChain, n.height, 0)
@@ -251,6 +251,7 @@ func TestEvidence(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newNet(t, 4)
 			n.apply()
+			reporter := n.auth[0] // an authority of the set certifying the block
 			ev := tc.ev(n)
 			off := ev.A.Authority
 			before := n.view.clone()
@@ -287,13 +288,11 @@ func TestEvidence(t *testing.T) {
 			if _, err := n.try(n.evidenceTx(reporter, ev)); err == nil || !strings.Contains(err.Error(), "already punished") {
 				t.Fatalf("same evidence again: %v", err)
 			}
-			n.nonces[reporter.Public()]--
 			other := chain.Vote{Type: chain.Prevote, Height: ev.A.Height, Round: ev.A.Round, BlockHash: chain.Sum256([]byte("block c"))}
 			other.Sign(n.auth[1], testChain)
 			if _, err := n.try(n.evidenceTx(reporter, chain.NewEvidence(ev.A, other))); err == nil || !strings.Contains(err.Error(), "already punished") {
 				t.Fatalf("second proof of the same offence: %v", err)
 			}
-			n.nonces[reporter.Public()]--
 			n.apply()
 			if next, _ := n.sets(); next.Contains(off) || next.Size() != 3 {
 				t.Fatal("offender still certifies at decided+2")
@@ -311,7 +310,7 @@ func TestEvidenceInBlockWithVotes(t *testing.T) {
 	// Two offences by one authority in one block: the second is recorded without removing again.
 	n := newNet(t, 4)
 	n.apply()
-	r := testKey(t, "r")
+	r := n.auth[1]
 	out := n.apply(n.evidenceTx(r, equivocation(n.auth[0], testChain, 1, 0)), n.evidenceTx(r, equivocation(n.auth[0], testChain, 1, 1)))
 	if out.NextAuthorities == nil || out.NextAuthorities.Size() != 3 || !hasEvent(out, EventOffenderNotRemoved) {
 		t.Fatalf("double offence: %v", out.NextAuthorities)
@@ -321,7 +320,7 @@ func TestEvidenceInBlockWithVotes(t *testing.T) {
 func TestEvidenceNeverEmptiesSet(t *testing.T) {
 	n := newNet(t, 1)
 	n.apply()
-	r := testKey(t, "r")
+	r := n.auth[0] // the sole authority reports itself
 	ev := equivocation(n.auth[0], testChain, 1, 0)
 	out := n.apply(n.evidenceTx(r, ev))
 	if out.NextAuthorities != nil || !hasEvent(out, EventOffenderNotRemoved) {
@@ -335,12 +334,66 @@ func TestEvidenceNeverEmptiesSet(t *testing.T) {
 	}
 }
 
-func TestEvidenceNeedsNonce(t *testing.T) {
+// TestEvidenceNonceFree: evidence carries nonce 0 and leaves the signer's nonce alone; when two
+// authorities report one offence the first executes and the second is refused, in one block or
+// in the next, so the loser leaves no nonce gap; a non-zero nonce is refused; only an authority
+// of the set certifying the block may report.
+func TestEvidenceNonceFree(t *testing.T) {
 	n := newNet(t, 4)
-	n.apply()
-	r := testKey(t, "r")
-	tx := chain.NewTx(r, testChain, chain.TxEvidence, 5, equivocation(n.auth[0], testChain, 1, 0))
-	if _, err := n.try(tx); !errors.Is(err, ErrNonce) {
-		t.Fatalf("evidence with wrong nonce: %v", err)
+	add := n.proposeTx(n.auth[0], chain.AuthorityAdd, testKey(t, "x").Public()) // auth[0] has nonce 1, auth[1] none
+	n.apply(add, n.voteTx(n.auth[2], add.Hash()), n.voteTx(n.auth[3], add.Hash()))
+	ev := equivocation(n.auth[3], testChain, 1, 0)
+	first, second := n.evidenceTx(n.auth[0], ev), n.evidenceTx(n.auth[1], ev)
+	if k1, ok1 := chain.EvidenceKeyOf(first); !ok1 || k1 != ev.Key() {
+		t.Fatal("EvidenceKeyOf of the first report")
+	}
+	if k2, _ := chain.EvidenceKeyOf(second); k2 != ev.Key() {
+		t.Fatal("two reports of one offence have different keys")
+	}
+	for _, tx := range []*chain.Tx{first, second} {
+		if err := n.m.CheckTx(n.view, tx, n.time, nil); err != nil {
+			t.Fatalf("CheckTx of a report by %s: %v", tx.Signer.Short(), err)
+		}
+	}
+	// One block with both: the builder keeps the first, refuses the second.
+	b := n.m.NewBuilder(n.view, n.header(), nil)
+	if err := b.Add(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(second); err == nil || !strings.Contains(err.Error(), "already punished") {
+		t.Fatalf("second report in the same block: %v", err)
+	}
+	if _, err := n.try(first, second); err == nil || !strings.Contains(err.Error(), "already punished") {
+		t.Fatalf("block with both reports: %v", err)
+	}
+	n.apply(first)
+	for i, k := range n.auth[:2] {
+		if got, err := Nonce(n.view, k.Public().Address()); err != nil || got != uint64(1-i) {
+			t.Fatalf("authority %d nonce %d after evidence (%v)", i, got, err)
+		}
+	}
+	if err := n.m.CheckTx(n.view, second, n.time, nil); err == nil || !strings.Contains(err.Error(), "already punished") {
+		t.Fatalf("CheckTx of the losing report: %v", err)
+	}
+	n.refuse(second, "already punished")
+	// The losing reporter's next transaction takes the next nonce: no gap.
+	n.apply(n.proposeTx(n.auth[1], chain.AuthorityAdd, testKey(t, "y").Public()))
+	if got, _ := Nonce(n.view, n.auth[1].Public().Address()); got != 1 {
+		t.Fatalf("reporter's nonce %d after its next transaction", got)
+	}
+
+	other := equivocation(n.auth[2], testChain, 2, 0)
+	for _, nonce := range []uint64{1, 2, 5} {
+		tx := chain.NewTx(n.auth[1], testChain, chain.TxEvidence, nonce, other)
+		n.refuse(tx, "must be 0")
+		if err := n.m.CheckTx(n.view, tx, n.time, nil); err == nil || errors.Is(err, ErrNonce) {
+			t.Fatalf("CheckTx of evidence with nonce %d: %v", nonce, err)
+		}
+	}
+	n.refuse(n.evidenceTx(testKey(t, "outsider"), other), "not an authority of the set certifying")
+	// x, added in block 1, certifies the next block and reports like any other authority.
+	n.apply(n.evidenceTx(testKey(t, "x"), other))
+	if rec, _ := EvidenceAccepted(n.view, other.Key()); rec == nil {
+		t.Fatal("report by a newly added authority not recorded")
 	}
 }

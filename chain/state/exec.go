@@ -103,12 +103,15 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 		}
 	}
 	addr := tx.Signer.Address()
-	var acct accountRecord
-	if _, err := get(e.o, nonceKey(addr), "account", &acct); err != nil {
-		return res, err
-	}
-	if tx.Nonce != acct.Nonce+1 {
-		return res, fmt.Errorf("%w: nonce %d, want %d", ErrNonce, tx.Nonce, acct.Nonce+1)
+	// Evidence carries nonce 0 (tx.Validate checked it) and is unique by its offence instead.
+	if tx.Kind.UsesNonce() {
+		var acct accountRecord
+		if _, err := get(e.o, nonceKey(addr), "account", &acct); err != nil {
+			return res, err
+		}
+		if tx.Nonce != acct.Nonce+1 {
+			return res, fmt.Errorf("%w: nonce %d, want %d", ErrNonce, tx.Nonce, acct.Nonce+1)
+		}
 	}
 	body, err := chain.DecodePayload(tx.Kind, tx.Payload)
 	if err != nil {
@@ -132,7 +135,7 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 	case *chain.AuthorityVote:
 		err = e.vote(tx, b, &res)
 	case *chain.Evidence:
-		err = e.evidence(b, &res)
+		err = e.evidence(tx, b, &res)
 	case *chain.AnchorRecords:
 		err = e.anchorRecords(addr, b, &res)
 	case *chain.ConsentGrant:
@@ -153,7 +156,9 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 	if err != nil {
 		return res, err
 	}
-	e.o.Set(nonceKey(addr), chain.Encode(&accountRecord{Version: RecordVersion, Nonce: tx.Nonce}))
+	if tx.Kind.UsesNonce() {
+		e.o.Set(nonceKey(addr), chain.Encode(&accountRecord{Version: RecordVersion, Nonce: tx.Nonce}))
+	}
 	return res, nil
 }
 
@@ -206,9 +211,16 @@ func (e *executor) registerPatient(tx *chain.Tx, addr chain.Address, b *chain.Re
 	return nil
 }
 
-// finish shifts the authority schedule, records the tip and collects the change set.
+// finish deletes what expires at this height, shifts the authority schedule and its history,
+// records the tip and collects the change set.
 func (e *executor) finish(results []TxResult) (*Outcome, error) {
 	if err := e.loadSets(); err != nil {
+		return nil, err
+	}
+	if err := e.expire(); err != nil {
+		return nil, err
+	}
+	if err := e.advanceEpochs(); err != nil {
 		return nil, err
 	}
 	newAfter, err := readSet(e.o, keyAfter, "authority set (after next)")

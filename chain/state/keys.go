@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/medledger/medledger/chain"
@@ -14,11 +15,22 @@ import (
 //	auth/next              setRecord: the authority set certifying the next block (H+1)
 //	auth/after             setRecord: the set certifying H+2
 //	auth/licensing         setRecord: licensing authorities from genesis (may be empty)
-//	auth/proposal/<32B id> ProposalRecord (id = hash of the proposing transaction)
+//	auth/epochs            epochsRecord: (first height, set hash) of every authority set that
+//	                       certified a height evidence may still name, oldest first (at most
+//	                       MaxAuthorityEpochs; see epochs.go)
+//	auth/set/<32B hash>    setRecord: a set named by a retained epoch (hash = AuthoritySet.Hash),
+//	                       deleted when no retained epoch names it
+//	auth/proposal/<32B id> ProposalRecord (id = hash of the proposing transaction); deleted when
+//	                       block ExpiresHeight finishes, whatever its status
 //	nonce/<20B address>    accountRecord: last accepted nonce of the signer with that address
 //	provider/<20B address> ProviderRecord
 //	patient/<20B address>  PatientRecord
-//	evidence/<32B key>     EvidenceRecord (key = chain.Evidence.Key(), one per offence)
+//	evidence/<32B key>     EvidenceRecord (key = chain.Evidence.Key(), one per offence); deleted
+//	                       when block VoteHeight+MaxEvidenceAge+1 finishes, the first height
+//	                       that refuses evidence of that offence by its age
+//	expire/<8B height><4B page>
+//	                       expiryRecord: keys to delete when block <height> finishes (big-endian
+//	                       height and page; page 0 also holds the page count, see expiry.go)
 //	record/<32B id>        RecordState: one version of one record (id = chain.RecordAnchor.ID)
 //	consent/<32B id>       ConsentRecord: a grant or an emergency access (id = its transaction's hash)
 //	grants/<20B patient><20B grantee>
@@ -39,7 +51,9 @@ var (
 	keyNext      = []byte("auth/next")
 	keyAfter     = []byte("auth/after")
 	keyLicensing = []byte("auth/licensing")
+	keyEpochs    = []byte("auth/epochs")
 
+	prefixAuthSet  = "auth/set/"
 	prefixProposal = "auth/proposal/"
 	prefixNonce    = "nonce/"
 	prefixProvider = "provider/"
@@ -50,8 +64,10 @@ var (
 	prefixGrants   = "grants/"
 	prefixGrantees = "grantees/"
 	prefixAccess   = "access/"
+	prefixExpire   = "expire/"
 )
 
+func authSetKey(h chain.Hash) []byte     { return append([]byte(prefixAuthSet), h[:]...) }
 func proposalKey(id chain.Hash) []byte   { return append([]byte(prefixProposal), id[:]...) }
 func nonceKey(a chain.Address) []byte    { return append([]byte(prefixNonce), a[:]...) }
 func providerKey(a chain.Address) []byte { return append([]byte(prefixProvider), a[:]...) }
@@ -64,6 +80,11 @@ func granteesKey(p chain.Address) []byte { return append([]byte(prefixGrantees),
 func grantsKey(patient, grantee chain.Address) []byte {
 	k := append([]byte(prefixGrants), patient[:]...)
 	return append(k, grantee[:]...)
+}
+
+func expiryKey(height uint64, page uint32) []byte {
+	k := binary.BigEndian.AppendUint64([]byte(prefixExpire), height)
+	return binary.BigEndian.AppendUint32(k, page)
 }
 
 // RecordVersion is the encoding version of every record this package writes. A node refuses to
@@ -124,8 +145,9 @@ type PatientRecord struct {
 // ProposalStatus is where an authority proposal stands.
 type ProposalStatus uint8
 
-// Proposal statuses. An open proposal past its ExpiresHeight is expired: the record is not
-// rewritten (state has no scan to find it), readers compare heights.
+// Proposal statuses. Every proposal, whatever its status, is deleted when the block at its
+// ExpiresHeight finishes (through the expiry index); until then an open proposal is still
+// rewritten only by votes, so readers compare heights (OpenAt).
 const (
 	ProposalOpen   ProposalStatus = 1
 	ProposalPassed ProposalStatus = 2
@@ -167,7 +189,9 @@ func (p *ProposalRecord) OpenAt(height uint64) bool {
 	return p.Status == ProposalOpen && height <= p.ExpiresHeight
 }
 
-// EvidenceRecord marks an equivocation as punished, so it is accepted once.
+// EvidenceRecord marks an equivocation as punished, so it is accepted once. It is deleted when
+// the block at VoteHeight+MaxEvidenceAge+1 finishes: from that height on the offence's evidence
+// is refused by its age, so it is still never punished twice.
 type EvidenceRecord struct {
 	_              struct{} `cbor:",toarray"`
 	Version        uint8
@@ -280,6 +304,8 @@ func (r *ConsentRecord) version() uint8  { return r.Version }
 func (r *AccessRecord) version() uint8   { return r.Version }
 func (r *pairRecord) version() uint8     { return r.Version }
 func (r *granteesRecord) version() uint8 { return r.Version }
+func (r *expiryRecord) version() uint8   { return r.Version }
+func (r *epochsRecord) version() uint8   { return r.Version }
 
 // get reads and decodes the record at key into v; found is false when the key is absent.
 func get(view View, key []byte, what string, v versioned) (found bool, err error) {

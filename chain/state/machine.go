@@ -83,7 +83,8 @@ func (e *TxError) Unwrap() error { return e.Err }
 // Errors callers may test with errors.Is.
 var (
 	// ErrNonce: the nonce is not the signer's last accepted nonce + 1 (a replay, a gap or a
-	// duplicate). The mempool may keep a transaction whose nonce is ahead.
+	// duplicate). The mempool may keep a transaction whose nonce is ahead. Evidence, which
+	// carries no nonce, never fails with it.
 	ErrNonce = errors.New("state: wrong nonce")
 	// ErrBlockFull: the block has reached the genesis limit on transactions or bytes.
 	ErrBlockFull = errors.New("state: block full")
@@ -108,7 +109,8 @@ func txBytesBudget(p *chain.Params) int {
 }
 
 // Genesis returns the initial state (height 0): parameters, the licensing authorities, and the
-// genesis authority set as the sets certifying heights 1 and 2.
+// genesis authority set as the sets certifying heights 1 and 2 and as the first epoch of the
+// authority-set history.
 func (m *Machine) Genesis(g *chain.Genesis) (ChangeSet, error) {
 	if g == nil {
 		return ChangeSet{}, fmt.Errorf("state: no genesis")
@@ -125,6 +127,7 @@ func (m *Machine) Genesis(g *chain.Genesis) (ChangeSet, error) {
 	o.Set(keyTip, chain.Encode(&tipRecord{Version: RecordVersion, Height: 0, Time: g.TimeMs}))
 	writeSet(o, keyNext, set)
 	writeSet(o, keyAfter, set)
+	startEpochs(o, set)
 	lic := &chain.AuthoritySet{}
 	if len(g.LicensingAuthorities) > 0 {
 		var err error
@@ -211,9 +214,10 @@ func (m *Machine) verifyBatch(txs []*chain.Tx, hashes []chain.Hash, verified Ver
 }
 
 // CheckTx validates one transaction against committed state for the mempool: form, chain,
-// signature (unless verified vouches for it), nonce == stored nonce + 1, and the kind's rules as
-// if the transaction were the only one in the next block, with blockTime (the last block's time)
-// as its time. It writes nothing.
+// signature (unless verified vouches for it), nonce == stored nonce + 1 (for evidence: nonce 0,
+// an offence not yet punished, a signer of the set certifying the next block), and the kind's
+// rules as if the transaction were the only one in the next block, with blockTime (the last
+// block's time) as its time. It writes nothing.
 func (m *Machine) CheckTx(view View, tx *chain.Tx, blockTime int64, verified VerifiedSet) error {
 	if tx == nil {
 		return fmt.Errorf("state: empty transaction")

@@ -63,7 +63,8 @@ func Patient(view View, a chain.Address) (*PatientRecord, error) {
 	return &r, nil
 }
 
-// AuthorityProposal returns the proposal with id, or nil, nil.
+// AuthorityProposal returns the proposal with id, or nil, nil (also once the block at its
+// ExpiresHeight has run: expired proposals leave state).
 func AuthorityProposal(view View, id chain.Hash) (*ProposalRecord, error) {
 	var r ProposalRecord
 	found, err := get(view, proposalKey(id), "proposal", &r)
@@ -73,7 +74,8 @@ func AuthorityProposal(view View, id chain.Hash) (*ProposalRecord, error) {
 	return &r, nil
 }
 
-// EvidenceAccepted returns the record of a punished offence (chain.Evidence.Key()), or nil, nil.
+// EvidenceAccepted returns the record of a punished offence (chain.Evidence.Key()), or nil, nil
+// (also once the block at VoteHeight+MaxEvidenceAge+1 has run and the record expired).
 func EvidenceAccepted(view View, key chain.Hash) (*EvidenceRecord, error) {
 	var r EvidenceRecord
 	found, err := get(view, evidenceKey(key), "evidence", &r)
@@ -87,4 +89,49 @@ func EvidenceAccepted(view View, key chain.Hash) (*EvidenceRecord, error) {
 // provider can register), so callers must not Validate it.
 func LicensingAuthorities(view View) (*chain.AuthoritySet, error) {
 	return readSet(view, keyLicensing, "licensing authorities")
+}
+
+// MemberInfo is what a mempool needs to admit a signer's transaction, read from committed state
+// after block H.
+type MemberInfo struct {
+	// Registered: a patient, a provider, or an authority of set(H+1) or set(H+2). The ledger
+	// accepts nothing from anyone else but a registration (chain.TxKind.IsRegistration), so a
+	// mempool can hold unregistered signers' transactions to a quota of their own.
+	Registered bool
+	Patient    bool
+	Provider   bool
+	// Authority: a member of set(H+1) or set(H+2).
+	Authority bool
+	// Certifying: a member of set(H+1), the set certifying the next block; only its members'
+	// evidence, authority proposals and authority votes can be valid there.
+	Certifying bool
+	// Nonce is the last accepted nonce (0 before the first transaction); the next transaction
+	// that uses a nonce carries Nonce+1.
+	Nonce uint64
+}
+
+// Member answers, by point lookups on committed state, whether pub may submit transactions and
+// what its last nonce is: it reads the patient and provider records of pub's address (without
+// decoding them), its account record and the two scheduled authority sets.
+func Member(view View, pub chain.PubKey) (MemberInfo, error) {
+	a := pub.Address()
+	var m MemberInfo
+	var err error
+	if m.Patient, err = exists(view, patientKey(a), "patient"); err != nil {
+		return MemberInfo{}, err
+	}
+	if m.Provider, err = exists(view, providerKey(a), "provider"); err != nil {
+		return MemberInfo{}, err
+	}
+	if m.Nonce, err = Nonce(view, a); err != nil {
+		return MemberInfo{}, err
+	}
+	next, after, err := Authorities(view)
+	if err != nil {
+		return MemberInfo{}, err
+	}
+	m.Certifying = next.Contains(pub)
+	m.Authority = m.Certifying || after.Contains(pub)
+	m.Registered = m.Patient || m.Provider || m.Authority
+	return m, nil
 }

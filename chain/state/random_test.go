@@ -147,12 +147,15 @@ func TestCorruptStateNeverPanics(t *testing.T) {
 		n := newNet(t, 2)
 		alice := testKey(t, "alice")
 		n.apply(n.patientTx(alice))
-		keys := [][]byte{keyParams, keyTip, keyNext, keyAfter, keyLicensing, nonceKey(alice.Public().Address()), patientKey(alice.Public().Address())}
+		next, _ := n.sets()
+		keys := [][]byte{keyParams, keyTip, keyNext, keyAfter, keyLicensing, keyEpochs, authSetKey(next.Hash()), expiryKey(n.height+1, 0), nonceKey(alice.Public().Address()), patientKey(alice.Public().Address())}
 		key := keys[rapid.IntRange(0, len(keys)-1).Draw(rt, "key")]
 		n.view.m[string(key)] = rapid.SliceOfN(rapid.Byte(), 0, 64).Draw(rt, "garbage")
 		_, _ = n.m.ApplyBlock(n.view, n.header(), []*chain.Tx{n.patientTx(testKey(t, "bob"))}, nil)
 		_ = n.m.CheckTx(n.view, n.patientTx(alice), n.time, nil)
 		_, _, _ = Authorities(n.view)
 		_, _ = Patient(n.view, alice.Public().Address())
+		_, _ = AuthoritySetAt(n.view, 1)
+		_, _ = Member(n.view, alice.Public())
 	})
 }
