@@ -125,8 +125,8 @@ func member(pos *position, pub chain.PubKey) (Member, error) {
 	if err != nil {
 		return Member{}, err
 	}
-	m := Member{Nonce: nonce, Authority: pos.current.Contains(pub) || pos.next.Contains(pub)}
-	if m.Authority {
+	m := Member{Nonce: nonce, Certifying: pos.current.Contains(pub)}
+	if m.Certifying || pos.next.Contains(pub) {
 		m.Registered = true
 		return m, nil
 	}
@@ -220,14 +220,14 @@ func (g *Gate) Tx(tx *chain.Tx) (Verdict, TxCheck, error) {
 	}
 	chk := TxCheck{Member: m}
 	executable := false
-	if tx.Kind == chain.TxEvidence {
-		if tx.Nonce != 0 || !m.Authority {
-			return Ignore, chk, fmt.Errorf("%w: evidence must be signed by an authority with nonce 0", ErrNotMember)
+	if !tx.Kind.UsesNonce() {
+		if !m.Certifying {
+			return Ignore, chk, fmt.Errorf("%w: evidence must be signed by an authority", ErrNotMember)
 		}
 		executable = true
 	} else {
 		switch {
-		case !m.Registered && !(isRegistration(tx.Kind) && tx.Nonce == 1):
+		case !m.Registered && !(tx.Kind.IsRegistration() && tx.Nonce == 1):
 			return Ignore, chk, fmt.Errorf("%w: %s may only register itself", ErrNotMember, tx.Signer.Short())
 		case tx.Nonce <= m.Nonce:
 			return Ignore, chk, fmt.Errorf("%w: nonce %d, ledger is at %d", ErrStaleNonce, tx.Nonce, m.Nonce)

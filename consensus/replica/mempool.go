@@ -67,7 +67,7 @@ func (c *MempoolConfig) defaults() {
 // Member is what admission needs to know about a signer, read from committed state.
 type Member struct {
 	Registered bool   // a registered provider or patient, or an authority
-	Authority  bool   // in the set certifying the next block or the one after
+	Certifying bool   // in the set certifying the next block: may report evidence
 	Nonce      uint64 // the last nonce the ledger accepted from this signer
 }
 
@@ -167,15 +167,13 @@ func (m *Mempool) Add(tx *chain.Tx, a Admission) (chain.Hash, error) {
 	}
 	e := &entry{tx: tx, hash: h, size: len(enc), added: a.Height}
 	executable := false
-	if tx.Kind == chain.TxEvidence {
+	if !tx.Kind.UsesNonce() {
 		key, err := offenceKey(tx)
 		if err != nil {
 			return h, err
 		}
 		switch {
-		case tx.Nonce != 0:
-			return h, fmt.Errorf("replica: evidence must carry nonce 0, has %d", tx.Nonce)
-		case !a.Member.Authority:
+		case !a.Member.Certifying:
 			return h, fmt.Errorf("%w: evidence signed by %s, not an authority", ErrNotMember, tx.Signer.Short())
 		case m.evidence[key] != nil:
 			return h, fmt.Errorf("%w: evidence for this offence", ErrDuplicateTx)
@@ -190,7 +188,7 @@ func (m *Mempool) Add(tx *chain.Tx, a Admission) (chain.Hash, error) {
 			committed = max(committed, q.committed)
 		}
 		switch {
-		case !a.Member.Registered && !(isRegistration(tx.Kind) && tx.Nonce == 1):
+		case !a.Member.Registered && !(tx.Kind.IsRegistration() && tx.Nonce == 1):
 			return h, fmt.Errorf("%w: %s may only register itself", ErrNotMember, tx.Signer.Short())
 		case tx.Nonce <= committed:
 			return h, fmt.Errorf("%w: nonce %d, ledger is at %d", ErrStaleNonce, tx.Nonce, committed)
@@ -554,29 +552,9 @@ func (m *Mempool) compact() {
 
 // offenceKey is the offence an evidence transaction reports.
 func offenceKey(tx *chain.Tx) (chain.Hash, error) {
-	body, err := chain.DecodePayload(tx.Kind, tx.Payload)
-	if err != nil {
-		return chain.Hash{}, err
-	}
-	ev, ok := body.(*chain.Evidence)
+	key, ok := chain.EvidenceKeyOf(tx)
 	if !ok {
-		return chain.Hash{}, fmt.Errorf("replica: evidence transaction without evidence")
+		return chain.Hash{}, fmt.Errorf("replica: evidence transaction without decodable evidence")
 	}
-	return ev.Key(), nil
-}
-
-// isRegistration reports whether a transaction of kind k registers its own signer, the one
-// thing a signer the ledger does not know yet may do.
-func isRegistration(k chain.TxKind) bool {
-	return k == chain.TxRegisterPatient || k == chain.TxRegisterProvider
-}
-
-// Each calls f for every pending transaction, in arrival order, with the committed height at
-// which it arrived (for audits: the simulation checks the pool's bounds from outside).
-func (m *Mempool) Each(f func(tx *chain.Tx, added uint64)) {
-	for _, e := range m.order {
-		if !e.gone {
-			f(e.tx, e.added)
-		}
-	}
+	return key, nil
 }

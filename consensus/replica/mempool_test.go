@@ -165,3 +165,35 @@ func TestMempoolBounds(t *testing.T) {
 		t.Fatalf("total bytes: %v", err)
 	}
 }
+
+// Evidence carries no nonce and is pending once per offence, whoever reports it; the block that
+// punishes the offence takes every report of it out of the pool, and nobody's nonce moves.
+func TestMempoolEvidenceOncePerOffence(t *testing.T) {
+	offender, a, b := key(t, 1), key(t, 2), key(t, 3)
+	v1 := chain.Vote{Type: chain.Prevote, Height: 3, BlockHash: chain.Hash{1}}
+	v2 := chain.Vote{Type: chain.Prevote, Height: 3, BlockHash: chain.Hash{2}}
+	v1.Sign(offender, chainID)
+	v2.Sign(offender, chainID)
+	ev := chain.NewEvidence(v1, v2)
+	byA := chain.NewTx(a, chainID, chain.TxEvidence, 0, ev)
+	byB := chain.NewTx(b, chainID, chain.TxEvidence, 0, ev)
+	m := NewMempool(chainID, MempoolConfig{})
+	authority := Member{Registered: true, Certifying: true}
+	if _, err := admit(m, byA, Member{Registered: true}, 0); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("evidence by a non-authority: %v", err)
+	}
+	if _, err := admit(m, byA, authority, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admit(m, byB, authority, 0); !errors.Is(err, ErrDuplicateTx) {
+		t.Fatalf("second report of one offence: %v", err)
+	}
+	if !m.Executable() || m.NextNonce(a.Public(), 4) != 5 {
+		t.Fatal("evidence must be executable and leave the reporter's nonces alone")
+	}
+	// Another node's report of the same offence is what the block carried.
+	d := m.Update(Commit{Height: 1, Txs: []*chain.Tx{byB}, Nonce: func(chain.PubKey) (uint64, error) { return 0, nil }})
+	if len(d) != 1 || d[0].Hash != byA.Hash() || m.Len() != 0 {
+		t.Fatalf("dropped %+v, %d left", d, m.Len())
+	}
+}
