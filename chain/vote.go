@@ -2,6 +2,12 @@ package chain
 
 import "fmt"
 
+// ConsensusID is what consensus messages are signed under: votes, proposals, the precommits of
+// commit certificates and the votes inside evidence. It names the chain and its genesis, so a
+// network re-created with the same chain id and keys never accepts the other's votes or
+// certificates. (Transactions are signed under the chain id alone.)
+func ConsensusID(chainID string, genesis Hash) string { return chainID + "/" + genesis.String() }
+
 // VoteVersion and ProposalVersion are the encodings this node understands.
 const (
 	VoteVersion     = 1

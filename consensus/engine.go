@@ -9,6 +9,8 @@ import (
 
 // Config is what does not change while the node runs.
 type Config struct {
+	// ChainID is what this engine signs votes and proposals under: chain.ConsensusID of the
+	// chain id and genesis hash.
 	ChainID string
 	Key     *chain.PrivKey // nil: an observer that follows and commits but never signs
 	Params  chain.Params

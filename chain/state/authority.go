@@ -142,7 +142,7 @@ func (e *executor) evidence(tx *chain.Tx, ev *chain.Evidence, res *TxResult) err
 	if !e.cur.Contains(tx.Signer) {
 		return fmt.Errorf("state: evidence signer %s is not an authority of the set certifying block %d", tx.Signer.Short(), e.h.Height)
 	}
-	if err := ev.VerifySig(e.m.chainID); err != nil {
+	if err := ev.VerifySig(e.consensusID); err != nil {
 		return fmt.Errorf("state: evidence: %w", err)
 	}
 	off := ev.A.Authority

@@ -224,25 +224,25 @@ func TestEvidence(t *testing.T) {
 		ev   func(n *net) *chain.Evidence
 		want string
 	}{
-		{"ok", func(n *net) *chain.Evidence { return equivocation(n.auth[1], testChain, n.height, 0) }, ""},
-		{"votes from the future", func(n *net) *chain.Evidence { return equivocation(n.auth[1], testChain, n.height+2, 0) }, "future"},
+		{"ok", func(n *net) *chain.Evidence { return n.equivocation(n.auth[1], n.height, 0) }, ""},
+		{"votes from the future", func(n *net) *chain.Evidence { return n.equivocation(n.auth[1], n.height+2, 0) }, "future"},
 		{"too old", func(n *net) *chain.Evidence {
 			n.setTip(MaxEvidenceAge + 10)
-			return equivocation(n.auth[1], testChain, 9, 0)
+			return n.equivocation(n.auth[1], 9, 0)
 		}, "older than"},
 		{"oldest accepted", func(n *net) *chain.Evidence {
 			n.setTip(MaxEvidenceAge + 10)
-			return equivocation(n.auth[1], testChain, 11, 0)
+			return n.equivocation(n.auth[1], 11, 0)
 		}, ""},
-		{"not an authority", func(n *net) *chain.Evidence { return equivocation(outsider, testChain, n.height, 0) }, "not an authority"},
+		{"not an authority", func(n *net) *chain.Evidence { return n.equivocation(outsider, n.height, 0) }, "not an authority"},
 		{"other chain", func(n *net) *chain.Evidence { return equivocation(n.auth[1], "other-chain", n.height, 0) }, "invalid signature"},
 		{"forged", func(n *net) *chain.Evidence {
-			ev := equivocation(n.auth[1], testChain, n.height, 0)
+			ev := n.equivocation(n.auth[1], n.height, 0)
 			ev.B.Sig[3] ^= 1
 			return ev
 		}, "invalid signature"},
 		{"not conflicting", func(n *net) *chain.Evidence {
-			ev := equivocation(n.auth[1], testChain, n.height, 0)
+			ev := n.equivocation(n.auth[1], n.height, 0)
 			ev.B = ev.A
 			return ev
 		}, "do not conflict"},
@@ -289,7 +289,7 @@ func TestEvidence(t *testing.T) {
 				t.Fatalf("same evidence again: %v", err)
 			}
 			other := chain.Vote{Type: chain.Prevote, Height: ev.A.Height, Round: ev.A.Round, BlockHash: chain.Sum256([]byte("block c"))}
-			other.Sign(n.auth[1], testChain)
+			other.Sign(n.auth[1], n.cid)
 			if _, err := n.try(n.evidenceTx(reporter, chain.NewEvidence(ev.A, other))); err == nil || !strings.Contains(err.Error(), "already punished") {
 				t.Fatalf("second proof of the same offence: %v", err)
 			}
@@ -299,7 +299,7 @@ func TestEvidence(t *testing.T) {
 			}
 			// A different offence (another round) by the departed offender is no longer
 			// evidence against an authority.
-			if _, err := n.try(n.evidenceTx(reporter, equivocation(n.auth[1], testChain, n.height, 1))); err == nil || !strings.Contains(err.Error(), "not an authority") {
+			if _, err := n.try(n.evidenceTx(reporter, n.equivocation(n.auth[1], n.height, 1))); err == nil || !strings.Contains(err.Error(), "not an authority") {
 				t.Fatalf("evidence against former authority: %v", err)
 			}
 		})
@@ -311,7 +311,7 @@ func TestEvidenceInBlockWithVotes(t *testing.T) {
 	n := newNet(t, 4)
 	n.apply()
 	r := n.auth[1]
-	out := n.apply(n.evidenceTx(r, equivocation(n.auth[0], testChain, 1, 0)), n.evidenceTx(r, equivocation(n.auth[0], testChain, 1, 1)))
+	out := n.apply(n.evidenceTx(r, n.equivocation(n.auth[0], 1, 0)), n.evidenceTx(r, n.equivocation(n.auth[0], 1, 1)))
 	if out.NextAuthorities == nil || out.NextAuthorities.Size() != 3 || !hasEvent(out, EventOffenderNotRemoved) {
 		t.Fatalf("double offence: %v", out.NextAuthorities)
 	}
@@ -321,7 +321,7 @@ func TestEvidenceNeverEmptiesSet(t *testing.T) {
 	n := newNet(t, 1)
 	n.apply()
 	r := n.auth[0] // the sole authority reports itself
-	ev := equivocation(n.auth[0], testChain, 1, 0)
+	ev := n.equivocation(n.auth[0], 1, 0)
 	out := n.apply(n.evidenceTx(r, ev))
 	if out.NextAuthorities != nil || !hasEvent(out, EventOffenderNotRemoved) {
 		t.Fatalf("last authority removed: %v", out.NextAuthorities)
@@ -342,7 +342,7 @@ func TestEvidenceNonceFree(t *testing.T) {
 	n := newNet(t, 4)
 	add := n.proposeTx(n.auth[0], chain.AuthorityAdd, testKey(t, "x").Public()) // auth[0] has nonce 1, auth[1] none
 	n.apply(add, n.voteTx(n.auth[2], add.Hash()), n.voteTx(n.auth[3], add.Hash()))
-	ev := equivocation(n.auth[3], testChain, 1, 0)
+	ev := n.equivocation(n.auth[3], 1, 0)
 	first, second := n.evidenceTx(n.auth[0], ev), n.evidenceTx(n.auth[1], ev)
 	if k1, ok1 := chain.EvidenceKeyOf(first); !ok1 || k1 != ev.Key() {
 		t.Fatal("EvidenceKeyOf of the first report")
@@ -382,7 +382,7 @@ func TestEvidenceNonceFree(t *testing.T) {
 		t.Fatalf("reporter's nonce %d after its next transaction", got)
 	}
 
-	other := equivocation(n.auth[2], testChain, 2, 0)
+	other := n.equivocation(n.auth[2], 2, 0)
 	for _, nonce := range []uint64{1, 2, 5} {
 		tx := chain.NewTx(n.auth[1], testChain, chain.TxEvidence, nonce, other)
 		n.refuse(tx, "must be 0")

@@ -81,8 +81,8 @@ func TestEvidenceJudgedBySetAtVoteHeight(t *testing.T) {
 		n.apply(add, n.voteTx(n.auth[1], add.Hash()), n.voteTx(n.auth[2], add.Hash())) // certifies from 3
 		n.applyUntil(4)
 		n.checkHistory()
-		n.refuse(n.evidenceTx(n.auth[0], equivocation(nk, testChain, 2, 0)), "was not an authority at height 2")
-		out := n.apply(n.evidenceTx(n.auth[0], equivocation(nk, testChain, 3, 0)))
+		n.refuse(n.evidenceTx(n.auth[0], n.equivocation(nk, 2, 0)), "was not an authority at height 2")
+		out := n.apply(n.evidenceTx(n.auth[0], n.equivocation(nk, 3, 0)))
 		if out.NextAuthorities == nil || out.NextAuthorities.Contains(nk.Public()) {
 			t.Fatal("offender who was a member at the votes' height not removed")
 		}
@@ -101,9 +101,9 @@ func TestEvidenceJudgedBySetAtVoteHeight(t *testing.T) {
 			t.Fatal("victim not back")
 		}
 		for _, vh := range []uint64{3, 4, 5} {
-			n.refuse(n.evidenceTx(n.auth[0], equivocation(victim, testChain, vh, 0)), fmt.Sprintf("was not an authority at height %d", vh))
+			n.refuse(n.evidenceTx(n.auth[0], n.equivocation(victim, vh, 0)), fmt.Sprintf("was not an authority at height %d", vh))
 		}
-		out := n.apply(n.evidenceTx(n.auth[0], equivocation(victim, testChain, 2, 0)))
+		out := n.apply(n.evidenceTx(n.auth[0], n.equivocation(victim, 2, 0)))
 		if out.NextAuthorities == nil || out.NextAuthorities.Contains(victim.Public()) {
 			t.Fatal("offender who was a member at the votes' height not removed")
 		}
@@ -132,11 +132,11 @@ func TestAuthorityHistoryBounded(t *testing.T) {
 		t.Fatalf("oldest epoch from %d: nothing was dropped", oldest)
 	}
 	// The offender was an authority at every height, but the history no longer reaches back.
-	n.refuse(n.evidenceTx(a, equivocation(a, testChain, oldest-1, 0)), "older than the oldest retained authority set")
+	n.refuse(n.evidenceTx(a, n.equivocation(a, oldest-1, 0)), "older than the oldest retained authority set")
 	if _, err := AuthoritySetAt(n.view, oldest-1); err == nil {
 		t.Fatal("set before the oldest epoch answered")
 	}
-	out := n.apply(n.evidenceTx(a, equivocation(a, testChain, oldest, 0)))
+	out := n.apply(n.evidenceTx(a, n.equivocation(a, oldest, 0)))
 	if !hasEvent(out, EventEvidenceAccepted) {
 		t.Fatal("evidence within the history refused")
 	}

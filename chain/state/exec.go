@@ -19,6 +19,8 @@ type executor struct {
 	o      *Overlay
 	h      *chain.Header
 	params chain.Params
+	// consensusID is what this chain's votes are signed under (chain.ConsensusID).
+	consensusID string
 	// Loaded by loadSets from the view under the overlay, so they are the pre-block sets.
 	cur       *chain.AuthoritySet
 	oldAfter  *chain.AuthoritySet
@@ -53,7 +55,7 @@ func (m *Machine) begin(view View, h *chain.Header, checkTip bool) (*executor, e
 			return nil, fmt.Errorf("state: block %d time %d not after previous time %d", h.Height, h.Time, tip.Time)
 		}
 	}
-	return &executor{m: m, o: NewOverlay(view), h: h, params: p.Params}, nil
+	return &executor{m: m, o: NewOverlay(view), h: h, params: p.Params, consensusID: chain.ConsensusID(m.chainID, p.GenesisHash)}, nil
 }
 
 // loadSets reads the authority and licensing sets as they were before the block, once: most

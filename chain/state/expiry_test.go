@@ -138,7 +138,7 @@ func TestExpiryIndexPages(t *testing.T) {
 func TestEvidenceLeavesStateAtExpiry(t *testing.T) {
 	n := newNet(t, 4)
 	n.apply()
-	ev := equivocation(n.auth[1], testChain, 1, 0)
+	ev := n.equivocation(n.auth[1], 1, 0)
 	n.apply(n.evidenceTx(n.auth[0], ev))
 	exp := uint64(1 + MaxEvidenceAge + 1)
 	if idx := n.expiryPage(exp, 0); idx == nil || len(idx.Keys) != 1 || string(idx.Keys[0]) != string(evidenceKey(ev.Key())) {
@@ -176,7 +176,7 @@ func TestEvidenceRefusedAtEveryAge(t *testing.T) {
 	} {
 		n := newNet(t, 4)
 		n.apply()
-		ev := equivocation(n.auth[1], testChain, 1, 0)
+		ev := n.equivocation(n.auth[1], 1, 0)
 		n.apply(n.evidenceTx(n.auth[0], ev))
 		n.setTip(tc.tip)
 		if _, err := n.try(n.evidenceTx(n.auth[0], ev)); err == nil || !strings.Contains(err.Error(), tc.want) {

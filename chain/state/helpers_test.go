@@ -64,6 +64,7 @@ type net struct {
 	height uint64
 	time   int64
 	nonces map[chain.PubKey]uint64
+	cid    string // what votes are signed under: chain.ConsensusID of the genesis
 }
 
 const genesisTime = 1_700_000_000_000
@@ -83,6 +84,7 @@ func newNet(t testing.TB, nAuth int) *net {
 		LicensingAuthorities: []chain.Authority{{Key: n.lic.Public(), Name: "state medical board"}},
 		Params:               chain.DefaultParams(),
 	}
+	n.cid = chain.ConsensusID(testChain, g.Hash())
 	cs, err := n.m.Genesis(g)
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +162,11 @@ func equivocation(k chain.PrivKey, chainID string, height uint64, round uint32) 
 	a.Sign(k, chainID)
 	b.Sign(k, chainID)
 	return chain.NewEvidence(a, b)
+}
+
+// equivocation makes two conflicting prevotes by k at height, signed for this net's chain.
+func (n *net) equivocation(k chain.PrivKey, height uint64, round uint32) *chain.Evidence {
+	return equivocation(k, n.cid, height, round)
 }
 
 // evidenceTx reports ev; evidence carries nonce 0.

@@ -13,7 +13,7 @@ func TestMember(t *testing.T) {
 	alice, doc, outsider := testKey(t, "alice"), testKey(t, "doc"), testKey(t, "outsider")
 	newcomer := testKey(t, "newcomer")
 	n.apply(
-		n.evidenceTx(n.auth[0], equivocation(n.auth[0], testChain, 1, 0)), // uses no nonce; the last authority stays
+		n.evidenceTx(n.auth[0], n.equivocation(n.auth[0], 1, 0)), // uses no nonce; the last authority stays
 		n.patientTx(alice),
 		n.providerTx(doc, n.licence(doc.Public(), n.lic, genesisTime+1e9)),
 		n.proposeTx(n.auth[0], chain.AuthorityAdd, newcomer.Public()), // in set(3), not set(2)

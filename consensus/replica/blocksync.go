@@ -169,7 +169,7 @@ func (r *Replica) applySync(from PeerID, m *Message, now int64, out *Output) err
 			break // a gap: the next request fills it
 		}
 		cert := m.SyncCerts[i]
-		if err := cert.Verify(r.chainID, r.current, h, b.Hash()); err != nil {
+		if err := cert.Verify(r.consensusID, r.current, h, b.Hash()); err != nil {
 			r.sync.failed(from, now)
 			return fmt.Errorf("%w: sync block %d: %w", ErrInvalid, h, err)
 		}

@@ -158,6 +158,7 @@ type TxCheck struct {
 // is safe for concurrent use.
 type Gate struct {
 	chainID     string
+	consensusID string
 	machine     *state.Machine
 	nonceWindow uint64
 	pos         atomic.Pointer[position]
@@ -183,7 +184,7 @@ func (g *Gate) Proposal(p *chain.Proposal, h *chain.Header) (Verdict, error) {
 	if c != classNow && c != classNext {
 		return Ignore, nil
 	}
-	if err := p.VerifySig(g.chainID); err != nil {
+	if err := p.VerifySig(g.consensusID); err != nil {
 		return Reject, err
 	}
 	return Accept, nil
@@ -198,7 +199,7 @@ func (g *Gate) Vote(v *chain.Vote) (Verdict, error) {
 	if c != classNow && c != classNext {
 		return Ignore, nil
 	}
-	if err := v.VerifySig(g.chainID); err != nil {
+	if err := v.VerifySig(g.consensusID); err != nil {
 		return Reject, err
 	}
 	return Accept, nil

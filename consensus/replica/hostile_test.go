@@ -28,7 +28,7 @@ func proposalBy(t *testing.T, r *Replica, st *store.Memory, k chain.PrivKey, rou
 	}, Txs: txs}
 	b.Header.TxRoot = chain.TxRoot(txs)
 	p := &chain.Proposal{Height: height, Round: round, POLRound: -1, BlockHash: b.Hash()}
-	p.Sign(k, chainID)
+	p.Sign(k, r.consensusID)
 	return &Message{Version: MessageVersion, Proposal: p, Block: b}
 }
 
@@ -92,7 +92,7 @@ func TestOffTurnProposalsAreRefusedBeforeExecution(t *testing.T) {
 	lie := proposalBy(t, r, st, p2, 2, 0)
 	lie.Block.Header.Proposer = p1.Public()
 	lie.Proposal.BlockHash = lie.Block.Hash()
-	lie.Proposal.Sign(p2, chainID)
+	lie.Proposal.Sign(p2, r.consensusID)
 	if _, err := r.Handle("mallory", lie, now); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("header lying about its proposer: %v", err)
 	}
@@ -109,7 +109,7 @@ func TestNextHeightBufferIsBounded(t *testing.T) {
 	// A stranger's vote for the next height is the sender's fault.
 	stranger := key(t, 200)
 	v := &chain.Vote{Type: chain.Prevote, Height: 2, Round: 0, BlockHash: chain.Hash{1}}
-	v.Sign(stranger, chainID)
+	v.Sign(stranger, r.consensusID)
 	if _, err := r.Handle("mallory", &Message{Version: MessageVersion, Vote: v}, now); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("non-member's future vote: %v", err)
 	}
@@ -117,7 +117,7 @@ func TestNextHeightBufferIsBounded(t *testing.T) {
 	for round := uint32(0); round <= roundWindow; round++ {
 		for i := range 10 {
 			v := &chain.Vote{Type: chain.Prevote, Height: 2, Round: round, BlockHash: chain.Hash{byte(i), 1}}
-			v.Sign(keys[1], chainID)
+			v.Sign(keys[1], r.consensusID)
 			if _, err := r.Handle("peer1", &Message{Version: MessageVersion, Vote: v}, now); err != nil {
 				t.Fatal(err)
 			}
@@ -138,7 +138,7 @@ func TestNextHeightBufferIsBounded(t *testing.T) {
 		m.Proposal.Height, m.Block.Header.Height = 2, 2
 		m.Block.Header.PrevHash = chain.Hash{9}
 		m.Proposal.BlockHash = m.Block.Hash()
-		m.Proposal.Sign(k, chainID)
+		m.Proposal.Sign(k, r.consensusID)
 		for range 3 {
 			if _, err := r.Handle(PeerID("peer-"+string(rune('a'+round))), m, now); err != nil {
 				t.Fatal(err)

@@ -82,15 +82,17 @@ type Inbound struct {
 type Replica struct {
 	cfg     Config
 	chainID string
-	params  chain.Params
-	store   store.Store
-	machine *state.Machine
-	engine  *consensus.Engine
-	mempool *Mempool
-	exec    *execCache
-	future  *futureBuffer
-	sync    *blockSync
-	gate    *Gate
+	// consensusID is what votes, proposals and certificates are signed under (chain.ConsensusID).
+	consensusID string
+	params      chain.Params
+	store       store.Store
+	machine     *state.Machine
+	engine      *consensus.Engine
+	mempool     *Mempool
+	exec        *execCache
+	future      *futureBuffer
+	sync        *blockSync
+	gate        *Gate
 
 	current, next *chain.AuthoritySet // sets certifying the deciding height and the one after
 	lastBlockTime int64
@@ -106,14 +108,14 @@ func New(cfg Config, st store.Store) (*Replica, error) {
 		cfg.SyncIntervalMs = 500
 	}
 	r := &Replica{
-		cfg: cfg, chainID: g.ChainID, params: g.Params, store: st,
+		cfg: cfg, chainID: g.ChainID, consensusID: chain.ConsensusID(g.ChainID, g.Hash()), params: g.Params, store: st,
 		machine: state.New(g.ChainID),
 		mempool: NewMempool(g.ChainID, cfg.Mempool),
 		exec:    newExecCache(),
 		future:  newFutureBuffer(cfg.Future),
 		sync:    newBlockSync(cfg.SyncIntervalMs),
 	}
-	r.gate = &Gate{chainID: g.ChainID, machine: r.machine, nonceWindow: r.mempool.Config().NonceWindow}
+	r.gate = &Gate{chainID: g.ChainID, consensusID: r.consensusID, machine: r.machine, nonceWindow: r.mempool.Config().NonceWindow}
 	if err := r.ensureGenesis(); err != nil {
 		return nil, err
 	}
@@ -130,7 +132,7 @@ func New(cfg Config, st store.Store) (*Replica, error) {
 			return nil, fmt.Errorf("replica: sign state: %w", err)
 		}
 	}
-	r.engine, err = consensus.New(consensus.Config{ChainID: r.chainID, Key: cfg.Key, Params: r.params}, start)
+	r.engine, err = consensus.New(consensus.Config{ChainID: r.consensusID, Key: cfg.Key, Params: r.params}, start)
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +468,7 @@ func (r *Replica) verify(in Inbound, check func(chainID string) error) error {
 	if in.Verified {
 		return nil
 	}
-	if err := check(r.chainID); err != nil {
+	if err := check(r.consensusID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil

@@ -109,7 +109,7 @@ func TestSingleAuthorityCommitsItsOwnBlocks(t *testing.T) {
 		t.Fatal("blocks not linked")
 	}
 	cert, _ := st.Cert(3)
-	if err := cert.Verify(chainID, g.AuthoritySet(), 3, b3.Hash()); err != nil {
+	if err := cert.Verify(chain.ConsensusID(chainID, g.Hash()), g.AuthoritySet(), 3, b3.Hash()); err != nil {
 		t.Fatal(err)
 	}
 }

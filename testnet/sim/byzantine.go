@@ -29,7 +29,7 @@ func (w *world) corrupt(n *node, m *replica.Message) *replica.Message {
 	b.Header.StateRoot[0] ^= 0xff
 	p := *m.Proposal
 	p.BlockHash = b.Hash()
-	p.Sign(n.key, w.genesis.ChainID)
+	p.Sign(n.key, w.cid)
 	return &replica.Message{Version: replica.MessageVersion, Proposal: &p, Block: &b}
 }
 
@@ -46,7 +46,7 @@ func (w *world) equivocate(n *node, m *replica.Message) {
 			b.Header.Time++
 			p := *m.Proposal
 			p.BlockHash = b.Hash()
-			p.Sign(n.key, w.genesis.ChainID)
+			p.Sign(n.key, w.cid)
 			f = fork{x: m.Proposal.BlockHash, y: p.BlockHash, blockY: &b, proposalY: &p}
 			w.forks[key] = f
 		}
@@ -66,7 +66,7 @@ func (w *world) equivocate(n *node, m *replica.Message) {
 		w.sendAll(n, w.others(n), m)
 		return
 	}
-	alt.Sign(n.key, w.genesis.ChainID)
+	alt.Sign(n.key, w.cid)
 	altMsg := &replica.Message{Version: replica.MessageVersion, Vote: &alt}
 	w.sendAll(n, toA, m)
 	w.sendAll(n, toB, altMsg)
@@ -115,7 +115,7 @@ func (w *world) flood(n *node) {
 		for d := uint64(1); d <= 5; d++ {
 			v := &chain.Vote{Type: chain.Prevote, Height: h + d, Round: uint32(w.rng.IntN(3))}
 			reader{w.rng}.Read(v.BlockHash[:])
-			v.Sign(n.key, chainID)
+			v.Sign(n.key, w.cid)
 			send(&replica.Message{Version: replica.MessageVersion, Vote: v})
 		}
 	case 3: // a proposal for the next height, out of turn
@@ -165,7 +165,7 @@ func (w *world) blockOf(n *node, h uint64, txs []*chain.Tx) *chain.Block {
 
 func (w *world) propose(n *node, h uint64, r uint32, b *chain.Block) *replica.Message {
 	p := &chain.Proposal{Height: h, Round: r, POLRound: -1, BlockHash: b.Hash()}
-	p.Sign(n.key, w.genesis.ChainID)
+	p.Sign(n.key, w.cid)
 	return &replica.Message{Version: replica.MessageVersion, Proposal: p, Block: b}
 }
 
@@ -202,7 +202,7 @@ func (w *world) forgeSync(n *node, m *replica.Message) *replica.Message {
 		b.Header.TxRoot = chain.TxRoot(nil)
 		b.Header.Time++
 		v := &chain.Vote{Type: chain.Precommit, Height: h, BlockHash: b.Hash()}
-		v.Sign(n.key, w.genesis.ChainID)
+		v.Sign(n.key, w.cid)
 		cert := &chain.CommitCert{Version: chain.CertVersion, Height: h, BlockHash: b.Hash()}
 		for range m.SyncCerts[0].Sigs {
 			cert.Sigs = append(cert.Sigs, chain.CommitSig{Authority: n.key.Public(), Sig: v.Sig})

@@ -254,7 +254,7 @@ func (c *checker) commit(n *node, b *chain.Block) {
 		w.violate("node %d: certificate %d: %v", n.idx, h, err)
 		return
 	}
-	if err := cert.Verify(w.genesis.ChainID, set, h, hash); err != nil {
+	if err := cert.Verify(w.cid, set, h, hash); err != nil {
 		w.violate("node %d: invalid certificate at %d: %v", n.idx, h, err)
 	}
 	if target, ok := c.catchUp[n.idx]; ok && h >= target {

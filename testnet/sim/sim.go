@@ -209,6 +209,7 @@ type world struct {
 	q        eventQueue
 	now      int64
 	genesis  *chain.Genesis
+	cid      string // chain.ConsensusID: what votes and proposals are signed under
 	licensor chain.PrivKey
 	nodes    []*node
 	byKey    map[chain.PubKey]int
@@ -333,6 +334,7 @@ func (w *world) setup() error {
 		Authorities: auths, LicensingAuthorities: []chain.Authority{{Key: w.licensor.Public(), Name: "sim licensing board"}},
 		Params: Params(),
 	}
+	w.cid = chain.ConsensusID(w.genesis.ChainID, w.genesis.Hash())
 	w.now = w.genesis.TimeMs
 	for _, n := range w.nodes {
 		if w.cfg.Laggard > 0 && n.idx == w.laggard() {
