@@ -1,8 +1,10 @@
 package replica
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
@@ -108,12 +110,12 @@ func New(cfg Config, st store.Store) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := st.SignState()
+	record, blocks, err := st.SignState()
 	if err != nil {
 		return nil, fmt.Errorf("replica: load sign state: %w", err)
 	}
-	if raw != nil {
-		if start.Signed, err = consensus.DecodeSignState(raw); err != nil {
+	if record != nil {
+		if start.Signed, err = joinSignState(record, blocks); err != nil {
 			return nil, fmt.Errorf("replica: sign state: %w", err)
 		}
 	}
@@ -492,7 +494,8 @@ func (r *Replica) drain(now int64) (Output, error) {
 	for r.engine.HasReady() {
 		rd := r.engine.Ready()
 		if rd.SignState != nil {
-			if err := r.store.SaveSignState(consensus.EncodeSignState(rd.SignState)); err != nil {
+			record, blocks := splitSignState(rd.SignState)
+			if err := r.store.SaveSignState(record, blocks); err != nil {
 				return out, fmt.Errorf("replica: persist sign state: %w", err)
 			}
 		}
@@ -553,4 +556,49 @@ func (r *Replica) evidenceTx(ev *chain.Evidence) *chain.Tx {
 		return nil
 	}
 	return tx
+}
+
+// splitSignState stores consensus's sign state as the store wants it: the blocks by hash, written
+// once each, and the rest as a small record (the SignState encoded without its blocks).
+//
+// Interim glue: consensus will split its SignState itself; until then the replica does.
+func splitSignState(s *consensus.SignState) ([]byte, []store.SignBlock) {
+	rec := *s
+	rec.Blocks = nil
+	blocks := make([]store.SignBlock, len(s.Blocks))
+	for i, b := range s.Blocks {
+		blocks[i] = store.SignBlock{Hash: b.Hash(), Encode: b.Encode}
+	}
+	return consensus.EncodeSignState(&rec), blocks
+}
+
+// joinSignState reverses splitSignState. A record saved before the split (the whole SignState,
+// blocks included) comes back with no blocks and decodes as it is.
+func joinSignState(record []byte, blocks map[chain.Hash][]byte) (*consensus.SignState, error) {
+	var s consensus.SignState
+	if err := chain.DecodeCanonical("sign record", record, consensus.MaxSignStateBytes, &s); err != nil {
+		return nil, err
+	}
+	if len(blocks) > 0 {
+		if len(s.Blocks) > 0 {
+			return nil, errors.New("replica: sign record holds blocks and names stored ones")
+		}
+		s.Blocks = make([]*chain.Block, 0, len(blocks))
+		for h, enc := range blocks {
+			b, err := chain.DecodeBlock(enc)
+			if err != nil {
+				return nil, fmt.Errorf("replica: sign block %s: %w", h.Short(), err)
+			}
+			if b.Hash() != h {
+				return nil, fmt.Errorf("replica: sign block %s has hash %s", h.Short(), b.Hash().Short())
+			}
+			s.Blocks = append(s.Blocks, b)
+		}
+		slices.SortFunc(s.Blocks, func(a, b *chain.Block) int {
+			ha, hb := a.Hash(), b.Hash()
+			return bytes.Compare(ha[:], hb[:])
+		})
+	}
+	// The strict decoder checks everything, the spliced blocks included.
+	return consensus.DecodeSignState(consensus.EncodeSignState(&s))
 }

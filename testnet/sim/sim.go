@@ -290,7 +290,7 @@ func (w *world) traceRounds() {
 // amnesiac is a store that forgets what its authority signed.
 type amnesiac struct{ store.Store }
 
-func (amnesiac) SignState() ([]byte, error) { return nil, nil }
+func (amnesiac) SignState() ([]byte, map[chain.Hash][]byte, error) { return nil, nil, nil }
 
 func (w *world) start(n *node) error {
 	var st store.Store = n.mem
