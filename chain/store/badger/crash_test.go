@@ -74,8 +74,8 @@ func TestCrashWriterChild(t *testing.T) {
 // store opens with every reported commit, intact blocks and certificates, and the state root
 // that replaying the same blocks into a Memory store gives. Each cycle continues the same chain.
 func TestCrashRecovery(t *testing.T) {
-	if os.Getenv(envCrashDir) != "" {
-		t.Skip("in the child")
+	if os.Getenv(envCrashDir) != "" || os.Getenv(envLossDir) != "" {
+		t.Skip("in a child")
 	}
 	seed := *crashSeed
 	if seed == 0 {
@@ -206,12 +206,27 @@ func mustRoot(t *testing.T, s store.Store, h uint64) [32]byte {
 // its output.
 func startChild(t *testing.T, dir string, seed uint64, sync bool) (<-chan string, func() string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashWriterChild$")
-	syncFlag := "0"
-	if sync {
-		syncFlag = "1"
+	return startTest(t, "TestCrashWriterChild", envCrashDir+"="+dir, envCrashSeed+"="+strconv.FormatUint(seed, 10), envCrashSync+"="+flag01(sync))
+}
+
+// startWriter starts TestPowerLossWriterChild on dir, as startChild does.
+func startWriter(t *testing.T, dir string, seed uint64, legacy bool) (<-chan string, func() string) {
+	t.Helper()
+	return startTest(t, "TestPowerLossWriterChild", envLossDir+"="+dir, envLossSeed+"="+strconv.FormatUint(seed, 10), envLossLegacy+"="+flag01(legacy))
+}
+
+func flag01(b bool) string {
+	if b {
+		return "1"
 	}
-	cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashSeed+"="+strconv.FormatUint(seed, 10), envCrashSync+"="+syncFlag)
+	return "0"
+}
+
+// startTest re-executes the test binary running only the named test, with env added.
+func startTest(t *testing.T, name string, env ...string) (<-chan string, func() string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$")
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -186,7 +186,9 @@ func (f *FS) write(fd int, data []byte, off int64) (uint32, syscall.Errno) {
 	}
 	d := f.files[st.Ino]
 	if d == nil {
-		own, err := syscall.Dup(fd)
+		// A descriptor of our own that can read the old pages and write them back, whatever
+		// mode the writer opened the file in (Badger opens some write-only).
+		own, err := syscall.Open(fmt.Sprintf("/proc/self/fd/%d", fd), syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 		if err != nil {
 			return 0, fs.ToErrno(err)
 		}
@@ -198,7 +200,7 @@ func (f *FS) write(fd int, data []byte, off int64) (uint32, syscall.Errno) {
 			continue
 		}
 		old := make([]byte, pageSize) // beyond the end of the file: zeros, cut by the size
-		if _, err := syscall.Pread(fd, old, page*pageSize); err != nil {
+		if _, err := syscall.Pread(d.fd, old, page*pageSize); err != nil {
 			return 0, fs.ToErrno(err)
 		}
 		d.old[page] = old

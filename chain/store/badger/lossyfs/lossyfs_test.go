@@ -174,3 +174,30 @@ func TestMmapWriteWithoutMsyncIsLost(t *testing.T) {
 		t.Fatalf("no mmap write-back was seen at all: %+v", s)
 	}
 }
+
+// TestWriteOnlyFile: a file opened write-only (Badger's LOCK file) still has its old pages kept.
+func TestWriteOnlyFile(t *testing.T) {
+	fsys, mnt, backing := mount(t)
+	path := filepath.Join(mnt, "w")
+	if err := os.WriteFile(path, pattern(5000, 'o'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(pattern(10, 'n'), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	loseAndUnmount(t, fsys)
+	got, err := os.ReadFile(filepath.Join(backing, "w"))
+	if err != nil || !bytes.Equal(got, pattern(5000, 'o')) {
+		t.Fatalf("write-only file after power loss: %v, %q...", err, got[:min(len(got), 120)])
+	}
+}
