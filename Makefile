@@ -32,7 +32,7 @@ sim:
 
 # More kill -9 cycles than make test runs: make crash CYCLES=2000
 crash:
-	$(GO) test -count=1 -timeout 60m -run 'TestCrashRecovery$$' ./chain/store/ -crash.cycles=$(CYCLES) -v
+	$(GO) test -count=1 -timeout 60m -run 'TestCrashRecovery$$' ./chain/store/badger/ -crash.cycles=$(CYCLES) -v
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
@@ -52,7 +52,7 @@ bench: build
 	./$(BIN) bench
 
 bench-core:
-	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./chain/ ./chain/state/ ./chain/store/
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./chain/ ./chain/state/ ./chain/store/...
 
 demo: build
 	./$(BIN) demo

@@ -15,6 +15,7 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/store"
+	"github.com/medledger/medledger/chain/store/badger"
 	"github.com/medledger/medledger/consensus/replica"
 	"github.com/medledger/medledger/p2p"
 	"github.com/medledger/medledger/sync/blobs"
@@ -35,7 +36,7 @@ type Node struct {
 	cfg       *Config
 	log       *slog.Logger
 	genesis   *chain.Genesis
-	store     *store.Badger
+	store     *badger.Store
 	host      *p2p.Host
 	runner    *Runner
 	api       *API
@@ -86,7 +87,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 			n = nil
 		}
 	}()
-	if n.store, err = store.OpenBadger(h.DataDir(), store.Options{Sync: policy, Logger: log}); err != nil {
+	if n.store, err = badger.Open(h.DataDir(), badger.Options{Store: store.Options{Sync: policy}, Logger: log}); err != nil {
 		return n, fmt.Errorf("node: open store: %w", err)
 	}
 	rep, err := replica.New(replica.Config{Genesis: g, Key: key, Mempool: replica.MempoolConfig{MaxTxs: cfg.Mempool.MaxTxs, MaxBytes: cfg.Mempool.MaxBytes}}, n.store)

@@ -12,6 +12,7 @@
 // is the next version. IAVL itself numbers versions from 1, so the tree stores version v as IAVL
 // version v+1; the offset is invisible to proofs, which commit to roots, not version numbers.
 //
-// The tree takes no ownership of its DB, starts no goroutines (IAVL's asynchronous pruning is off)
-// and never prunes: every committed version stays provable.
+// The tree takes no ownership of its DB and starts no goroutines (IAVL's asynchronous pruning is
+// off). It prunes only when told to (Prune, synchronously); until then every committed version
+// stays provable.
 package statetree

@@ -22,6 +22,9 @@ var EmptyRoot = chain.Hash(sha256.Sum256(nil))
 // NoVersion is Version() of a tree that has never committed.
 const NoVersion int64 = -1
 
+// ErrNoSuchVersion is returned (wrapped) for a version that was never saved or has been pruned.
+var ErrNoSuchVersion = errors.New("statetree: no such version")
+
 // nodeCacheSize is IAVL's in-memory node cache, in nodes (about 100 bytes plus key and value
 // each, so a few tens of MB). Reads walk the tree (the fast index is off, see newMutable), so the
 // cache decides how many of those steps are Badger reads; the profile under load showed node
@@ -276,10 +279,40 @@ func (t *Tree) immutable(version int64) (*iavl.ImmutableTree, error) {
 		return t.latest, nil
 	}
 	it, err := t.mt.GetImmutable(version + 1)
+	if errors.Is(err, iavl.ErrVersionDoesNotExist) {
+		return nil, fmt.Errorf("%w: version %d (latest %d)", ErrNoSuchVersion, version, t.version)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("statetree: version %d: %w", version, err)
 	}
 	return it, nil
+}
+
+// Prune deletes every version up to and including upTo, synchronously; the latest version is
+// never deleted. Versions already pruned are skipped, so calling it after every commit with a
+// moving upTo deletes one version at a time. Views of deleted versions must not be used
+// afterwards.
+//
+// A crash half way through leaves some nodes of the oldest version deleted: IAVL deletes a
+// version's root first, so that version is gone and the rest of its nodes are garbage that a later
+// prune does not revisit (bounded: one version's orphans per crash).
+func (t *Tree) Prune(upTo int64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.broken != nil {
+		return fmt.Errorf("statetree: reopen required after failed save: %w", t.broken)
+	}
+	if upTo < 0 {
+		return nil
+	}
+	if upTo >= t.version {
+		return fmt.Errorf("statetree: cannot prune up to version %d, latest is %d", upTo, t.version)
+	}
+	if err := t.mt.DeleteVersionsTo(upTo + 1); err != nil {
+		t.broken = err
+		return fmt.Errorf("statetree: prune up to version %d: %w", upTo, err)
+	}
+	return nil
 }
 
 type view struct{ it *iavl.ImmutableTree }

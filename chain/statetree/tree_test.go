@@ -346,3 +346,53 @@ func be64(v int64) []byte {
 	}
 	return b
 }
+
+// TestPrune deletes old versions: they become ErrNoSuchVersion, newer ones keep their proofs,
+// pruning again is a no-op, it survives reopening, and rollback still works above the pruned range.
+func TestPrune(t *testing.T) {
+	db := iavldb.NewMemDB()
+	tr, err := Open(db)
+	require.NoError(t, err)
+	sets := randomChangeSets(11, 12)
+	var roots []chain.Hash
+	for _, cs := range sets {
+		r, _, err := tr.Commit(cs)
+		require.NoError(t, err)
+		roots = append(roots, r)
+	}
+	require.Error(t, tr.Prune(11), "the latest version is never pruned")
+	require.NoError(t, tr.Prune(-1))
+	require.NoError(t, tr.Prune(5))
+	require.NoError(t, tr.Prune(5))
+	require.NoError(t, tr.Prune(3), "below what is already pruned")
+	for v := int64(0); v <= 5; v++ {
+		_, err := tr.ViewAt(v)
+		require.ErrorIs(t, err, ErrNoSuchVersion, "version %d", v)
+		_, err = tr.Prove(v, []byte("k001"))
+		require.ErrorIs(t, err, ErrNoSuchVersion, "version %d", v)
+	}
+	check := func(tr *Tree) {
+		for v := int64(6); v <= 11; v++ {
+			p, err := tr.Prove(v, []byte("k042"))
+			require.NoError(t, err)
+			require.NoError(t, VerifyProof(roots[v], p), "version %d", v)
+		}
+	}
+	check(tr)
+	require.NoError(t, tr.Close())
+	tr, err = Open(db)
+	require.NoError(t, err)
+	require.Equal(t, int64(11), tr.Version())
+	check(tr)
+	_, err = tr.ViewAt(2)
+	require.ErrorIs(t, err, ErrNoSuchVersion)
+	require.NoError(t, tr.Rollback(8))
+	require.Equal(t, roots[8], tr.Root())
+	r, _, err := tr.Commit(sets[9])
+	require.NoError(t, err)
+	require.Equal(t, roots[9], r)
+	require.NoError(t, tr.Prune(8))
+	_, err = tr.ViewAt(8)
+	require.ErrorIs(t, err, ErrNoSuchVersion)
+	require.NoError(t, tr.Close())
+}

@@ -13,22 +13,12 @@ import (
 	"github.com/medledger/medledger/chain/statetree"
 )
 
-// kv is an ordered key-value store: Badger on disk, memKV in memory. The commit protocol and
-// recovery are written once, against this.
-type kv interface {
-	iavldb.DB
-	Set(key, value []byte) error
-	Delete(key []byte) error
-	// sync makes everything written so far durable.
-	sync() error
-}
-
 // Key layout (docs/storage.md). Heights are 8-byte big-endian so they sort numerically.
 var (
-	keyMarker    = []byte("mc") // commit marker: the committed height and its state root
-	keyGenesis   = []byte("mg")
-	keySignState = []byte("ms")
-	prefixTree   = []byte("t")
+	keyMarker     = []byte("mc") // commit marker: the committed height and its state root
+	keyGenesis    = []byte("mg")
+	keyLegacySign = []byte("ms") // the whole sign state in one value, before sign records
+	prefixTree    = []byte("t")
 )
 
 const (
@@ -91,13 +81,14 @@ func decodeBlockMeta(b []byte) (blockMeta, error) {
 	return m, nil
 }
 
-// core implements Store over a kv. Commits are serialized by mu; reads take it only to snapshot
-// the committed height, then read data at or below it, which commits never change.
-type core struct {
+// Core implements Store over a KV: the commit protocol, recovery and pruning, written once for
+// every backend. Commits are serialized by mu; reads take it only to snapshot the committed
+// height, then read data at or below it, which commits never change.
+type Core struct {
 	mu         sync.RWMutex
-	kv         kv
+	kv         KV
 	tree       *statetree.Tree
-	policy     SyncPolicy
+	opts       Options
 	height     uint64
 	root       chain.Hash
 	lastHash   chain.Hash // hash of the block at height (zero at genesis)
@@ -108,10 +99,25 @@ type core struct {
 	broken error
 }
 
-// openCore runs recovery: it rolls the state tree back to the commit marker and deletes any block
-// data above it.
-func openCore(db kv, policy SyncPolicy) (*core, error) {
-	c := &core{kv: db, policy: policy, root: statetree.EmptyRoot}
+// Open opens a store over db and runs recovery: it rolls the state tree back to the commit marker
+// and deletes any block data above it. db must keep the KV contract for opts.Sync. The store owns
+// db from then on (Close closes it), also when Open fails.
+func Open(db KV, opts Options) (*Core, error) {
+	if err := opts.validate(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	c, err := open(db, opts)
+	if err != nil {
+		if cerr := db.Close(); cerr != nil {
+			err = fmt.Errorf("%w (and closing: %v)", err, cerr)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+func open(db KV, opts Options) (*Core, error) {
+	c := &Core{kv: db, opts: opts, root: statetree.EmptyRoot}
 	raw, err := db.Get(keyMarker)
 	if err != nil {
 		return nil, fmt.Errorf("store: read commit marker: %w", err)
@@ -124,10 +130,13 @@ func openCore(db kv, policy SyncPolicy) (*core, error) {
 	if err := c.recover(raw); err != nil {
 		return nil, errors.Join(err, tree.Close())
 	}
+	if err := c.sweepSignChunks(); err != nil {
+		return nil, errors.Join(err, tree.Close())
+	}
 	return c, nil
 }
 
-func (c *core) recover(raw []byte) error {
+func (c *Core) recover(raw []byte) error {
 	if raw == nil {
 		// No marker: the store is empty, or InitGenesis was interrupted. Start from nothing.
 		if c.tree.Version() != statetree.NoVersion {
@@ -173,7 +182,7 @@ func (c *core) recover(raw []byte) error {
 // deleteBlocksFrom deletes block records, chunks and certificates at heights >= from: the remains
 // of a commit that never got its marker. Index entries pointing there are left; lookups check
 // them against the committed blocks, and later commits overwrite them.
-func (c *core) deleteBlocksFrom(from uint64) error {
+func (c *Core) deleteBlocksFrom(from uint64) error {
 	var keys [][]byte
 	for _, p := range []byte{pBlockMeta, pCert, pBlockChunk} {
 		it, err := c.kv.Iterator(heightKey(p, from), []byte{p + 1})
@@ -202,20 +211,20 @@ func (c *core) deleteBlocksFrom(from uint64) error {
 	return nil
 }
 
-func (c *core) Height() uint64 {
+func (c *Core) Height() uint64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.height
 }
 
-func (c *core) StateRoot() chain.Hash {
+func (c *Core) StateRoot() chain.Hash {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.root
 }
 
 // committed returns the committed height, or an error once closed.
-func (c *core) committed() (uint64, bool, error) {
+func (c *Core) committed() (uint64, bool, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
@@ -224,7 +233,7 @@ func (c *core) committed() (uint64, bool, error) {
 	return c.height, c.hasGenesis, nil
 }
 
-func (c *core) State() state.View {
+func (c *Core) State() state.View {
 	h, ok, err := c.committed()
 	if err != nil {
 		return errView{err}
@@ -244,37 +253,57 @@ type errView struct{ err error }
 
 func (e errView) Get([]byte) ([]byte, error) { return nil, e.err }
 
-func (c *core) StateAt(height uint64) (state.View, error) {
+func (c *Core) StateAt(height uint64) (state.View, error) {
 	h, ok, err := c.committed()
 	if err != nil {
 		return nil, err
 	}
-	if !ok || height > h {
-		return nil, fmt.Errorf("%w: state at height %d (committed %d)", ErrNotFound, height, h)
+	if err := c.readable(height, h, ok); err != nil {
+		return nil, err
 	}
 	v, err := c.tree.ViewAt(int64(height))
 	if err != nil {
-		return nil, fmt.Errorf("store: state at %d: %w", height, err)
+		return nil, c.treeError(height, err)
 	}
 	return v, nil
 }
 
-func (c *core) Prove(height uint64, key []byte) (*statetree.Proof, error) {
+func (c *Core) Prove(height uint64, key []byte) (*statetree.Proof, error) {
 	h, ok, err := c.committed()
 	if err != nil {
 		return nil, err
 	}
-	if !ok || height > h {
-		return nil, fmt.Errorf("%w: state at height %d (committed %d)", ErrNotFound, height, h)
+	if err := c.readable(height, h, ok); err != nil {
+		return nil, err
 	}
 	p, err := c.tree.Prove(int64(height), key)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, c.treeError(height, err)
 	}
 	return p, nil
 }
 
-func (c *core) checkHeight(height uint64) error {
+// readable checks that the state at height exists: committed and not pruned.
+func (c *Core) readable(height, committed uint64, hasGenesis bool) error {
+	if !hasGenesis || height > committed {
+		return fmt.Errorf("%w: state at height %d (committed %d)", ErrNotFound, height, committed)
+	}
+	if c.opts.KeepVersions > 0 && height+c.opts.KeepVersions <= committed {
+		return fmt.Errorf("%w: state at height %d (this node keeps the latest %d of %d)", ErrPruned, height, c.opts.KeepVersions, committed)
+	}
+	return nil
+}
+
+// treeError explains a failed read of the state at height: a version that is gone was pruned,
+// by a commit that ran meanwhile or by an earlier run with pruning on.
+func (c *Core) treeError(height uint64, err error) error {
+	if errors.Is(err, statetree.ErrNoSuchVersion) {
+		return fmt.Errorf("%w: state at height %d: %v", ErrPruned, height, err)
+	}
+	return fmt.Errorf("store: state at %d: %w", height, err)
+}
+
+func (c *Core) checkHeight(height uint64) error {
 	h, _, err := c.committed()
 	if err != nil {
 		return err
@@ -285,7 +314,7 @@ func (c *core) checkHeight(height uint64) error {
 	return nil
 }
 
-func (c *core) blockMeta(height uint64) (blockMeta, error) {
+func (c *Core) blockMeta(height uint64) (blockMeta, error) {
 	raw, err := c.kv.Get(heightKey(pBlockMeta, height))
 	if err != nil {
 		return blockMeta{}, fmt.Errorf("store: block %d: %w", height, err)
@@ -296,7 +325,7 @@ func (c *core) blockMeta(height uint64) (blockMeta, error) {
 	return decodeBlockMeta(raw)
 }
 
-func (c *core) Block(height uint64) (*chain.Block, error) {
+func (c *Core) Block(height uint64) (*chain.Block, error) {
 	if err := c.checkHeight(height); err != nil {
 		return nil, err
 	}
@@ -325,7 +354,7 @@ func (c *core) Block(height uint64) (*chain.Block, error) {
 	return b, nil
 }
 
-func (c *core) Cert(height uint64) (*chain.CommitCert, error) {
+func (c *Core) Cert(height uint64) (*chain.CommitCert, error) {
 	if err := c.checkHeight(height); err != nil {
 		return nil, err
 	}
@@ -345,7 +374,7 @@ func (c *core) Cert(height uint64) (*chain.CommitCert, error) {
 
 // indexedAt reports whether a block with this hash is committed at height; index entries left by
 // an interrupted commit fail this check.
-func (c *core) indexedAt(height uint64, blockHash chain.Hash, committed uint64) (bool, error) {
+func (c *Core) indexedAt(height uint64, blockHash chain.Hash, committed uint64) (bool, error) {
 	if height == 0 || height > committed {
 		return false, nil
 	}
@@ -356,7 +385,7 @@ func (c *core) indexedAt(height uint64, blockHash chain.Hash, committed uint64) 
 	return meta.hash == blockHash, nil
 }
 
-func (c *core) HeightOf(blockHash chain.Hash) (uint64, error) {
+func (c *Core) HeightOf(blockHash chain.Hash) (uint64, error) {
 	committed, _, err := c.committed()
 	if err != nil {
 		return 0, err
@@ -378,7 +407,7 @@ func (c *core) HeightOf(blockHash chain.Hash) (uint64, error) {
 	return 0, fmt.Errorf("%w: block %s", ErrNotFound, blockHash.Short())
 }
 
-func (c *core) TxLocation(txHash chain.Hash) (uint64, int, error) {
+func (c *Core) TxLocation(txHash chain.Hash) (uint64, int, error) {
 	committed, _, err := c.committed()
 	if err != nil {
 		return 0, 0, err
@@ -393,7 +422,7 @@ func (c *core) TxLocation(txHash chain.Hash) (uint64, int, error) {
 	return h, i, nil
 }
 
-func (c *core) txLocation(txHash chain.Hash, committed uint64) (uint64, int, bool, error) {
+func (c *Core) txLocation(txHash chain.Hash, committed uint64) (uint64, int, bool, error) {
 	raw, err := c.kv.Get(hashKey(pTxIndex, txHash))
 	if err != nil {
 		return 0, 0, false, fmt.Errorf("store: transaction index: %w", err)
@@ -407,7 +436,7 @@ func (c *core) txLocation(txHash chain.Hash, committed uint64) (uint64, int, boo
 	return h, i, ok, err
 }
 
-func (c *core) Genesis() (*chain.Genesis, error) {
+func (c *Core) Genesis() (*chain.Genesis, error) {
 	if _, _, err := c.committed(); err != nil {
 		return nil, err
 	}
@@ -429,7 +458,7 @@ func (c *core) Genesis() (*chain.Genesis, error) {
 }
 
 // writable is checked under mu before any write.
-func (c *core) writable() error {
+func (c *Core) writable() error {
 	if c.closed {
 		return errClosed
 	}
@@ -439,7 +468,7 @@ func (c *core) writable() error {
 	return nil
 }
 
-func (c *core) InitGenesis(g *chain.Genesis, cs state.ChangeSet) (chain.Hash, error) {
+func (c *Core) InitGenesis(g *chain.Genesis, cs state.ChangeSet) (chain.Hash, error) {
 	if g == nil {
 		return chain.Hash{}, errors.New("store: nil genesis")
 	}
@@ -478,22 +507,20 @@ func (c *core) InitGenesis(g *chain.Genesis, cs state.ChangeSet) (chain.Hash, er
 	return root, nil
 }
 
-// writeMarker writes the commit marker last and, under SyncEveryCommit, syncs. One sync suffices:
-// Badger replays its write-ahead log in order and stops at the first damaged entry, so a marker
-// that survives a power loss implies that everything written before it survived too.
-func (c *core) writeMarker(m marker) error {
+// writeMarker writes the commit marker, the commit point, after everything else of the commit.
+// Under SyncEveryCommit the KV made each earlier write durable before it returned and makes the
+// marker durable before this returns, so a marker that survives a power loss implies that
+// everything written before it survived too (docs/storage.md, "Sync policy").
+func (c *Core) writeMarker(m marker) error {
 	if err := c.kv.Set(keyMarker, m.encode()); err != nil {
 		return fmt.Errorf("store: write commit marker %d: %w", m.height, err)
-	}
-	if c.policy == SyncEveryCommit {
-		if err := c.kv.sync(); err != nil {
-			return fmt.Errorf("store: sync commit %d: %w", m.height, err)
-		}
 	}
 	return nil
 }
 
-func (c *core) Commit(b *chain.Block, cert *chain.CommitCert, cs state.ChangeSet) (chain.Hash, error) {
+// Commit implements Store. An error from pruning, which runs after the commit point, leaves the
+// block committed (Height reports it) and the store refusing further commits until reopened.
+func (c *Core) Commit(b *chain.Block, cert *chain.CommitCert, cs state.ChangeSet) (chain.Hash, error) {
 	if b == nil || cert == nil {
 		return chain.Hash{}, errors.New("store: commit needs a block and its certificate")
 	}
@@ -540,10 +567,26 @@ func (c *core) Commit(b *chain.Block, cert *chain.CommitCert, cs state.ChangeSet
 		return fail(err)
 	}
 	c.height, c.root, c.lastHash = h, root, blockHash
+	// 4. Pruning, after the commit point: a crash in it leaves the block committed.
+	if err := c.prune(); err != nil {
+		c.broken = err
+		return root, fmt.Errorf("store: block %d is committed, but %w; reopen the store", h, err)
+	}
 	return root, nil
 }
 
-func (c *core) writeBlock(b *chain.Block, blockHash chain.Hash, cert *chain.CommitCert) error {
+// prune deletes the state versions that KeepVersions no longer keeps.
+func (c *Core) prune() error {
+	if c.opts.KeepVersions == 0 || c.height < c.opts.KeepVersions {
+		return nil
+	}
+	if err := c.tree.Prune(int64(c.height - c.opts.KeepVersions)); err != nil {
+		return fmt.Errorf("pruning failed: %w", err)
+	}
+	return nil
+}
+
+func (c *Core) writeBlock(b *chain.Block, blockHash chain.Hash, cert *chain.CommitCert) error {
 	h := b.Header.Height
 	enc := b.Encode()
 	batch := c.kv.NewBatch()
@@ -593,38 +636,7 @@ func (c *core) writeBlock(b *chain.Block, blockHash chain.Hash, cert *chain.Comm
 	return nil
 }
 
-func (c *core) SaveSignState(data []byte) error {
-	if data == nil {
-		data = []byte{}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return errClosed
-	}
-	if err := c.kv.Set(keySignState, data); err != nil {
-		return fmt.Errorf("store: save sign state: %w", err)
-	}
-	// Always synced: a vote goes out right after, and forgetting it on restart could make this
-	// authority sign twice at one height.
-	if err := c.kv.sync(); err != nil {
-		return fmt.Errorf("store: sync sign state: %w", err)
-	}
-	return nil
-}
-
-func (c *core) SignState() ([]byte, error) {
-	if _, _, err := c.committed(); err != nil {
-		return nil, err
-	}
-	v, err := c.kv.Get(keySignState)
-	if err != nil {
-		return nil, fmt.Errorf("store: sign state: %w", err)
-	}
-	return v, nil
-}
-
-func (c *core) Close() error {
+func (c *Core) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

@@ -10,29 +10,121 @@ import (
 	"github.com/google/btree"
 )
 
-// memKV is an ordered in-memory key-value store implementing IAVL's DB interface. IAVL's own
-// MemDB iterates in a goroutine holding a read lock, which deadlocks when a batch is written
-// during an iteration (IAVL does that when deleting versions); memKV iterates over a
+// memKV is an ordered in-memory key-value store implementing KV, with a model of what a disk would
+// keep: the live tree is what a running process sees (and what survives it being killed), the
+// durable tree plus an in-order list of unsynced writes is what survives power loss, and a fault
+// can kill it between any two writes.
+//
+// IAVL's own MemDB iterates in a goroutine holding a read lock, which deadlocks when a batch is
+// written during an iteration (IAVL does that when deleting versions); memKV iterates over a
 // copy-on-write snapshot instead, and starts no goroutines.
 type memKV struct {
 	mu     sync.RWMutex
-	t      *btree.BTreeG[kvItem]
-	closed bool
+	t      *btree.BTreeG[kvItem] // live
+	policy SyncPolicy
+	// durable is what power loss keeps for sure; under SyncEveryCommit it is t itself (every
+	// write is durable when it returns) and is not kept separately.
+	durable *btree.BTreeG[kvItem]
+	// unsynced are the writes applied to t but not to durable, in order (SyncNone only).
+	unsynced []kvOp
+	// failAfter counts the writes left before the injected crash; negative: no fault armed.
+	failAfter int
+	dead      bool
+	closed    bool
 }
+
+// maxUnsynced bounds the unsynced writes memKV remembers; older ones become durable, as an
+// operating system writes dirty pages back within seconds even if nobody syncs.
+const maxUnsynced = 1 << 16
 
 type kvItem struct{ k, v []byte }
 
 func kvLess(a, b kvItem) bool { return bytes.Compare(a.k, b.k) < 0 }
 
-func newMemKV() *memKV { return &memKV{t: btree.NewG(32, kvLess)} }
+func newMemKV(policy SyncPolicy) *memKV {
+	t := btree.NewG(32, kvLess)
+	return &memKV{t: t, policy: policy, durable: t.Clone(), failAfter: -1}
+}
 
 var errClosed = errors.New("store: closed")
 
-// clone returns an independent copy in O(1) (the trees share nodes copy-on-write).
-func (m *memKV) clone() *memKV {
+// crashClone is what a new process finds after this one was killed: every write that returned,
+// with the same durable state and unsynced writes (the operating system still holds them). The
+// clone has no fault armed. O(1): the trees share nodes copy-on-write.
+func (m *memKV) crashClone() *memKV {
 	m.mu.Lock() // Clone mutates the source's copy-on-write bookkeeping
 	defer m.mu.Unlock()
-	return &memKV{t: m.t.Clone()}
+	return &memKV{t: m.t.Clone(), policy: m.policy, durable: m.durable.Clone(), unsynced: slices.Clone(m.unsynced), failAfter: -1}
+}
+
+// powerLossClone is what the disk holds after a power loss now: the durable writes and the first
+// keep(n) of the n unsynced ones.
+func (m *memKV) powerLossClone(keep func(unsynced int) int) *memKV {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.durable.Clone()
+	if m.policy == SyncEveryCommit {
+		t = m.t.Clone() // every write was durable when it returned; unsynced is empty
+	}
+	k := 0
+	if keep != nil {
+		k = min(max(keep(len(m.unsynced)), 0), len(m.unsynced))
+	}
+	for _, op := range m.unsynced[:k] {
+		applyOp(t, op)
+	}
+	return &memKV{t: t, policy: m.policy, durable: t.Clone(), failAfter: -1}
+}
+
+func applyOp(t *btree.BTreeG[kvItem], op kvOp) {
+	if op.del {
+		t.Delete(kvItem{k: op.k})
+	} else {
+		t.ReplaceOrInsert(kvItem{k: op.k, v: op.v})
+	}
+}
+
+// failAfterWrites arms the fault: the n+1-th write from now on, and every later one, fails with
+// ErrCrashed and is not applied.
+func (m *memKV) failAfterWrites(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failAfter = max(n, 0)
+}
+
+// apply applies ops in order, as far as the armed fault lets it.
+func (m *memKV) apply(ops []kvOp) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	if m.dead {
+		return ErrCrashed
+	}
+	n := len(ops)
+	if m.failAfter >= 0 {
+		if n > m.failAfter {
+			n, m.dead = m.failAfter, true
+		}
+		m.failAfter -= n
+	}
+	for _, op := range ops[:n] {
+		applyOp(m.t, op)
+		if m.policy == SyncNone {
+			m.unsynced = append(m.unsynced, op)
+		}
+	}
+	if over := len(m.unsynced) - maxUnsynced; over > 0 {
+		for _, op := range m.unsynced[:over] {
+			applyOp(m.durable, op)
+		}
+		m.unsynced = slices.Delete(m.unsynced, 0, over)
+	}
+	if m.dead {
+		return ErrCrashed
+	}
+	return nil
 }
 
 func (m *memKV) Get(key []byte) ([]byte, error) {
@@ -55,17 +147,35 @@ func (m *memKV) Has(key []byte) (bool, error) {
 
 func (m *memKV) Set(key, value []byte) error {
 	b := m.NewBatch()
-	_ = b.Set(key, value)
+	if err := b.Set(key, value); err != nil {
+		return err
+	}
 	return b.Write()
 }
 
 func (m *memKV) Delete(key []byte) error {
 	b := m.NewBatch()
-	_ = b.Delete(key)
+	if err := b.Delete(key); err != nil {
+		return err
+	}
 	return b.Write()
 }
 
-func (m *memKV) sync() error { return nil }
+// Sync makes every write so far durable.
+func (m *memKV) Sync() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	if m.dead {
+		return ErrCrashed
+	}
+	if m.policy == SyncNone {
+		m.durable, m.unsynced = m.t.Clone(), nil
+	}
+	return nil
+}
 
 func (m *memKV) Close() error {
 	m.mu.Lock()
@@ -188,9 +298,14 @@ func (m *memKV) NewBatch() corestore.Batch            { return &memBatch{m: m} }
 func (m *memKV) NewBatchWithSize(int) corestore.Batch { return &memBatch{m: m} }
 func (b *memBatch) GetByteSize() (int, error)         { return b.size, nil }
 func (b *memBatch) Close() error                      { b.done = true; b.ops = nil; return nil }
-func (b *memBatch) WriteSync() error                  { return b.Write() }
-func (b *memBatch) Set(key, value []byte) error       { return b.add(kvOp{k: key, v: value}) }
-func (b *memBatch) Delete(key []byte) error           { return b.add(kvOp{k: key, del: true}) }
+func (b *memBatch) WriteSync() error {
+	if err := b.Write(); err != nil {
+		return err
+	}
+	return b.m.Sync()
+}
+func (b *memBatch) Set(key, value []byte) error { return b.add(kvOp{k: key, v: value}) }
+func (b *memBatch) Delete(key []byte) error     { return b.add(kvOp{k: key, del: true}) }
 func (b *memBatch) add(op kvOp) error {
 	if b.done {
 		return errors.New("store: batch already written or closed")
@@ -209,18 +324,7 @@ func (b *memBatch) Write() error {
 	if b.done {
 		return errors.New("store: batch already written or closed")
 	}
-	b.m.mu.Lock()
-	defer b.m.mu.Unlock()
-	if b.m.closed {
-		return errClosed
-	}
-	for _, op := range b.ops {
-		if op.del {
-			b.m.t.Delete(kvItem{k: op.k})
-		} else {
-			b.m.t.ReplaceOrInsert(kvItem{k: op.k, v: op.v})
-		}
-	}
+	ops := b.ops
 	b.done, b.ops = true, nil
-	return nil
+	return b.m.apply(ops)
 }

@@ -1,25 +1,34 @@
-// Package store keeps a node's chain on disk: blocks, commit certificates, the authenticated state
-// tree (chain/statetree), indices by block and transaction hash, and consensus's record of what
-// it last signed. Badger is the production backend; Memory is its in-memory twin for tests and
-// simulations, running the same commit and recovery code.
+// Package store keeps a node's chain: blocks, commit certificates, the authenticated state tree
+// (chain/statetree), indices by block and transaction hash, and consensus's record of what it
+// last signed. Core implements the commit protocol and recovery once, over a small ordered
+// key-value interface (KV); chain/store/badger is the disk backend, and Memory is the in-memory
+// twin for tests and simulations, which can also crash, lose power and fail between any two writes.
 //
 // A block, its certificate, its state change and its indices become visible together: everything
 // is written first, then a small commit marker naming the height, and on open anything above the
-// marker is rolled back. docs/storage.md describes the key layout, the commit protocol, recovery
-// and what each sync policy survives.
+// marker is rolled back. docs/storage.md describes the key layout, the commit protocol, recovery,
+// pruning and what each sync policy survives.
 package store
 
 import (
 	"errors"
-	"log/slog"
+	"fmt"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/chain/statetree"
 )
 
-// ErrNotFound is returned (possibly wrapped) for a height, hash or key the store does not hold.
-var ErrNotFound = errors.New("store: not found")
+var (
+	// ErrNotFound is returned (possibly wrapped) for a height, hash or key the store does not hold.
+	ErrNotFound = errors.New("store: not found")
+	// ErrPruned is returned (wrapped) for the state at a height this store has pruned (see
+	// Options.KeepVersions); an archive node (KeepVersions 0) still has it.
+	ErrPruned = errors.New("store: state pruned here (an archive node keeps every height)")
+	// ErrCrashed is returned by a store whose fault injection fired (Memory.FailAfterWrites): the
+	// write that returned it and every later one were not applied.
+	ErrCrashed = errors.New("store: crashed (injected fault)")
+)
 
 // Store is what the consensus driver, block sync and the API need from storage.
 type Store interface {
@@ -29,7 +38,8 @@ type Store interface {
 	StateRoot() chain.Hash
 	// State is a snapshot of the state after Height.
 	State() state.View
-	// StateAt is a snapshot of the state after height (0 is the genesis state).
+	// StateAt is a snapshot of the state after height (0 is the genesis state). A height the
+	// store has pruned gives an error wrapping ErrPruned.
 	StateAt(height uint64) (state.View, error)
 	Block(height uint64) (*chain.Block, error)
 	Cert(height uint64) (*chain.CommitCert, error)
@@ -44,26 +54,46 @@ type Store interface {
 	// certificate and applies cs, atomically; it returns the new state root. The caller has
 	// validated the block and the certificate.
 	Commit(b *chain.Block, cert *chain.CommitCert, cs state.ChangeSet) (chain.Hash, error)
-	// Prove proves key present or absent in the state after height.
+	// Prove proves key present or absent in the state after height (ErrPruned as for StateAt).
 	Prove(height uint64, key []byte) (*statetree.Proof, error)
-	// SaveSignState durably records what consensus last signed before it sends a vote: it is
-	// synced to disk before returning whatever the sync policy.
-	SaveSignState(data []byte) error
-	// SignState returns the last saved sign state, or nil, nil.
-	SignState() ([]byte, error)
+	// SaveSignState durably records consensus's small sign record and the blocks it refers to.
+	// Blocks not listed are deleted; listed blocks already stored are not written again. It is
+	// durable before returning, whatever the sync policy: a vote goes out right after.
+	SaveSignState(record []byte, blocks []SignBlock) error
+	// SignState returns the last saved record (nil if none) and its blocks by hash.
+	SignState() (record []byte, blocks map[chain.Hash][]byte, err error)
 	Close() error
 }
+
+// SignBlock is a block the sign state refers to by hash; Encode is called only if the store does
+// not hold it yet.
+type SignBlock struct {
+	Hash   chain.Hash
+	Encode func() []byte
+}
+
+// Bounds of a sign state, checked when saving and when reading back.
+const (
+	// MaxSignRecordBytes bounds the sign record: heights, rounds, the signed messages and
+	// proof-of-lock votes, never blocks.
+	MaxSignRecordBytes = 1 << 20
+	// MaxSignBlocks bounds the blocks of one sign state (consensus keeps three: locked, valid
+	// and proposed).
+	MaxSignBlocks = 4
+	// MaxSignBlockBytes bounds each of its blocks.
+	MaxSignBlockBytes = chain.MaxBlockBytes
+)
 
 // SyncPolicy says when commits reach stable storage.
 type SyncPolicy int
 
 const (
-	// SyncEveryCommit fsyncs after every commit marker: a commit that returned survives power
-	// loss. The default.
+	// SyncEveryCommit makes every commit durable before Commit returns: a commit that returned
+	// survives power loss. The default.
 	SyncEveryCommit SyncPolicy = iota
 	// SyncNone leaves flushing to the operating system: a commit that returned survives the
-	// process being killed (the data is in the OS page cache), not power loss or a kernel
-	// crash, after which the store still opens consistently at some earlier height.
+	// process being killed (the data is in the OS page cache), not power loss or a kernel crash.
+	// docs/storage.md says what a power loss can do then.
 	SyncNone
 )
 
@@ -77,20 +107,25 @@ func (p SyncPolicy) String() string {
 	return "unknown"
 }
 
-// Options configure OpenBadger. The zero value is the documented default.
+// Options configure a store. The zero value is the documented default.
 type Options struct {
 	// Sync is the sync policy; default SyncEveryCommit.
 	Sync SyncPolicy
-	// Logger receives Badger's warnings and errors (its info chatter at debug level); nil
-	// discards them.
-	Logger *slog.Logger
-	// MemTableSize is Badger's memtable size in bytes, default 16 MiB. One Badger transaction
-	// holds at most about 15% of it; the store splits larger writes, so this only trades
-	// memory for write throughput.
-	MemTableSize int64
+	// KeepVersions is how many of the latest state versions stay readable and provable: 0 (the
+	// default) keeps every version (an archive node); N > 0 prunes older ones right after each
+	// commit, and StateAt and Prove below them return ErrPruned. Blocks and certificates are
+	// always kept.
+	KeepVersions uint64
+}
+
+func (o Options) validate() error {
+	if o.Sync != SyncEveryCommit && o.Sync != SyncNone {
+		return fmt.Errorf("store: unknown sync policy %d", o.Sync)
+	}
+	return nil
 }
 
 var (
-	_ Store = (*Badger)(nil)
+	_ Store = (*Core)(nil)
 	_ Store = (*Memory)(nil)
 )

@@ -558,3 +558,13 @@ func offenceKey(tx *chain.Tx) (chain.Hash, error) {
 	}
 	return key, nil
 }
+
+// Each calls f for every pending transaction, in arrival order, with the committed height at
+// which it arrived (for audits: the simulation checks the pool's bounds from outside).
+func (m *Mempool) Each(f func(tx *chain.Tx, added uint64)) {
+	for _, e := range m.order {
+		if !e.gone {
+			f(e.tx, e.added)
+		}
+	}
+}

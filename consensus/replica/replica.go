@@ -123,12 +123,12 @@ func New(cfg Config, st store.Store) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := st.SignState()
+	rec, blocks, err := st.SignState()
 	if err != nil {
 		return nil, fmt.Errorf("replica: load sign state: %w", err)
 	}
-	if raw != nil {
-		if start.Signed, err = consensus.DecodeSignState(raw); err != nil {
+	if rec != nil {
+		if start.Signed, err = consensus.DecodeSignRecord(rec, blocks); err != nil {
 			return nil, fmt.Errorf("replica: sign state: %w", err)
 		}
 	}
@@ -326,7 +326,7 @@ func (r *Replica) drain(now int64, out *Output) error {
 // handleReady carries out one Ready of the engine, in the order consensus.Ready prescribes.
 func (r *Replica) handleReady(rd consensus.Ready, now int64, out *Output) error {
 	if rd.SignState != nil && mutant != "nosignstate" {
-		if err := r.store.SaveSignState(consensus.EncodeSignState(rd.SignState)); err != nil {
+		if err := r.store.SaveSignState(consensus.EncodeSignRecord(rd.SignState), signBlocks(rd.SignState)); err != nil {
 			return fmt.Errorf("replica: persist sign state: %w", err)
 		}
 	}
@@ -472,4 +472,13 @@ func (r *Replica) verify(in Inbound, check func(chainID string) error) error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
+}
+
+// signBlocks lists the blocks a sign state refers to, encoded only if the store lacks them.
+func signBlocks(s *consensus.SignState) []store.SignBlock {
+	out := make([]store.SignBlock, len(s.Blocks))
+	for i, b := range s.Blocks {
+		out[i] = store.SignBlock{Hash: b.Hash(), Encode: b.Encode}
+	}
+	return out
 }

@@ -87,7 +87,6 @@ func (w *world) flood(n *node) {
 	e := n.rep.Engine()
 	h, r := e.Height(), e.Round()+uint32(w.rng.IntN(2))
 	set := n.rep.Authorities()
-	chainID := w.genesis.ChainID
 	send := func(m *replica.Message) {
 		w.res.Byzantine++
 		for _, to := range w.others(n) {

@@ -1,21 +1,45 @@
-package store
+package badger
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 
 	corestore "cosmossdk.io/core/store"
-	badger "github.com/dgraph-io/badger/v4"
+	bdb "github.com/dgraph-io/badger/v4"
+
+	"github.com/medledger/medledger/chain/store"
 )
 
-// badgerKV adapts Badger to IAVL's DB interface and to the store's own writes.
-type badgerKV struct{ db *badger.DB }
+// kv adapts Badger to store.KV (IAVL's DB interface plus the store's own writes).
+type kv struct {
+	db         *bdb.DB
+	dir        string
+	syncWrites bool // Badger syncs every transaction: Sync has nothing left to do
+	legacySync bool // see Options.legacySync
 
-func (b *badgerKV) Get(key []byte) ([]byte, error) {
+	// syncMu serializes Sync with garbage collection; syncedVlog is the newest value-log file at
+	// the last Sync: older ones were complete then and are never written again.
+	syncMu     sync.Mutex
+	syncedVlog int
+}
+
+var _ store.KV = (*kv)(nil)
+
+type kvOp struct {
+	k, v []byte
+	del  bool
+}
+
+func (b *kv) Get(key []byte) ([]byte, error) {
 	var out []byte
-	err := b.db.View(func(txn *badger.Txn) error {
+	err := b.db.View(func(txn *bdb.Txn) error {
 		item, err := txn.Get(key)
 		if err != nil {
 			return err
@@ -23,7 +47,7 @@ func (b *badgerKV) Get(key []byte) ([]byte, error) {
 		out, err = item.ValueCopy(nil)
 		return err
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if errors.Is(err, bdb.ErrKeyNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -35,12 +59,12 @@ func (b *badgerKV) Get(key []byte) ([]byte, error) {
 	return out, nil
 }
 
-func (b *badgerKV) Has(key []byte) (bool, error) {
-	err := b.db.View(func(txn *badger.Txn) error {
+func (b *kv) Has(key []byte) (bool, error) {
+	err := b.db.View(func(txn *bdb.Txn) error {
 		_, err := txn.Get(key)
 		return err
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if errors.Is(err, bdb.ErrKeyNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -49,15 +73,23 @@ func (b *badgerKV) Has(key []byte) (bool, error) {
 	return true, nil
 }
 
-func (b *badgerKV) Set(key, value []byte) error {
+func (b *kv) Set(key, value []byte) error {
 	bt := b.NewBatch()
 	if err := bt.Set(key, value); err != nil {
 		return err
 	}
-	return bt.Write()
+	if err := bt.Write(); err != nil {
+		return err
+	}
+	if b.legacySync {
+		if err := b.db.Sync(); err != nil {
+			return fmt.Errorf("store: badger sync: %w", err)
+		}
+	}
+	return nil
 }
 
-func (b *badgerKV) Delete(key []byte) error {
+func (b *kv) Delete(key []byte) error {
 	bt := b.NewBatch()
 	if err := bt.Delete(key); err != nil {
 		return err
@@ -65,33 +97,112 @@ func (b *badgerKV) Delete(key []byte) error {
 	return bt.Write()
 }
 
-func (b *badgerKV) sync() error {
-	if err := b.db.Sync(); err != nil {
+// Sync makes every write that returned durable. With SyncWrites Badger already did. Without it,
+// Badger's own DB.Sync is not enough: it syncs the current memtable's write-ahead log and the
+// current value-log file only, while earlier writes may sit in the log of a memtable that is
+// waiting to be flushed, or in a value-log file Badger has moved on from (it syncs the file it
+// leaves only with SyncWrites). So this fsyncs every memtable log and every value-log file that
+// was still being written at the last Sync, then the directory. fsync on any descriptor writes
+// back the file's dirty pages, including those dirtied through Badger's memory maps. Logs deleted
+// meanwhile are fine: Badger deletes a memtable log only after its table file is synced.
+func (b *kv) Sync() error {
+	if b.syncWrites {
+		return nil
+	}
+	if b.legacySync {
+		if err := b.db.Sync(); err != nil {
+			return fmt.Errorf("store: badger sync: %w", err)
+		}
+		return nil
+	}
+	b.syncMu.Lock()
+	defer b.syncMu.Unlock()
+	entries, err := os.ReadDir(b.dir)
+	if err != nil {
 		return fmt.Errorf("store: badger sync: %w", err)
 	}
+	newest := b.syncedVlog
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".mem"):
+		case strings.HasSuffix(name, ".vlog"):
+			fid, err := strconv.Atoi(strings.TrimSuffix(name, ".vlog"))
+			if err != nil || fid < b.syncedVlog {
+				continue
+			}
+			newest = max(newest, fid)
+		default:
+			continue
+		}
+		if err := fsyncPath(filepath.Join(b.dir, name)); err != nil {
+			return fmt.Errorf("store: badger sync: %w", err)
+		}
+	}
+	if err := fsyncPath(b.dir); err != nil {
+		return fmt.Errorf("store: badger sync: %w", err)
+	}
+	b.syncedVlog = newest
 	return nil
 }
 
-func (b *badgerKV) Close() error {
+// fsyncPath fsyncs a file or directory; one that disappeared meanwhile is fine (see Sync).
+func fsyncPath(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
+}
+
+// collectGarbage runs one Badger value-log GC step. Badger rewrites the live entries of a mostly
+// garbage file through ordinary writes and then deletes the file; without SyncWrites those writes
+// are not durable yet, so an open iterator pins the file (Badger defers deleting a value-log file
+// while iterators are open) until Sync has made the rewritten entries durable.
+func (b *kv) collectGarbage() error {
+	b.syncMu.Lock()
+	pinned := !b.syncWrites
+	var txn *bdb.Txn
+	var pin *bdb.Iterator
+	if pinned {
+		txn = b.db.NewTransaction(false)
+		pin = txn.NewIterator(bdb.IteratorOptions{})
+	}
+	b.syncMu.Unlock()
+	err := b.db.RunValueLogGC(gcDiscardRatio)
+	if pinned {
+		if err == nil {
+			err = b.Sync()
+		}
+		pin.Close() // deletes the rewritten file, now that its entries are durable elsewhere
+		txn.Discard()
+	}
+	return err
+}
+
+func (b *kv) Close() error {
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("store: close badger: %w", err)
 	}
 	return nil
 }
 
-func (b *badgerKV) Iterator(start, end []byte) (corestore.Iterator, error) {
+func (b *kv) Iterator(start, end []byte) (corestore.Iterator, error) {
 	return b.iterator(start, end, false), nil
 }
 
-func (b *badgerKV) ReverseIterator(start, end []byte) (corestore.Iterator, error) {
+func (b *kv) ReverseIterator(start, end []byte) (corestore.Iterator, error) {
 	return b.iterator(start, end, true), nil
 }
 
 // iterator reads a consistent snapshot (a read transaction), so writes during the iteration,
 // which IAVL makes when deleting versions, are safe.
-func (b *badgerKV) iterator(start, end []byte, reverse bool) *badgerIter {
+func (b *kv) iterator(start, end []byte, reverse bool) *badgerIter {
 	txn := b.db.NewTransaction(false)
-	opts := badger.DefaultIteratorOptions
+	opts := bdb.DefaultIteratorOptions
 	opts.PrefetchValues = false
 	opts.Reverse = reverse
 	it := &badgerIter{txn: txn, it: txn.NewIterator(opts), start: start, end: end, reverse: reverse}
@@ -113,8 +224,8 @@ func (b *badgerKV) iterator(start, end []byte, reverse bool) *badgerIter {
 }
 
 type badgerIter struct {
-	txn        *badger.Txn
-	it         *badger.Iterator
+	txn        *bdb.Txn
+	it         *bdb.Iterator
 	start, end []byte
 	reverse    bool
 	err        error
@@ -169,14 +280,14 @@ func (i *badgerIter) Close() error {
 // cap allows. A batch larger than one transaction is therefore not atomic; the store's commit
 // marker, not the batch, is what makes a commit atomic.
 type badgerBatch struct {
-	b    *badgerKV
+	b    *kv
 	ops  []kvOp
 	size int
 	done bool
 }
 
-func (b *badgerKV) NewBatch() corestore.Batch            { return &badgerBatch{b: b} }
-func (b *badgerKV) NewBatchWithSize(int) corestore.Batch { return &badgerBatch{b: b} }
+func (b *kv) NewBatch() corestore.Batch            { return &badgerBatch{b: b} }
+func (b *kv) NewBatchWithSize(int) corestore.Batch { return &badgerBatch{b: b} }
 
 func (bt *badgerBatch) GetByteSize() (int, error) { return bt.size, nil }
 func (bt *badgerBatch) Close() error              { bt.done = true; bt.ops = nil; return nil }
@@ -202,7 +313,7 @@ func (bt *badgerBatch) WriteSync() error {
 	if err := bt.Write(); err != nil {
 		return err
 	}
-	return bt.b.sync()
+	return bt.b.Sync()
 }
 
 func (bt *badgerBatch) Write() error {
@@ -222,7 +333,7 @@ func (bt *badgerBatch) Write() error {
 	}
 	for _, op := range ops {
 		err := apply(op)
-		if errors.Is(err, badger.ErrTxnTooBig) {
+		if errors.Is(err, bdb.ErrTxnTooBig) {
 			// Full: commit what we have and continue in a fresh transaction, preserving order.
 			if err := txn.Commit(); err != nil {
 				return fmt.Errorf("store: badger commit: %w", err)

@@ -1,4 +1,4 @@
-package store
+package badger
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/medledger/medledger/chain/statetree"
+	"github.com/medledger/medledger/chain/store"
+	"github.com/medledger/medledger/chain/store/storetest"
 )
 
 var (
@@ -41,16 +43,16 @@ func TestCrashWriterChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := SyncNone
+	policy := store.SyncNone
 	if os.Getenv(envCrashSync) == "1" {
-		policy = SyncEveryCommit
+		policy = store.SyncEveryCommit
 	}
-	s, err := OpenBadger(dir, Options{Sync: policy, MemTableSize: crashMemTable})
+	s, err := Open(dir, Options{Store: store.Options{Sync: policy}, MemTableSize: crashMemTable})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Genesis(); err != nil {
-		if _, err := s.InitGenesis(testGenesis(seed), testGenesisState(seed)); err != nil {
+		if _, err := s.InitGenesis(storetest.Genesis(seed), storetest.GenesisState(seed)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -58,7 +60,7 @@ func TestCrashWriterChild(t *testing.T) {
 	// A parent that died would leave this running; the deadline bounds it.
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		if err := extend(s, seed, 1, crashSpec); err != nil {
+		if err := storetest.Extend(s, seed, 1, storetest.CrashSpec); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(os.Stdout, "committed %d\n", s.Height())
@@ -72,8 +74,8 @@ func TestCrashWriterChild(t *testing.T) {
 // store opens with every reported commit, intact blocks and certificates, and the state root
 // that replaying the same blocks into a Memory store gives. Each cycle continues the same chain.
 func TestCrashRecovery(t *testing.T) {
-	if os.Getenv(envCrashDir) != "" {
-		t.Skip("in the child")
+	if os.Getenv(envCrashDir) != "" || os.Getenv(envLossDir) != "" {
+		t.Skip("in a child")
 	}
 	seed := *crashSeed
 	if seed == 0 {
@@ -87,7 +89,7 @@ func TestCrashRecovery(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, 0))
 	dir := t.TempDir()
 
-	ref := NewMemory() // the same chain, replayed without crashes
+	ref := store.NewMemory() // the same chain, replayed without crashes
 	verified := uint64(0)
 	start := time.Now()
 	var killedDuringOpen, syncCycles int
@@ -113,7 +115,7 @@ func TestCrashRecovery(t *testing.T) {
 			}
 		}
 
-		s, err := OpenBadger(dir, Options{Sync: SyncNone, MemTableSize: crashMemTable})
+		s, err := Open(dir, Options{Store: store.Options{Sync: store.SyncNone}, MemTableSize: crashMemTable})
 		if err != nil {
 			t.Fatalf("cycle %d (seed %d): reopen: %v", cycle, seed, err)
 		}
@@ -121,14 +123,14 @@ func TestCrashRecovery(t *testing.T) {
 		if height < reported {
 			t.Fatalf("cycle %d (seed %d): store at height %d, child reported %d committed", cycle, seed, height, reported)
 		}
-		if _, err := s.Genesis(); err == nil && !ref.hasGenesis {
-			if _, err := ref.InitGenesis(testGenesis(seed), testGenesisState(seed)); err != nil {
+		if _, err := s.Genesis(); err == nil && refGenesis(ref) {
+			if _, err := ref.InitGenesis(storetest.Genesis(seed), storetest.GenesisState(seed)); err != nil {
 				t.Fatal(err)
 			}
 		}
 		// Replay newly committed heights into the reference and compare block by block.
 		for ref.Height() < height {
-			if err := extend(ref, seed, 1, crashSpec); err != nil {
+			if err := storetest.Extend(ref, seed, 1, storetest.CrashSpec); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -181,8 +183,14 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
+// refGenesis reports whether ref still needs its genesis.
+func refGenesis(ref store.Store) bool {
+	_, err := ref.Genesis()
+	return err != nil
+}
+
 // mustRoot is the state root after height h in s (header h+1's StateRoot, or the tip's root).
-func mustRoot(t *testing.T, s Store, h uint64) [32]byte {
+func mustRoot(t *testing.T, s store.Store, h uint64) [32]byte {
 	t.Helper()
 	if h == s.Height() {
 		return s.StateRoot()
@@ -198,12 +206,27 @@ func mustRoot(t *testing.T, s Store, h uint64) [32]byte {
 // its output.
 func startChild(t *testing.T, dir string, seed uint64, sync bool) (<-chan string, func() string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashWriterChild$")
-	syncFlag := "0"
-	if sync {
-		syncFlag = "1"
+	return startTest(t, "TestCrashWriterChild", envCrashDir+"="+dir, envCrashSeed+"="+strconv.FormatUint(seed, 10), envCrashSync+"="+flag01(sync))
+}
+
+// startWriter starts TestPowerLossWriterChild on dir, as startChild does.
+func startWriter(t *testing.T, dir string, seed uint64, legacy bool) (<-chan string, func() string) {
+	t.Helper()
+	return startTest(t, "TestPowerLossWriterChild", envLossDir+"="+dir, envLossSeed+"="+strconv.FormatUint(seed, 10), envLossLegacy+"="+flag01(legacy))
+}
+
+func flag01(b bool) string {
+	if b {
+		return "1"
 	}
-	cmd.Env = append(os.Environ(), envCrashDir+"="+dir, envCrashSeed+"="+strconv.FormatUint(seed, 10), envCrashSync+"="+syncFlag)
+	return "0"
+}
+
+// startTest re-executes the test binary running only the named test, with env added.
+func startTest(t *testing.T, name string, env ...string) (<-chan string, func() string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$")
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package store
+package storetest
 
 import (
 	"fmt"
@@ -7,24 +7,27 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/chain/store"
 )
 
-const testChainID = "store-test"
+// ChainID is the chain id of generated chains.
+const ChainID = "store-test"
 
-// testGenesis is a valid genesis derived from seed.
-func testGenesis(seed uint64) *chain.Genesis {
+// Genesis is a valid genesis derived from seed.
+func Genesis(seed uint64) *chain.Genesis {
 	r := rand.New(rand.NewPCG(seed, 0))
 	var k chain.PubKey
 	fillRand(r, k[:])
 	return &chain.Genesis{
 		Version:     chain.GenesisVersion,
-		ChainID:     testChainID,
+		ChainID:     ChainID,
 		Authorities: []chain.Authority{{Key: k, Name: "authority-0"}},
 		Params:      chain.DefaultParams(),
 	}
 }
 
-func testGenesisState(seed uint64) state.ChangeSet {
+// GenesisState is the genesis change set for seed.
+func GenesisState(seed uint64) state.ChangeSet {
 	return state.ChangeSet{Changes: []state.Change{
 		{Key: []byte("genesis/a"), Value: []byte(fmt.Sprint("a", seed))},
 		{Key: []byte("genesis/b"), Value: []byte("b")},
@@ -37,22 +40,24 @@ func fillRand(r *rand.Rand, b []byte) {
 	}
 }
 
-// blockSpec shapes generated blocks.
-type blockSpec struct {
-	txs     int // transactions per block; 0 = a few, random
-	txBytes int // payload bytes per transaction
-	bigEach int // every bigEach-th height is a big block (0: never)
+// BlockSpec shapes generated blocks.
+type BlockSpec struct {
+	Txs     int // transactions per block; 0 = a few, random
+	TxBytes int // payload bytes per transaction
+	BigEach int // every BigEach-th height is a big block (0: never)
 }
 
-var crashSpec = blockSpec{txBytes: 250, bigEach: 29}
+// CrashSpec is the chain the crash tests write: small blocks with a few KB of state changes, and
+// every 29th block ~600 KB with 400 KB of state changes.
+var CrashSpec = BlockSpec{TxBytes: 250, BigEach: 29}
 
-// genBlock derives block h (its transactions, certificate and change set) from seed and h alone,
+// GenBlock derives block h (its transactions, certificate and change set) from seed and h alone,
 // given the previous block's hash and the state root before it, so that a crashed writer and the
 // checking parent compute the same chain.
-func genBlock(seed, h uint64, prev, stateRoot chain.Hash, spec blockSpec) (*chain.Block, *chain.CommitCert, state.ChangeSet) {
+func GenBlock(seed, h uint64, prev, stateRoot chain.Hash, spec BlockSpec) (*chain.Block, *chain.CommitCert, state.ChangeSet) {
 	r := rand.New(rand.NewPCG(seed, h))
-	big := spec.bigEach > 0 && h%uint64(spec.bigEach) == 0
-	nTx := spec.txs
+	big := spec.BigEach > 0 && h%uint64(spec.BigEach) == 0
+	nTx := spec.Txs
 	if nTx == 0 {
 		nTx = 1 + r.IntN(8)
 		if big {
@@ -61,13 +66,13 @@ func genBlock(seed, h uint64, prev, stateRoot chain.Hash, spec blockSpec) (*chai
 	}
 	txs := make([]*chain.Tx, nTx)
 	for i := range txs {
-		tx := &chain.Tx{Version: chain.TxVersion, ChainID: testChainID, Kind: chain.TxRegisterPatient, Nonce: h<<20 | uint64(i+1), Payload: make([]byte, spec.txBytes)}
+		tx := &chain.Tx{Version: chain.TxVersion, ChainID: ChainID, Kind: chain.TxRegisterPatient, Nonce: h<<20 | uint64(i+1), Payload: make([]byte, spec.TxBytes)}
 		fillRand(r, tx.Signer[:])
 		fillRand(r, tx.Payload)
 		fillRand(r, tx.Sig[:])
 		txs[i] = tx
 	}
-	hdr := chain.Header{Version: chain.HeaderVersion, ChainID: testChainID, Height: h, Time: int64(h) * 1000, PrevHash: prev, TxRoot: chain.TxRoot(txs), StateRoot: stateRoot}
+	hdr := chain.Header{Version: chain.HeaderVersion, ChainID: ChainID, Height: h, Time: int64(h) * 1000, PrevHash: prev, TxRoot: chain.TxRoot(txs), StateRoot: stateRoot}
 	fillRand(r, hdr.Proposer[:])
 	b := &chain.Block{Version: chain.BlockVersion, Header: hdr, Txs: txs}
 	cert := &chain.CommitCert{Version: chain.CertVersion, Height: h, BlockHash: b.Hash(), Sigs: make([]chain.CommitSig, 3)}
@@ -105,14 +110,14 @@ func genBlock(seed, h uint64, prev, stateRoot chain.Hash, spec blockSpec) (*chai
 	return b, cert, cs
 }
 
-// extend commits n generated blocks on top of s.
-func extend(s Store, seed uint64, n int, spec blockSpec) error {
+// Extend commits n generated blocks on top of s.
+func Extend(s store.Store, seed uint64, n int, spec BlockSpec) error {
 	for range n {
-		prev, err := tipHash(s)
+		prev, err := TipHash(s)
 		if err != nil {
 			return err
 		}
-		b, cert, cs := genBlock(seed, s.Height()+1, prev, s.StateRoot(), spec)
+		b, cert, cs := GenBlock(seed, s.Height()+1, prev, s.StateRoot(), spec)
 		if _, err := s.Commit(b, cert, cs); err != nil {
 			return err
 		}
@@ -120,7 +125,8 @@ func extend(s Store, seed uint64, n int, spec blockSpec) error {
 	return nil
 }
 
-func tipHash(s Store) (chain.Hash, error) {
+// TipHash is the hash of s's last block (zero at genesis).
+func TipHash(s store.Store) (chain.Hash, error) {
 	if s.Height() == 0 {
 		return chain.Hash{}, nil
 	}
