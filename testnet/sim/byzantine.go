@@ -113,6 +113,10 @@ func (w *world) flood(n *node) {
 	case 2: // votes for heights ahead
 		for d := uint64(1); d <= 5; d++ {
 			v := &chain.Vote{Type: chain.Prevote, Height: h + d, Round: uint32(w.rng.IntN(3))}
+			if w.cfg.FloodFarRounds {
+				w.farRound++
+				v.Round = 1000 + w.farRound
+			}
 			reader{w.rng}.Read(v.BlockHash[:])
 			v.Sign(n.key, w.cid)
 			send(&replica.Message{Version: replica.MessageVersion, Vote: v})

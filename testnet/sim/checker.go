@@ -7,6 +7,7 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/consensus"
 	"github.com/medledger/medledger/consensus/replica"
 )
 
@@ -164,7 +165,8 @@ func (c *checker) voteRules(n *node, v *chain.Vote) {
 // observe records equivocations that an honest node could have seen: two different votes by one
 // authority for the same height, round and type, delivered while the node decides that height.
 func (c *checker) observe(n *node, v *chain.Vote) {
-	if v.Height != n.rep.Engine().Height() {
+	// The engine keeps (and so can report) only votes of its height within its round window.
+	if e := n.rep.Engine(); v.Height != e.Height() || uint64(v.Round) > uint64(e.Round())+consensus.RoundWindow {
 		return
 	}
 	for len(c.seen) <= n.idx {

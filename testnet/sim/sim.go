@@ -74,6 +74,9 @@ type Config struct {
 	Laggard uint64
 
 	LeakEquivocation bool
+	// FloodFarRounds makes a Flooder's votes for future heights name rounds nobody reaches, so
+	// they never become an equivocation that gets it removed (a laggard run needs its vote).
+	FloodFarRounds bool
 
 	// Trace, if set, receives a line per notable event (crash, restart, commit, partition):
 	// replaying one seed with it set shows what happened.
@@ -115,6 +118,7 @@ func LaggardConfig(seed uint64, n int, heights uint64) Config {
 		c.Byzantine[i] = Behavior(1 + int(seed+uint64(i))%(int(numBehaviors)-1))
 	}
 	c.Laggard = heights
+	c.FloodFarRounds = true
 	c.FaultMs, c.HealMs = 4_000, 15_000
 	c.PartitionEveryMs, c.WithholdEveryMs, c.CrashEveryMs, c.SetChangeEveryMs = 0, 0, 0, 0
 	c.SlowRate, c.DropRate = 0, 0.01
@@ -223,6 +227,7 @@ type world struct {
 	fakes                       map[uint64]*forgery
 
 	junk, junkBad []*chain.Tx // a Flooder's junk, generated once
+	farRound      uint32
 
 	check checker
 	res   Result
