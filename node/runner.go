@@ -129,7 +129,7 @@ func (r *Runner) emit(out replica.Output) {
 		r.tr.Broadcast(m)
 	}
 	for _, m := range out.Resend {
-		r.tr.Broadcast(m)
+		r.tr.Resend(m)
 	}
 	for _, p := range out.Penalties {
 		r.tr.Penalize(p.Peer, p.Err)
