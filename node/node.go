@@ -105,7 +105,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 		return n, err
 	}
 	n.commits = newCommitHub()
-	n.runner = NewRunner(rep, n.reactor, log, time.Now, n.committed)
+	n.runner = NewRunner(rep, n.reactor, log, time.Now, Hooks{Committed: n.committed, Dropped: n.commits.dropped})
 	pk, err := LoadOrCreateProviderKeys(Resolve(home, cfg.Records.ProviderKey), Resolve(home, cfg.Records.EncryptionKey))
 	if err != nil {
 		return n, err
