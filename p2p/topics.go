@@ -30,6 +30,15 @@ const (
 	publishQueueBytes = 32 << 20
 )
 
+// topicValidationBytes bounds the payload bytes one topic's validators hold at once: a topic
+// validates at most topicValidationBytes / MaxBytes payloads concurrently (at least 16, at
+// most pubsub's default of 1024); pubsub drops what arrives beyond that, without blame.
+const topicValidationBytes = 64 << 20
+
+func validationConcurrency(maxBytes int) int {
+	return min(max(topicValidationBytes/maxBytes, 16), 1024)
+}
+
 // Errors of Publish.
 var (
 	ErrTooLarge  = errors.New("p2p: payload too large")
@@ -80,7 +89,7 @@ func (h *Host) JoinTopic(c TopicConfig) error {
 	if h.topics[t.name] != nil {
 		return fmt.Errorf("p2p: topic %q joined twice", c.Name)
 	}
-	if err := h.ps.RegisterTopicValidator(t.full, h.topicValidator(t)); err != nil {
+	if err := h.ps.RegisterTopicValidator(t.full, h.topicValidator(t), pubsub.WithValidatorConcurrency(validationConcurrency(t.maxBytes))); err != nil {
 		return fmt.Errorf("p2p: validator for %s: %w", t.full, err)
 	}
 	var err error
