@@ -56,6 +56,7 @@ type judgement struct {
 	err     error           // why, for Reject and for some Ignores
 	in      replica.Inbound // for Accept (From is filled in on delivery)
 	key     chain.Hash      // the payload's hash
+	height  uint64          // a proposal's or vote's height
 	dedup   bool            // Ignore: delivered before
 	junk    bool            // Ignore: counts towards a junk strike (see isJunk)
 	// ahead is set on an Ignore for a height beyond the next: the sender is ahead of us. msg,
@@ -109,6 +110,12 @@ func judge(gate *replica.Gate, seen *seenSet, rt route, data []byte) judgement {
 		j = accept(replica.Inbound{Msg: m})
 	}
 	j.in.Size = len(data)
+	switch {
+	case h.Proposal != nil:
+		j.height = h.Proposal.Height
+	case h.Vote != nil:
+		j.height = h.Vote.Height
+	}
 	return j.withKey(key)
 }
 

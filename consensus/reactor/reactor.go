@@ -233,7 +233,10 @@ func (r *Reactor) hint(from peer.ID, j judgement, data []byte) {
 }
 
 // pump moves what the host accepted, and hints, to Inbox. A payload's hash joins seen once the
-// host hands it over: one the host had to drop for its inbox bounds can still arrive again.
+// host hands it over, so one the host had to drop for its inbox bounds can still arrive again;
+// and only for the height being decided (or a transaction): the replica buffers the next
+// height's messages within bounds and may drop one, which a re-send must then be able to
+// replace.
 func (r *Reactor) pump(ctx context.Context) {
 	defer r.wg.Done()
 	in := r.net.Inbox()
@@ -248,7 +251,7 @@ func (r *Reactor) pump(ctx context.Context) {
 				r.log.Error("reactor: delivery without a judgement", "topic", d.Topic, "from", d.From)
 				continue
 			}
-			if m := j.in.Msg; m.Proposal != nil || m.Vote != nil || m.Tx != nil {
+			if m := j.in.Msg; m.Tx != nil || ((m.Proposal != nil || m.Vote != nil) && j.height <= r.gate.Height()) {
 				r.seen.add(j.key)
 			}
 			next = j.in
