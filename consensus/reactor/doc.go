@@ -3,7 +3,7 @@
 // bytes and peer ids.
 //
 // A Reactor implements the node's Transport. Transactions, proposals and votes are published
-// on their gossip topics (/medledger/<chain>/{txs,proposals,votes}/1); a proposal over the
+// on their gossip topics (/medledger/<chain>/{txs,proposals,votes}/2); a proposal over the
 // gossip limit, and every re-send, goes directly to each connected peer over the host's direct
 // protocol (gossip names a message by its payload's hash, so a payload published again would be
 // dropped as seen); sync requests and answers go directly to one peer.

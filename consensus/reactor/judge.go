@@ -37,7 +37,9 @@ const (
 	topicTxs       = "txs"
 	topicProposals = "proposals"
 	topicVotes     = "votes"
-	topicVersion   = 1
+	// topicVersion 2: payloads are the bare message encoding (version 1 prefixed a nonce), so
+	// nodes of the two versions never judge each other's payloads.
+	topicVersion = 2
 	// MaxGossipProposalBytes bounds a proposal on its topic; larger ones go directly to every
 	// peer.
 	MaxGossipProposalBytes = p2p.MaxGossipBytes
