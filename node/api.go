@@ -328,13 +328,20 @@ func (a *API) decodeRawTx(raw []byte) (*chain.Tx, error) {
 	return tx, nil
 }
 
-// submitStatus maps a submission error to an HTTP status.
+// submitStatus maps a submission error to an HTTP status: 503 for refusals about this node's
+// load (retry later), 409 for a nonce or transaction that conflicts with the pending or
+// committed ones (or a transaction dropped from the mempool for such a reason), 422 for what the
+// ledger's rules refuse.
 func submitStatus(err error) int {
 	switch {
-	case errors.Is(err, replica.ErrMempoolFull):
+	case errors.Is(err, replica.ErrMempoolFull), errors.Is(err, replica.ErrSignerFull), errors.Is(err, replica.ErrRegistrationsFull):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, replica.ErrDuplicateTx), errors.Is(err, replica.ErrStaleNonce):
+	case errors.Is(err, ErrTxDropped):
 		return http.StatusConflict
+	case errors.Is(err, replica.ErrDuplicateTx), errors.Is(err, replica.ErrStaleNonce), errors.Is(err, replica.ErrNonceGap):
+		return http.StatusConflict
+	case errors.Is(err, replica.ErrNotMember), errors.Is(err, replica.ErrRefusedByState):
+		return http.StatusUnprocessableEntity
 	case errors.Is(err, replica.ErrInvalid), errors.Is(err, chain.ErrBadSignature):
 		return http.StatusBadRequest
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -344,8 +351,13 @@ func submitStatus(err error) int {
 }
 
 func submitMessage(err error) string {
-	if errors.Is(err, replica.ErrMempoolFull) {
+	switch {
+	case errors.Is(err, replica.ErrMempoolFull):
 		return "mempool full: retry later"
+	case errors.Is(err, replica.ErrSignerFull):
+		return "too many pending transactions from this signer: retry after the next block"
+	case errors.Is(err, replica.ErrRegistrationsFull):
+		return "too many pending registrations: retry later"
 	}
 	return strings.TrimPrefix(err.Error(), replica.ErrInvalid.Error()+": ")
 }
@@ -376,7 +388,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("wait=%q: the only choice is wait=commit", wait))
 		return
 	}
-	var committed chan uint64
+	var committed chan txOutcome
 	if wait == "commit" {
 		var forget func()
 		committed, forget = a.commits.expect(tx.Hash())
@@ -391,6 +403,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 			a.internal(w, "submit", err)
 			return
 		}
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1") // about a block
+		}
 		writeError(w, code, submitMessage(err))
 		return
 	}
@@ -401,8 +416,12 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 	wctx, stop := context.WithTimeout(r.Context(), commitWait)
 	defer stop()
 	height, err := waitCommit(wctx, committed)
-	if err != nil {
-		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("transaction %s accepted but not committed within %s (it may still commit, or have been dropped as invalid in its block)", h, commitWait))
+	switch {
+	case errors.Is(err, ErrTxDropped):
+		writeError(w, http.StatusConflict, fmt.Sprintf("transaction %s accepted but not committed: %v", h, err))
+		return
+	case err != nil:
+		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("transaction %s accepted but not committed within %s (it may still commit)", h, commitWait))
 		return
 	}
 	writeJSON(w, http.StatusOK, TxAccepted{Hash: h, Height: height})

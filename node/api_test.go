@@ -56,7 +56,7 @@ func newAPIFixture(t *testing.T) *apiFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := NewRunner(rep, NewBus(log).Join("solo"), log, time.Now, nil)
+	runner := NewRunner(rep, NewBus(log).Join("solo"), log, time.Now, Hooks{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runner.Run(ctx) }()

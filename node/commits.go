@@ -2,25 +2,42 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/consensus/replica"
 )
 
-// commitHub tells waiters when their transactions commit and wakes subscribers after every
-// block. The runner calls committed on its own goroutine, so nothing here blocks.
+// ErrTxDropped marks a transaction that left this node's mempool without being committed (its
+// nonce was taken, the state refused it on a re-check, it expired, or one before it from the
+// same signer was dropped). The error wrapping it gives the reason. Another node may still
+// commit a copy it holds, but this node will not propose it, and a transaction of this node's
+// own reuses the nonce (Mempool.NextNonce).
+var ErrTxDropped = errors.New("transaction dropped from the mempool")
+
+// txOutcome is how a transaction that someone waits for ended: committed at height, or err.
+type txOutcome struct {
+	height uint64
+	err    error
+}
+
+// commitHub tells waiters when their transactions commit or are dropped, and wakes subscribers
+// after every block. The runner calls committed and dropped on its own goroutine, so nothing
+// here blocks.
 type commitHub struct {
 	mu      sync.Mutex
-	waiting map[chain.Hash][]chan uint64
+	waiting map[chain.Hash][]chan txOutcome
 	wake    []chan struct{}
 }
 
-func newCommitHub() *commitHub { return &commitHub{waiting: make(map[chain.Hash][]chan uint64)} }
+func newCommitHub() *commitHub { return &commitHub{waiting: make(map[chain.Hash][]chan txOutcome)} }
 
 // expect registers interest in a transaction before it is submitted (so its commit cannot be
-// missed); the channel receives the height it committed at. cancel forgets it.
-func (c *commitHub) expect(h chain.Hash) (ch chan uint64, cancel func()) {
-	ch = make(chan uint64, 1)
+// missed); the channel receives its outcome once. cancel forgets it.
+func (c *commitHub) expect(h chain.Hash) (ch chan txOutcome, cancel func()) {
+	ch = make(chan txOutcome, 1)
 	c.mu.Lock()
 	c.waiting[h] = append(c.waiting[h], ch)
 	c.mu.Unlock()
@@ -42,13 +59,23 @@ func (c *commitHub) expect(h chain.Hash) (ch chan uint64, cancel func()) {
 	}
 }
 
-// subscribe returns a channel that is signalled (coalesced) after each commit.
-func (c *commitHub) subscribe() <-chan struct{} {
+// subscribe returns a channel that is signalled (coalesced) after each commit, and a function
+// that unsubscribes it.
+func (c *commitHub) subscribe() (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	c.mu.Lock()
 	c.wake = append(c.wake, ch)
 	c.mu.Unlock()
-	return ch
+	return ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, x := range c.wake {
+			if x == ch {
+				c.wake = append(c.wake[:i], c.wake[i+1:]...)
+				return
+			}
+		}
+	}
 }
 
 func (c *commitHub) committed(b *chain.Block) {
@@ -56,11 +83,7 @@ func (c *commitHub) committed(b *chain.Block) {
 	defer c.mu.Unlock()
 	if len(c.waiting) > 0 {
 		for _, tx := range b.Txs {
-			h := tx.Hash()
-			for _, ch := range c.waiting[h] {
-				ch <- b.Header.Height
-			}
-			delete(c.waiting, h)
+			c.settleLocked(tx.Hash(), txOutcome{height: b.Header.Height})
 		}
 	}
 	for _, ch := range c.wake {
@@ -71,11 +94,26 @@ func (c *commitHub) committed(b *chain.Block) {
 	}
 }
 
-// waitCommit waits for the height ch reports, or ctx.
-func waitCommit(ctx context.Context, ch chan uint64) (uint64, error) {
+// dropped tells whoever waits for d's transaction that it will not commit here, and why.
+func (c *commitHub) dropped(d replica.Dropped) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.settleLocked(d.Hash, txOutcome{err: fmt.Errorf("%w: %s: %w", ErrTxDropped, d.Hash.Short(), d.Reason)})
+}
+
+func (c *commitHub) settleLocked(h chain.Hash, o txOutcome) {
+	for _, ch := range c.waiting[h] {
+		ch <- o
+	}
+	delete(c.waiting, h)
+}
+
+// waitCommit waits for the outcome ch reports, or ctx: the height the transaction committed
+// at, or why it was dropped (ErrTxDropped).
+func waitCommit(ctx context.Context, ch chan txOutcome) (uint64, error) {
 	select {
-	case h := <-ch:
-		return h, nil
+	case o := <-ch:
+		return o.height, o.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}

@@ -11,11 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/store"
 	"github.com/medledger/medledger/chain/store/badger"
+	"github.com/medledger/medledger/consensus/reactor"
 	"github.com/medledger/medledger/consensus/replica"
 	"github.com/medledger/medledger/p2p"
 	"github.com/medledger/medledger/sync/blobs"
@@ -29,7 +28,7 @@ const blobServerRate = 100
 const ShutdownTimeout = 5 * time.Second
 
 // Node is one assembled MedLedger node: a Badger store, a replica driven by a Runner, a libp2p
-// host as its transport, and the HTTP API. Open assembles it; Run runs it until its context
+// host with the consensus reactor as its transport, and the HTTP API. Open assembles it; Run runs it until its context
 // ends and then takes it apart in order.
 type Node struct {
 	home      Home
@@ -38,6 +37,7 @@ type Node struct {
 	genesis   *chain.Genesis
 	store     *badger.Store
 	host      *p2p.Host
+	reactor   *reactor.Reactor
 	runner    *Runner
 	api       *API
 	records   *Records
@@ -97,12 +97,16 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	n.host, err = p2p.New(context.Background(), p2p.Config{
 		ChainID: g.ChainID, ListenAddrs: cfg.P2P.Listen, Bootstrap: cfg.P2P.Bootstrap,
 		IdentityFile: Resolve(home, cfg.P2P.Identity), Logger: log,
+		MaxDirectBytes: reactor.MaxDirectBytes,
 	})
 	if err != nil {
 		return n, err
 	}
+	if n.reactor, err = reactor.New(n.host, rep.Gate(), reactor.Config{Log: log}); err != nil {
+		return n, err
+	}
 	n.commits = newCommitHub()
-	n.runner = NewRunner(rep, n.host, log, time.Now, n.committed)
+	n.runner = NewRunner(rep, n.reactor, log, time.Now, Hooks{Committed: n.committed, Dropped: n.commits.dropped})
 	pk, err := LoadOrCreateProviderKeys(Resolve(home, cfg.Records.ProviderKey), Resolve(home, cfg.Records.EncryptionKey))
 	if err != nil {
 		return n, err
@@ -115,7 +119,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 		return n, err
 	}
 	n.stopBlobs = blobs.Serve(n.host.LibP2P(), g.ChainID, n.records, blobs.ServerOptions{
-		Log: log, Penalize: func(p peer.ID, err error) { n.host.Penalize(replica.PeerID(p.String()), err) },
+		Log: log, Penalize: n.host.Penalize,
 		Rate: blobServerRate, Burst: 2 * blobServerRate,
 	})
 	providerID := pk.ID()
@@ -217,7 +221,7 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-// Close releases the API listener, the libp2p host and the store. Run calls it; call it
+// Close releases the API listener, the reactor, the libp2p host and the store. Run calls it; call it
 // directly only for a node that was opened and never run.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
@@ -228,6 +232,9 @@ func (n *Node) Close() error {
 		}
 		if n.stopBlobs != nil {
 			n.stopBlobs()
+		}
+		if n.reactor != nil {
+			n.reactor.Close()
 		}
 		if n.host != nil {
 			if err := n.host.Close(); err != nil {

@@ -266,7 +266,8 @@ func (r *Records) registerSelf(ctx context.Context) {
 
 // follow indexes every committed block in order and reacts to consent and erasure.
 func (r *Records) follow(ctx context.Context) {
-	wake := r.commits.subscribe()
+	wake, unsubscribe := r.commits.subscribe()
+	defer unsubscribe()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -688,7 +689,7 @@ func (r *Records) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 	}
 	out := make([]ImportedRecord, 0, len(recs))
 	type pending struct {
-		ch     chan uint64
+		ch     chan txOutcome
 		cancel func()
 		from   int
 		to     int
@@ -730,8 +731,43 @@ func (r *Records) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 }
 
 // submitExpect signs body with the provider key under the next free nonce, submits it, and
-// returns its hash and a channel that reports its commit (cancel forgets it).
-func (r *Records) submitExpect(ctx context.Context, kind chain.TxKind, body any) (chain.Hash, chan uint64, func(), error) {
+// returns its hash and a channel that reports its outcome (cancel forgets it). When the mempool
+// refuses it for load (see backlogged: typically this node's own backlog, an import's earlier
+// chunks filling the signer's quota), it waits for the next commit and tries again, under the
+// then next free nonce, until ctx ends (or commitWait passes, if ctx has no deadline); then it
+// returns the refusal.
+func (r *Records) submitExpect(ctx context.Context, kind chain.TxKind, body any) (chain.Hash, chan txOutcome, func(), error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, commitWait)
+		defer stop()
+	}
+	// Subscribed before the first try, so a commit between a refusal and the wait is not missed.
+	wake, unsubscribe := r.commits.subscribe()
+	defer unsubscribe()
+	for {
+		h, ch, cancel, err := r.trySubmit(ctx, kind, body)
+		if err == nil || !backlogged(err) {
+			return h, ch, cancel, err
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return chain.Hash{}, nil, nil, fmt.Errorf("%w (still refused when the deadline came)", err)
+		}
+	}
+}
+
+// backlogged reports whether the mempool refused one of this node's own transactions for load
+// rather than for what it is: the pool, the signer's quota, the registration quota, or a nonce
+// beyond the window (own nonces come from Mempool.NextNonce, one past the pending run, so a gap
+// means the signer's pending run fills the window). A commit makes room.
+func backlogged(err error) bool {
+	return errors.Is(err, replica.ErrSignerFull) || errors.Is(err, replica.ErrMempoolFull) ||
+		errors.Is(err, replica.ErrRegistrationsFull) || errors.Is(err, replica.ErrNonceGap)
+}
+
+func (r *Records) trySubmit(ctx context.Context, kind chain.TxKind, body any) (chain.Hash, chan txOutcome, func(), error) {
 	r.txMu.Lock()
 	defer r.txMu.Unlock()
 	var nonce uint64

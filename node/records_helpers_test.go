@@ -58,6 +58,12 @@ type recFixture struct {
 
 func newRecFixture(t *testing.T) *recFixture {
 	t.Helper()
+	return newRecFixtureWith(t, replica.MempoolConfig{})
+}
+
+// newRecFixtureWith is newRecFixture with the replica's mempool bounds set.
+func newRecFixtureWith(t *testing.T, mempool replica.MempoolConfig) *recFixture {
+	t.Helper()
 	key := testKey(t, "records-authority")
 	licKey := testKey(t, "records-licensing-board")
 	params := chain.DefaultParams()
@@ -69,10 +75,10 @@ func newRecFixture(t *testing.T) *recFixture {
 		Params:               params,
 	}
 	log := slog.New(slog.DiscardHandler)
-	rep, err := replica.New(replica.Config{Genesis: g, Key: &key}, store.NewMemory())
+	rep, err := replica.New(replica.Config{Genesis: g, Key: &key, Mempool: mempool}, store.NewMemory())
 	require.NoError(t, err)
 	commits := newCommitHub()
-	runner := NewRunner(rep, NewBus(log).Join("solo"), log, time.Now, commits.committed)
+	runner := NewRunner(rep, NewBus(log).Join("solo"), log, time.Now, Hooks{Committed: commits.committed, Dropped: commits.dropped})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runner.Run(ctx) }()

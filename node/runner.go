@@ -21,7 +21,17 @@ type Runner struct {
 	submits chan submission
 	queries chan func(*replica.Replica)
 	timers  timerHeap
-	onBlock func(*chain.Block)
+	hooks   Hooks
+}
+
+// Hooks are told, on the runner's goroutine, what became of blocks and transactions. They must
+// not block. Either may be nil.
+type Hooks struct {
+	// Committed is called for every committed block.
+	Committed func(*chain.Block)
+	// Dropped is called for every transaction that left the mempool without being committed,
+	// after the blocks committed in the same step.
+	Dropped func(replica.Dropped)
 }
 
 type submission struct {
@@ -34,11 +44,10 @@ type submitResult struct {
 	err  error
 }
 
-// NewRunner wires a replica to a transport. now is the clock (time.Now in production). onBlock,
-// if not nil, is called on the runner's goroutine for every committed block.
-func NewRunner(rep *replica.Replica, tr Transport, log *slog.Logger, now func() time.Time, onBlock func(*chain.Block)) *Runner {
+// NewRunner wires a replica to a transport. now is the clock (time.Now in production).
+func NewRunner(rep *replica.Replica, tr Transport, log *slog.Logger, now func() time.Time, hooks Hooks) *Runner {
 	return &Runner{
-		rep: rep, tr: tr, log: log, now: now, onBlock: onBlock,
+		rep: rep, tr: tr, log: log, now: now, hooks: hooks,
 		submits: make(chan submission), queries: make(chan func(*replica.Replica)),
 	}
 }
@@ -119,17 +128,24 @@ func (r *Runner) Query(ctx context.Context, f func(*replica.Replica)) error {
 
 func (r *Runner) ms() int64 { return r.now().UnixMilli() }
 
+// emit carries out what one replica call handed back: hooks first (a waiter learns its
+// transaction committed or was dropped), then messages, penalties and timers.
 func (r *Runner) emit(out replica.Output) {
-	for _, b := range out.Committed {
-		if r.onBlock != nil {
-			r.onBlock(b)
+	if r.hooks.Committed != nil {
+		for _, b := range out.Committed {
+			r.hooks.Committed(b)
+		}
+	}
+	if r.hooks.Dropped != nil {
+		for _, d := range out.Dropped {
+			r.hooks.Dropped(d)
 		}
 	}
 	for _, m := range out.Broadcast {
 		r.tr.Broadcast(m)
 	}
 	for _, m := range out.Resend {
-		r.tr.Broadcast(m)
+		r.tr.Resend(m)
 	}
 	for _, p := range out.Penalties {
 		r.tr.Penalize(p.Peer, p.Err)

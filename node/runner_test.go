@@ -47,7 +47,7 @@ func TestFourRunnersAgreeInRealTime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		runners[i] = NewRunner(rep, bus.Join(replica.PeerID(strconv.Itoa(i))), log, time.Now, nil)
+		runners[i] = NewRunner(rep, bus.Join(replica.PeerID(strconv.Itoa(i))), log, time.Now, Hooks{})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1,28 +1,43 @@
-// Package p2p is MedLedger's libp2p transport: the node's host (TCP and QUIC, Noise, yamux, the
-// resource manager on, relay, NAT port mapping and mDNS off), its persistent identity, gossipsub
-// topics for transactions, proposals and votes with one validator each and peer scoring, a direct
-// stream protocol for sync and for proposals too large for gossip, and a connection gater that
-// refuses peers after repeated misbehaviour.
+// Package p2p is MedLedger's libp2p host: its persistent identity, TCP and QUIC with Noise and
+// yamux, the resource manager on (relay, NAT port mapping and mDNS off), gossipsub with peer
+// scoring, a direct stream protocol, a Kademlia DHT, and a connection gater that refuses peers
+// after repeated misbehaviour. It carries opaque payloads and peer ids: what the payloads mean,
+// and whether one is acceptable, is the caller's (consensus/reactor for replica messages).
+//
+// The caller joins gossip topics with one validator each (JoinTopic) and sets the direct
+// protocol's validator (HandleDirect). A validator answers Accept, Ignore or Reject (see
+// Verdict); what it accepts, with the value it decoded, goes to the inbox (Inbox), which is
+// bounded by count and by bytes, in total and per delivering peer. Publish, SendDirect and
+// SendDirectAll never block: what cannot be queued within the bounds (bytes of the publish
+// queue; sends in flight in total and per peer) is dropped and counted in Stats.
+//
+// Pubsub names a message by the hash of its payload: the same payload is one message, relayed
+// and validated once per node however often anyone publishes it. To reach peers with a payload
+// again (a re-send), send it directly.
 //
 // Everything on the wire is namespaced by network (chain id) and versioned:
 //
-//	/medledger/<chain>/txs/1          gossip: transactions
-//	/medledger/<chain>/proposals/1    gossip: proposal + block (encodings up to MaxGossipProposalBytes)
-//	/medledger/<chain>/votes/1        gossip: prevotes and precommits
-//	/medledger/<chain>/direct/1.0.0   stream: one length-prefixed replica.Message per stream
-//	/medledger/<chain>/kad/1.0.0      stream: Kademlia DHT (provider records and peer routing)
+//	/medledger/<chain>/<topic>/<version>  gossip: one topic per joined TopicConfig
+//	/medledger/<chain>/direct/1.0.0      stream: one length-prefixed payload per stream
+//	/medledger/<chain>/kad/1.0.0         stream: Kademlia DHT (provider records and peer routing)
+//
+// A direct stream is served as a stream handler should be: the per-peer rate limit before a
+// byte is read, a read deadline, a length prefix checked against the frame limit
+// (Config.MaxDirectBytes) before memory is reserved with the resource manager, then the
+// validator; a malformed frame or a rejected payload resets the stream and strikes the sender.
+//
+// Penalize records a strike; a Reject on gossip or on the direct protocol strikes the
+// delivering peer as well. Past 20 strikes a minute a peer is disconnected and refused for ten
+// minutes, and every strike lowers its gossip score.
 //
 // Every host runs a Kademlia DHT (server mode; client mode for wallets; off with DisableDHT)
 // seeded from the bootstrap peers, with no values and no public bootstrap peers, accepting
 // private and loopback addresses. Nodes advertise themselves under the network's rendezvous key
 // and connect to the other advertisers, so one bootstrap peer is enough to reach the whole
 // network. Provide and FindHolders announce and look up which peers hold a blob or record, by
-// its 32-byte id (see HashCID).
-//
-// A Host implements node.Transport: Broadcast, Send, Inbox and Penalize never block the caller;
-// what cannot be queued is dropped and counted (consensus recovers lost messages).
+// its 32-byte id (see HashCID); other stream protocols (the record blob exchange) register on
+// LibP2P().
 //
 // Not yet here (see DESIGN.md): admission by provider registration in InterceptSecured,
-// re-providing records periodically (callers provide again), AutoNAT, hole punching and relay,
-// mDNS, and pulling big block bodies by id.
+// AutoNAT, hole punching and relay, mDNS, and pulling big payloads by id.
 package p2p

@@ -1,8 +1,8 @@
 package p2p
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medledger/medledger/chain"
-	"github.com/medledger/medledger/consensus/replica"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 const testChain = "medledger-p2p-test"
@@ -19,68 +18,57 @@ const testChain = "medledger-p2p-test"
 // wait is the generous deadline for conditions in multi-host tests.
 const wait = 20 * time.Second
 
-func testKey(t testing.TB, i int) chain.PrivKey {
-	t.Helper()
-	seed := sha256.Sum256(fmt.Appendf(nil, "p2p-test-key-%d", i))
-	k, err := chain.PrivKeyFromSeed(seed[:])
-	if err != nil {
-		t.Fatal(err)
+// Test topics: "small" carries payloads up to smallMax bytes, "large" up to MaxGossipBytes.
+const smallMax = 1 << 10
+
+// testValidator is the tests' rule: a payload starting with "ok" is accepted (its value is its
+// text), one starting with "skip" ignored, anything else rejected.
+func testValidator(_ peer.ID, data []byte) (Verdict, any) {
+	switch {
+	case bytes.HasPrefix(data, []byte("ok")):
+		return Accept, string(data)
+	case bytes.HasPrefix(data, []byte("skip")):
+		return Ignore, nil
 	}
-	return k
+	return Reject, nil
 }
 
-func txMsg(t testing.TB, nonce uint64) *replica.Message {
-	t.Helper()
-	tx := chain.NewTx(testKey(t, 1), testChain, chain.TxRegisterPatient, nonce, &chain.RegisterPatient{EncryptionKey: []byte("patient-encryption-key")})
-	return &replica.Message{Version: replica.MessageVersion, Tx: tx}
-}
-
-func voteMsg(t testing.TB, height uint64) *replica.Message {
-	t.Helper()
-	v := &chain.Vote{Type: chain.Prevote, Height: height, Round: 0, BlockHash: chain.Sum256([]byte("block"))}
-	v.Sign(testKey(t, 2), testChain)
-	return &replica.Message{Version: replica.MessageVersion, Vote: v}
-}
-
-// proposalMsg builds a signed proposal whose block holds ntx transactions of payloadBytes each.
-func proposalMsg(t testing.TB, ntx, payloadBytes int) *replica.Message {
-	t.Helper()
-	key := testKey(t, 3)
-	b := &chain.Block{Version: chain.BlockVersion, Header: chain.Header{
-		Version: chain.HeaderVersion, ChainID: testChain, Height: 1, Time: 1_700_000_000_000,
-		StateRoot: chain.Sum256([]byte("state")), AuthoritiesHash: chain.Sum256([]byte("set")),
-		NextAuthoritiesHash: chain.Sum256([]byte("set")), Proposer: key.Public(),
-	}}
-	for i := range ntx {
-		body := &chain.RegisterPatient{EncryptionKey: make([]byte, payloadBytes)}
-		b.Txs = append(b.Txs, chain.NewTx(testKey(t, 10+i), testChain, chain.TxRegisterPatient, 1, body))
-	}
-	b.Header.TxRoot = chain.TxRoot(b.Txs)
-	p := &chain.Proposal{Height: 1, Round: 0, POLRound: -1, BlockHash: b.Hash()}
-	p.Sign(key, testChain)
-	return &replica.Message{Version: replica.MessageVersion, Proposal: p, Block: b}
-}
+// testHost is a host with the test topics joined and the test validator on the direct protocol.
+type testHost struct{ *Host }
 
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// newTestHost starts a host on 127.0.0.1 (TCP and QUIC, port 0) and closes it when the test ends.
-func newTestHost(t testing.TB, bootstrap ...*Host) *Host {
+// newTestHost starts a host on 127.0.0.1 (TCP and QUIC, port 0) with the test topics and
+// closes it when the test ends.
+func newTestHost(t testing.TB, bootstrap ...*testHost) *testHost {
 	t.Helper()
-	return startHost(t, testConfig(t, bootstrap...))
+	return joinTest(t, startHost(t, testConfig(t, bootstrap...)))
 }
 
 // newStaticTestHost is newTestHost without the DHT: the host connects to its bootstrap peers
 // and nobody else, for tests that need a fixed topology.
-func newStaticTestHost(t testing.TB, bootstrap ...*Host) *Host {
+func newStaticTestHost(t testing.TB, bootstrap ...*testHost) *testHost {
 	t.Helper()
 	cfg := testConfig(t, bootstrap...)
 	cfg.DisableDHT = true
-	return startHost(t, cfg)
+	return joinTest(t, startHost(t, cfg))
 }
 
-func testConfig(t testing.TB, bootstrap ...*Host) Config {
+func joinTest(t testing.TB, h *Host) *testHost {
+	t.Helper()
+	if err := h.JoinTopic(TopicConfig{Name: "small", Version: 1, MaxBytes: smallMax, Validate: testValidator}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.JoinTopic(TopicConfig{Name: "large", Version: 1, MaxBytes: MaxGossipBytes, Validate: testValidator}); err != nil {
+		t.Fatal(err)
+	}
+	h.HandleDirect(testValidator)
+	return &testHost{h}
+}
+
+func testConfig(t testing.TB, bootstrap ...*testHost) Config {
 	var boot []string
 	for _, b := range bootstrap {
 		boot = append(boot, b.Addrs()...)
@@ -121,11 +109,11 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // waitMesh waits until h has each of neighbours in its gossipsub mesh on every topic.
-func waitMesh(t testing.TB, h *Host, neighbours ...*Host) {
+func waitMesh(t testing.TB, h *testHost, neighbours ...*testHost) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%s to mesh with its neighbours on every topic", h.ID()), func() bool {
-		for k := range numTopics {
-			ps := h.mesh.peers(topicName(h.chainID, k))
+		for _, tp := range []*topic{h.topic("small"), h.topic("large")} {
+			ps := h.mesh.peers(tp.full)
 			for _, n := range neighbours {
 				if !slices.Contains(ps, n.self) {
 					return false
@@ -137,11 +125,11 @@ func waitMesh(t testing.TB, h *Host, neighbours ...*Host) {
 }
 
 // waitTopicPeers waits until h sees each of neighbours subscribed to every topic.
-func waitTopicPeers(t testing.TB, h *Host, neighbours ...*Host) {
+func waitTopicPeers(t testing.TB, h *testHost, neighbours ...*testHost) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%s to see its neighbours on every topic", h.ID()), func() bool {
-		for k := range numTopics {
-			ps := h.topics[k].ListPeers()
+		for _, tp := range []*topic{h.topic("small"), h.topic("large")} {
+			ps := tp.ps.ListPeers()
 			for _, n := range neighbours {
 				if !slices.Contains(ps, n.self) {
 					return false
@@ -152,24 +140,32 @@ func waitTopicPeers(t testing.TB, h *Host, neighbours ...*Host) {
 	})
 }
 
-// receive reads one message from h's inbox or fails after the deadline.
-func receive(t testing.TB, h *Host) replica.Inbound {
+// receive reads one delivery from h's inbox or fails after the deadline.
+func receive(t testing.TB, h *testHost) Delivery {
 	t.Helper()
 	select {
-	case in := <-h.Inbox():
-		return in
+	case d := <-h.Inbox():
+		return d
 	case <-time.After(wait):
 		t.Fatalf("%s: nothing received in %v", h.ID(), wait)
 	}
-	return replica.Inbound{}
+	return Delivery{}
+}
+
+// text is what a delivery carries: the validator's value, or the bytes.
+func text(d Delivery) string {
+	if s, ok := d.Value.(string); ok {
+		return s
+	}
+	return string(d.Data)
 }
 
 // assertEmpty fails if h's inbox holds anything now.
-func assertEmpty(t testing.TB, h *Host) {
+func assertEmpty(t testing.TB, h *testHost) {
 	t.Helper()
 	select {
-	case in := <-h.Inbox():
-		t.Fatalf("%s: unexpected %s from %s", h.ID(), in.Msg.Kind(), in.From)
+	case d := <-h.Inbox():
+		t.Fatalf("%s: unexpected %q on %q from %s", h.ID(), text(d), d.Topic, d.From)
 	default:
 	}
 }

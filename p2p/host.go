@@ -3,10 +3,10 @@ package p2p
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -30,7 +30,6 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
-	"github.com/medledger/medledger/consensus/replica"
 	"github.com/medledger/medledger/p2p/frame"
 )
 
@@ -52,16 +51,15 @@ type Config struct {
 	// DiscoveryInterval is the time between discovery rounds once settled (see discoverLoop);
 	// 0 means DefaultDiscoveryInterval.
 	DiscoveryInterval time.Duration
+	// MaxDirectBytes is the direct protocol's frame limit (the largest payload the caller sends
+	// directly); 0 means DefaultMaxDirectBytes.
+	MaxDirectBytes int
+	// Inbox bounds the accepted payloads waiting for the caller (see InboxLimits).
+	Inbox InboxLimits
 }
 
-// Queue sizes and connection manager watermarks.
+// Connection manager watermarks and dial timing.
 const (
-	// InboxSize is the inbox buffer; when it is full, messages are dropped and counted.
-	InboxSize = 8192
-	// publishQueueSize bounds gossip messages waiting to be published.
-	publishQueueSize = 1024
-	// maxDirectSends bounds direct sends in flight; more are dropped and counted.
-	maxDirectSends = 64
 	// connLow and connHigh are the connection manager's watermarks.
 	connLow, connHigh = 64, 192
 	// bootstrap re-dial backoff
@@ -71,26 +69,31 @@ const (
 	dialTimeout         = 10 * time.Second
 )
 
-// Host is a libp2p host carrying replica messages. It implements node.Transport.
+// Host is a libp2p host carrying opaque payloads between peers: gossip topics with the
+// caller's validators, a direct stream protocol, and an inbox of what was accepted.
 type Host struct {
-	chainID string
-	self    peer.ID
-	log     *slog.Logger
-	now     func() time.Time
+	chainID   string
+	self      peer.ID
+	log       *slog.Logger
+	now       func() time.Time
+	maxDirect int
 
 	host    host.Host
 	ps      *pubsub.PubSub
-	topics  [numTopics]*pubsub.Topic
-	subs    [numTopics]*pubsub.Subscription
 	direct  protocol.ID
+	directV atomic.Pointer[Validator]
 	gate    *strikes
 	limiter *frame.PeerLimits
 	mesh    *meshTracer
 	dht     *kaddht.IpfsDHT
 
-	inbox   chan replica.Inbound
-	publish chan publishJob
-	sends   chan struct{} // semaphore of direct sends in flight
+	topicsMu sync.Mutex
+	topics   map[string]*topic // by short name
+
+	inbox        *inbox
+	publish      chan publishJob
+	publishBytes atomic.Int64
+	sends        sendLimits
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -101,21 +104,10 @@ type Host struct {
 	stats counters
 }
 
-type publishJob struct {
-	kind topicKind
-	data []byte
-}
-
-var _ interface {
-	Broadcast(*replica.Message)
-	Send(replica.PeerID, *replica.Message)
-	Inbox() <-chan replica.Inbound
-	Penalize(replica.PeerID, error)
-} = (*Host)(nil)
-
-// New starts a host listening on cfg.ListenAddrs, joins the network's topics and dials the
-// bootstrap peers (in the background, again and again while they are unreachable). ctx bounds
-// the host's life as Close does.
+// New starts a host listening on cfg.ListenAddrs and dials the bootstrap peers (in the
+// background, again and again while they are unreachable). ctx bounds the host's life as Close
+// does. The caller then joins its topics (JoinTopic) and sets the direct protocol's validator
+// (HandleDirect).
 func New(ctx context.Context, cfg Config) (*Host, error) {
 	return newHost(ctx, cfg, time.Now)
 }
@@ -143,8 +135,16 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 	if err != nil {
 		return nil, err
 	}
+	maxDirect := cfg.MaxDirectBytes
+	if maxDirect <= 0 {
+		maxDirect = DefaultMaxDirectBytes
+	}
+	cfg.Inbox.defaults(maxDirect)
+	if cfg.Inbox.PeerBytes < maxDirect || cfg.Inbox.Bytes < cfg.Inbox.PeerBytes {
+		return nil, fmt.Errorf("p2p: config: inbox limits %+v cannot hold one direct payload of %d bytes", cfg.Inbox, maxDirect)
+	}
 	direct := directProtocol(cfg.ChainID)
-	rm, err := resourceManager(direct)
+	rm, err := resourceManager(direct, maxDirect)
 	if err != nil {
 		return nil, err
 	}
@@ -175,20 +175,22 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	h := &Host{
-		chainID: cfg.ChainID,
-		self:    self,
-		log:     log.With("peer", self.ShortString()),
-		now:     now,
-		host:    lh,
-		direct:  direct,
-		gate:    gate,
-		limiter: frame.NewPeerLimits(directRate, directBurst),
-		mesh:    newMeshTracer(),
-		inbox:   make(chan replica.Inbound, InboxSize),
-		publish: make(chan publishJob, publishQueueSize),
-		sends:   make(chan struct{}, maxDirectSends),
-		ctx:     ctx,
-		cancel:  cancel,
+		chainID:   cfg.ChainID,
+		self:      self,
+		log:       log.With("peer", self.ShortString()),
+		now:       now,
+		maxDirect: maxDirect,
+		host:      lh,
+		direct:    direct,
+		gate:      gate,
+		limiter:   frame.NewPeerLimits(directRate, directBurst),
+		mesh:      newMeshTracer(),
+		topics:    make(map[string]*topic),
+		inbox:     newInbox(cfg.Inbox),
+		publish:   make(chan publishJob, publishQueueSize),
+		sends:     sendLimits{perPeer: make(map[peer.ID]int), maxBytes: 8 * maxDirect},
+		ctx:       ctx,
+		cancel:    cancel,
 	}
 	if err := h.startPubsub(); err != nil {
 		_ = h.Close()
@@ -207,8 +209,9 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 		h.wg.Add(1)
 		go h.keepConnected(ai)
 	}
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go h.publishLoop()
+	go func() { defer h.wg.Done(); h.inbox.pump(h.ctx) }()
 	if h.dht != nil {
 		interval := cfg.DiscoveryInterval
 		if interval <= 0 {
@@ -242,11 +245,11 @@ func parseBootstrap(addrs []string, self peer.ID) ([]peer.AddrInfo, error) {
 }
 
 // resourceManager returns a resource manager with libp2p's default limits scaled to this
-// machine, raised for the direct protocol so one stream can hold the largest message.
-func resourceManager(direct protocol.ID) (network.ResourceManager, error) {
+// machine, raised for the direct protocol so one stream can hold the largest payload.
+func resourceManager(direct protocol.ID, maxDirect int) (network.ResourceManager, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
-	const frame = int64(MaxDirectMessageBytes) + 64<<10
+	frame := int64(maxDirect) + 64<<10
 	limits.StreamBaseLimit.Memory = max(limits.StreamBaseLimit.Memory, frame)
 	limits.AddProtocolLimit(direct,
 		rcmgr.BaseLimit{StreamsInbound: 256, StreamsOutbound: 256, Streams: 512, Memory: 8 * frame},
@@ -262,7 +265,7 @@ func resourceManager(direct protocol.ID) (network.ResourceManager, error) {
 }
 
 func (h *Host) startPubsub() error {
-	params, thresholds := scoreParams(h.chainID, h.gate.appScore)
+	params, thresholds := scoreParams(h.gate.appScore)
 	ps, err := pubsub.NewGossipSub(h.ctx, h.host,
 		// pubsub warns on every message when the connection manager cannot bump a decaying
 		// tag (thousands of lines a second under load); only its errors are worth a log line.
@@ -270,17 +273,20 @@ func (h *Host) startPubsub() error {
 		pubsub.WithMaxMessageSize(MaxPubsubMessageBytes),
 		pubsub.WithPeerScore(params, thresholds),
 		// Our own messages go to every subscribed peer whose score is above publishThreshold,
-		// not only to the mesh: proposals and votes are latency-critical, the networks are
+		// not only to the mesh: consensus messages are latency-critical, the networks are
 		// small, and a message published before the first heartbeat builds the mesh would
 		// otherwise be lost.
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(false),
-		// No per-message libp2p signatures: every payload carries its own Ed25519 signature,
-		// checked by the topic validators, and Noise already authenticates the peer that
-		// delivers it. Signing and verifying each message again cost about a tenth of a node's
-		// CPU under load. Message ids are content hashes, so the same payload is one message.
+		// No per-message libp2p signatures: payloads carry their own signatures, checked by
+		// the callers' validators, and Noise already authenticates the peer that delivers
+		// them. Signing and verifying each message again cost about a tenth of a node's CPU
+		// under load.
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		// A message is named by its payload's hash: the same payload is one message, relayed
+		// and validated once per node however often it is published (within the seen TTL).
 		pubsub.WithMessageIdFn(contentID),
+		pubsub.WithSeenMessagesTTL(seenTTL),
 		pubsub.WithValidateQueueSize(256),
 		pubsub.WithRawTracer(h.mesh),
 	)
@@ -288,64 +294,14 @@ func (h *Host) startPubsub() error {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
 	}
 	h.ps = ps
-	for k := range numTopics {
-		name := topicName(h.chainID, k)
-		if err := ps.RegisterTopicValidator(name, h.validator(k)); err != nil {
-			return fmt.Errorf("p2p: validator for %s: %w", name, err)
-		}
-		t, err := ps.Join(name)
-		if err != nil {
-			return fmt.Errorf("p2p: join %s: %w", name, err)
-		}
-		h.topics[k] = t
-		sub, err := t.Subscribe(pubsub.WithBufferSize(1024))
-		if err != nil {
-			return fmt.Errorf("p2p: subscribe %s: %w", name, err)
-		}
-		h.subs[k] = sub
-		h.wg.Add(1)
-		go h.readTopic(k, sub)
-	}
 	return nil
-}
-
-// readTopic moves validated gossip into the inbox, skipping our own messages. The message is
-// attributed to the peer that delivered it: messages are unsigned at the pubsub layer, and a
-// relayer validated the content before passing it on, so it answers for it.
-func (h *Host) readTopic(k topicKind, sub *pubsub.Subscription) {
-	defer h.wg.Done()
-	for {
-		msg, err := sub.Next(h.ctx)
-		if err != nil {
-			return // cancelled
-		}
-		if msg.ReceivedFrom == h.self {
-			continue
-		}
-		m, ok := msg.ValidatorData.(*replica.Message)
-		if !ok {
-			h.log.Error("p2p: gossip without validated message", "topic", k.String())
-			continue
-		}
-		h.deliver(msg.ReceivedFrom, m)
-	}
-}
-
-// deliver queues m for the node, dropping it if the inbox is full. Every message reaching here
-// passed checkSignatures, so it is marked Verified and the replica does not verify it again.
-func (h *Host) deliver(from peer.ID, m *replica.Message) {
-	select {
-	case h.inbox <- replica.Inbound{From: replica.PeerID(from.String()), Msg: m, Verified: true}:
-		h.stats.delivered.Add(1)
-	default:
-		if n := h.stats.inboxDropped.Add(1); n&(n-1) == 0 { // log at powers of two
-			h.log.Warn("p2p: inbox full, dropping messages", "dropped", n)
-		}
-	}
 }
 
 // ID returns the host's peer id.
 func (h *Host) ID() string { return h.self.String() }
+
+// PeerID returns the host's peer id.
+func (h *Host) PeerID() peer.ID { return h.self }
 
 // Addrs returns the listen multiaddrs with /p2p/<id> appended.
 func (h *Host) Addrs() []string {
@@ -372,134 +328,25 @@ func (h *Host) Peers() []string {
 	return out
 }
 
-// MeshPeers returns, per gossip topic name, the number of peers in our gossipsub mesh.
+// MeshPeers returns, per joined topic's full name, the number of peers in our gossipsub mesh.
 func (h *Host) MeshPeers() map[string]int {
-	out := make(map[string]int, numTopics)
-	for k := range numTopics {
-		name := topicName(h.chainID, k)
-		out[name] = len(h.mesh.peers(name))
+	h.topicsMu.Lock()
+	defer h.topicsMu.Unlock()
+	out := make(map[string]int, len(h.topics))
+	for _, t := range h.topics {
+		out[t.full] = len(h.mesh.peers(t.full))
 	}
 	return out
 }
 
-// Inbox returns the channel of messages received from peers. It is never closed.
-func (h *Host) Inbox() <-chan replica.Inbound { return h.inbox }
-
-// Broadcast sends m to the network without blocking: transactions, proposals and votes on
-// their gossip topic; proposals too large for gossip directly to every connected peer. Sync
-// messages are not broadcast (use Send).
-func (h *Host) Broadcast(m *replica.Message) {
-	k, ok := kindOf(m)
-	if !ok {
-		h.log.Error("p2p: broadcast of a message that is not gossiped", "kind", m.Kind())
-		return
-	}
-	data := m.Encode()
-	if len(data) > k.maxBytes() {
-		if k != topicProposals {
-			h.log.Error("p2p: message too large to broadcast", "kind", m.Kind(), "bytes", len(data))
-			return
-		}
-		h.stats.bigProposals.Add(1)
-		for _, p := range h.host.Network().Peers() {
-			h.sendDirect(p, data)
-		}
-		return
-	}
-	if h.ctx.Err() != nil {
-		return
-	}
-	// Message ids are content hashes and pubsub drops a publish whose id it has seen (for two
-	// minutes). Consensus re-sends identical votes and proposals on purpose, for peers that
-	// missed them or restarted, so each publish gets a fresh nonce: a re-send is a new message,
-	// while copies of one publish are still deduplicated.
-	payload := make([]byte, gossipNonceBytes, gossipNonceBytes+len(data))
-	binary.BigEndian.PutUint64(payload, rand.Uint64())
-	payload = append(payload, data...)
-	select {
-	case h.publish <- publishJob{kind: k, data: payload}:
-	default:
-		h.stats.publishDropped.Add(1)
-	}
-}
-
-func (h *Host) publishLoop() {
-	defer h.wg.Done()
-	for {
-		select {
-		case <-h.ctx.Done():
-			return
-		case job := <-h.publish:
-			if err := h.topics[job.kind].Publish(h.ctx, job.data); err != nil && h.ctx.Err() == nil {
-				h.log.Warn("p2p: publish", "topic", job.kind.String(), "err", err)
-			}
-		}
-	}
-}
-
-// Send sends m to one peer over the direct protocol without blocking.
-func (h *Host) Send(to replica.PeerID, m *replica.Message) {
-	p, err := peer.Decode(string(to))
-	if err != nil {
-		h.log.Error("p2p: send to an invalid peer id", "peer", to, "err", err)
-		return
-	}
-	if p == h.self {
-		return
-	}
-	h.sendDirect(p, m.Encode())
-}
-
-// sendDirect writes data to p on a stream of its own, in the background.
-func (h *Host) sendDirect(p peer.ID, data []byte) {
-	if len(data) > MaxDirectMessageBytes {
-		h.log.Error("p2p: message too large to send", "bytes", len(data))
-		return
-	}
-	select {
-	case h.sends <- struct{}{}:
-	default:
-		h.stats.sendDropped.Add(1)
-		return
-	}
-	if !h.track() {
-		<-h.sends
-		return
-	}
-	go func() {
-		defer h.wg.Done()
-		defer func() { <-h.sends }()
-		if err := h.writeDirect(p, data); err != nil {
-			h.stats.sendFailed.Add(1)
-			h.log.Debug("p2p: direct send", "to", p, "err", err)
-		}
-	}()
-}
-
-func (h *Host) writeDirect(p peer.ID, data []byte) error {
-	ctx, cancel := context.WithTimeout(h.ctx, dialTimeout)
-	defer cancel()
-	s, err := h.host.NewStream(ctx, p, h.direct)
-	if err != nil {
-		return err
-	}
-	if err := s.SetWriteDeadline(h.now().Add(directWriteTimeout)); err != nil {
-		_ = s.Reset()
-		return err
-	}
-	if err := frame.Write(s, data); err != nil {
-		_ = s.Reset()
-		return err
-	}
-	return s.Close()
-}
+// Inbox returns the channel of accepted payloads, in arrival order. It is never closed.
+func (h *Host) Inbox() <-chan Delivery { return h.inbox.out }
 
 // Penalize records a strike against a peer that sent invalid input. Past strikeLimit strikes in
 // strikeWindow the peer is disconnected and refused for banDuration; every strike also lowers
 // its gossip score.
-func (h *Host) Penalize(id replica.PeerID, reason error) {
-	p, err := peer.Decode(string(id))
-	if err != nil || p == h.self {
+func (h *Host) Penalize(p peer.ID, reason error) {
+	if p == h.self || p == "" {
 		return
 	}
 	banned, n := h.gate.strike(p)
@@ -569,10 +416,11 @@ func (h *Host) Close() error {
 		h.closing.Lock()
 		h.cancel()
 		h.closing.Unlock()
-		for k := range numTopics {
-			if h.subs[k] != nil {
-				h.subs[k].Cancel()
-			}
+		h.topicsMu.Lock()
+		topics := slices.Collect(maps.Values(h.topics))
+		h.topicsMu.Unlock()
+		for _, t := range topics {
+			t.sub.Cancel()
 		}
 		h.host.RemoveStreamHandler(h.direct)
 		h.wg.Wait()
@@ -581,11 +429,9 @@ func (h *Host) Close() error {
 				h.log.Debug("p2p: close dht", "err", cerr)
 			}
 		}
-		for k := range numTopics {
-			if h.topics[k] != nil {
-				if cerr := h.topics[k].Close(); cerr != nil {
-					h.log.Debug("p2p: close topic", "topic", k.String(), "err", cerr)
-				}
+		for _, t := range topics {
+			if cerr := t.ps.Close(); cerr != nil {
+				h.log.Debug("p2p: close topic", "topic", t.name, "err", cerr)
 			}
 		}
 		err = h.host.Close()
@@ -596,22 +442,22 @@ func (h *Host) Close() error {
 
 // Stats are the host's counters, for metrics and tests.
 type Stats struct {
-	Delivered         uint64 // messages put in the inbox
-	InboxDropped      uint64 // messages dropped because the inbox was full
-	GossipRejected    uint64 // gossip messages our validators rejected
-	GossipIgnored     uint64 // gossip messages our validators ignored
-	DirectRejected    uint64 // direct streams with a malformed frame or message
+	Delivered         uint64 // payloads put in the inbox
+	InboxDropped      uint64 // accepted payloads dropped beyond the inbox's bounds
+	GossipRejected    uint64 // gossip payloads rejected (by size or by a validator)
+	GossipIgnored     uint64 // gossip payloads validators ignored
+	DirectRejected    uint64 // direct streams with a malformed frame or a rejected payload
+	DirectIgnored     uint64 // direct payloads the validator ignored
 	DirectRateLimited uint64 // direct streams refused by the per-peer rate limit
-	PublishDropped    uint64 // broadcasts dropped because the publish queue was full
-	SendDropped       uint64 // direct sends dropped because too many were in flight
+	PublishDropped    uint64 // payloads dropped because the publish queue was full
+	SendDropped       uint64 // direct sends dropped beyond the limits on sends in flight
 	SendFailed        uint64 // direct sends that failed
-	BigProposals      uint64 // proposals sent directly because they are too large for gossip
 	Strikes           uint64 // strikes recorded by Penalize
 }
 
 type counters struct {
-	delivered, inboxDropped, gossipRejected, gossipIgnored, directRejected, directRateLimited,
-	publishDropped, sendDropped, sendFailed, bigProposals, strikes atomic.Uint64
+	delivered, inboxDropped, gossipRejected, gossipIgnored, directRejected, directIgnored,
+	directRateLimited, publishDropped, sendDropped, sendFailed, strikes atomic.Uint64
 }
 
 // Stats returns a snapshot of the host's counters.
@@ -620,16 +466,20 @@ func (h *Host) Stats() Stats {
 	return Stats{
 		Delivered: c.delivered.Load(), InboxDropped: c.inboxDropped.Load(),
 		GossipRejected: c.gossipRejected.Load(), GossipIgnored: c.gossipIgnored.Load(),
-		DirectRejected: c.directRejected.Load(), DirectRateLimited: c.directRateLimited.Load(),
-		PublishDropped: c.publishDropped.Load(), SendDropped: c.sendDropped.Load(),
-		SendFailed: c.sendFailed.Load(), BigProposals: c.bigProposals.Load(), Strikes: c.strikes.Load(),
+		DirectRejected: c.directRejected.Load(), DirectIgnored: c.directIgnored.Load(),
+		DirectRateLimited: c.directRateLimited.Load(), PublishDropped: c.publishDropped.Load(),
+		SendDropped: c.sendDropped.Load(), SendFailed: c.sendFailed.Load(), Strikes: c.strikes.Load(),
 	}
 }
 
-// gossipNonceBytes prefix every published payload (see Broadcast).
-const gossipNonceBytes = 8
+// Strikes returns p's strikes in the current window (see Penalize).
+func (h *Host) Strikes(p peer.ID) int { return h.gate.current(p) }
 
-// contentID names a pubsub message by the hash of its payload (nonce included).
+// seenTTL is how long pubsub remembers a message id: a payload published again within it is
+// dropped as a duplicate everywhere.
+const seenTTL = 2 * time.Minute
+
+// contentID names a pubsub message by the hash of its payload.
 func contentID(m *pubsubpb.Message) string {
 	h := sha256.Sum256(m.GetData())
 	return string(h[:])

@@ -4,169 +4,222 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/medledger/medledger/chain"
-	"github.com/medledger/medledger/consensus/replica"
 )
 
-// topicKind is what a gossip topic carries.
-type topicKind int
-
-const (
-	topicTxs topicKind = iota
-	topicProposals
-	topicVotes
-	numTopics
-)
-
-func (k topicKind) String() string {
-	switch k {
-	case topicTxs:
-		return "txs"
-	case topicProposals:
-		return "proposals"
-	case topicVotes:
-		return "votes"
-	}
-	return fmt.Sprintf("topic-%d", int(k))
-}
-
-// topicName names a topic by network and version: /medledger/<chainID>/<kind>/1.
-func topicName(chainID string, k topicKind) string {
-	return "/medledger/" + chainID + "/" + k.String() + "/1"
-}
-
-// TopicNames returns the gossip topics of network chainID, for operators and tests.
-func TopicNames(chainID string) []string {
-	names := make([]string, numTopics)
-	for k := range numTopics {
-		names[k] = topicName(chainID, k)
-	}
-	return names
-}
-
-// Size limits of gossip payloads (the replica.Message encoding), checked before anything is decoded.
+// Size limits of gossip payloads.
 const (
 	// MaxPubsubMessageBytes is pubsub's own limit on one RPC frame (WithMaxMessageSize): the
-	// signed envelope around a payload must fit in it too.
+	// envelope around a payload must fit in it too.
 	MaxPubsubMessageBytes = 1 << 20
-	// pubsubEnvelopeBytes is room left for the envelope (author, sequence number, topic,
-	// signature, protobuf framing: about 200 bytes in practice).
+	// pubsubEnvelopeBytes is room left for the envelope (topic, protobuf framing: well under a
+	// hundred bytes without signatures).
 	pubsubEnvelopeBytes = 4 << 10
-	// MaxGossipProposalBytes bounds a proposal+block on the proposals topic. Larger proposals
-	// go to every connected peer over the direct protocol instead.
-	MaxGossipProposalBytes = MaxPubsubMessageBytes - pubsubEnvelopeBytes
-	// MaxGossipVoteBytes bounds a vote message (a vote encodes to under 200 bytes).
-	MaxGossipVoteBytes = 1 << 10
-	// MaxGossipTxBytes bounds a transaction message: the largest transaction plus the message wrapper.
-	MaxGossipTxBytes = chain.MaxTxBytes + 1<<10
+	// MaxGossipBytes bounds any topic's payloads; larger payloads travel over the direct
+	// protocol.
+	MaxGossipBytes = MaxPubsubMessageBytes - pubsubEnvelopeBytes
 )
 
-func (k topicKind) maxBytes() int {
-	switch k {
-	case topicTxs:
-		return MaxGossipTxBytes
-	case topicVotes:
-		return MaxGossipVoteBytes
-	}
-	return MaxGossipProposalBytes
+// Publish queue bounds: payloads waiting for pubsub, by count and by bytes.
+const (
+	publishQueueSize  = 1024
+	publishQueueBytes = 32 << 20
+)
+
+// topicValidationBytes bounds the payload bytes one topic's validators hold at once: a topic
+// validates at most topicValidationBytes / MaxBytes payloads concurrently (at least 16, at
+// most pubsub's default of 1024); pubsub drops what arrives beyond that, without blame.
+const topicValidationBytes = 64 << 20
+
+func validationConcurrency(maxBytes int) int {
+	return min(max(topicValidationBytes/maxBytes, 16), 1024)
 }
 
-// kindOf returns the topic a message belongs on; ok is false for sync messages, which never
-// travel over gossip.
-func kindOf(m *replica.Message) (topicKind, bool) {
-	switch {
-	case m.Tx != nil:
-		return topicTxs, true
-	case m.Proposal != nil:
-		return topicProposals, true
-	case m.Vote != nil:
-		return topicVotes, true
-	}
-	return 0, false
-}
-
-// Errors of message checks; all wrap into a Reject on gossip and a strike on the direct protocol.
+// Errors of Publish.
 var (
-	errTooLarge  = errors.New("p2p: message too large")
-	errWrongKind = errors.New("p2p: wrong message kind")
+	ErrTooLarge  = errors.New("p2p: payload too large")
+	ErrQueueFull = errors.New("p2p: queue full")
 )
 
-// checkGossip is the typed core of every topic validator: the size cap, then decoding (form),
-// then the kind, then the signature. It returns the decoded message or why it is invalid.
-// A proposal's block must hash to what the proposer signed; the block's transactions are the
-// state machine's to verify (a block may hold many thousands).
-func checkGossip(chainID string, k topicKind, data []byte) (*replica.Message, error) {
-	if len(data) > k.maxBytes() {
-		return nil, fmt.Errorf("%w: %d bytes on %s, limit %d", errTooLarge, len(data), k, k.maxBytes())
-	}
-	m, err := replica.DecodeMessage(data)
-	if err != nil {
-		return nil, err
-	}
-	if got, ok := kindOf(m); !ok || got != k {
-		return nil, fmt.Errorf("%w: %s on %s", errWrongKind, m.Kind(), k)
-	}
-	return m, checkSignatures(chainID, m)
+// TopicName names a gossip topic by network, noun and version: /medledger/<chainID>/<name>/<version>.
+func TopicName(chainID, name string, version int) string {
+	return "/medledger/" + chainID + "/" + name + "/" + strconv.Itoa(version)
 }
 
-// checkSignatures verifies what a message's sender signed, for the kinds that carry a signature.
-// Sync responses are verified against commit certificates by the node, which knows the
-// authority sets.
-func checkSignatures(chainID string, m *replica.Message) error {
-	switch {
-	case m.Tx != nil:
-		return m.Tx.VerifySig(chainID)
-	case m.Vote != nil:
-		return m.Vote.VerifySig(chainID)
-	case m.Proposal != nil:
-		if m.Block.Header.ChainID != chainID {
-			return fmt.Errorf("p2p: block for chain %q, this is %q", m.Block.Header.ChainID, chainID)
-		}
-		if h := m.Block.Hash(); h != m.Proposal.BlockHash {
-			return fmt.Errorf("p2p: proposal names block %s, carries %s", m.Proposal.BlockHash.Short(), h.Short())
-		}
-		return m.Proposal.VerifySig(chainID)
+// TopicConfig describes a gossip topic a caller joins.
+type TopicConfig struct {
+	Name    string // a short noun, e.g. "votes"; namespaced by network (see TopicName)
+	Version int
+	// MaxBytes bounds a payload, checked before the validator runs (a larger one is rejected);
+	// at most MaxGossipBytes.
+	MaxBytes int
+	// Validate judges every payload from another peer. Our own payloads are not judged.
+	Validate Validator
+}
+
+// topic is a joined gossip topic.
+type topic struct {
+	name     string // short name
+	full     string
+	maxBytes int
+	validate Validator
+	ps       *pubsub.Topic
+	sub      *pubsub.Subscription
+}
+
+// JoinTopic joins a gossip topic, with the validator every payload from another peer must
+// pass, and delivers what it accepts to the inbox. Join every topic once, before publishing.
+func (h *Host) JoinTopic(c TopicConfig) error {
+	if c.Name == "" || c.Version <= 0 || c.Validate == nil {
+		return fmt.Errorf("p2p: topic %q: name, version and validator are required", c.Name)
 	}
+	if c.MaxBytes <= 0 || c.MaxBytes > MaxGossipBytes {
+		return fmt.Errorf("p2p: topic %q: payload limit %d outside 1..%d", c.Name, c.MaxBytes, MaxGossipBytes)
+	}
+	t := &topic{name: c.Name, full: TopicName(h.chainID, c.Name, c.Version), maxBytes: c.MaxBytes, validate: c.Validate}
+	h.topicsMu.Lock()
+	defer h.topicsMu.Unlock()
+	if h.ctx.Err() != nil {
+		return errClosed
+	}
+	if h.topics[t.name] != nil {
+		return fmt.Errorf("p2p: topic %q joined twice", c.Name)
+	}
+	if err := h.ps.RegisterTopicValidator(t.full, h.topicValidator(t), pubsub.WithValidatorConcurrency(validationConcurrency(t.maxBytes))); err != nil {
+		return fmt.Errorf("p2p: validator for %s: %w", t.full, err)
+	}
+	var err error
+	if t.ps, err = h.ps.Join(t.full); err != nil {
+		return fmt.Errorf("p2p: join %s: %w", t.full, err)
+	}
+	if err := t.ps.SetScoreParams(topicScoreParams()); err != nil {
+		return fmt.Errorf("p2p: score parameters of %s: %w", t.full, err)
+	}
+	if t.sub, err = t.ps.Subscribe(pubsub.WithBufferSize(1024)); err != nil {
+		return fmt.Errorf("p2p: subscribe %s: %w", t.full, err)
+	}
+	h.topics[t.name] = t
+	h.wg.Add(1)
+	go h.readTopic(t)
 	return nil
 }
 
-// validator returns the one validator of topic k. Its outcomes:
-//
-//   - Accept a message we publish ourselves (received from ourselves): we built it, and
-//     validating it again would only cost a signature check.
-//   - Our own messages relayed back never reach the validator: message ids are content
-//     hashes, and pubsub drops ids it has seen, ours included.
-//   - Reject anything over the topic's size cap, that does not decode, that carries another
-//     kind than the topic's, or whose signature (under this chain id) does not verify: an
-//     honest peer validates before relaying, so the peer that sent it is at fault, and pubsub
-//     charges it an invalid delivery in the peer score (P4).
-//   - Accept the rest. The decoded message rides along as ValidatorData so it is decoded once.
-//
-// Nothing here depends on our view of the chain (height, round, mempool): a node that is behind
-// judges messages exactly as one that is up to date, so it never punishes honest peers.
-func (h *Host) validator(k topicKind) pubsub.ValidatorEx {
+func (h *Host) topic(name string) *topic {
+	h.topicsMu.Lock()
+	defer h.topicsMu.Unlock()
+	return h.topics[name]
+}
+
+// Publish queues data for the joined topic name without blocking. Pubsub names a message by
+// the hash of its payload and drops a payload it has seen in the last two minutes, ours
+// included: a payload published again is the same message, neither re-verified nor
+// re-forwarded by anyone. To reach peers again, send directly (SendDirectAll).
+func (h *Host) Publish(name string, data []byte) error {
+	t := h.topic(name)
+	if t == nil {
+		return fmt.Errorf("p2p: publish on %q: topic not joined", name)
+	}
+	if len(data) > t.maxBytes {
+		return fmt.Errorf("%w: %d bytes on %s, limit %d", ErrTooLarge, len(data), t.name, t.maxBytes)
+	}
+	if h.ctx.Err() != nil {
+		return errClosed
+	}
+	if n := h.publishBytes.Add(int64(len(data))); n > publishQueueBytes {
+		h.publishBytes.Add(-int64(len(data)))
+		h.stats.publishDropped.Add(1)
+		return ErrQueueFull
+	}
+	select {
+	case h.publish <- publishJob{topic: t, data: data}:
+		return nil
+	default:
+		h.publishBytes.Add(-int64(len(data)))
+		h.stats.publishDropped.Add(1)
+		return ErrQueueFull
+	}
+}
+
+type publishJob struct {
+	topic *topic
+	data  []byte
+}
+
+func (h *Host) publishLoop() {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case job := <-h.publish:
+			err := job.topic.ps.Publish(h.ctx, job.data)
+			h.publishBytes.Add(-int64(len(job.data)))
+			if err != nil && h.ctx.Err() == nil {
+				h.log.Warn("p2p: publish", "topic", job.topic.name, "err", err)
+			}
+		}
+	}
+}
+
+// topicValidator wraps a caller's validator for pubsub: our own payloads pass unjudged (we
+// built them), a payload over the topic's limit is rejected before the caller sees it, and a
+// Reject also strikes the delivering peer (see Verdict).
+func (h *Host) topicValidator(t *topic) pubsub.ValidatorEx {
 	return func(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		if from == h.self {
 			return pubsub.ValidationAccept
 		}
 		data := msg.GetData()
-		if len(data) < gossipNonceBytes {
-			h.stats.gossipRejected.Add(1)
-			return pubsub.ValidationReject
+		v, value := Reject, any(nil)
+		if len(data) <= t.maxBytes {
+			v, value = t.validate(from, data)
 		}
-		m, err := checkGossip(h.chainID, k, data[gossipNonceBytes:])
+		switch v {
+		case Accept:
+			msg.ValidatorData = value
+			return pubsub.ValidationAccept
+		case Ignore:
+			h.stats.gossipIgnored.Add(1)
+			return pubsub.ValidationIgnore
+		}
+		h.stats.gossipRejected.Add(1)
+		h.Penalize(from, fmt.Errorf("p2p: invalid payload of %d bytes on %s", len(data), t.name))
+		return pubsub.ValidationReject
+	}
+}
+
+// readTopic moves accepted gossip into the inbox, skipping our own payloads.
+func (h *Host) readTopic(t *topic) {
+	defer h.wg.Done()
+	for {
+		msg, err := t.sub.Next(h.ctx)
 		if err != nil {
-			h.stats.gossipRejected.Add(1)
-			h.log.Debug("p2p: rejected gossip", "topic", k.String(), "from", from, "err", err)
-			return pubsub.ValidationReject
+			return // cancelled
 		}
-		msg.ValidatorData = m
-		return pubsub.ValidationAccept
+		if msg.ReceivedFrom == h.self {
+			continue
+		}
+		h.deliver(Delivery{From: msg.ReceivedFrom, Topic: t.name, Size: len(msg.GetData()), Value: msg.ValidatorData}, msg.GetData())
+	}
+}
+
+// deliver queues d, with data unless the validator gave a value, dropping it beyond the
+// inbox's bounds.
+func (h *Host) deliver(d Delivery, data []byte) {
+	if d.Value == nil {
+		d.Data = data
+	}
+	if h.inbox.put(d) {
+		h.stats.delivered.Add(1)
+		return
+	}
+	if n := h.stats.inboxDropped.Add(1); n&(n-1) == 0 { // log at powers of two
+		msgs, bytes, peerBytes := h.inbox.usage(d.From)
+		h.log.Warn("p2p: inbox full, dropping messages", "dropped", n, "messages", msgs, "bytes", bytes, "from", d.From, "peer_bytes", peerBytes)
 	}
 }
 
@@ -189,32 +242,15 @@ const (
 	appStrikeWeight      = -10
 )
 
-// scoreParams are the peer score parameters: positive credit for time in the mesh and for first
-// deliveries, a strong penalty for invalid messages, and no mesh delivery penalties (P3, P3b):
-// those punish a peer for not forwarding enough, and on a permissioned chain with bursty traffic
-// a node that is merely behind or idle would charge honest peers for its own silence.
-// IP colocation (P6) is off: authorities are few and known, and testnets share 127.0.0.1.
-func scoreParams(chainID string, appScore func(peer.ID) float64) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
-	topics := make(map[string]*pubsub.TopicScoreParams, numTopics)
-	for k := range numTopics {
-		topics[topicName(chainID, k)] = &pubsub.TopicScoreParams{
-			TopicWeight: 1,
-			// P1: up to +10 after an hour in the mesh.
-			TimeInMeshWeight:  10.0 / 3600,
-			TimeInMeshQuantum: time.Second,
-			TimeInMeshCap:     3600,
-			// P2: +1 per first delivery, at most +20, forgotten over ten minutes.
-			FirstMessageDeliveriesWeight: 1,
-			FirstMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(10 * time.Minute),
-			FirstMessageDeliveriesCap:    20,
-			// P3 and P3b off: see above.
-			// P4: invalid messages, squared.
-			InvalidMessageDeliveriesWeight: invalidMessageWeight,
-			InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
-		}
-	}
+// scoreParams are the peer score parameters: per topic (topicScoreParams, set as each topic is
+// joined) positive credit for time in the mesh and for first deliveries, a strong penalty for
+// invalid messages, and no mesh delivery penalties (P3, P3b): those punish a peer for not
+// forwarding enough, and on a permissioned chain with bursty traffic a node that is merely
+// behind or idle would charge honest peers for its own silence. IP colocation (P6) is off:
+// authorities are few and known, and testnets share 127.0.0.1.
+func scoreParams(appScore func(peer.ID) float64) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
 	params := &pubsub.PeerScoreParams{
-		Topics:            topics,
+		Topics:            map[string]*pubsub.TopicScoreParams{},
 		TopicScoreCap:     50, // honest credit cannot outweigh more than a few invalid messages
 		AppSpecificScore:  appScore,
 		AppSpecificWeight: 1,
@@ -236,4 +272,23 @@ func scoreParams(chainID string, appScore func(peer.ID) float64) (*pubsub.PeerSc
 		OpportunisticGraftThreshold: 1,
 	}
 	return params, thresholds
+}
+
+// topicScoreParams are every topic's score parameters (see scoreParams).
+func topicScoreParams() *pubsub.TopicScoreParams {
+	return &pubsub.TopicScoreParams{
+		TopicWeight: 1,
+		// P1: up to +10 after an hour in the mesh.
+		TimeInMeshWeight:  10.0 / 3600,
+		TimeInMeshQuantum: time.Second,
+		TimeInMeshCap:     3600,
+		// P2: +1 per first delivery, at most +20, forgotten over ten minutes.
+		FirstMessageDeliveriesWeight: 1,
+		FirstMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(10 * time.Minute),
+		FirstMessageDeliveriesCap:    20,
+		// P3 and P3b off: see scoreParams.
+		// P4: invalid messages, squared.
+		InvalidMessageDeliveriesWeight: invalidMessageWeight,
+		InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
+	}
 }

@@ -1,0 +1,176 @@
+package reactor
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/p2p"
+)
+
+// Proposals are judged from their signed header before their block is decoded: an off-turn
+// proposal is rejected for being off turn (its garbage transactions never decoded), a big one
+// for a far height is ignored as ahead without decoding, and only an on-turn proposal's block is
+// decoded, where garbage is rejected for what it is.
+func TestJudgeProposalHeaderFirst(t *testing.T) {
+	n := newTestNet(t)
+	gate := n.replica(t).Gate()
+	seen := newSeenSet(16)
+	onTurn, offTurn := n.key(t, 1, 0, false), n.key(t, 1, 0, true)
+
+	j := judge(gate, seen, viaProposals, garbageProposal(t, offTurn, 1, 100))
+	if j.verdict != p2p.Reject || j.err == nil || !strings.Contains(j.err.Error(), "the proposer of that round is") {
+		t.Errorf("off-turn proposal with garbage transactions: %v, %v; want rejected for being off turn", j.verdict, j.err)
+	}
+	j = judge(gate, seen, viaProposals, garbageProposal(t, onTurn, 1, 100))
+	if j.verdict != p2p.Reject || j.err == nil || !strings.Contains(j.err.Error(), "block does not decode") {
+		t.Errorf("on-turn proposal with garbage transactions: %v, %v; want rejected for its block", j.verdict, j.err)
+	}
+	j = judge(gate, seen, viaDirect, garbageProposal(t, n.key(t, 50, 0, true), 50, 3<<20))
+	if j.verdict != p2p.Ignore || !j.ahead || j.msg != nil || j.err != nil {
+		t.Errorf("3 MiB proposal for a far height: %v ahead=%v decoded=%v err=%v; want ignored as ahead, not decoded", j.verdict, j.ahead, j.msg != nil, j.err)
+	}
+
+	good := n.proposal(t, onTurn, 1, 2, 10)
+	j = judge(gate, seen, viaProposals, good.Encode())
+	if j.verdict != p2p.Accept || !j.in.Verified || j.in.Size != len(good.Encode()) || j.in.Msg.Block.Hash() != good.Block.Hash() {
+		t.Errorf("on-turn proposal: %v %+v", j.verdict, j.err)
+	}
+	// A header that lies about its proposer is rejected from the header.
+	lying := n.proposal(t, onTurn, 1, 0, 0)
+	lying.Block.Header.Proposer = offTurn.Public()
+	lying.Proposal.BlockHash = lying.Block.Hash()
+	lying.Proposal.Sign(onTurn, testChain)
+	if j := judge(gate, seen, viaProposals, lying.Encode()); j.verdict != p2p.Reject {
+		t.Errorf("header naming another proposer: %v", j.verdict)
+	}
+	// The next height's proposer is accepted (the replica buffers it).
+	next := n.proposal(t, n.key(t, 2, 0, false), 2, 0, 0)
+	if j := judge(gate, seen, viaProposals, next.Encode()); j.verdict != p2p.Accept {
+		t.Errorf("next height's proposal: %v, %v", j.verdict, j.err)
+	}
+}
+
+func TestJudgeVotesAndKinds(t *testing.T) {
+	n := newTestNet(t)
+	gate := n.replica(t).Gate()
+	seen := newSeenSet(16)
+	outsider := &chain.Vote{Type: chain.Prevote, Height: 1, BlockHash: chain.Sum256([]byte("b"))}
+	outsider.Sign(testKey(t, 99), testChain)
+	forged := n.vote(t, 1, 1)
+	forged.Vote.Sig[0] ^= 1
+	cases := []struct {
+		name    string
+		rt      route
+		data    []byte
+		verdict p2p.Verdict
+		ahead   bool
+	}{
+		{"vote", viaVotes, n.vote(t, 0, 1).Encode(), p2p.Accept, false},
+		{"vote directly", viaDirect, n.vote(t, 1, 1).Encode(), p2p.Accept, false},
+		{"next height's vote", viaVotes, n.vote(t, 2, 2).Encode(), p2p.Accept, false},
+		{"far vote", viaVotes, n.vote(t, 3, 9).Encode(), p2p.Ignore, true},
+		{"forged vote", viaVotes, forged.Encode(), p2p.Reject, false},
+		{"outsider's vote", viaVotes, (&replica.Message{Version: replica.MessageVersion, Vote: outsider}).Encode(), p2p.Reject, false},
+		{"vote on the transactions topic", viaTxs, n.vote(t, 0, 1).Encode(), p2p.Reject, false},
+		{"sync request on the votes topic", viaVotes, (&replica.Message{Version: replica.MessageVersion, SyncFrom: 3}).Encode(), p2p.Reject, false},
+		{"sync request directly", viaDirect, (&replica.Message{Version: replica.MessageVersion, SyncFrom: 3}).Encode(), p2p.Accept, false},
+		{"garbage", viaDirect, []byte{0xff, 0x00}, p2p.Reject, false},
+		{"empty", viaVotes, nil, p2p.Reject, false},
+	}
+	for _, c := range cases {
+		j := judge(gate, seen, c.rt, c.data)
+		if j.verdict != c.verdict || j.ahead != c.ahead {
+			t.Errorf("%s: %v ahead=%v (%v); want %v ahead=%v", c.name, j.verdict, j.ahead, j.err, c.verdict, c.ahead)
+		}
+		if j.verdict == p2p.Accept && j.key != chain.Sum256(c.data) {
+			t.Errorf("%s: key is not the payload's hash", c.name)
+		}
+	}
+	if j := judge(gate, seen, viaVotes, n.vote(t, 3, 9).Encode()); j.msg == nil || j.msg.Vote.Height != 9 {
+		t.Error("a far vote carries no message for the hint")
+	}
+}
+
+// A payload delivered before is dropped by its hash before anything else: even bytes that
+// would not decode are ignored, not rejected, once their hash is in the set.
+func TestJudgeDeduplicatesBeforeDecoding(t *testing.T) {
+	n := newTestNet(t)
+	gate := n.replica(t).Gate()
+	seen := newSeenSet(16)
+	junk := []byte("not a message at all")
+	seen.add(chain.Sum256(junk))
+	if j := judge(gate, seen, viaDirect, junk); j.verdict != p2p.Ignore || !j.dedup {
+		t.Errorf("seen payload: %v dedup=%v", j.verdict, j.dedup)
+	}
+}
+
+func TestJudgeTransactions(t *testing.T) {
+	n := newTestNet(t)
+	gate := n.replica(t).Gate()
+	seen := newSeenSet(16)
+	body := &chain.RegisterPatient{EncryptionKey: []byte("patient-encryption-key")}
+	txMsg := func(tx *chain.Tx) []byte { return (&replica.Message{Version: replica.MessageVersion, Tx: tx}).Encode() }
+
+	stranger := chain.NewTx(testKey(t, 50), testChain, chain.TxRegisterPatient, 2, body)
+	if j := judge(gate, seen, viaTxs, txMsg(stranger)); j.verdict != p2p.Ignore || !j.junk {
+		t.Errorf("a stranger's second transaction: %v junk=%v (%v); want ignored as junk", j.verdict, j.junk, j.err)
+	}
+	forged := chain.NewTx(testKey(t, 51), testChain, chain.TxRegisterPatient, 1, body)
+	forged.Sig[0] ^= 1
+	if j := judge(gate, seen, viaTxs, txMsg(forged)); j.verdict != p2p.Reject {
+		t.Errorf("forged transaction: %v (%v)", j.verdict, j.err)
+	}
+	other := chain.NewTx(n.keys[0], "another-chain", chain.TxRegisterPatient, 1, body)
+	if j := judge(gate, seen, viaTxs, txMsg(other)); j.verdict != p2p.Reject {
+		t.Errorf("another chain's transaction: %v (%v)", j.verdict, j.err)
+	}
+	gap := chain.NewTx(n.keys[0], testChain, chain.TxRegisterPatient, 1000, body)
+	if j := judge(gate, seen, viaTxs, txMsg(gap)); j.verdict != p2p.Ignore || !j.junk {
+		t.Errorf("nonce far beyond the window: %v junk=%v (%v)", j.verdict, j.junk, j.err)
+	}
+	later := chain.NewTx(n.keys[0], testChain, chain.TxRegisterPatient, 2, body)
+	if j := judge(gate, seen, viaTxs, txMsg(later)); j.verdict != p2p.Accept || j.in.Tx == nil || !j.in.Verified {
+		t.Errorf("an authority's pending transaction: %v (%v)", j.verdict, j.err)
+	}
+}
+
+// FuzzJudge: no input makes a validator panic, and what one accepts is a message of its
+// route's kind.
+func FuzzJudge(f *testing.F) {
+	n := newTestNet(f)
+	f.Add(uint8(viaVotes), n.vote(f, 0, 1).Encode())
+	f.Add(uint8(viaProposals), n.proposal(f, n.key(f, 1, 0, false), 1, 1, 10).Encode())
+	f.Add(uint8(viaProposals), garbageProposal(f, n.key(f, 1, 0, false), 1, 10))
+	f.Add(uint8(viaDirect), (&replica.Message{Version: replica.MessageVersion, SyncFrom: 3}).Encode())
+	f.Add(uint8(viaTxs), []byte{0x88, 0x01})
+	gate := n.replica(f).Gate()
+	f.Fuzz(func(t *testing.T, r uint8, data []byte) {
+		rt := route(r % 4)
+		j := judge(gate, newSeenSet(4), rt, data)
+		if j.verdict != p2p.Accept {
+			return
+		}
+		m := j.in.Msg
+		if err := m.Validate(); err != nil {
+			t.Fatalf("accepted an invalid %s: %v", m.Kind(), err)
+		}
+		if rt != viaDirect && routeOf(&replica.Head{Proposal: m.Proposal, Vote: m.Vote, Tx: m.Tx}) != rt {
+			t.Fatalf("accepted a %s on %s", m.Kind(), rt)
+		}
+	})
+}
+
+func TestSeenSetEvictsLeastRecentlyUsed(t *testing.T) {
+	s := newSeenSet(3)
+	h := func(i byte) chain.Hash { return chain.Hash{i} }
+	for i := range byte(3) {
+		s.add(h(i))
+	}
+	s.has(h(0)) // refreshed: 1 is now the least recently used
+	s.add(h(3))
+	if s.has(h(1)) || !s.has(h(0)) || !s.has(h(2)) || !s.has(h(3)) || s.len() != 3 {
+		t.Errorf("after eviction: 0:%v 1:%v 2:%v 3:%v len %d", s.has(h(0)), s.has(h(1)), s.has(h(2)), s.has(h(3)), s.len())
+	}
+}
