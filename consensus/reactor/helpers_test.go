@@ -37,6 +37,7 @@ func testKey(t testing.TB, i int) chain.PrivKey {
 type testNet struct {
 	genesis *chain.Genesis
 	keys    []chain.PrivKey
+	cid     string // chain.ConsensusID: what votes and proposals are signed under
 }
 
 func newTestNet(t testing.TB) *testNet {
@@ -49,6 +50,7 @@ func newTestNet(t testing.TB) *testNet {
 		auths = append(auths, chain.Authority{Key: k.Public(), Name: fmt.Sprintf("a%d", i)})
 	}
 	n.genesis = &chain.Genesis{Version: chain.GenesisVersion, ChainID: testChain, TimeMs: 1_700_000_000_000, Authorities: auths, Params: chain.DefaultParams()}
+	n.cid = chain.ConsensusID(testChain, n.genesis.Hash())
 	return n
 }
 
@@ -79,7 +81,7 @@ func (n *testNet) key(t testing.TB, height uint64, round uint32, offTurn bool) c
 func (n *testNet) vote(t testing.TB, signer int, height uint64) *replica.Message {
 	t.Helper()
 	v := &chain.Vote{Type: chain.Prevote, Height: height, Round: 0, BlockHash: chain.Sum256([]byte("block"))}
-	v.Sign(n.keys[signer], testChain)
+	v.Sign(n.keys[signer], n.cid)
 	return &replica.Message{Version: replica.MessageVersion, Vote: v}
 }
 
@@ -107,7 +109,7 @@ func (n *testNet) proposal(t testing.TB, key chain.PrivKey, height uint64, ntx, 
 	}
 	b.Header = header(height, key, chain.TxRoot(b.Txs))
 	p := &chain.Proposal{Height: height, Round: 0, POLRound: -1, BlockHash: b.Hash()}
-	p.Sign(key, testChain)
+	p.Sign(key, n.cid)
 	return &replica.Message{Version: replica.MessageVersion, Proposal: p, Block: b}
 }
 
@@ -134,11 +136,11 @@ type rawMessage struct {
 
 // garbageProposal is a proposal signed by key for height/0 whose signed header is well formed
 // and whose block's transactions are junkBytes of byte string, not transactions.
-func garbageProposal(t testing.TB, key chain.PrivKey, height uint64, junkBytes int) []byte {
+func (n *testNet) garbageProposal(t testing.TB, key chain.PrivKey, height uint64, junkBytes int) []byte {
 	t.Helper()
 	b := &rawBlock{Version: chain.BlockVersion, Header: header(height, key, chain.Sum256([]byte("no such root"))), Txs: []any{make([]byte, junkBytes)}}
 	p := &chain.Proposal{Height: height, Round: 0, POLRound: -1, BlockHash: b.Header.Hash()}
-	p.Sign(key, testChain)
+	p.Sign(key, n.cid)
 	data := chain.Encode(&rawMessage{Version: replica.MessageVersion, Proposal: p, Block: b})
 	if _, err := replica.DecodeHead(data); err != nil {
 		t.Fatalf("the garbage proposal's head does not decode: %v", err)

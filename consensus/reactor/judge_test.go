@@ -19,15 +19,15 @@ func TestJudgeProposalHeaderFirst(t *testing.T) {
 	seen := newSeenSet(16)
 	onTurn, offTurn := n.key(t, 1, 0, false), n.key(t, 1, 0, true)
 
-	j := judge(gate, seen, viaProposals, garbageProposal(t, offTurn, 1, 100))
+	j := judge(gate, seen, viaProposals, n.garbageProposal(t, offTurn, 1, 100))
 	if j.verdict != p2p.Reject || j.err == nil || !strings.Contains(j.err.Error(), "the proposer of that round is") {
 		t.Errorf("off-turn proposal with garbage transactions: %v, %v; want rejected for being off turn", j.verdict, j.err)
 	}
-	j = judge(gate, seen, viaProposals, garbageProposal(t, onTurn, 1, 100))
+	j = judge(gate, seen, viaProposals, n.garbageProposal(t, onTurn, 1, 100))
 	if j.verdict != p2p.Reject || j.err == nil || !strings.Contains(j.err.Error(), "block does not decode") {
 		t.Errorf("on-turn proposal with garbage transactions: %v, %v; want rejected for its block", j.verdict, j.err)
 	}
-	j = judge(gate, seen, viaDirect, garbageProposal(t, n.key(t, 50, 0, true), 50, 3<<20))
+	j = judge(gate, seen, viaDirect, n.garbageProposal(t, n.key(t, 50, 0, true), 50, 3<<20))
 	if j.verdict != p2p.Ignore || !j.ahead || j.msg != nil || j.err != nil {
 		t.Errorf("3 MiB proposal for a far height: %v ahead=%v decoded=%v err=%v; want ignored as ahead, not decoded", j.verdict, j.ahead, j.msg != nil, j.err)
 	}
@@ -41,7 +41,7 @@ func TestJudgeProposalHeaderFirst(t *testing.T) {
 	lying := n.proposal(t, onTurn, 1, 0, 0)
 	lying.Block.Header.Proposer = offTurn.Public()
 	lying.Proposal.BlockHash = lying.Block.Hash()
-	lying.Proposal.Sign(onTurn, testChain)
+	lying.Proposal.Sign(onTurn, n.cid)
 	if j := judge(gate, seen, viaProposals, lying.Encode()); j.verdict != p2p.Reject {
 		t.Errorf("header naming another proposer: %v", j.verdict)
 	}
@@ -57,7 +57,7 @@ func TestJudgeVotesAndKinds(t *testing.T) {
 	gate := n.replica(t).Gate()
 	seen := newSeenSet(16)
 	outsider := &chain.Vote{Type: chain.Prevote, Height: 1, BlockHash: chain.Sum256([]byte("b"))}
-	outsider.Sign(testKey(t, 99), testChain)
+	outsider.Sign(testKey(t, 99), n.cid)
 	forged := n.vote(t, 1, 1)
 	forged.Vote.Sig[0] ^= 1
 	cases := []struct {
@@ -142,7 +142,7 @@ func FuzzJudge(f *testing.F) {
 	n := newTestNet(f)
 	f.Add(uint8(viaVotes), n.vote(f, 0, 1).Encode())
 	f.Add(uint8(viaProposals), n.proposal(f, n.key(f, 1, 0, false), 1, 1, 10).Encode())
-	f.Add(uint8(viaProposals), garbageProposal(f, n.key(f, 1, 0, false), 1, 10))
+	f.Add(uint8(viaProposals), n.garbageProposal(f, n.key(f, 1, 0, false), 1, 10))
 	f.Add(uint8(viaDirect), (&replica.Message{Version: replica.MessageVersion, SyncFrom: 3}).Encode())
 	f.Add(uint8(viaTxs), []byte{0x88, 0x01})
 	gate := n.replica(f).Gate()

@@ -20,7 +20,7 @@ func TestOffTurnProposalRejectedFromHeader(t *testing.T) {
 	waitConnected(t, a, bh)
 	waitMesh(t, a, topicProposals, 1)
 
-	if err := a.Publish(topicProposals, garbageProposal(t, n.key(t, 1, 0, true), 1, 4096)); err != nil {
+	if err := a.Publish(topicProposals, n.garbageProposal(t, n.key(t, 1, 0, true), 1, 4096)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "B to reject the proposal", func() bool { return b.Stats().Rejected == 1 })

@@ -193,6 +193,9 @@ func (m *Mempool) Add(tx *chain.Tx, a Admission) (chain.Hash, error) {
 		case tx.Nonce <= committed:
 			return h, fmt.Errorf("%w: nonce %d, ledger is at %d", ErrStaleNonce, tx.Nonce, committed)
 		case tx.Nonce > committed+m.cfg.NonceWindow && mutant != "gapforever":
+			if q != nil && uint64(len(q.byNonce)) >= m.cfg.NonceWindow {
+				return h, ErrSignerFull // its window is full of its own pending transactions
+			}
 			return h, fmt.Errorf("%w: nonce %d, ledger is at %d, window %d", ErrNonceGap, tx.Nonce, committed, m.cfg.NonceWindow)
 		}
 		if q != nil {
