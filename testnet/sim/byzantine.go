@@ -183,7 +183,7 @@ func (w *world) junkTxs(n *node, valid bool) []*chain.Tx {
 			w.junk = append(w.junk, chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{byte(i), 1, 2}}))
 			w.junkBad = append(w.junkBad, chain.NewTx(k, chainID, chain.TxConsentRevoke, 1, &chain.ConsentRevoke{Consent: chain.Hash{byte(i)}}))
 		}
-		for gap := uint64(3); gap < 13; gap++ {
+		for _, gap := range []uint64{3, 4, 5, 6, 7, 300, 1000, 5000} {
 			w.junkBad = append(w.junkBad, chain.NewTx(n.key, chainID, chain.TxConsentRevoke, gap, &chain.ConsentRevoke{Consent: chain.Hash{byte(gap)}}))
 		}
 	}

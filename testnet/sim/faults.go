@@ -1,8 +1,10 @@
 package sim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/store"
@@ -20,7 +22,7 @@ func (w *world) start(n *node) error {
 		st = amnesiac{n.mem}
 	}
 	key := n.key
-	rep, err := replica.New(replica.Config{Genesis: w.genesis, Key: &key}, st)
+	rep, err := replica.New(replica.Config{Genesis: w.genesis, Key: &key, Mempool: replica.MempoolConfig{TTLBlocks: mempoolTTL}}, st)
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.idx, err)
 	}
@@ -31,6 +33,10 @@ func (w *world) start(n *node) error {
 	w.after(n, out, err)
 	return nil
 }
+
+// mempoolTTL is the simulated replicas' mempool time to live, in blocks: short enough that a
+// run of a few hundred heights sees junk expire.
+const mempoolTTL = 40
 
 func (w *world) scheduleFaults() {
 	if w.cfg.PartitionEveryMs > 0 {
@@ -161,16 +167,32 @@ func (w *world) crash(n *node) {
 }
 
 // restart brings n back on what its store kept: everything written (a process crash) or, after
-// a power loss, what was synced and an in-order prefix of the rest chosen by the seed.
+// a power loss, what was durable; a node that is not durable may come back up to its last few
+// commits behind, with its latest sign state.
 func (w *world) restart(n *node, powerLoss bool) {
 	if n.up {
 		return
 	}
-	if powerLoss {
-		n.mem = n.mem.PowerLossClone(func(unsynced int) int { return w.rng.IntN(unsynced + 1) })
-	} else {
+	switch {
+	case powerLoss && !n.durable && len(n.snaps) > 0:
+		k := w.rng.IntN(len(n.snaps) + 1)
+		if k == 0 {
+			n.mem = n.mem.PowerLossClone(nil)
+			break
+		}
+		old := n.snaps[len(n.snaps)-k].CrashClone()
+		if err := keepSignState(n.mem, old); err != nil {
+			w.violate("node %d: power loss: %v", n.idx, err)
+			return
+		}
+		w.trace("node %d loses its last %d commits", n.idx, k)
+		n.mem = old
+	case powerLoss:
+		n.mem = n.mem.PowerLossClone(nil)
+	default:
 		n.mem = n.mem.CrashClone()
 	}
+	n.snaps = nil
 	w.trace("node %d restarts at height %d (power loss %v)", n.idx, n.mem.Height(), powerLoss)
 	if err := w.start(n); err != nil {
 		w.violate("restart: %v", err)
@@ -265,4 +287,30 @@ func (w *world) watchLaggard() {
 func (w *world) laggardDone() bool {
 	n := w.nodes[w.laggard()]
 	return n.up && n.mem.Height()+3 >= w.cfg.Laggard && n.mem.Height()+3 >= w.maxHonestHeight()
+}
+
+// keepSignState copies the sign state of from into to: the store lost commits, not what its
+// authority signed.
+func keepSignState(from, to *store.Memory) error {
+	rec, blocks, err := from.SignState()
+	if err != nil || rec == nil {
+		return err
+	}
+	var list []store.SignBlock
+	for h, enc := range blocks {
+		list = append(list, store.SignBlock{Hash: h, Encode: func() []byte { return enc }})
+	}
+	slices.SortFunc(list, func(a, b store.SignBlock) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	return to.SaveSignState(rec, list)
+}
+
+// snapshot keeps a non-durable node's store as of its latest commit, for power losses.
+func (w *world) snapshot(n *node) {
+	if n.durable || !n.up {
+		return
+	}
+	n.snaps = append(n.snaps, n.mem.CrashClone())
+	if len(n.snaps) > 3 {
+		n.snaps = n.snaps[1:]
+	}
 }

@@ -12,6 +12,9 @@ func (w *world) handleOutput(n *node, out replica.Output) {
 	for _, b := range out.Committed {
 		w.check.commit(n, b)
 	}
+	if len(out.Committed) > 0 {
+		w.snapshot(n)
+	}
 	for _, p := range out.Penalties {
 		w.blame(n, p.Peer, p.Err)
 	}

@@ -193,7 +193,12 @@ type node struct {
 	idx         int
 	key         chain.PrivKey
 	behavior    Behavior
-	durable     bool // its store syncs every commit; otherwise a power loss may lose commits
+	// durable: its store keeps every commit through a power loss. A node that is not durable
+	// models an authority whose store can fall behind its sign state: SyncNone on a power
+	// loss, or a data directory restored from an old backup. It loses up to its last
+	// len(snaps) commits, never its sign state (kept at each commit: snaps).
+	durable bool
+	snaps   []*store.Memory
 	mem         *store.Memory
 	rep         *replica.Replica
 	up          bool
@@ -311,14 +316,10 @@ func (w *world) setup() error {
 		if w.cfg.MaxSkewMs > 0 {
 			n.skew = w.rng.Int64N(2*w.cfg.MaxSkewMs+1) - w.cfg.MaxSkewMs
 		}
-		// Half the nodes run stores that sync every commit, half leave it to the OS (a power
-		// loss may then cost them their last commits, but never their sign state).
+		// Half the nodes' stores keep every commit through a power loss; the others may lose
+		// their last few commits (but never their sign state).
 		n.durable = w.rng.IntN(2) == 0
-		opts := store.Options{Sync: store.SyncEveryCommit}
-		if !n.durable {
-			opts.Sync = store.SyncNone
-		}
-		n.mem = store.NewMemoryWith(opts)
+		n.mem = store.NewMemory()
 		w.nodes = append(w.nodes, n)
 		w.byKey[k.Public()] = i
 		if i < w.cfg.N {
