@@ -110,6 +110,25 @@ func DecodeCanonical(what string, data []byte, limit int, v any) error {
 	return decodeCanonical(what, data, limit, v)
 }
 
+// DecodeFirst decodes the first CBOR data item of data into v, insisting on its canonical
+// encoding, and returns the bytes after it: for judging a message from a prefix of it (a
+// proposal's signed fields and header, before its transactions arrive). A prefix that ends
+// inside the item yields an error wrapping io.ErrUnexpectedEOF.
+func DecodeFirst(what string, data []byte, v any) (rest []byte, err error) {
+	rest, err = decMode.UnmarshalFirst(data, v)
+	if err != nil {
+		return nil, fmt.Errorf("chain: decode %s: %w", what, classify(err))
+	}
+	again, err := encMode.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("chain: re-encode %s: %w", what, err)
+	}
+	if !bytes.Equal(again, data[:len(data)-len(rest)]) {
+		return nil, fmt.Errorf("%w: %s", ErrNonCanonical, what)
+	}
+	return rest, nil
+}
+
 func checkVersion(what string, got, want uint8) error {
 	if got != want {
 		return fmt.Errorf("%w: %s version %d (this node understands %d)", ErrUnknownVersion, what, got, want)

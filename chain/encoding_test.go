@@ -3,7 +3,9 @@ package chain_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -494,5 +496,24 @@ func TestEvidenceNonce(t *testing.T) {
 		if k, ok := chain.EvidenceKeyOf(tx); ok || !k.IsZero() {
 			t.Fatalf("EvidenceKeyOf of a non-evidence transaction: %s", k.Short())
 		}
+	}
+}
+
+// DecodeFirst decodes one item from the front and hands back the rest; a cut item reports
+// io.ErrUnexpectedEOF, and a non-canonical item is refused like a whole non-canonical value.
+func TestDecodeFirst(t *testing.T) {
+	v := chain.Vote{Version: chain.VoteVersion, Type: chain.Prevote, Height: 5}
+	enc := chain.Encode(&v)
+	var got chain.Vote
+	rest, err := chain.DecodeFirst("vote", append(slices.Clone(enc), 0x01, 0x02), &got)
+	if err != nil || !bytes.Equal(rest, []byte{0x01, 0x02}) || got != v {
+		t.Fatalf("DecodeFirst = %+v, rest %x, %v", got, rest, err)
+	}
+	if _, err := chain.DecodeFirst("vote", enc[:len(enc)-1], &got); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("cut item: %v, want io.ErrUnexpectedEOF", err)
+	}
+	var n uint64
+	if _, err := chain.DecodeFirst("number", []byte{0x18, 0x05, 0x00}, &n); !errors.Is(err, chain.ErrNonCanonical) {
+		t.Errorf("5 in two bytes: %v, want ErrNonCanonical", err)
 	}
 }

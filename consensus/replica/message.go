@@ -1,7 +1,9 @@
 package replica
 
 import (
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -213,4 +215,74 @@ func DecodeHead(data []byte) (*Head, error) {
 		return nil, fmt.Errorf("replica: message must carry exactly one kind of content, has %d", kinds)
 	}
 	return h, nil
+}
+
+// ErrShortHead says a prefix of a message ends before the part a decoder needs.
+var ErrShortHead = errors.New("replica: message head cut short")
+
+// CBOR heads of the arrays DecodeProposalHead steps into: a message (the eight fields of
+// wireHead) and a block (version, header, transactions).
+const (
+	cborMessageArray = 0x80 | 8
+	cborBlockArray   = 0x80 | 3
+)
+
+// DecodeProposalHead decodes, from a prefix of an encoded message, the part of a proposal that
+// judging needs: its signed fields and its block's header, with their form checked as
+// DecodeHead checks them. It returns nil, nil, nil for a message that is not a proposal, and an
+// error wrapping ErrShortHead when the prefix ends before the header; any other error means the
+// whole message fails DecodeHead too. What it returns may still belong to a message that fails
+// DecodeHead (its transactions are not looked at).
+func DecodeProposalHead(prefix []byte) (*chain.Proposal, *chain.Header, error) {
+	short := func(err error) error {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: %w", ErrShortHead, err)
+		}
+		return err
+	}
+	if len(prefix) == 0 {
+		return nil, nil, ErrShortHead
+	}
+	if prefix[0] != cborMessageArray {
+		return nil, nil, fmt.Errorf("replica: message is not an array of %d fields", cborMessageArray&0x1f)
+	}
+	var version uint8
+	rest, err := chain.DecodeFirst("replica message version", prefix[1:], &version)
+	if err != nil {
+		return nil, nil, short(err)
+	}
+	if version != MessageVersion {
+		return nil, nil, fmt.Errorf("%w: replica message version %d", chain.ErrUnknownVersion, version)
+	}
+	var p *chain.Proposal
+	if rest, err = chain.DecodeFirst("proposal", rest, &p); err != nil {
+		return nil, nil, short(err)
+	}
+	if p == nil {
+		return nil, nil, nil
+	}
+	if err := p.Validate(); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case len(rest) == 0:
+		return nil, nil, ErrShortHead
+	case rest[0] != cborBlockArray:
+		return nil, nil, fmt.Errorf("replica: proposal message needs both proposal and block")
+	}
+	var bv uint8
+	if rest, err = chain.DecodeFirst("block version", rest[1:], &bv); err != nil {
+		return nil, nil, short(err)
+	}
+	if bv != chain.BlockVersion {
+		return nil, nil, fmt.Errorf("%w: block version %d", chain.ErrUnknownVersion, bv)
+	}
+	var h chain.Header
+	if _, err = chain.DecodeFirst("header", rest, &h); err != nil {
+		return nil, nil, short(err)
+	}
+	if err := h.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return p, &h, nil
 }
