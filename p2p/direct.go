@@ -34,7 +34,17 @@ const (
 	// peer cannot hold every slot); more are dropped and counted.
 	maxDirectSends = 64
 	maxPeerSends   = 8
+	// DirectHeadBytes is how much of a longer direct payload the head validator sees before the
+	// rest is read: enough for a replica message's proposal and block header.
+	DirectHeadBytes = 4 << 10
 )
+
+// HeadValidator judges a direct payload of size bytes, longer than DirectHeadBytes, from its
+// first DirectHeadBytes, before the rest is read or memory is reserved for it. Reject and Ignore
+// end the stream there (reset), with what they mean for a whole payload (a Reject strikes the
+// sender); Accept means "cannot refuse it from its head": the rest is read and the Validator
+// judges the whole payload.
+type HeadValidator func(from peer.ID, head []byte, size int) Verdict
 
 // HandleDirect sets the validator of payloads arriving over the direct protocol: one
 // length-prefixed frame per stream, read after the per-peer rate limit, under a deadline, within
@@ -43,9 +53,14 @@ const (
 // it is set, inbound streams are reset.
 func (h *Host) HandleDirect(v Validator) { h.directV.Store(&v) }
 
+// HandleDirectHead sets the head validator of direct payloads longer than DirectHeadBytes (see
+// HeadValidator); until it is set, every payload is read whole.
+func (h *Host) HandleDirectHead(v HeadValidator) { h.directHead.Store(&v) }
+
 // handleStream serves one inbound direct stream: rate limit (before reading a byte), deadline,
-// bounded length prefix, memory reserved with the resource manager, then the validator. Any
-// failure resets the stream; a malformed frame or a rejected payload also strikes the peer.
+// bounded length prefix, the head validator for a long payload (before the rest is read), memory
+// reserved with the resource manager, then the validator. Any failure resets the stream; a
+// malformed frame or a rejected payload also strikes the peer.
 func (h *Host) handleStream(s network.Stream) {
 	from := s.Conn().RemotePeer()
 	v := h.directV.Load()
@@ -62,7 +77,27 @@ func (h *Host) handleStream(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	body, err := frame.Read(s, h.maxDirect)
+	var judgeHead func([]byte, int) bool
+	headVerdict := Accept
+	if hv := h.directHead.Load(); hv != nil {
+		judgeHead = func(head []byte, size int) bool {
+			headVerdict = (*hv)(from, head, size)
+			return headVerdict == Accept
+		}
+	}
+	body, err := frame.ReadJudged(s, h.maxDirect, DirectHeadBytes, judgeHead)
+	if errors.Is(err, frame.ErrRefusedHead) {
+		// Reset, not Close: the sender stops sending the rest.
+		_ = s.Reset()
+		h.stats.directHeadRefused.Add(1)
+		if headVerdict == Ignore {
+			h.stats.directIgnored.Add(1)
+			return
+		}
+		h.stats.directRejected.Add(1)
+		h.Penalize(from, fmt.Errorf("p2p: invalid direct payload, refused from its first %d bytes", DirectHeadBytes))
+		return
+	}
 	if err != nil {
 		_ = s.Reset()
 		if fault := (*frame.SenderFault)(nil); errors.As(err, &fault) {

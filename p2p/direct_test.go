@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -162,4 +163,69 @@ func TestInboxAccounting(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// A long direct payload meets the head validator first: Ignore and Reject end the stream from
+// its first DirectHeadBytes (the validator never sees the payload; only Reject strikes), Accept
+// reads the rest and hands the whole payload, intact, to the validator. A short payload skips
+// the head validator.
+func TestDirectHeadValidator(t *testing.T) {
+	c := newStaticTestHost(t)
+	a := newStaticTestHost(t, c)
+	waitFor(t, "A and C to connect", func() bool { return slices.Contains(c.Peers(), a.ID()) })
+	var heads, wholes atomic.Int64
+	c.HandleDirectHead(func(_ peer.ID, head []byte, size int) Verdict {
+		heads.Add(1)
+		if len(head) != DirectHeadBytes || size <= DirectHeadBytes {
+			t.Errorf("head validator got %d of %d bytes", len(head), size)
+		}
+		return testValidatorVerdict(head)
+	})
+	c.HandleDirect(func(from peer.ID, data []byte) (Verdict, any) {
+		wholes.Add(1)
+		return testValidator(from, data)
+	})
+	long := func(prefix string) []byte { return []byte(prefix + strings.Repeat("x", 512<<10)) }
+
+	if !a.SendDirect(c.PeerID(), long("skip")) {
+		t.Fatal("send dropped")
+	}
+	waitFor(t, "C to ignore the long payload from its head", func() bool {
+		s := c.Stats()
+		return s.DirectHeadRefused == 1 && s.DirectIgnored == 1
+	})
+	if !a.SendDirect(c.PeerID(), long("bad")) {
+		t.Fatal("send dropped")
+	}
+	waitFor(t, "C to reject the long payload from its head", func() bool {
+		s := c.Stats()
+		return s.DirectHeadRefused == 2 && s.DirectRejected == 1
+	})
+	if n := wholes.Load(); n != 0 {
+		t.Fatalf("the validator saw %d payloads refused from their head", n)
+	}
+	if n := c.Strikes(a.PeerID()); n != 1 {
+		t.Errorf("A has %d strikes at C, want 1 (for the rejected payload only)", n)
+	}
+	ok := long("ok")
+	if !a.SendDirect(c.PeerID(), ok) {
+		t.Fatal("send dropped")
+	}
+	if d := receive(t, c); text(d) != string(ok) {
+		t.Fatalf("C received %d bytes, want the %d-byte payload whole", len(text(d)), len(ok))
+	}
+	if !a.SendDirect(c.PeerID(), []byte("skip short")) {
+		t.Fatal("send dropped")
+	}
+	waitFor(t, "C to ignore the short payload", func() bool { return c.Stats().DirectIgnored == 2 })
+	if h, w := heads.Load(), wholes.Load(); h != 3 || w != 2 {
+		t.Errorf("head validator called %d times, validator %d; want 3 and 2", h, w)
+	}
+	assertEmpty(t, c)
+}
+
+// testValidatorVerdict is testValidator's verdict alone.
+func testValidatorVerdict(data []byte) Verdict {
+	v, _ := testValidator("", data)
+	return v
 }

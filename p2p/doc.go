@@ -23,8 +23,10 @@
 //
 // A direct stream is served as a stream handler should be: the per-peer rate limit before a
 // byte is read, a read deadline, a length prefix checked against the frame limit
-// (Config.MaxDirectBytes) before memory is reserved with the resource manager, then the
-// validator; a malformed frame or a rejected payload resets the stream and strikes the sender.
+// (Config.MaxDirectBytes), then, for a payload longer than DirectHeadBytes, the head validator
+// (HandleDirectHead) on its first bytes, so a payload refused from its head is never read in
+// full; then memory reserved with the resource manager for the whole payload, then the
+// validator. A malformed frame or a rejected payload resets the stream and strikes the sender.
 //
 // Penalize records a strike; a Reject on gossip or on the direct protocol strikes the
 // delivering peer as well. Past 20 strikes a minute a peer is disconnected and refused for ten

@@ -82,10 +82,12 @@ type Host struct {
 	ps      *pubsub.PubSub
 	direct  protocol.ID
 	directV atomic.Pointer[Validator]
-	gate    *strikes
-	limiter *frame.PeerLimits
-	mesh    *meshTracer
-	dht     *kaddht.IpfsDHT
+	// directHead judges long direct payloads from their head (HandleDirectHead).
+	directHead atomic.Pointer[HeadValidator]
+	gate       *strikes
+	limiter    *frame.PeerLimits
+	mesh       *meshTracer
+	dht        *kaddht.IpfsDHT
 
 	topicsMu sync.Mutex
 	topics   map[string]*topic // by short name
@@ -449,6 +451,7 @@ type Stats struct {
 	DirectRejected    uint64 // direct streams with a malformed frame or a rejected payload
 	DirectIgnored     uint64 // direct payloads the validator ignored
 	DirectRateLimited uint64 // direct streams refused by the per-peer rate limit
+	DirectHeadRefused uint64 // direct payloads ignored or rejected from their head, the rest unread
 	PublishDropped    uint64 // payloads dropped because the publish queue was full
 	SendDropped       uint64 // direct sends dropped beyond the limits on sends in flight
 	SendFailed        uint64 // direct sends that failed
@@ -457,7 +460,7 @@ type Stats struct {
 
 type counters struct {
 	delivered, inboxDropped, gossipRejected, gossipIgnored, directRejected, directIgnored,
-	directRateLimited, publishDropped, sendDropped, sendFailed, strikes atomic.Uint64
+	directRateLimited, directHeadRefused, publishDropped, sendDropped, sendFailed, strikes atomic.Uint64
 }
 
 // Stats returns a snapshot of the host's counters.
@@ -467,8 +470,9 @@ func (h *Host) Stats() Stats {
 		Delivered: c.delivered.Load(), InboxDropped: c.inboxDropped.Load(),
 		GossipRejected: c.gossipRejected.Load(), GossipIgnored: c.gossipIgnored.Load(),
 		DirectRejected: c.directRejected.Load(), DirectIgnored: c.directIgnored.Load(),
-		DirectRateLimited: c.directRateLimited.Load(), PublishDropped: c.publishDropped.Load(),
-		SendDropped: c.sendDropped.Load(), SendFailed: c.sendFailed.Load(), Strikes: c.strikes.Load(),
+		DirectRateLimited: c.directRateLimited.Load(), DirectHeadRefused: c.directHeadRefused.Load(),
+		PublishDropped: c.publishDropped.Load(),
+		SendDropped:    c.sendDropped.Load(), SendFailed: c.sendFailed.Load(), Strikes: c.strikes.Load(),
 	}
 }
 

@@ -78,24 +78,58 @@ func ReadLen(r io.ByteReader, limit int) (int, error) {
 // Read reads one frame of at most limit bytes from s, reserving its memory with the stream's
 // resource scope first. Errors that are the sender's fault are *SenderFault.
 func Read(s network.Stream, limit int) ([]byte, error) {
+	return ReadJudged(s, limit, 0, nil)
+}
+
+// ErrRefusedHead is what ReadJudged returns when its judge refused a frame from its head.
+var ErrRefusedHead = errors.New("frame: refused from its head")
+
+// ReadJudged is Read with a look at the frame's head first: when the frame is longer than
+// headLen bytes it reads only the first headLen (reserving memory for those alone) and asks
+// judge, with the frame's full size; if judge says no it returns ErrRefusedHead without reading
+// on, so a payload refused from its head costs neither its memory nor its transfer beyond what
+// was already in flight. A nil judge, or a frame of at most headLen bytes, is read whole.
+func ReadJudged(s network.Stream, limit, headLen int, judge func(head []byte, size int) bool) ([]byte, error) {
 	br := bufio.NewReaderSize(s, 16)
 	n, err := ReadLen(br, limit)
 	if err != nil {
 		return nil, err
+	}
+	var head []byte
+	if judge != nil && n > headLen {
+		if err := s.Scope().ReserveMemory(headLen, network.ReservationPriorityAlways); err != nil {
+			return nil, fmt.Errorf("frame: reserve %d bytes: %w", headLen, err)
+		}
+		head = make([]byte, headLen)
+		_, err := io.ReadFull(br, head)
+		s.Scope().ReleaseMemory(headLen)
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		if !judge(head, n) {
+			return nil, ErrRefusedHead
+		}
 	}
 	if err := s.Scope().ReserveMemory(n, network.ReservationPriorityAlways); err != nil {
 		return nil, fmt.Errorf("frame: reserve %d bytes: %w", n, err)
 	}
 	defer s.Scope().ReleaseMemory(n)
 	body := make([]byte, n)
-	if _, err := io.ReadFull(br, body); err != nil {
-		err = fmt.Errorf("frame: body: %w", err)
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, &SenderFault{err} // the sender closed mid-frame
-		}
-		return nil, err
+	copy(body, head)
+	if _, err := io.ReadFull(br, body[len(head):]); err != nil {
+		return nil, bodyError(err)
 	}
 	return body, nil
+}
+
+// bodyError wraps a failure to read a frame's body; a stream that ends early is the sender's
+// fault.
+func bodyError(err error) error {
+	err = fmt.Errorf("frame: body: %w", err)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &SenderFault{err} // the sender closed mid-frame
+	}
+	return err
 }
 
 // maxTrackedPeers is how many peers' limiters are kept before full ones are forgotten.
