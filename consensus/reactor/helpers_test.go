@@ -198,7 +198,7 @@ func acceptAll(peer.ID, []byte) (p2p.Verdict, any) { return p2p.Accept, nil }
 func rawPeer(t testing.TB, h *p2p.Host, topics ...string) *p2p.Host {
 	t.Helper()
 	for _, name := range topics {
-		if err := h.JoinTopic(p2p.TopicConfig{Name: name, Version: topicVersion, MaxBytes: p2p.MaxGossipBytes, Validate: acceptAll}); err != nil {
+		if err := h.JoinTopic(p2p.TopicConfig{Name: name, Version: TopicVersion, MaxBytes: p2p.MaxGossipBytes, Validate: acceptAll}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -206,7 +206,7 @@ func rawPeer(t testing.TB, h *p2p.Host, topics ...string) *p2p.Host {
 	return h
 }
 
-var allTopics = []string{topicTxs, topicProposals, topicVotes}
+var allTopics = []string{TopicTxs, TopicProposals, TopicVotes}
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -231,7 +231,7 @@ func waitConnected(t testing.TB, a, b *p2p.Host) {
 // waitMesh waits until h has at least n peers in its mesh of topic.
 func waitMesh(t testing.TB, h *p2p.Host, topic string, n int) {
 	t.Helper()
-	name := p2p.TopicName(testChain, topic, topicVersion)
+	name := p2p.TopicName(testChain, topic, TopicVersion)
 	waitFor(t, fmt.Sprintf("%s to mesh with %d peers on %s", h.ID(), n, topic), func() bool { return h.MeshPeers()[name] >= n })
 }
 

@@ -23,23 +23,25 @@ const (
 func (r route) String() string {
 	switch r {
 	case viaTxs:
-		return topicTxs
+		return TopicTxs
 	case viaProposals:
-		return topicProposals
+		return TopicProposals
 	case viaVotes:
-		return topicVotes
+		return TopicVotes
 	}
 	return "direct"
 }
 
-// Gossip topics and their payload limits (the replica.Message encoding).
+// Gossip topics (short names, namespaced by p2p.TopicName) and their payload limits (the
+// replica.Message encoding). The names are exported for peers that join the topics without a
+// Reactor (the multi-process tests' compromised member).
 const (
-	topicTxs       = "txs"
-	topicProposals = "proposals"
-	topicVotes     = "votes"
-	// topicVersion 2: payloads are the bare message encoding (version 1 prefixed a nonce), so
+	TopicTxs       = "txs"
+	TopicProposals = "proposals"
+	TopicVotes     = "votes"
+	// TopicVersion 2: payloads are the bare message encoding (version 1 prefixed a nonce), so
 	// nodes of the two versions never judge each other's payloads.
-	topicVersion = 2
+	TopicVersion = 2
 	// MaxGossipProposalBytes bounds a proposal on its topic; larger ones go directly to every
 	// peer.
 	MaxGossipProposalBytes = p2p.MaxGossipBytes
@@ -164,6 +166,36 @@ func judgeProposal(gate *replica.Gate, h *replica.Head, data []byte) judgement {
 		return reject(fmt.Errorf("reactor: proposal %d/%d passed its header but its block does not decode: %w", p.Height, p.Round, err))
 	}
 	return accept(replica.Inbound{Msg: m, Verified: true})
+}
+
+// judgeHead judges a direct payload longer than p2p.DirectHeadBytes from its first bytes, before
+// the rest is read: a proposal whose signed fields and block header lie within them is judged
+// by the Gate as judgeProposal judges it, and Reject or Ignore is final there, so a multi-MiB
+// proposal off turn, lying about its proposer or for a far height costs neither its transfer,
+// nor its hash, nor a decode. A head that is malformed as far as it goes is rejected (the whole
+// payload would fail DecodeHead). Everything else — a proposal the Gate accepts (its signature
+// is checked again on the whole payload), other kinds, a head too short to tell — is left to
+// judge (ok false).
+func judgeHead(gate *replica.Gate, head []byte) (j judgement, ok bool) {
+	p, h, err := replica.DecodeProposalHead(head)
+	switch {
+	case errors.Is(err, replica.ErrShortHead) || (err == nil && p == nil):
+		return judgement{}, false
+	case err != nil:
+		return reject(err), true
+	}
+	v, err := gate.Proposal(p, h)
+	switch v {
+	case replica.Reject:
+		j = reject(err)
+	case replica.Ignore:
+		j = ignore(err)
+		j.ahead = gate.Ahead(p.Height)
+	default:
+		return judgement{}, false
+	}
+	j.height = p.Height
+	return j, true
 }
 
 // judgeVote judges a vote with the Gate:

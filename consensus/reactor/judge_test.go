@@ -52,6 +52,55 @@ func TestJudgeProposalHeaderFirst(t *testing.T) {
 	}
 }
 
+// A long direct payload is judged from its head before the rest is read: proposals off turn,
+// lying about their proposer or for a far height are refused there, with the verdict judge
+// gives the whole payload; anything the head cannot settle (an acceptable proposal, another
+// kind, a head cut before the header) is left to judge.
+func TestJudgeHead(t *testing.T) {
+	n := newTestNet(t)
+	gate := n.replica(t).Gate()
+	onTurn, offTurn := n.key(t, 1, 0, false), n.key(t, 1, 0, true)
+	lying := n.proposal(t, onTurn, 1, 0, 0)
+	lying.Block.Header.Proposer = offTurn.Public()
+	lying.Proposal.BlockHash = lying.Block.Hash()
+	lying.Proposal.Sign(onTurn, n.cid)
+	head := func(data []byte) []byte { return data[:min(len(data), p2p.DirectHeadBytes)] }
+	cases := []struct {
+		name    string
+		data    []byte
+		decided bool
+		verdict p2p.Verdict
+		ahead   bool
+	}{
+		{"off turn, 3 MiB of garbage", n.garbageProposal(t, offTurn, 1, 3<<20), true, p2p.Reject, false},
+		{"lying header", lying.Encode(), true, p2p.Reject, false},
+		{"far height, 3 MiB", n.garbageProposal(t, n.key(t, 50, 0, true), 50, 3<<20), true, p2p.Ignore, true},
+		{"on turn, full block", n.proposal(t, onTurn, 1, 40, 100).Encode(), false, p2p.Accept, false},
+		{"on turn, garbage block", n.garbageProposal(t, onTurn, 1, 3<<20), false, p2p.Accept, false},
+		{"vote", n.vote(t, 0, 1).Encode(), false, p2p.Accept, false},
+		{"sync request", (&replica.Message{Version: replica.MessageVersion, SyncFrom: 3}).Encode(), false, p2p.Accept, false},
+		{"garbage", []byte{0xff, 0x00}, true, p2p.Reject, false},
+	}
+	for _, c := range cases {
+		j, decided := judgeHead(gate, head(c.data))
+		if decided != c.decided || (decided && (j.verdict != c.verdict || j.ahead != c.ahead)) {
+			t.Errorf("%s: decided=%v %v ahead=%v (%v); want decided=%v %v ahead=%v", c.name, decided, j.verdict, j.ahead, j.err, c.decided, c.verdict, c.ahead)
+			continue
+		}
+		if !decided {
+			continue
+		}
+		if whole := judge(gate, newSeenSet(4), viaDirect, c.data); whole.verdict != j.verdict || whole.ahead != j.ahead {
+			t.Errorf("%s: the head says %v ahead=%v, the whole payload %v ahead=%v", c.name, j.verdict, j.ahead, whole.verdict, whole.ahead)
+		}
+	}
+	// A head cut before the block header settles nothing.
+	off := n.garbageProposal(t, offTurn, 1, 3<<20)
+	if _, decided := judgeHead(gate, off[:150]); decided {
+		t.Error("a head without the block header was judged")
+	}
+}
+
 func TestJudgeVotesAndKinds(t *testing.T) {
 	n := newTestNet(t)
 	gate := n.replica(t).Gate()
@@ -136,8 +185,8 @@ func TestJudgeTransactions(t *testing.T) {
 	}
 }
 
-// FuzzJudge: no input makes a validator panic, and what one accepts is a message of its
-// route's kind.
+// FuzzJudge: no input makes a validator panic, what one accepts is a message of its route's
+// kind, and a verdict from a payload's head is the one judge gives the whole payload.
 func FuzzJudge(f *testing.F) {
 	n := newTestNet(f)
 	f.Add(uint8(viaVotes), n.vote(f, 0, 1).Encode())
@@ -149,6 +198,9 @@ func FuzzJudge(f *testing.F) {
 	f.Fuzz(func(t *testing.T, r uint8, data []byte) {
 		rt := route(r % 4)
 		j := judge(gate, newSeenSet(4), rt, data)
+		if hj, decided := judgeHead(gate, data[:min(len(data), p2p.DirectHeadBytes)]); decided && rt == viaDirect && (hj.verdict != j.verdict || hj.ahead != j.ahead) {
+			t.Fatalf("from its head %v ahead=%v (%v), whole %v ahead=%v (%v)", hj.verdict, hj.ahead, hj.err, j.verdict, j.ahead, j.err)
+		}
 		if j.verdict != p2p.Accept {
 			return
 		}

@@ -20,6 +20,7 @@ type Network interface {
 	JoinTopic(p2p.TopicConfig) error
 	Publish(topic string, data []byte) error
 	HandleDirect(p2p.Validator)
+	HandleDirectHead(p2p.HeadValidator)
 	SendDirect(to peer.ID, data []byte) bool
 	SendDirectAll(data []byte) int
 	Penalize(p peer.ID, reason error)
@@ -90,15 +91,16 @@ func New(net Network, gate *replica.Gate, cfg Config) (*Reactor, error) {
 		max  int
 		rt   route
 	}{
-		{topicTxs, MaxGossipTxBytes, viaTxs},
-		{topicProposals, MaxGossipProposalBytes, viaProposals},
-		{topicVotes, MaxGossipVoteBytes, viaVotes},
+		{TopicTxs, MaxGossipTxBytes, viaTxs},
+		{TopicProposals, MaxGossipProposalBytes, viaProposals},
+		{TopicVotes, MaxGossipVoteBytes, viaVotes},
 	} {
-		if err := net.JoinTopic(p2p.TopicConfig{Name: t.name, Version: topicVersion, MaxBytes: t.max, Validate: r.validator(t.rt)}); err != nil {
+		if err := net.JoinTopic(p2p.TopicConfig{Name: t.name, Version: TopicVersion, MaxBytes: t.max, Validate: r.validator(t.rt)}); err != nil {
 			return nil, err
 		}
 	}
 	net.HandleDirect(r.validator(viaDirect))
+	net.HandleDirectHead(r.headValidator)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.wg.Add(1)
@@ -126,11 +128,11 @@ func (r *Reactor) Broadcast(m *replica.Message) {
 	var limit int
 	switch {
 	case m.Tx != nil:
-		topic, limit = topicTxs, MaxGossipTxBytes
+		topic, limit = TopicTxs, MaxGossipTxBytes
 	case m.Proposal != nil:
-		topic, limit = topicProposals, MaxGossipProposalBytes
+		topic, limit = TopicProposals, MaxGossipProposalBytes
 	case m.Vote != nil:
-		topic, limit = topicVotes, MaxGossipVoteBytes
+		topic, limit = TopicVotes, MaxGossipVoteBytes
 	default:
 		r.log.Error("reactor: broadcast of a message that is not gossiped", "kind", m.Kind())
 		return
@@ -205,6 +207,25 @@ func (r *Reactor) validator(rt route) p2p.Validator {
 	}
 }
 
+// headValidator judges a long direct payload from its head (judgeHead) and acts as validator
+// does on the verdict. A proposal from ahead gives no hint here: hints carry only proposals
+// small enough to decode (maxHintProposalBytes), and the sender's votes carry the news too.
+func (r *Reactor) headValidator(from peer.ID, head []byte, size int) p2p.Verdict {
+	j, ok := judgeHead(r.gate, head)
+	if !ok {
+		return p2p.Accept
+	}
+	r.stats.headJudged.Add(1)
+	switch {
+	case j.ahead:
+		r.stats.hintsDropped.Add(1)
+	case j.verdict == p2p.Reject:
+		r.stats.rejected.Add(1)
+		r.log.Debug("reactor: rejected from its head", "from", from, "bytes", size, "err", j.err)
+	}
+	return j.verdict
+}
+
 // hint hands a message from a peer that is ahead to the replica, within the per-peer rate,
 // so that it asks for blocks. The message is neither verified nor relayed: the replica only
 // notes the height (and verifies whatever blocks it is then sent against their certificates).
@@ -276,10 +297,11 @@ type Stats struct {
 	JunkStrikes  uint64 // strikes for ignored junk
 	BigProposals uint64 // proposals sent directly for being over the gossip limit
 	Resends      uint64 // messages re-sent directly
+	HeadJudged   uint64 // long direct payloads ignored or rejected from their head, unread
 }
 
 type counters struct {
-	accepted, rejected, duplicates, hints, hintsDropped, junkStrikes, bigProposals, resends atomic.Uint64
+	accepted, rejected, duplicates, hints, hintsDropped, junkStrikes, bigProposals, resends, headJudged atomic.Uint64
 }
 
 // Stats returns a snapshot of the reactor's counters.
@@ -288,6 +310,6 @@ func (r *Reactor) Stats() Stats {
 	return Stats{
 		Accepted: c.accepted.Load(), Rejected: c.rejected.Load(), Duplicates: c.duplicates.Load(),
 		Hints: c.hints.Load(), HintsDropped: c.hintsDropped.Load(), JunkStrikes: c.junkStrikes.Load(),
-		BigProposals: c.bigProposals.Load(), Resends: c.resends.Load(),
+		BigProposals: c.bigProposals.Load(), Resends: c.resends.Load(), HeadJudged: c.headJudged.Load(),
 	}
 }

@@ -18,9 +18,9 @@ func TestOffTurnProposalRejectedFromHeader(t *testing.T) {
 	b := newReactor(t, bh, n.replica(t))
 	a := rawPeer(t, newHost(t, bh), allTopics...)
 	waitConnected(t, a, bh)
-	waitMesh(t, a, topicProposals, 1)
+	waitMesh(t, a, TopicProposals, 1)
 
-	if err := a.Publish(topicProposals, n.garbageProposal(t, n.key(t, 1, 0, true), 1, 4096)); err != nil {
+	if err := a.Publish(TopicProposals, n.garbageProposal(t, n.key(t, 1, 0, true), 1, 4096)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "B to reject the proposal", func() bool { return b.Stats().Rejected == 1 })
@@ -28,7 +28,7 @@ func TestOffTurnProposalRejectedFromHeader(t *testing.T) {
 		t.Errorf("A has %d strikes at B, want 1", got)
 	}
 	good := n.proposal(t, n.key(t, 1, 0, false), 1, 3, 100)
-	if err := a.Publish(topicProposals, good.Encode()); err != nil {
+	if err := a.Publish(TopicProposals, good.Encode()); err != nil {
 		t.Fatal(err)
 	}
 	in := receive(t, b)
@@ -47,10 +47,10 @@ func TestReplayedVoteVerifiedOnce(t *testing.T) {
 	b := newReactor(t, bh, n.replica(t))
 	a := rawPeer(t, newHost(t, bh), allTopics...)
 	waitConnected(t, a, bh)
-	waitMesh(t, a, topicVotes, 1)
+	waitMesh(t, a, TopicVotes, 1)
 
 	vote := n.vote(t, 0, 1).Encode()
-	if err := a.Publish(topicVotes, vote); err != nil {
+	if err := a.Publish(TopicVotes, vote); err != nil {
 		t.Fatal(err)
 	}
 	if in := receive(t, b); !bytes.Equal(in.Msg.Encode(), vote) {
@@ -63,12 +63,12 @@ func TestReplayedVoteVerifiedOnce(t *testing.T) {
 		}
 		waitFor(t, "B to drop the replay", func() bool { return b.Stats().Duplicates == uint64(i+1) })
 	}
-	if err := a.Publish(topicVotes, vote); err != nil {
+	if err := a.Publish(TopicVotes, vote); err != nil {
 		t.Fatal(err)
 	}
 	// A marker after the replays bounds the wait for a second delivery.
 	marker := n.vote(t, 1, 1).Encode()
-	if err := a.Publish(topicVotes, marker); err != nil {
+	if err := a.Publish(TopicVotes, marker); err != nil {
 		t.Fatal(err)
 	}
 	if in := receive(t, b); !bytes.Equal(in.Msg.Encode(), marker) {
@@ -82,7 +82,7 @@ func TestReplayedVoteVerifiedOnce(t *testing.T) {
 	// A vote for the next height is not remembered: the replica's buffer for it is bounded
 	// and may have dropped it, so a re-send gets through (and is checked) again.
 	next := n.vote(t, 2, 2).Encode()
-	if err := a.Publish(topicVotes, next); err != nil {
+	if err := a.Publish(TopicVotes, next); err != nil {
 		t.Fatal(err)
 	}
 	if in := receive(t, b); !bytes.Equal(in.Msg.Encode(), next) {
@@ -107,12 +107,12 @@ func TestFarFutureMessageIsAHintNotRelayed(t *testing.T) {
 	c := rawPeer(t, newHost(t, bh), allTopics...)
 	waitConnected(t, a, bh)
 	waitConnected(t, c, bh)
-	waitMesh(t, bh, topicVotes, 2)
-	waitMesh(t, a, topicVotes, 1)
-	waitMesh(t, c, topicVotes, 1)
+	waitMesh(t, bh, TopicVotes, 2)
+	waitMesh(t, a, TopicVotes, 1)
+	waitMesh(t, c, TopicVotes, 1)
 
 	far := n.vote(t, 0, 40)
-	if err := a.Publish(topicVotes, far.Encode()); err != nil {
+	if err := a.Publish(TopicVotes, far.Encode()); err != nil {
 		t.Fatal(err)
 	}
 	hint := receive(t, b)
@@ -128,7 +128,7 @@ func TestFarFutureMessageIsAHintNotRelayed(t *testing.T) {
 	}
 
 	current := n.vote(t, 1, 1).Encode()
-	if err := a.Publish(topicVotes, current); err != nil {
+	if err := a.Publish(TopicVotes, current); err != nil {
 		t.Fatal(err)
 	}
 	if d := receiveRaw(t, c); !bytes.Equal(d.Data, current) || d.From != bh.PeerID() {
@@ -179,12 +179,12 @@ func TestInvalidSenderIsStruck(t *testing.T) {
 	b := newReactor(t, bh, n.replica(t))
 	a := rawPeer(t, newHost(t, bh), allTopics...)
 	waitConnected(t, a, bh)
-	waitMesh(t, a, topicVotes, 1)
-	waitMesh(t, a, topicTxs, 1)
+	waitMesh(t, a, TopicVotes, 1)
+	waitMesh(t, a, TopicTxs, 1)
 
 	forged := n.vote(t, 0, 1)
 	forged.Vote.Sig[0] ^= 1
-	if err := a.Publish(topicVotes, forged.Encode()); err != nil {
+	if err := a.Publish(TopicVotes, forged.Encode()); err != nil {
 		t.Fatal(err)
 	}
 	if !a.SendDirect(bh.PeerID(), []byte("garbage, not a message")) {
@@ -200,7 +200,7 @@ func TestInvalidSenderIsStruck(t *testing.T) {
 	body := &chain.RegisterPatient{EncryptionKey: []byte("patient-encryption-key")}
 	for i := range junkPerStrike {
 		tx := chain.NewTx(testKey(t, 1000+i), testChain, chain.TxRegisterPatient, 2, body)
-		if err := a.Publish(topicTxs, (&replica.Message{Version: replica.MessageVersion, Tx: tx}).Encode()); err != nil {
+		if err := a.Publish(TopicTxs, (&replica.Message{Version: replica.MessageVersion, Tx: tx}).Encode()); err != nil {
 			t.Fatal(err)
 		}
 	}
