@@ -62,6 +62,19 @@ func (s *strikes) strike(p peer.ID) (banned bool, n int) {
 	return true, c.n
 }
 
+// ban refuses p for banDuration from now, whatever its strikes, and reports whether p was not
+// banned already.
+func (s *strikes) ban(p peer.ID) bool {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if until, ok := s.banned[p]; ok && now.Before(until) {
+		return false
+	}
+	s.banned[p] = now.Add(banDuration)
+	return true
+}
+
 // current returns p's strikes in the current window.
 func (s *strikes) current(p peer.ID) int {
 	now := s.now()

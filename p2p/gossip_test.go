@@ -3,6 +3,7 @@ package p2p
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -150,5 +151,27 @@ func TestTopicNamesAreNamespaced(t *testing.T) {
 	}
 	if p := directProtocol("net-a"); p != "/medledger/net-a/direct/1.0.0" {
 		t.Errorf("direct protocol %s", p)
+	}
+}
+
+// A peer whose invalid payloads take its gossip score below the graylist threshold (five are
+// enough) is disconnected and refused, though it has far fewer strikes than a ban takes: pubsub
+// would otherwise keep reading, decrypting and decoding what it sends and ignore it, forever.
+func TestGraylistedPeerIsRefused(t *testing.T) {
+	b := newStaticTestHost(t)
+	a := newStaticTestHost(t, b)
+	waitTopicPeers(t, a, b)
+	waitTopicPeers(t, b, a)
+	for i := range 6 {
+		if err := a.topic("small").ps.Publish(ctxT(t), []byte(fmt.Sprintf("forged %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "B to refuse A", func() bool { return b.Stats().GraylistBans == 1 && !slices.Contains(b.Peers(), a.ID()) })
+	if !b.gate.isBanned(a.PeerID()) {
+		t.Fatal("A is not banned at B")
+	}
+	if n := b.Strikes(a.PeerID()); n >= strikeLimit {
+		t.Fatalf("A has %d strikes: the ban came from strikes, not from the gray list", n)
 	}
 }

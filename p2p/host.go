@@ -274,6 +274,8 @@ func (h *Host) startPubsub() error {
 		pubsub.WithLogger(slog.New(minLevel{h.log.Handler(), slog.LevelError})),
 		pubsub.WithMaxMessageSize(MaxPubsubMessageBytes),
 		pubsub.WithPeerScore(params, thresholds),
+		// Must follow WithPeerScore: a graylisted peer is disconnected (see refuseGraylisted).
+		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(h.refuseGraylisted), scoreInspectPeriod),
 		// Our own messages go to every subscribed peer whose score is above publishThreshold,
 		// not only to the mesh: consensus messages are latency-critical, the networks are
 		// small, and a message published before the first heartbeat builds the mesh would
@@ -357,6 +359,31 @@ func (h *Host) Penalize(p peer.ID, reason error) {
 	if banned {
 		h.log.Warn("p2p: refusing peer", "peer", p, "strikes", n, "for", banDuration, "last", reason)
 		_ = h.host.Network().ClosePeer(p)
+	}
+}
+
+// scoreInspectPeriod is how often gossip scores are checked for graylisted peers.
+const scoreInspectPeriod = time.Second
+
+// refuseGraylisted bans every connected peer whose gossip score fell below the graylist
+// threshold. Pubsub ignores everything a graylisted peer sends, yet still reads, decrypts and
+// decodes it: a peer that was graylisted for invalid messages (five are enough) and keeps
+// sending them would cost us that forever without earning the strikes that disconnect it, since
+// its messages no longer reach a validator. Pubsub calls this from its scoring loop, so the
+// disconnection happens elsewhere.
+func (h *Host) refuseGraylisted(scores map[peer.ID]float64) {
+	for p, score := range scores {
+		if score >= graylistThreshold || p == h.self || !h.gate.ban(p) {
+			continue
+		}
+		h.stats.graylistBans.Add(1)
+		h.log.Warn("p2p: refusing peer", "peer", p, "gossip_score", score, "for", banDuration, "reason", "graylisted")
+		if h.track() {
+			go func() {
+				defer h.wg.Done()
+				_ = h.host.Network().ClosePeer(p)
+			}()
+		}
 	}
 }
 
@@ -456,11 +483,13 @@ type Stats struct {
 	SendDropped       uint64 // direct sends dropped beyond the limits on sends in flight
 	SendFailed        uint64 // direct sends that failed
 	Strikes           uint64 // strikes recorded by Penalize
+	GraylistBans      uint64 // peers refused for a gossip score below the graylist threshold
 }
 
 type counters struct {
 	delivered, inboxDropped, gossipRejected, gossipIgnored, directRejected, directIgnored,
-	directRateLimited, directHeadRefused, publishDropped, sendDropped, sendFailed, strikes atomic.Uint64
+	directRateLimited, directHeadRefused, publishDropped, sendDropped, sendFailed, strikes,
+	graylistBans atomic.Uint64
 }
 
 // Stats returns a snapshot of the host's counters.
@@ -473,6 +502,7 @@ func (h *Host) Stats() Stats {
 		DirectRateLimited: c.directRateLimited.Load(), DirectHeadRefused: c.directHeadRefused.Load(),
 		PublishDropped: c.publishDropped.Load(),
 		SendDropped:    c.sendDropped.Load(), SendFailed: c.sendFailed.Load(), Strikes: c.strikes.Load(),
+		GraylistBans: c.graylistBans.Load(),
 	}
 }
 

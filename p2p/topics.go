@@ -228,7 +228,8 @@ func (h *Host) deliver(d Delivery, data []byte) {
 //
 //   - below gossipThreshold (-100) we stop gossiping (IHAVE/IWANT) with the peer;
 //   - below publishThreshold (-200) we stop flood-publishing our messages to it;
-//   - below graylistThreshold (-400) we ignore every RPC it sends.
+//   - below graylistThreshold (-400) we ignore every RPC it sends, and the host disconnects
+//     and refuses it like a peer with too many strikes (refuseGraylisted).
 //
 // With invalidMessageWeight -20 and the counter squared, three invalid messages put a peer
 // below the gossip threshold, four below the publish threshold and five on the gray list;
