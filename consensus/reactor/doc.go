@@ -11,7 +11,10 @@
 // Every inbound payload, gossiped or direct, is judged by the replica's Gate before anything is
 // relayed or queued: cheap checks first (form, height, round, proposer of the round,
 // membership), the signature next, and for a proposal the block's transactions are decoded only
-// once its signed header has passed. The rules for Accept, Ignore and Reject are documented on
+// once its signed header has passed; a direct payload longer than p2p.DirectHeadBytes is judged
+// from its head before the rest is read, so a multi-MiB proposal refused from its signed header
+// costs no more than a small one. A vote accepted over the direct protocol is published on the
+// votes topic, so that conflicting votes sent to different peers meet and become evidence. The rules for Accept, Ignore and Reject are documented on
 // judge and its helpers (judge.go). Payloads already delivered are recognised by their hash and
 // dropped before any check (seen.go). A message for a height far ahead is not relayed but handed
 // to the replica as a hint, rate-limited per peer, so a lagging node asks for blocks; a peer

@@ -189,6 +189,9 @@ func (r *Reactor) validator(rt route) p2p.Validator {
 		switch {
 		case j.verdict == p2p.Accept:
 			r.stats.accepted.Add(1)
+			if rt == viaDirect && j.in.Msg.Vote != nil {
+				r.relayVote(data)
+			}
 			return p2p.Accept, &j
 		case j.dedup:
 			r.stats.duplicates.Add(1)
@@ -204,6 +207,19 @@ func (r *Reactor) validator(rt route) p2p.Validator {
 			r.log.Debug("reactor: rejected", "via", rt, "from", from, "err", j.err)
 		}
 		return j.verdict, nil
+	}
+}
+
+// relayVote publishes on the votes topic a vote that arrived directly and passed the Gate. Votes
+// reach the peers that did not get them from their signer through gossip; one sent only
+// directly would otherwise stay with the peer it was sent to, and an authority that signs two
+// votes for one round and sends each to different peers would never have both reach one node,
+// which is what turns an equivocation into evidence. Pubsub names a message by its payload, so
+// a vote the peers have seen (a re-send's usual case) goes no further than its first hop.
+func (r *Reactor) relayVote(data []byte) {
+	r.stats.relayedVotes.Add(1)
+	if err := r.net.Publish(TopicVotes, data); err != nil {
+		r.log.Debug("reactor: relay a direct vote", "err", err)
 	}
 }
 
@@ -298,10 +314,12 @@ type Stats struct {
 	BigProposals uint64 // proposals sent directly for being over the gossip limit
 	Resends      uint64 // messages re-sent directly
 	HeadJudged   uint64 // long direct payloads ignored or rejected from their head, unread
+	RelayedVotes uint64 // votes that arrived directly, published on the votes topic
 }
 
 type counters struct {
-	accepted, rejected, duplicates, hints, hintsDropped, junkStrikes, bigProposals, resends, headJudged atomic.Uint64
+	accepted, rejected, duplicates, hints, hintsDropped, junkStrikes, bigProposals, resends, headJudged,
+	relayedVotes atomic.Uint64
 }
 
 // Stats returns a snapshot of the reactor's counters.
@@ -311,5 +329,6 @@ func (r *Reactor) Stats() Stats {
 		Accepted: c.accepted.Load(), Rejected: c.rejected.Load(), Duplicates: c.duplicates.Load(),
 		Hints: c.hints.Load(), HintsDropped: c.hintsDropped.Load(), JunkStrikes: c.junkStrikes.Load(),
 		BigProposals: c.bigProposals.Load(), Resends: c.resends.Load(), HeadJudged: c.headJudged.Load(),
+		RelayedVotes: c.relayedVotes.Load(),
 	}
 }

@@ -213,3 +213,37 @@ func TestInvalidSenderIsStruck(t *testing.T) {
 	}
 	assertEmpty(t, b)
 }
+
+// A vote that arrives directly is relayed on the votes topic (A sends it to B alone; C gets it
+// from B), so two conflicting votes sent to different peers meet somewhere and become
+// evidence. A vote B already had goes no further.
+func TestDirectVoteIsRelayed(t *testing.T) {
+	n := newTestNet(t)
+	bh := newHost(t)
+	b := newReactor(t, bh, n.replica(t))
+	a := rawPeer(t, newHost(t, bh), allTopics...)
+	c := rawPeer(t, newHost(t, bh), allTopics...)
+	waitConnected(t, a, bh)
+	waitConnected(t, c, bh)
+	waitMesh(t, bh, TopicVotes, 2)
+	waitMesh(t, c, TopicVotes, 1)
+
+	vote := n.vote(t, 0, 1).Encode()
+	if !a.SendDirect(bh.PeerID(), vote) {
+		t.Fatal("send dropped")
+	}
+	if in := receive(t, b); !bytes.Equal(in.Msg.Encode(), vote) || !in.Verified {
+		t.Fatalf("B's replica received a %s, want the verified vote", in.Msg.Kind())
+	}
+	if d := receiveRaw(t, c); !bytes.Equal(d.Data, vote) || d.From != bh.PeerID() || d.Topic != TopicVotes {
+		t.Fatalf("C received %d bytes on %q from %s, want the vote relayed by B", len(d.Data), d.Topic, d.From)
+	}
+	if !a.SendDirect(bh.PeerID(), vote) {
+		t.Fatal("send dropped")
+	}
+	waitFor(t, "B to drop the re-sent vote", func() bool { return b.Stats().Duplicates == 1 })
+	if s := b.Stats(); s.RelayedVotes != 1 {
+		t.Errorf("B relayed %d votes, want 1", s.RelayedVotes)
+	}
+	assertEmptyRaw(t, c)
+}
