@@ -40,6 +40,15 @@ const (
 	hintBurst            = 4
 	hintQueue            = 64
 	maxHintProposalBytes = 64 << 10
+	// Long direct payloads ignored from their head (a proposal for a far or an old height): at
+	// most ignoredLongRate a second per peer, in bursts of ignoredLongBurst; each one beyond
+	// earns its sender a strike. Such a payload costs us its stream and the quarter MiB the
+	// sender may push before we reset it, whatever we do, and no node can use it: an honest
+	// proposer sends a lagging peer at most one proposal per round, and one more per round
+	// timeout, while a compromised member sending 8 MiB proposals for far heights fifty times a
+	// second (the direct protocol's stream rate) cost each honest node six hundredths of a core.
+	ignoredLongRate  = 2
+	ignoredLongBurst = 10
 )
 
 // Config holds the Reactor's optional knobs.
@@ -58,6 +67,7 @@ type Reactor struct {
 	seen  *seenSet
 	junk  *junkCounter
 	hintL *frame.PeerLimits
+	longL *frame.PeerLimits // long direct payloads ignored from their head
 
 	hints chan replica.Inbound
 	inbox chan replica.Inbound
@@ -83,6 +93,7 @@ func New(net Network, gate *replica.Gate, cfg Config) (*Reactor, error) {
 		seen:  newSeenSet(seenPayloads),
 		junk:  newJunkCounter(cfg.Now),
 		hintL: frame.NewPeerLimits(hintRate, hintBurst),
+		longL: frame.NewPeerLimits(ignoredLongRate, ignoredLongBurst),
 		hints: make(chan replica.Inbound, hintQueue),
 		inbox: make(chan replica.Inbound),
 	}
@@ -224,14 +235,19 @@ func (r *Reactor) relayVote(data []byte) {
 }
 
 // headValidator judges a long direct payload from its head (judgeHead) and acts as validator
-// does on the verdict. A proposal from ahead gives no hint here: hints carry only proposals
-// small enough to decode (maxHintProposalBytes), and the sender's votes carry the news too.
+// does on the verdict; an ignored one counts against its sender's allowance of them
+// (ignoredLongRate). A proposal from ahead gives no hint here: hints carry only proposals small
+// enough to decode (maxHintProposalBytes), and the sender's votes carry the news too.
 func (r *Reactor) headValidator(from peer.ID, head []byte, size int) p2p.Verdict {
 	j, ok := judgeHead(r.gate, head)
 	if !ok {
 		return p2p.Accept
 	}
 	r.stats.headJudged.Add(1)
+	if j.verdict == p2p.Ignore && !r.longL.Allow(from, r.now()) {
+		r.stats.longStrikes.Add(1)
+		r.net.Penalize(from, fmt.Errorf("reactor: more than %d long direct payloads a second that nobody can use, the last %d bytes: %v", ignoredLongRate, size, j.err))
+	}
 	switch {
 	case j.ahead:
 		r.stats.hintsDropped.Add(1)
@@ -315,11 +331,12 @@ type Stats struct {
 	Resends      uint64 // messages re-sent directly
 	HeadJudged   uint64 // long direct payloads ignored or rejected from their head, unread
 	RelayedVotes uint64 // votes that arrived directly, published on the votes topic
+	LongStrikes  uint64 // strikes for long direct payloads ignored beyond ignoredLongRate
 }
 
 type counters struct {
 	accepted, rejected, duplicates, hints, hintsDropped, junkStrikes, bigProposals, resends, headJudged,
-	relayedVotes atomic.Uint64
+	relayedVotes, longStrikes atomic.Uint64
 }
 
 // Stats returns a snapshot of the reactor's counters.
@@ -329,6 +346,6 @@ func (r *Reactor) Stats() Stats {
 		Accepted: c.accepted.Load(), Rejected: c.rejected.Load(), Duplicates: c.duplicates.Load(),
 		Hints: c.hints.Load(), HintsDropped: c.hintsDropped.Load(), JunkStrikes: c.junkStrikes.Load(),
 		BigProposals: c.bigProposals.Load(), Resends: c.resends.Load(), HeadJudged: c.headJudged.Load(),
-		RelayedVotes: c.relayedVotes.Load(),
+		RelayedVotes: c.relayedVotes.Load(), LongStrikes: c.longStrikes.Load(),
 	}
 }

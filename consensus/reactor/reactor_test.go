@@ -5,8 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/p2p"
 )
 
 // Over the network: an off-turn proposal whose block carries undecodable transactions is
@@ -246,4 +249,40 @@ func TestDirectVoteIsRelayed(t *testing.T) {
 		t.Errorf("B relayed %d votes, want 1", s.RelayedVotes)
 	}
 	assertEmptyRaw(t, c)
+}
+
+// Long direct payloads ignored from their head are free up to a burst and a rate per peer;
+// each one beyond earns its sender a strike, since nobody can use them and each costs a stream
+// and what the sender pushes before the reset.
+func TestIgnoredLongPayloadsAreRateLimited(t *testing.T) {
+	n := newTestNet(t)
+	bh := newHost(t)
+	now := time.Unix(1_700_000_000, 0)
+	r, err := New(bh, n.replica(t).Gate(), Config{Log: testLogger(t), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	far := n.garbageProposal(t, n.key(t, 50, 0, true), 50, 3<<20)
+	head := far[:p2p.DirectHeadBytes]
+	from := peer.ID("attacker")
+	for range ignoredLongBurst {
+		if v := r.headValidator(from, head, len(far)); v != p2p.Ignore {
+			t.Fatalf("far proposal from its head: %v, want ignored", v)
+		}
+	}
+	if n := bh.Strikes(from); n != 0 {
+		t.Fatalf("%d strikes within the burst", n)
+	}
+	r.headValidator(from, head, len(far))
+	if n := bh.Strikes(from); n != 1 {
+		t.Fatalf("%d strikes after the burst, want 1", n)
+	}
+	now = now.Add(time.Second) // earns ignoredLongRate more
+	for range ignoredLongRate {
+		r.headValidator(from, head, len(far))
+	}
+	if n := bh.Strikes(from); n != 1 || r.Stats().LongStrikes != 1 {
+		t.Fatalf("%d strikes (%d counted) after a second's allowance, want still 1", n, r.Stats().LongStrikes)
+	}
 }
