@@ -246,7 +246,7 @@ func (r *Reactor) headValidator(from peer.ID, head []byte, size int) p2p.Verdict
 	r.stats.headJudged.Add(1)
 	if j.verdict == p2p.Ignore && !r.longL.Allow(from, r.now()) {
 		r.stats.longStrikes.Add(1)
-		r.net.Penalize(from, fmt.Errorf("reactor: more than %d long direct payloads a second that nobody can use, the last %d bytes: %v", ignoredLongRate, size, j.err))
+		r.net.Penalize(from, fmt.Errorf("reactor: more than %d long direct payloads a second that nobody can use, the last a proposal for height %d of %d bytes", ignoredLongRate, j.height, size))
 	}
 	switch {
 	case j.ahead:
