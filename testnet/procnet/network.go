@@ -40,6 +40,8 @@ type Network struct {
 	LogLevel string
 	// StopTimeout bounds Stop's wait for a clean exit (DefaultStopTimeout unless changed).
 	StopTimeout time.Duration
+	// Args are extra command-line arguments for node i's next starts (e.g. --cpuprofile FILE).
+	Args map[int][]string
 
 	client *http.Client
 	// bulk has no timeout of its own: Request is bounded by its context (imports wait for blocks).
@@ -138,7 +140,8 @@ func (nw *Network) Start(i int) error {
 	if level == "" {
 		level = "info"
 	}
-	cmd := exec.Command(nw.Bin, "node", "--home", nw.Home(i), "--log-level", level)
+	args := append([]string{"node", "--home", nw.Home(i), "--log-level", level}, nw.Args[i]...)
+	cmd := exec.Command(nw.Bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
