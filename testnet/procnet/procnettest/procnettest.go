@@ -47,10 +47,13 @@ func Binary(tb testing.TB) string {
 	return buildBin
 }
 
-// Cleanup removes the binary Binary built. Call it from TestMain after m.Run.
+// Cleanup removes the binaries Binary and ByzantineBinary built. Call it from TestMain after
+// m.Run.
 func Cleanup() {
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
+	for _, dir := range []string{buildDir, byzDir} {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 	}
 }
 
