@@ -176,7 +176,7 @@ func (a *attacker) status() status {
 	return status{Peer: a.host().ID(), Height: h, Round: r, Peers: a.host().Peers(), Member: a.tr.member(a.pub), Counters: a.counts.snapshot()}
 }
 
-// pubKeyOf is the authority key a home's config names.
+// authorityKey reads the authority signing key a home's config names.
 func authorityKey(home string, cfg *node.Config) (chain.PrivKey, error) {
 	if cfg.Node.AuthorityKey == "" {
 		return chain.PrivKey{}, fmt.Errorf("%s is a full node's home: it has no authority key", home)
