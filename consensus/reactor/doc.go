@@ -13,7 +13,9 @@
 // membership), the signature next, and for a proposal the block's transactions are decoded only
 // once its signed header has passed; a direct payload longer than p2p.DirectHeadBytes is judged
 // from its head before the rest is read, so a multi-MiB proposal refused from its signed header
-// costs no more than a small one. A vote accepted over the direct protocol is published on the
+// costs no more than a small one, and a long sync answer is read only from a peer the replica
+// asked for blocks; a peer sending more than two such useless long payloads a second earns
+// strikes. A vote accepted over the direct protocol is published on the
 // votes topic, so that conflicting votes sent to different peers meet and become evidence. The rules for Accept, Ignore and Reject are documented on
 // judge and its helpers (judge.go). Payloads already delivered are recognised by their hash and
 // dropped before any check (seen.go). A message for a height far ahead is not relayed but handed

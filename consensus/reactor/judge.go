@@ -169,20 +169,32 @@ func judgeProposal(gate *replica.Gate, h *replica.Head, data []byte) judgement {
 }
 
 // judgeHead judges a direct payload longer than p2p.DirectHeadBytes from its first bytes, before
-// the rest is read: a proposal whose signed fields and block header lie within them is judged
-// by the Gate as judgeProposal judges it, and Reject or Ignore is final there, so a multi-MiB
-// proposal off turn, lying about its proposer or for a far height costs neither its transfer,
-// nor its hash, nor a decode. A head that is malformed as far as it goes is rejected (the whole
-// payload would fail DecodeHead). Everything else — a proposal the Gate accepts (its signature
-// is checked again on the whole payload), other kinds, a head too short to tell — is left to
-// judge (ok false).
-func judgeHead(gate *replica.Gate, head []byte) (j judgement, ok bool) {
+// the rest is read:
+//
+//   - A proposal whose signed fields and block header lie within them is judged by the Gate as
+//     judgeProposal judges it, and Reject or Ignore is final there, so a multi-MiB proposal off
+//     turn, lying about its proposer or for a far height costs neither its transfer, nor its
+//     hash, nor a decode.
+//   - Any other long payload can only be a sync answer (votes, transactions and sync requests
+//     are short): one from a peer the replica did not ask is Ignored unread, since the replica
+//     would drop it after a full decode; an honest peer answers only when asked.
+//   - A head that is malformed as far as it goes is rejected (the whole payload would fail
+//     DecodeHead).
+//
+// Everything else — a proposal the Gate accepts (its signature is checked again on the whole
+// payload), an awaited sync answer, a head too short to tell — is left to judge (ok false).
+func judgeHead(gate *replica.Gate, from replica.PeerID, head []byte) (j judgement, ok bool) {
 	p, h, err := replica.DecodeProposalHead(head)
 	switch {
-	case errors.Is(err, replica.ErrShortHead) || (err == nil && p == nil):
+	case errors.Is(err, replica.ErrShortHead):
 		return judgement{}, false
 	case err != nil:
 		return reject(err), true
+	case p == nil:
+		if gate.AwaitsSync(from) {
+			return judgement{}, false
+		}
+		return ignore(errUnasked), true
 	}
 	v, err := gate.Proposal(p, h)
 	switch v {
@@ -197,6 +209,9 @@ func judgeHead(gate *replica.Gate, head []byte) (j judgement, ok bool) {
 	j.height = p.Height
 	return j, true
 }
+
+// errUnasked is why a long payload other than a proposal is ignored from its head.
+var errUnasked = errors.New("reactor: a long direct payload that is no proposal, from a peer not asked for blocks")
 
 // judgeVote judges a vote with the Gate:
 //

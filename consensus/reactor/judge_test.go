@@ -1,8 +1,10 @@
 package reactor
 
 import (
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/consensus/replica"
@@ -54,40 +56,48 @@ func TestJudgeProposalHeaderFirst(t *testing.T) {
 
 // A long direct payload is judged from its head before the rest is read: proposals off turn,
 // lying about their proposer or for a far height are refused there, with the verdict judge
-// gives the whole payload; anything the head cannot settle (an acceptable proposal, another
-// kind, a head cut before the header) is left to judge.
+// gives the whole payload; a long payload that is no proposal (a sync answer) is ignored unless
+// it comes from a peer the replica asked for blocks; anything else (an acceptable proposal, an
+// awaited answer, a head cut before the header) is left to judge.
 func TestJudgeHead(t *testing.T) {
 	n := newTestNet(t)
-	gate := n.replica(t).Gate()
+	rep := n.replica(t)
+	gate := rep.Gate()
+	// A vote from far ahead makes the replica ask its sender for blocks.
+	if out, err := rep.Handle("ahead", n.vote(t, 1, 40), time.Now().UnixMilli()); err != nil || len(out.Unicast) != 1 {
+		t.Fatalf("far vote: %v, %+v; want a sync request", err, out.Unicast)
+	}
 	onTurn, offTurn := n.key(t, 1, 0, false), n.key(t, 1, 0, true)
 	lying := n.proposal(t, onTurn, 1, 0, 0)
 	lying.Block.Header.Proposer = offTurn.Public()
 	lying.Proposal.BlockHash = lying.Block.Hash()
 	lying.Proposal.Sign(onTurn, n.cid)
+	answer := (&replica.Message{Version: replica.MessageVersion, SyncBlocks: []*chain.Block{n.proposal(t, onTurn, 1, 40, 100).Block}, SyncCerts: []*chain.CommitCert{{}}}).Encode()
 	head := func(data []byte) []byte { return data[:min(len(data), p2p.DirectHeadBytes)] }
 	cases := []struct {
 		name    string
+		from    replica.PeerID
 		data    []byte
 		decided bool
 		verdict p2p.Verdict
 		ahead   bool
 	}{
-		{"off turn, 3 MiB of garbage", n.garbageProposal(t, offTurn, 1, 3<<20), true, p2p.Reject, false},
-		{"lying header", lying.Encode(), true, p2p.Reject, false},
-		{"far height, 3 MiB", n.garbageProposal(t, n.key(t, 50, 0, true), 50, 3<<20), true, p2p.Ignore, true},
-		{"on turn, full block", n.proposal(t, onTurn, 1, 40, 100).Encode(), false, p2p.Accept, false},
-		{"on turn, garbage block", n.garbageProposal(t, onTurn, 1, 3<<20), false, p2p.Accept, false},
-		{"vote", n.vote(t, 0, 1).Encode(), false, p2p.Accept, false},
-		{"sync request", (&replica.Message{Version: replica.MessageVersion, SyncFrom: 3}).Encode(), false, p2p.Accept, false},
-		{"garbage", []byte{0xff, 0x00}, true, p2p.Reject, false},
+		{"off turn, 3 MiB of garbage", "x", n.garbageProposal(t, offTurn, 1, 3<<20), true, p2p.Reject, false},
+		{"lying header", "x", lying.Encode(), true, p2p.Reject, false},
+		{"far height, 3 MiB", "x", n.garbageProposal(t, n.key(t, 50, 0, true), 50, 3<<20), true, p2p.Ignore, true},
+		{"on turn, full block", "x", n.proposal(t, onTurn, 1, 40, 100).Encode(), false, p2p.Accept, false},
+		{"on turn, garbage block", "x", n.garbageProposal(t, onTurn, 1, 3<<20), false, p2p.Accept, false},
+		{"sync answer, unasked", "x", answer, true, p2p.Ignore, false},
+		{"sync answer from the peer asked", "ahead", answer, false, p2p.Accept, false},
+		{"garbage", "x", []byte{0xff, 0x00}, true, p2p.Reject, false},
 	}
 	for _, c := range cases {
-		j, decided := judgeHead(gate, head(c.data))
+		j, decided := judgeHead(gate, c.from, head(c.data))
 		if decided != c.decided || (decided && (j.verdict != c.verdict || j.ahead != c.ahead)) {
 			t.Errorf("%s: decided=%v %v ahead=%v (%v); want decided=%v %v ahead=%v", c.name, decided, j.verdict, j.ahead, j.err, c.decided, c.verdict, c.ahead)
 			continue
 		}
-		if !decided {
+		if !decided || errors.Is(j.err, errUnasked) {
 			continue
 		}
 		if whole := judge(gate, newSeenSet(4), viaDirect, c.data); whole.verdict != j.verdict || whole.ahead != j.ahead {
@@ -96,7 +106,7 @@ func TestJudgeHead(t *testing.T) {
 	}
 	// A head cut before the block header settles nothing.
 	off := n.garbageProposal(t, offTurn, 1, 3<<20)
-	if _, decided := judgeHead(gate, off[:150]); decided {
+	if _, decided := judgeHead(gate, "x", off[:150]); decided {
 		t.Error("a head without the block header was judged")
 	}
 }
@@ -198,7 +208,8 @@ func FuzzJudge(f *testing.F) {
 	f.Fuzz(func(t *testing.T, r uint8, data []byte) {
 		rt := route(r % 4)
 		j := judge(gate, newSeenSet(4), rt, data)
-		if hj, decided := judgeHead(gate, data[:min(len(data), p2p.DirectHeadBytes)]); decided && rt == viaDirect && (hj.verdict != j.verdict || hj.ahead != j.ahead) {
+		// (A long payload that is no proposal is ignored from its head by policy: see judgeHead.)
+		if hj, decided := judgeHead(gate, "x", data[:min(len(data), p2p.DirectHeadBytes)]); decided && rt == viaDirect && !errors.Is(hj.err, errUnasked) && (hj.verdict != j.verdict || hj.ahead != j.ahead) {
 			t.Fatalf("from its head %v ahead=%v (%v), whole %v ahead=%v (%v)", hj.verdict, hj.ahead, hj.err, j.verdict, j.ahead, j.err)
 		}
 		if j.verdict != p2p.Accept {

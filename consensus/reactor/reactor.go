@@ -40,13 +40,14 @@ const (
 	hintBurst            = 4
 	hintQueue            = 64
 	maxHintProposalBytes = 64 << 10
-	// Long direct payloads ignored from their head (a proposal for a far or an old height): at
-	// most ignoredLongRate a second per peer, in bursts of ignoredLongBurst; each one beyond
-	// earns its sender a strike. Such a payload costs us its stream and the quarter MiB the
-	// sender may push before we reset it, whatever we do, and no node can use it: an honest
-	// proposer sends a lagging peer at most one proposal per round, and one more per round
-	// timeout, while a compromised member sending 8 MiB proposals for far heights fifty times a
-	// second (the direct protocol's stream rate) cost each honest node six hundredths of a core.
+	// Long direct payloads ignored from their head (a proposal for a far or an old height, a
+	// sync answer nobody asked for): at most ignoredLongRate a second per peer, in bursts of
+	// ignoredLongBurst; each one beyond earns its sender a strike. Such a payload costs us its
+	// stream and the quarter MiB the sender may push before we reset it, whatever we do, and no
+	// node can use it: an honest proposer sends a lagging peer at most one proposal per round,
+	// and one more per round timeout, and answers only when asked, while a compromised member
+	// sending 8 MiB proposals for far heights fifty times a second (the direct protocol's stream
+	// rate) cost each honest node six hundredths of a core.
 	ignoredLongRate  = 2
 	ignoredLongBurst = 10
 )
@@ -239,14 +240,14 @@ func (r *Reactor) relayVote(data []byte) {
 // (ignoredLongRate). A proposal from ahead gives no hint here: hints carry only proposals small
 // enough to decode (maxHintProposalBytes), and the sender's votes carry the news too.
 func (r *Reactor) headValidator(from peer.ID, head []byte, size int) p2p.Verdict {
-	j, ok := judgeHead(r.gate, head)
+	j, ok := judgeHead(r.gate, PeerID(from), head)
 	if !ok {
 		return p2p.Accept
 	}
 	r.stats.headJudged.Add(1)
 	if j.verdict == p2p.Ignore && !r.longL.Allow(from, r.now()) {
 		r.stats.longStrikes.Add(1)
-		r.net.Penalize(from, fmt.Errorf("reactor: more than %d long direct payloads a second that nobody can use, the last a proposal for height %d of %d bytes", ignoredLongRate, j.height, size))
+		r.net.Penalize(from, fmt.Errorf("reactor: more than %d long direct payloads a second that nobody can use, the last %d bytes: %s", ignoredLongRate, size, ignoredWhat(j)))
 	}
 	switch {
 	case j.ahead:
@@ -256,6 +257,14 @@ func (r *Reactor) headValidator(from peer.ID, head []byte, size int) p2p.Verdict
 		r.log.Debug("reactor: rejected from its head", "from", from, "bytes", size, "err", j.err)
 	}
 	return j.verdict
+}
+
+// ignoredWhat names an ignored long payload for a strike's reason.
+func ignoredWhat(j judgement) string {
+	if j.err != nil {
+		return j.err.Error()
+	}
+	return fmt.Sprintf("a proposal for height %d", j.height)
 }
 
 // hint hands a message from a peer that is ahead to the replica, within the per-peer rate,

@@ -31,6 +31,7 @@ type blockSync struct {
 	asked      PeerID            // the peer asked last
 	lastAsk    int64
 	rotate     int
+	dirty      bool // pending changed since awaiting was last called
 }
 
 // maxPendingSync bounds the requests awaiting an answer.
@@ -81,11 +82,15 @@ func (s *blockSync) request(from uint64, now int64, urgent bool) (PeerID, bool) 
 		for q, at := range s.pending {
 			if now-at > s.timeout() {
 				delete(s.pending, q)
+				s.dirty = true
 			}
 		}
 		if len(s.pending) >= maxPendingSync {
 			return "", false
 		}
+	}
+	if _, ok := s.pending[p]; !ok {
+		s.dirty = true
 	}
 	s.pending[p] = now
 	return p, true
@@ -97,8 +102,25 @@ func (s *blockSync) timeout() int64 { return 10*s.intervalMs + 10_000 }
 // still waiting on, and marks it answered.
 func (s *blockSync) answer(peer PeerID, now int64) bool {
 	at, ok := s.pending[peer]
-	delete(s.pending, peer)
+	if ok {
+		delete(s.pending, peer)
+		s.dirty = true
+	}
 	return ok && now-at <= s.timeout()
+}
+
+// awaiting returns the peers asked for blocks that have not answered yet, if that changed
+// since the last call (nil, false otherwise).
+func (s *blockSync) awaiting() (map[PeerID]bool, bool) {
+	if !s.dirty {
+		return nil, false
+	}
+	s.dirty = false
+	out := make(map[PeerID]bool, len(s.pending))
+	for p := range s.pending {
+		out[p] = true
+	}
+	return out, true
 }
 
 // failed marks peer as having sent an invalid answer.

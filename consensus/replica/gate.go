@@ -163,11 +163,20 @@ type Gate struct {
 	nonceWindow uint64
 	pos         atomic.Pointer[position]
 	round       atomic.Uint32
+	awaiting    atomic.Pointer[map[PeerID]bool] // peers asked for blocks, not answered yet
 }
 
 func (g *Gate) publish(p *position, round uint32) {
 	g.pos.Store(p)
 	g.round.Store(round)
+}
+
+// AwaitsSync reports whether the replica asked p for blocks and is waiting for its answer: a
+// sync answer from any other peer is dropped unread by the replica, so a transport need not
+// read or decode a long one.
+func (g *Gate) AwaitsSync(p PeerID) bool {
+	m := g.awaiting.Load()
+	return m != nil && (*m)[p]
 }
 
 // Height is the height being decided as of the last publication.

@@ -185,3 +185,34 @@ func TestJunkDoesNotMakeTheChainBusy(t *testing.T) {
 		}
 	}
 }
+
+// The Gate knows which peers the replica asked for blocks: only their answers are worth reading
+// (the replica drops any other unread), and an answer, even a bad one, ends the wait.
+func TestGateAwaitsSyncOnlyFromAskedPeers(t *testing.T) {
+	r, _, g, keys, _ := startReplica(t, 4)
+	now := g.TimeMs + 5
+	gate := r.Gate()
+	if gate.AwaitsSync("ahead") || gate.AwaitsSync("other") {
+		t.Fatal("awaits an answer before asking anyone")
+	}
+	far := &chain.Vote{Type: chain.Prevote, Height: 40, BlockHash: chain.Hash{4}}
+	far.Sign(keys[1], r.consensusID)
+	out, err := r.Handle("ahead", &Message{Version: MessageVersion, Vote: far}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Unicast) != 1 || out.Unicast[0].To != "ahead" || out.Unicast[0].Msg.SyncFrom == 0 {
+		t.Fatalf("a vote from height 40 led to %+v, want a sync request to its sender", out.Unicast)
+	}
+	if !gate.AwaitsSync("ahead") || gate.AwaitsSync("other") {
+		t.Fatalf("after asking: awaits ahead %v, other %v; want only the peer asked", gate.AwaitsSync("ahead"), gate.AwaitsSync("other"))
+	}
+	bogus := &chain.Block{Version: chain.BlockVersion, Header: chain.Header{Version: chain.HeaderVersion, ChainID: chainID, Height: 1, TxRoot: chain.TxRoot(nil)}}
+	answer := &Message{Version: MessageVersion, SyncBlocks: []*chain.Block{bogus}, SyncCerts: []*chain.CommitCert{{}}}
+	if _, err := r.Handle("ahead", answer, now+1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a forged sync answer: %v, want ErrInvalid", err)
+	}
+	if gate.AwaitsSync("ahead") {
+		t.Fatal("still awaits the peer that answered")
+	}
+}

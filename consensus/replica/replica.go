@@ -285,6 +285,7 @@ func (r *Replica) Handle(from PeerID, m *Message, now int64) (Output, error) {
 func (r *Replica) HandleInbound(in Inbound, now int64) (Output, error) {
 	var out Output
 	if err := r.handle(in, now, &out); err != nil {
+		r.publishSync() // a bad sync answer still ends the wait for it
 		return out, err
 	}
 	err := r.drain(now, &out)
@@ -320,7 +321,15 @@ func (r *Replica) drain(now int64, out *Output) error {
 		}
 	}
 	r.gate.round.Store(r.engine.Round())
+	r.publishSync()
 	return nil
+}
+
+// publishSync hands the Gate the peers asked for blocks, if that changed.
+func (r *Replica) publishSync() {
+	if m, ok := r.sync.awaiting(); ok {
+		r.gate.awaiting.Store(&m)
+	}
 }
 
 // handleReady carries out one Ready of the engine, in the order consensus.Ready prescribes.
