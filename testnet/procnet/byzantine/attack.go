@@ -271,6 +271,51 @@ func (a *attacker) floodFuture(args map[string]int) (any, error) {
 	return map[string]int{"bytes": len(payloads[0]), "block_txs": len(txs)}, nil
 }
 
+// floodSync sends sync answers nobody asked for, of mib MiB (one block with its transactions,
+// and an empty certificate), directly to every connected peer, rate a second to each: an
+// honest replica applies only answers it asked for, so the question is what reading them costs.
+func (a *attacker) floodSync(args map[string]int) (any, error) {
+	mib, rate := args["mib"], args["rate"]
+	if mib == 0 {
+		mib = 8
+	}
+	if rate == 0 {
+		rate = 10
+	}
+	if mib<<20 > reactor.MaxDirectBytes-64<<10 {
+		return nil, fmt.Errorf("sync: %d MiB is over the direct limit of %d bytes", mib, reactor.MaxDirectBytes)
+	}
+	txs := a.fill(mib << 20)
+	h, _, prev := a.tr.position()
+	b := &chain.Block{Version: chain.BlockVersion, Header: chain.Header{
+		Version: chain.HeaderVersion, ChainID: a.chainID, Height: h, Time: nowMs(), PrevHash: prev,
+		TxRoot: chain.TxRoot(txs), Proposer: a.pub,
+	}, Txs: txs}
+	if h > 1 && prev.IsZero() {
+		b.Header.PrevHash = randomHash()
+	}
+	data := (&replica.Message{Version: replica.MessageVersion, SyncBlocks: []*chain.Block{b}, SyncCerts: []*chain.CommitCert{{}}}).Encode()
+	a.start("sync", func(ctx context.Context) {
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			for _, p := range a.peers() {
+				if a.host().SendDirect(p, data) {
+					a.counts.add("sync", 1)
+				} else {
+					a.counts.add("sync_dropped", 1)
+				}
+			}
+		}
+	})
+	return map[string]int{"bytes": len(data)}, nil
+}
+
 // equivocation is the reply to equivocate.
 type equivocation struct {
 	Height uint64   `json:"height"`

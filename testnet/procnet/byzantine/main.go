@@ -10,6 +10,7 @@
 //	                                        own turn proposals whose header names another proposer
 //	future mib=M rate=R                     send M-MiB proposals for far-ahead heights directly
 //	                                        to every peer, R a second per peer
+//	sync mib=M rate=R                       send M-MiB sync answers nobody asked for, likewise
 //	equivocate                              sign two prevotes for one height and round and send
 //	                                        each to a different honest peer
 //	rejoin                                  come back under a fresh libp2p identity
@@ -130,6 +131,8 @@ func (a *attacker) command(ctx context.Context, line string) (any, error) {
 		return a.floodProposals(args)
 	case "future":
 		return a.floodFuture(args)
+	case "sync":
+		return a.floodSync(args)
 	case "equivocate":
 		return a.equivocate()
 	case "rejoin":
