@@ -30,7 +30,9 @@
 //
 // Penalize records a strike; a Reject on gossip or on the direct protocol strikes the
 // delivering peer as well. Past 20 strikes a minute a peer is disconnected and refused for ten
-// minutes, and every strike lowers its gossip score.
+// minutes, and every strike lowers its gossip score; so is a peer whose gossip score falls below
+// the graylist threshold (five rejected gossip messages), which pubsub would otherwise keep
+// reading without judging.
 //
 // Every host runs a Kademlia DHT (server mode; client mode for wallets; off with DisableDHT)
 // seeded from the bootstrap peers, with no values and no public bootstrap peers, accepting
