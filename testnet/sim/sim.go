@@ -190,15 +190,15 @@ func (r *Result) Summary() string {
 }
 
 type node struct {
-	idx         int
-	key         chain.PrivKey
-	behavior    Behavior
+	idx      int
+	key      chain.PrivKey
+	behavior Behavior
 	// durable: its store keeps every commit through a power loss. A node that is not durable
 	// models an authority whose store can fall behind its sign state: SyncNone on a power
 	// loss, or a data directory restored from an old backup. It loses up to its last
 	// len(snaps) commits, never its sign state (kept at each commit: snaps).
-	durable bool
-	snaps   []*store.Memory
+	durable     bool
+	snaps       []*store.Memory
 	mem         *store.Memory
 	rep         *replica.Replica
 	up          bool
