@@ -7,20 +7,22 @@ SIM_N     ?= 4
 CYCLES    ?= 1000
 FUZZTIME  ?= 20s
 # Packages whose code runs concurrently (store, node, p2p); the pure cores have none.
-RACE_PKGS := ./chain/store/... ./node/... ./p2p/... ./sync/...
+RACE_PKGS := ./chain/store/... ./consensus/reactor/... ./node/... ./p2p/... ./sync/...
 
-.PHONY: all build test race sim crash fuzz lint bench bench-core demo clean
+.PHONY: all build test race sim mutants crash fuzz lint bench bench-core demo clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/medledger
 
-# The README's test command: builds everything, vets, runs every test (simulation seeds and the
-# kill -9 crash test included), then the race detector on the concurrent packages (-short:
-# the race pass is about concurrency, the full crash cycles already ran).
+# The README's test command: builds everything, vets, runs every test (simulation seeds, the
+# kill -9 and power-loss crash tests included), the mutation check of the simulation, then the
+# race detector on the concurrent packages (-short: the race pass is about concurrency, the
+# full crash cycles already ran).
 test: build lint
 	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 15m -run 'TestMutants$$' ./testnet/sim/ -sim.mutants
 	$(GO) test -count=1 -race -short -timeout 10m $(RACE_PKGS)
 
 race:
@@ -29,6 +31,10 @@ race:
 # More simulation seeds than make test runs: make sim SEEDS=20000 [SIM_N=7]
 sim:
 	$(GO) test -count=1 -timeout 60m -run 'TestSimulation$$' ./testnet/sim/ -sim.seeds=$(SEEDS) -sim.n=$(SIM_N) -v
+
+# The mutation check alone: each deliberate defect must make the simulation report a violation.
+mutants:
+	$(GO) test -count=1 -timeout 30m -run 'TestMutants$$' ./testnet/sim/ -sim.mutants -v
 
 # More kill -9 cycles than make test runs: make crash CYCLES=2000
 crash:

@@ -77,8 +77,11 @@ type APISection struct {
 // StoreSection configures the Badger store in HOME/data.
 type StoreSection struct {
 	// Sync is "every-commit" (fsync each committed block: survives power loss) or "none"
-	// (survives a process crash, not power loss).
+	// (survives a process crash, not power loss). An authority must use "every-commit".
 	Sync string `toml:"sync"`
+	// KeepVersions is how many recent states the node keeps provable; older ones are pruned.
+	// 0 keeps everything (an archive node, which answers proofs at any height).
+	KeepVersions uint64 `toml:"keep_versions"`
 }
 
 // MempoolSection bounds the pending-transaction pool.
@@ -108,7 +111,7 @@ func DefaultConfig() Config {
 			Identity:  "keys/p2p.key",
 		},
 		API:   APISection{Listen: "127.0.0.1:26601", MaxBodyBytes: 1 << 20, MaxBatchBytes: 16 << 20},
-		Store: StoreSection{Sync: "every-commit"},
+		Store: StoreSection{Sync: "every-commit", KeepVersions: DefaultKeepVersions},
 		// Five full blocks: enough to keep blocks full, small enough that under overload the
 		// API refuses (503) instead of letting a backlog starve consensus of CPU.
 		Mempool: MempoolSection{MaxTxs: 10_000, MaxBytes: 16 << 20},
@@ -151,7 +154,10 @@ func FormatConfig(c Config) []byte {
 	p("[store]\n")
 	p("# \"every-commit\": fsync each committed block (survives power loss; default).\n")
 	p("# \"none\": no fsync (survives a process crash, not power loss; faster).\n")
-	p("sync = %s\n\n", quote(c.Store.Sync))
+	p("sync = %s\n", quote(c.Store.Sync))
+	p("# Recent states kept provable; older ones are pruned, so the store does not grow with every\n")
+	p("# version of the state. 0 keeps every state (an archive node). Default %d.\n", DefaultKeepVersions)
+	p("keep_versions = %d\n\n", c.Store.KeepVersions)
 	p("[mempool]\n")
 	p("# Pending-transaction limits; submissions beyond them get 503. Defaults 10000 and 16777216 (16 MiB).\n")
 	p("max_txs = %d\n", c.Mempool.MaxTxs)
@@ -252,6 +258,11 @@ func (c *Config) Validate() error {
 	if _, err := c.SyncPolicy(); err != nil {
 		return err
 	}
+	if c.Node.AuthorityKey != "" && c.Store.Sync != "every-commit" {
+		// Without a sync on every commit a power loss can leave the store unreadable, and with
+		// it the record of what this authority signed: it could then sign twice.
+		return fmt.Errorf("store.sync %q: an authority node must use \"every-commit\"", c.Store.Sync)
+	}
 	if c.Mempool.MaxTxs < 1 || c.Mempool.MaxBytes < 1024 {
 		return fmt.Errorf("mempool: max_txs must be positive and max_bytes at least 1024")
 	}
@@ -266,6 +277,10 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// DefaultKeepVersions is the default number of recent states a node keeps: about a day at one
+// block a second.
+const DefaultKeepVersions = 100_000
 
 // SyncPolicy maps store.sync to the store's policy.
 func (c *Config) SyncPolicy() (store.SyncPolicy, error) {

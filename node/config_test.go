@@ -55,6 +55,7 @@ func TestConfigErrorsNameTheProblem(t *testing.T) {
 		{"bad log format", "[log]\nformat = \"xml\"\n", `log.format "xml"`},
 		{"no listen", "[p2p]\nlisten = []\n", "p2p.listen"},
 		{"tiny mempool", "[mempool]\nmax_txs = 0\n", "mempool"},
+		{"authority without sync", "[node]\nauthority_key = \"authority.key\"\n[store]\nsync = \"none\"\n", "an authority node must use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig("cfg", []byte(tc.toml))

@@ -34,7 +34,6 @@ func soloHome(t *testing.T) string {
 	}
 	c.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	c.API.Listen = "127.0.0.1:0"
-	c.Store.Sync = "none"
 	if err := os.WriteFile(node.Home(home).ConfigFile(), node.FormatConfig(*c), 0o644); err != nil {
 		t.Fatal(err)
 	}

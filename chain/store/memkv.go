@@ -25,17 +25,22 @@ type memKV struct {
 	// durable is what power loss keeps for sure; under SyncEveryCommit it is t itself (every
 	// write is durable when it returns) and is not kept separately.
 	durable *btree.BTreeG[kvItem]
-	// unsynced are the writes applied to t but not to durable, in order (SyncNone only).
-	unsynced []kvOp
+	// unsynced are the writes applied to t but not to durable, in order (SyncNone only), and
+	// their size in bytes.
+	unsynced      []kvOp
+	unsyncedBytes int
 	// failAfter counts the writes left before the injected crash; negative: no fault armed.
 	failAfter int
 	dead      bool
 	closed    bool
 }
 
-// maxUnsynced bounds the unsynced writes memKV remembers; older ones become durable, as an
-// operating system writes dirty pages back within seconds even if nobody syncs.
-const maxUnsynced = 1 << 16
+// maxUnsynced and maxUnsyncedBytes bound the unsynced writes memKV remembers; older ones become
+// durable, as an operating system writes dirty pages back within seconds even if nobody syncs.
+const (
+	maxUnsynced      = 1 << 16
+	maxUnsyncedBytes = 64 << 20
+)
 
 type kvItem struct{ k, v []byte }
 
@@ -54,7 +59,7 @@ var errClosed = errors.New("store: closed")
 func (m *memKV) crashClone() *memKV {
 	m.mu.Lock() // Clone mutates the source's copy-on-write bookkeeping
 	defer m.mu.Unlock()
-	return &memKV{t: m.t.Clone(), policy: m.policy, durable: m.durable.Clone(), unsynced: slices.Clone(m.unsynced), failAfter: -1}
+	return &memKV{t: m.t.Clone(), policy: m.policy, durable: m.durable.Clone(), unsynced: slices.Clone(m.unsynced), unsyncedBytes: m.unsyncedBytes, failAfter: -1}
 }
 
 // powerLossClone is what the disk holds after a power loss now: the durable writes and the first
@@ -113,12 +118,17 @@ func (m *memKV) apply(ops []kvOp) error {
 		applyOp(m.t, op)
 		if m.policy == SyncNone {
 			m.unsynced = append(m.unsynced, op)
+			m.unsyncedBytes += len(op.k) + len(op.v)
 		}
 	}
-	if over := len(m.unsynced) - maxUnsynced; over > 0 {
-		for _, op := range m.unsynced[:over] {
-			applyOp(m.durable, op)
-		}
+	over := 0
+	for len(m.unsynced)-over > maxUnsynced || (m.unsyncedBytes > maxUnsyncedBytes && over < len(m.unsynced)) {
+		op := m.unsynced[over]
+		applyOp(m.durable, op)
+		m.unsyncedBytes -= len(op.k) + len(op.v)
+		over++
+	}
+	if over > 0 {
 		m.unsynced = slices.Delete(m.unsynced, 0, over)
 	}
 	if m.dead {
@@ -172,7 +182,7 @@ func (m *memKV) Sync() error {
 		return ErrCrashed
 	}
 	if m.policy == SyncNone {
-		m.durable, m.unsynced = m.t.Clone(), nil
+		m.durable, m.unsynced, m.unsyncedBytes = m.t.Clone(), nil, 0
 	}
 	return nil
 }

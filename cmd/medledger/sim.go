@@ -16,17 +16,17 @@ func simCmd() *cobra.Command {
 		Short: "Run the deterministic network simulation for a range of seeds and check every invariant",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var heights uint64
+			var sum sim.Result
 			failed := 0
 			for seed := first; seed < first+uint64(seeds); seed++ {
 				res := sim.Run(sim.DefaultConfig(seed, n))
-				heights += res.Heights
+				sum.Add(res)
 				if err := res.Err(); err != nil {
 					failed++
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "n=%d: %d seeds from %d, %d heights simulated, %d failed\n", n, seeds, first, heights, failed)
+			fmt.Fprintf(cmd.OutOrStdout(), "n=%d: %d seeds from %d, %d failed: %s\n", n, seeds, first, failed, sum.Summary())
 			if failed > 0 {
 				return fmt.Errorf("%d of %d seeds broke an invariant", failed, seeds)
 			}

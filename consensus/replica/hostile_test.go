@@ -216,3 +216,67 @@ func TestGateAwaitsSyncOnlyFromAskedPeers(t *testing.T) {
 		t.Fatal("still awaits the peer that answered")
 	}
 }
+
+// Votes and proposals are signed under the consensus id, which names the genesis: a network
+// re-created with the same chain id and keys (another genesis) cannot pass its votes off here.
+func TestMessagesOfAnotherGenesisAreRefused(t *testing.T) {
+	r, st, g, keys, _ := startReplica(t, 4)
+	other := *g
+	other.TimeMs++
+	otherID := chain.ConsensusID(g.ChainID, other.Hash())
+	v := &chain.Vote{Type: chain.Prevote, Height: 1, BlockHash: chain.Hash{1}}
+	v.Sign(keys[1], otherID)
+	if _, err := r.Handle("peer", &Message{Version: MessageVersion, Vote: v}, g.TimeMs+5); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("vote signed for another genesis: %v", err)
+	}
+	plain := &chain.Vote{Type: chain.Prevote, Height: 1, BlockHash: chain.Hash{1}}
+	plain.Sign(keys[1], g.ChainID)
+	if _, err := r.Handle("peer", &Message{Version: MessageVersion, Vote: plain}, g.TimeMs+5); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("vote signed under the bare chain id: %v", err)
+	}
+	m := proposalBy(t, r, st, keyOf(t, keys, r.Authorities().Proposer(1, 0)), 0, 0)
+	m.Proposal.Sign(keyOf(t, keys, r.Authorities().Proposer(1, 0)), otherID)
+	if _, err := r.Handle("peer", m, g.TimeMs+5); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("proposal signed for another genesis: %v", err)
+	}
+}
+
+// A block finalized by a quorum of precommits but never judged here (its body arrived in a
+// second proposal of the round) is checked against this chain before it is stored: one that
+// does not follow it stops the replica rather than enter its store.
+func TestFinalizedBlockIsCheckedBeforeCommit(t *testing.T) {
+	r, st, g, keys, _ := startReplica(t, 4)
+	now := g.TimeMs + 5
+	prop := keyOf(t, keys, r.Authorities().Proposer(1, 0))
+	first := proposalBy(t, r, st, prop, 0, 0)
+	if _, err := r.Handle("peer", first, now); err != nil {
+		t.Fatal(err)
+	}
+	bad := proposalBy(t, r, st, prop, 0, 7)
+	bad.Block.Header.StateRoot = chain.Hash{0xba, 0xd}
+	bad.Proposal.BlockHash = bad.Block.Hash()
+	bad.Proposal.Sign(prop, r.consensusID)
+	// Honest-looking votes for the bad block come first, so the engine keeps its body.
+	var err error
+	for i, k := range keys {
+		if i == 0 {
+			continue
+		}
+		for _, typ := range []chain.VoteType{chain.Prevote, chain.Precommit} {
+			v := &chain.Vote{Type: typ, Height: 1, Round: 0, BlockHash: bad.Block.Hash()}
+			v.Sign(k, r.consensusID)
+			if _, err = r.Handle("peer", &Message{Version: MessageVersion, Vote: v}, now); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == nil {
+		_, err = r.Handle("peer", bad, now)
+	}
+	if err == nil || errors.Is(err, ErrInvalid) || st.Height() != 0 {
+		t.Fatalf("a finalized block with a wrong state root: err %v, height %d; want the replica to stop before storing it", err, st.Height())
+	}
+}

@@ -156,9 +156,11 @@ func checkDeps(t testing.TB, dir string) {
 	}
 }
 
+// allowed reports whether path is an allow-listed package or lies below one.
 func allowed(path string) bool {
 	for _, p := range allowedDeps {
-		if path == strings.TrimSuffix(p, "/") || strings.HasPrefix(path, p) {
+		p = strings.TrimSuffix(p, "/")
+		if path == p || strings.HasPrefix(path, p+"/") {
 			return true
 		}
 	}

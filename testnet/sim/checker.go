@@ -162,11 +162,15 @@ func (c *checker) voteRules(n *node, v *chain.Vote) {
 	w.violate("honest node %d prevoted %s at %d/%d against its lock on %s from round %d, with no proof of lock since", n.idx, v.BlockHash.Short(), v.Height, v.Round, l.block.Short(), l.round)
 }
 
-// observe records equivocations that an honest node could have seen: two different votes by one
-// authority for the same height, round and type, delivered while the node decides that height.
+// observe records equivocations that an honest authority could have seen: two different votes
+// by one authority for the same height, round and type, delivered while it decides that height.
+// Only authorities of that height may report evidence; a full node that sees one cannot.
 func (c *checker) observe(n *node, v *chain.Vote) {
 	// The engine keeps (and so can report) only votes of its height within its round window.
 	if e := n.rep.Engine(); v.Height != e.Height() || uint64(v.Round) > uint64(e.Round())+consensus.RoundWindow {
+		return
+	}
+	if !n.rep.Authorities().Contains(n.key.Public()) {
 		return
 	}
 	for len(c.seen) <= n.idx {
@@ -181,7 +185,15 @@ func (c *checker) observe(n *node, v *chain.Vote) {
 	if prev != v.BlockHash {
 		if _, done := c.observed[o]; !done {
 			c.observed[o] = observation{observer: n.idx, at: c.w.now}
+			c.w.trace("node %d sees %s equivocate at %d/%d %s", n.idx, v.Authority.Short(), v.Height, v.Round, v.Type)
 		}
+	}
+}
+
+// forget drops what n had seen: a crashed node's engine starts with no votes.
+func (c *checker) forget(n *node) {
+	if n.idx < len(c.seen) {
+		c.seen[n.idx] = map[offence]chain.Hash{}
 	}
 }
 

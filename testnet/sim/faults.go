@@ -163,6 +163,7 @@ func (w *world) crash(n *node) {
 	n.incarnation++
 	n.lastCrash = w.now
 	n.rep = nil
+	w.check.forget(n)
 	n.crashNext = -1
 }
 

@@ -18,6 +18,9 @@ func (w *world) handleOutput(n *node, out replica.Output) {
 	for _, p := range out.Penalties {
 		w.blame(n, p.Peer, p.Err)
 	}
+	for _, d := range out.Dropped {
+		w.trace("node %d dropped %s %s: %v", n.idx, d.Tx.Kind, d.Hash.Short(), d.Reason)
+	}
 	for _, m := range out.Broadcast {
 		w.broadcast(n, m)
 	}

@@ -210,9 +210,9 @@ func startChild(t *testing.T, dir string, seed uint64, sync bool) (<-chan string
 }
 
 // startWriter starts TestPowerLossWriterChild on dir, as startChild does.
-func startWriter(t *testing.T, dir string, seed uint64, legacy bool) (<-chan string, func() string) {
+func startWriter(t *testing.T, dir string, seed uint64, legacy, signing bool) (<-chan string, func() string) {
 	t.Helper()
-	return startTest(t, "TestPowerLossWriterChild", envLossDir+"="+dir, envLossSeed+"="+strconv.FormatUint(seed, 10), envLossLegacy+"="+flag01(legacy))
+	return startTest(t, "TestPowerLossWriterChild", envLossDir+"="+dir, envLossSeed+"="+strconv.FormatUint(seed, 10), envLossLegacy+"="+flag01(legacy), envLossSign+"="+flag01(signing))
 }
 
 func flag01(b bool) string {
