@@ -118,6 +118,13 @@ func (e *Engine) applyRules() {
 		e.precommitWait = true
 		e.schedule(StepPrecommit, e.voteDelay(r))
 	}
+	if e.step >= StepPropose && e.step <= StepPrecommit && e.votes.has(r, chain.Precommit, chain.ZeroHash) {
+		// More than two thirds precommitted nil: fewer than a third of the precommits are left,
+		// so no block can be decided in this round and waiting out line 47's timeout only adds
+		// latency (a silent proposer would cost its propose timeout plus this wait). Moving to
+		// the next round is always safe: locks carry over.
+		e.startRound(r + 1)
+	}
 }
 
 // tryDecide is line 49 for any round: more than two thirds precommitted a block whose body is

@@ -78,3 +78,26 @@ func TestRoundEndExtendsWhileOthersAreActive(t *testing.T) {
 		t.Fatal("extended round must re-arm its timer")
 	}
 }
+
+// More than two thirds of nil precommits end the round at once: nothing can be decided in it.
+func TestNilPrecommitQuorumStartsTheNextRound(t *testing.T) {
+	e, keys, _ := soloEngine(t, 0)
+	e.Start(genesisTime)
+	e.Ready()
+	for _, i := range []int{1, 2, 3} {
+		e.HandleVote(signedVote(keys[i], chain.Precommit, 1, 0, chain.ZeroHash), genesisTime+10)
+	}
+	if e.Round() != 1 {
+		t.Fatalf("round %d after a nil-precommit quorum in round 0, want 1 at once", e.Round())
+	}
+	// Two nil and one for a block: not a nil quorum, the round waits.
+	e2, keys2, _ := soloEngine(t, 0)
+	e2.Start(genesisTime)
+	e2.Ready()
+	e2.HandleVote(signedVote(keys2[1], chain.Precommit, 1, 0, chain.ZeroHash), genesisTime)
+	e2.HandleVote(signedVote(keys2[2], chain.Precommit, 1, 0, chain.ZeroHash), genesisTime)
+	e2.HandleVote(signedVote(keys2[3], chain.Precommit, 1, 0, chain.Hash{5}), genesisTime)
+	if e2.Round() != 0 {
+		t.Fatalf("round %d without a nil quorum, want 0", e2.Round())
+	}
+}
