@@ -94,7 +94,7 @@ func applyOp(t *btree.BTreeG[kvItem], op kvOp) {
 func (m *memKV) failAfterWrites(n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.failAfter = max(n, 0)
+	m.failAfter = max(n, -1) // negative: disarmed
 }
 
 // apply applies ops in order, as far as the armed fault lets it.

@@ -71,5 +71,6 @@ func (m *Memory) reopen(what string, snapshot func() *memKV) *Memory {
 // FailAfterWrites makes the store die after n more key-value writes (each key set or deleted
 // counts, also inside a batch): the write after those and every later one are not applied and
 // fail with ErrCrashed, so a crash can be placed between any two writes of a commit or of
-// SaveSignState. Reads keep working; CrashClone and PowerLossClone then restart it.
+// SaveSignState. A negative n disarms a fault not yet hit. Reads keep working; CrashClone and
+// PowerLossClone then restart it.
 func (m *Memory) FailAfterWrites(n int) { m.kv.failAfterWrites(n) }

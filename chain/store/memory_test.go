@@ -143,3 +143,13 @@ func ExampleMemory_PowerLossClone() {
 	fmt.Println(after.Height() <= 3)
 	// Output: true
 }
+
+// A fault armed and then disarmed never fires.
+func TestFailAfterWritesDisarms(t *testing.T) {
+	m := store.NewMemory()
+	m.FailAfterWrites(0)
+	m.FailAfterWrites(-1)
+	if err := m.SaveSignState([]byte("x"), nil); err != nil {
+		t.Fatalf("disarmed fault fired: %v", err)
+	}
+}

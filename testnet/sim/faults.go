@@ -137,7 +137,7 @@ func (w *world) crashOne() {
 		// If it writes nothing soon, crash it anyway.
 		inc := n.incarnation
 		w.q.schedule(w.now+2000, func() {
-			if n.up && n.incarnation == inc && n.crashNext > 0 {
+			if n.up && n.incarnation == inc && n.crashNext > 0 && !w.healed {
 				n.mem.FailAfterWrites(-1)
 				w.crash(n)
 				restart()
