@@ -89,3 +89,22 @@ func TestNewHeightWaitsBlockInterval(t *testing.T) {
 		t.Fatalf("after the interval: height %d step %s", e.Height(), e.Step())
 	}
 }
+
+// A transaction arriving while an empty height waits out the block interval starts it after
+// the busy pause (counted from the commit), not at the end of the interval.
+func TestHurryStartsAnIdleHeightEarly(t *testing.T) {
+	e, _, set := soloEngine(t, 0)
+	e.Start(genesisTime)
+	e.Ready()
+	e.NewHeight(Start{Height: 2, Authorities: set, LastBlockTime: genesisTime}, genesisTime+100)
+	e.Ready()
+	e.Hurry(genesisTime + 105) // 5 ms after the commit: wait out the rest of the busy pause
+	tm, ok := timeoutOf(e.Ready(), StepNewHeight)
+	if !ok || tm.DelayMs != busyIntervalMs-5 || e.Step() != StepNewHeight {
+		t.Fatalf("hurry within the busy pause: timeout %+v, step %s", tm, e.Step())
+	}
+	e.Hurry(genesisTime + 500) // well past it: start now
+	if e.Step() != StepPropose {
+		t.Fatalf("step %s after hurrying an idle height", e.Step())
+	}
+}

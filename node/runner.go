@@ -86,7 +86,11 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.emit(out)
 			}
 		case s := <-r.submits:
-			hash, out, err := r.rep.SubmitTx(s.tx)
+			hash, out, err := r.rep.SubmitTx(s.tx, r.ms())
+			if errors.Is(err, replica.ErrHalted) {
+				s.reply <- submitResult{hash, err}
+				return err
+			}
 			s.reply <- submitResult{hash, err}
 			r.emit(out)
 		case q := <-r.queries:

@@ -155,7 +155,7 @@ func TestNextHeightBufferIsBounded(t *testing.T) {
 func TestJunkDoesNotMakeTheChainBusy(t *testing.T) {
 	r, st, g, _, out := startReplica(t, 1)
 	k := key(t, 77)
-	if _, _, err := r.SubmitTx(patientTx(t, k, 1)); err != nil {
+	if _, _, err := r.SubmitTx(patientTx(t, k, 1), g.TimeMs); err != nil {
 		t.Fatal(err)
 	}
 	var delays []int64
@@ -168,7 +168,7 @@ func TestJunkDoesNotMakeTheChainBusy(t *testing.T) {
 	}
 	now, pending := driveObserved(t, r, out.Timeouts, g.TimeMs, func() bool { return st.Height() >= 2 }, observe)
 	gap := chain.NewTx(k, chainID, chain.TxConsentRevoke, 3, &chain.ConsentRevoke{Consent: chain.Hash{1}})
-	if _, _, err := r.SubmitTx(gap); err != nil {
+	if _, _, err := r.SubmitTx(gap, now); err != nil {
 		t.Fatal(err)
 	}
 	if r.Mempool().Executable() {

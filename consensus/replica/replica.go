@@ -15,6 +15,11 @@ import (
 // finalized block this replica cannot execute) and must stop the node.
 var ErrInvalid = errors.New("replica: invalid input")
 
+// ErrHalted wraps a failure of the replica's own (a store error, a finalized block it cannot
+// execute) met while handling a submission: the transaction was admitted, but the node must
+// stop.
+var ErrHalted = errors.New("replica: halted")
+
 // PeerID names the peer a message came from or goes to; the transport defines its meaning.
 type PeerID string
 
@@ -223,12 +228,24 @@ func (r *Replica) HandleTimeout(t consensus.Timeout, now int64) (Output, error) 
 
 // SubmitTx admits a transaction of this node's own (an API submission) into the mempool and
 // hands it back for broadcast.
-func (r *Replica) SubmitTx(tx *chain.Tx) (chain.Hash, Output, error) {
+func (r *Replica) SubmitTx(tx *chain.Tx, now int64) (chain.Hash, Output, error) {
 	h, err := r.addTx(tx, nil, false)
 	if err != nil {
 		return h, Output{}, err
 	}
-	return h, Output{Broadcast: []*Message{{Version: MessageVersion, Tx: tx}}}, nil
+	out := Output{Broadcast: []*Message{{Version: MessageVersion, Tx: tx}}}
+	r.hurry(now)
+	if err := r.drain(now, &out); err != nil {
+		return h, out, fmt.Errorf("%w: %w", ErrHalted, err)
+	}
+	return h, out, nil
+}
+
+// hurry starts an idle height early when an executable transaction is pending.
+func (r *Replica) hurry(now int64) {
+	if r.mempool.Executable() && r.engine.Step() == consensus.StepNewHeight {
+		r.engine.Hurry(now)
+	}
 }
 
 // addTx admits tx by the mempool's rules against committed state. chk, if not nil, is what a
@@ -380,9 +397,13 @@ func (r *Replica) handle(in Inbound, now int64, out *Output) error {
 	case m.Tx != nil:
 		// A transaction already pending, committed, or refused by state or load is normal
 		// gossip, not misbehaviour; a bad signature or form is.
-		if _, err := r.addTx(m.Tx, in.Tx, in.Verified); err != nil && !Refused(err) {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		if _, err := r.addTx(m.Tx, in.Tx, in.Verified); err != nil {
+			if !Refused(err) {
+				return fmt.Errorf("%w: %w", ErrInvalid, err)
+			}
+			return nil
 		}
+		r.hurry(now)
 		return nil
 	case m.SyncFrom != 0:
 		return r.serveSync(in.From, m.SyncFrom, out)

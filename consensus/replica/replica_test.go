@@ -95,7 +95,7 @@ func TestSingleAuthorityCommitsItsOwnBlocks(t *testing.T) {
 	r, st, g, _, out := startReplica(t, 1)
 	now := g.TimeMs
 	tx := patientTx(t, key(t, 60), 1)
-	if _, _, err := r.SubmitTx(tx); err != nil {
+	if _, _, err := r.SubmitTx(tx, now); err != nil {
 		t.Fatal(err)
 	}
 	drive(t, r, out.Timeouts, now, func() bool { return st.Height() >= 3 }, nil)
@@ -147,7 +147,7 @@ func TestSyncReplyIsBoundedBySize(t *testing.T) {
 			seed := sha256.Sum256([]byte(fmt.Sprint("signer", next)))
 			k, _ := chain.PrivKeyFromSeed(seed[:])
 			big := chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: make([]byte, chain.MaxEncryptionKeyLen)})
-			if _, _, err := r.SubmitTx(big); errors.Is(err, ErrRegistrationsFull) {
+			if _, _, err := r.SubmitTx(big, now); errors.Is(err, ErrRegistrationsFull) {
 				return // the quota of registrations by unknown signers; more next block
 			} else if err != nil {
 				t.Fatal(err)

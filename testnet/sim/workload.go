@@ -33,7 +33,11 @@ func (w *world) submitTx() {
 
 // submit hands tx to n's replica; must says the transaction is valid and only load may refuse it.
 func (w *world) submit(n *node, tx *chain.Tx, must bool) {
-	_, out, err := n.rep.SubmitTx(tx)
+	_, out, err := n.rep.SubmitTx(tx, w.nodeNow(n))
+	if errors.Is(err, replica.ErrHalted) {
+		w.after(n, out, err)
+		return
+	}
 	if err != nil {
 		if must && !errors.Is(err, replica.ErrMempoolFull) && !errors.Is(err, replica.ErrRegistrationsFull) && w.honest(n) {
 			w.violate("node %d refused a valid transaction: %v", n.idx, err)
