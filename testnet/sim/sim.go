@@ -55,16 +55,19 @@ type Config struct {
 	MaxDelayMs  int64
 	// SlowRate is the share of messages delayed by SlowMinMs..SlowMaxMs instead (longer than
 	// the timeouts, so messages of old rounds and heights arrive late), in the faulty phase.
-	SlowRate           float64
-	SlowMinMs          int64
-	SlowMaxMs          int64
-	MaxSkewMs          int64 // each node's clock is off by up to this much, either way
-	PartitionEveryMs   int64 // mean time between partitions in the faulty phase; 0: none
-	WithholdEveryMs    int64 // mean time between targeted withholdings (one victim hears from few)
-	CrashEveryMs       int64 // mean time between crashes in the faulty phase; 0: none
-	TxEveryMs          int64 // mean time between submitted transactions; 0: none
-	SetChangeEveryMs   int64 // mean time between authority-set change proposals; 0: none
-	PowerLossShare     float64
+	SlowRate         float64
+	SlowMinMs        int64
+	SlowMaxMs        int64
+	MaxSkewMs        int64 // each node's clock is off by up to this much, either way
+	PartitionEveryMs int64 // mean time between partitions in the faulty phase; 0: none
+	WithholdEveryMs  int64 // mean time between targeted withholdings (one victim hears from few)
+	CrashEveryMs     int64 // mean time between crashes in the faulty phase; 0: none
+	TxEveryMs        int64 // mean time between submitted transactions; 0: none
+	SetChangeEveryMs int64 // mean time between authority-set change proposals; 0: none
+	PowerLossShare   float64
+	// DurableShare is the share of nodes whose stores keep every commit through a power loss;
+	// the others may come back up to three commits behind their sign state.
+	DurableShare       float64
 	CrashInCommitShare float64 // share of crashes placed between two store writes
 	CrashBeforeSend    float64 // share of crashes after persisting, before sending
 
@@ -98,7 +101,7 @@ func DefaultConfig(seed uint64, n int) Config {
 		DropRate: 0.05, DupRate: 0.05, MinDelayMs: 1, MaxDelayMs: 60,
 		SlowRate: 0.02, SlowMinMs: 1000, SlowMaxMs: 4000, MaxSkewMs: 300,
 		PartitionEveryMs: 2500, WithholdEveryMs: 3000, CrashEveryMs: 3000, TxEveryMs: 150,
-		SetChangeEveryMs: 4000, PowerLossShare: 0.35, CrashInCommitShare: 0.3, CrashBeforeSend: 0.15,
+		SetChangeEveryMs: 4000, PowerLossShare: 0.35, CrashInCommitShare: 0.3, CrashBeforeSend: 0.15, DurableShare: 0.5,
 		LeakEquivocation: true,
 	}
 	f := (n - 1) / 3
@@ -318,7 +321,7 @@ func (w *world) setup() error {
 		}
 		// Half the nodes' stores keep every commit through a power loss; the others may lose
 		// their last few commits (but never their sign state).
-		n.durable = w.rng.IntN(2) == 0
+		n.durable = w.rng.Float64() < w.cfg.DurableShare
 		n.mem = store.NewMemory()
 		w.nodes = append(w.nodes, n)
 		w.byKey[k.Public()] = i
