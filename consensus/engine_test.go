@@ -195,3 +195,22 @@ func TestLaggardCommitsFromRelayedDecision(t *testing.T) {
 	}
 	nw.runUntil("height 3", nw.allCommitted(3))
 }
+
+// A node that signs nothing still announces itself when a round stalls.
+func TestObserversAnnounceWhenARoundStalls(t *testing.T) {
+	_, set := testKeys(4)
+	e, err := New(Config{ChainID: testChain, Params: testParams}, Start{Height: 1, Authorities: set, LastBlockTime: genesisTime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start(genesisTime)
+	tm, ok := timeoutOf(e.Ready(), StepResend)
+	if !ok {
+		t.Fatal("an observer arms no re-send timer")
+	}
+	e.HandleTimeout(tm, genesisTime+tm.DelayMs)
+	rd := e.Ready()
+	if !rd.Announce || len(rd.Resends) != 0 || len(rd.Messages) != 0 {
+		t.Fatalf("observer's stalled round: announce %v, %d resends, %d messages", rd.Announce, len(rd.Resends), len(rd.Messages))
+	}
+}

@@ -9,7 +9,9 @@ import "github.com/medledger/medledger/chain"
 //  1. SignState, if non-nil: persist it durably (fsync). Only then may Messages leave the process;
 //     otherwise a crash after sending could let the restarted node sign something conflicting.
 //  2. Messages: broadcast them. Resends: send them again to each peer directly (they were
-//     persisted when first signed; gossip would drop them as already seen).
+//     persisted when first signed; gossip would drop them as already seen). Announce: the
+//     round stalls; tell each peer this node's committed height, so one behind can ask for
+//     blocks even if nobody ahead of it signs anything.
 //  3. Timeouts: arm each; call HandleTimeout with it after DelayMs.
 //  4. Evidence: submit each as a transaction.
 //  5. NeedBlock: build a block for that height and round and hand it to Propose.
@@ -18,6 +20,7 @@ type Ready struct {
 	SignState *SignState
 	Messages  []Message
 	Resends   []Message
+	Announce  bool
 	Timeouts  []Timeout
 	Evidence  []*chain.Evidence
 	NeedBlock *BlockRequest
@@ -46,6 +49,6 @@ type Commit struct {
 }
 
 func (r *Ready) empty() bool {
-	return r.SignState == nil && len(r.Messages) == 0 && len(r.Resends) == 0 && len(r.Timeouts) == 0 &&
+	return r.SignState == nil && len(r.Messages) == 0 && len(r.Resends) == 0 && !r.Announce && len(r.Timeouts) == 0 &&
 		r.NeedBlock == nil && r.Committed == nil && len(r.Evidence) == 0
 }

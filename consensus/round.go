@@ -13,10 +13,11 @@ func (e *Engine) startRound(r uint32) {
 	e.needBlock = nil
 	e.schedule(StepPropose, e.proposeDelay(r))
 	e.armRoundEnd()
+	// Every node, signer or not, re-sends on this timer while the round lasts (see resend).
+	e.schedule(StepResend, e.resendDelay(r))
 	if !e.canSign() {
 		return
 	}
-	e.schedule(StepResend, e.resendDelay(r))
 	if e.proposer(r) != e.me {
 		return
 	}

@@ -119,6 +119,9 @@ func (e *Engine) syncSigned() {
 // nodes that missed them. They go out as Ready.Resends: the driver sends them to each peer
 // directly, because gossip drops a payload it has already seen.
 func (e *Engine) resend() {
+	// A node that signs nothing still tells its peers where it is (Ready.Announce): it may hold
+	// blocks that nobody who votes can give a peer behind.
+	e.out.Announce = true
 	if !e.canSign() {
 		return
 	}

@@ -132,6 +132,7 @@ type rawMessage struct {
 	SyncFrom   uint64
 	SyncBlocks []any
 	SyncCerts  []any
+	Status     uint64
 }
 
 // garbageProposal is a proposal signed by key for height/0 whose signed header is well formed

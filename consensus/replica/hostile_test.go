@@ -280,3 +280,16 @@ func TestFinalizedBlockIsCheckedBeforeCommit(t *testing.T) {
 		t.Fatalf("a finalized block with a wrong state root: err %v, height %d; want the replica to stop before storing it", err, st.Height())
 	}
 }
+
+// A peer's status naming a height above this replica's makes it ask that peer for blocks: a
+// node that signs nothing sends no votes, and this is how a peer behind it learns to sync.
+func TestStatusAheadAsksForBlocks(t *testing.T) {
+	r, _, g, _, _ := startReplica(t, 4)
+	out, err := r.Handle("ahead", &Message{Version: MessageVersion, Status: 7}, g.TimeMs+5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Unicast) != 1 || out.Unicast[0].To != "ahead" || out.Unicast[0].Msg.SyncFrom != 1 {
+		t.Fatalf("after a status of height 7 at height 0: %+v", out.Unicast)
+	}
+}

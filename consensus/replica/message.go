@@ -14,7 +14,8 @@ import (
 const MessageVersion = 1
 
 // Message is what replicas exchange. Exactly one group of fields is set:
-// Proposal+Block, Vote, Tx, SyncRequest (FromHeight), or SyncResponse (Blocks+Certs).
+// Proposal+Block, Vote, Tx, SyncFrom (a sync request), SyncBlocks+SyncCerts (a sync answer), or
+// Status.
 type Message struct {
 	_          struct{} `cbor:",toarray"`
 	Version    uint8
@@ -25,6 +26,10 @@ type Message struct {
 	SyncFrom   uint64 // non-zero: asks for committed blocks from this height on
 	SyncBlocks []*chain.Block
 	SyncCerts  []*chain.CommitCert
+	// Status, non-zero, is the sender's committed height. Every node sends it to its peers while
+	// a round stalls: a node that signs nothing (a full node, an authority removed from the set)
+	// sends no votes, so without it a peer behind would never learn that it could catch up.
+	Status uint64
 }
 
 // Kind names the message for logs and metrics.
@@ -40,6 +45,8 @@ func (m *Message) Kind() string {
 		return "sync-request"
 	case len(m.SyncBlocks) > 0:
 		return "sync-response"
+	case m.Status != 0:
+		return "status"
 	}
 	return "empty"
 }
@@ -106,6 +113,9 @@ func (m *Message) Validate() error {
 			}
 		}
 	}
+	if m.Status != 0 {
+		kinds++
+	}
 	if kinds != 1 {
 		return fmt.Errorf("replica: message must carry exactly one kind of content, has %d", kinds)
 	}
@@ -123,6 +133,7 @@ type Head struct {
 	Tx       *chain.Tx
 	SyncFrom uint64
 	Sync     int // blocks in a sync response
+	Status   uint64
 }
 
 // Kind names the message for logs and metrics.
@@ -138,6 +149,8 @@ func (h *Head) Kind() string {
 		return "sync-request"
 	case h.Sync > 0:
 		return "sync-response"
+	case h.Status != 0:
+		return "status"
 	}
 	return "empty"
 }
@@ -152,6 +165,7 @@ type wireHead struct {
 	SyncFrom   uint64
 	SyncBlocks []cbor.RawMessage
 	SyncCerts  []cbor.RawMessage
+	Status     uint64
 }
 
 type blockHead struct {
@@ -172,7 +186,7 @@ func DecodeHead(data []byte) (*Head, error) {
 	if w.Version != MessageVersion {
 		return nil, fmt.Errorf("%w: replica message version %d", chain.ErrUnknownVersion, w.Version)
 	}
-	h := &Head{Proposal: w.Proposal, Vote: w.Vote, Tx: w.Tx, SyncFrom: w.SyncFrom, Sync: len(w.SyncBlocks)}
+	h := &Head{Proposal: w.Proposal, Vote: w.Vote, Tx: w.Tx, SyncFrom: w.SyncFrom, Sync: len(w.SyncBlocks), Status: w.Status}
 	kinds := 0
 	if w.Proposal != nil || w.Block != nil {
 		kinds++
@@ -211,6 +225,9 @@ func DecodeHead(data []byte) (*Head, error) {
 			return nil, fmt.Errorf("replica: sync response with %d blocks and %d certificates (at most %d)", len(w.SyncBlocks), len(w.SyncCerts), MaxSyncBatch)
 		}
 	}
+	if w.Status != 0 {
+		kinds++
+	}
 	if kinds != 1 {
 		return nil, fmt.Errorf("replica: message must carry exactly one kind of content, has %d", kinds)
 	}
@@ -220,10 +237,10 @@ func DecodeHead(data []byte) (*Head, error) {
 // ErrShortHead says a prefix of a message ends before the part a decoder needs.
 var ErrShortHead = errors.New("replica: message head cut short")
 
-// CBOR heads of the arrays DecodeProposalHead steps into: a message (the eight fields of
+// CBOR heads of the arrays DecodeProposalHead steps into: a message (the nine fields of
 // wireHead) and a block (version, header, transactions).
 const (
-	cborMessageArray = 0x80 | 8
+	cborMessageArray = 0x80 | 9
 	cborBlockArray   = 0x80 | 3
 )
 

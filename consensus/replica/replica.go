@@ -362,6 +362,9 @@ func (r *Replica) handleReady(rd consensus.Ready, now int64, out *Output) error 
 	for _, m := range rd.Resends {
 		out.Resend = append(out.Resend, &Message{Version: MessageVersion, Proposal: m.Proposal, Block: m.Block, Vote: m.Vote})
 	}
+	if rd.Announce && r.store.Height() > 0 {
+		out.Resend = append(out.Resend, &Message{Version: MessageVersion, Status: r.store.Height()})
+	}
 	out.Timeouts = append(out.Timeouts, rd.Timeouts...)
 	for _, ev := range rd.Evidence {
 		r.reportEvidence(ev, out)
@@ -409,6 +412,12 @@ func (r *Replica) handle(in Inbound, now int64, out *Output) error {
 		return r.serveSync(in.From, m.SyncFrom, out)
 	case len(m.SyncBlocks) > 0:
 		return r.applySync(in.From, m, now, out)
+	case m.Status != 0:
+		// A claim, not a proof: at worst it makes this replica ask that peer for blocks (at
+		// most once per sync interval), and a peer whose answer fails is not asked again.
+		if m.Status > r.store.Height() {
+			r.sawAhead(in.From, m.Status+1, now, out)
+		}
 	}
 	return nil
 }
