@@ -33,7 +33,8 @@ type checker struct {
 	committed    map[uint64]chain.Hash
 	committedTxs map[uint64]bool
 	roots        map[uint64]chain.Hash
-	sets         map[uint64]*chain.AuthoritySet // the set certifying each committed height
+	sets         map[uint64]*chain.AuthoritySet // the set certifying each height, once read
+	setSeen      map[uint64]bool                // heights whose set change was counted
 	signedBy     map[signKey]chain.Hash
 	proposals    map[hr]map[chain.Hash][]chain.PubKey // who proposed each block, by height and round
 	prevotes     map[hr]map[chain.Hash]map[chain.PubKey]bool
@@ -76,7 +77,7 @@ type lock struct {
 func (c *checker) init(w *world) {
 	*c = checker{
 		w: w, committed: map[uint64]chain.Hash{}, committedTxs: map[uint64]bool{}, roots: map[uint64]chain.Hash{},
-		sets: map[uint64]*chain.AuthoritySet{}, signedBy: map[signKey]chain.Hash{}, proposals: map[hr]map[chain.Hash][]chain.PubKey{},
+		sets: map[uint64]*chain.AuthoritySet{}, setSeen: map[uint64]bool{}, signedBy: map[signKey]chain.Hash{}, proposals: map[hr]map[chain.Hash][]chain.PubKey{},
 		prevotes: map[hr]map[chain.Hash]map[chain.PubKey]bool{}, locks: map[lockKey]lock{}, observed: map[offence]observation{},
 		catchUp: map[int]uint64{},
 	}
@@ -143,23 +144,44 @@ func (c *checker) voteRules(n *node, v *chain.Vote) {
 	if v.BlockHash.IsZero() {
 		return
 	}
-	if e := n.rep.Engine(); e.Height() == v.Height {
-		want := n.rep.Authorities().Proposer(v.Height, v.Round)
-		if !slices.Contains(c.proposals[hr{v.Height, v.Round}][v.BlockHash], want) {
-			w.violate("honest node %d prevoted %s at %d/%d, which the round's proposer %s did not propose", n.idx, v.BlockHash.Short(), v.Height, v.Round, want.Short())
-		}
+	// The set of the vote's height, from the node's own store: by the time its output is seen
+	// here the node may have committed that height in the same call.
+	set := c.setAt(n, v.Height)
+	if set == nil {
+		return
+	}
+	want := set.Proposer(v.Height, v.Round)
+	if !slices.Contains(c.proposals[hr{v.Height, v.Round}][v.BlockHash], want) {
+		w.violate("honest node %d prevoted %s at %d/%d, which the round's proposer %s did not propose", n.idx, v.BlockHash.Short(), v.Height, v.Round, want.Short())
 	}
 	l, ok := c.locks[lk]
 	if !ok || l.block == v.BlockHash || v.Round <= l.round {
 		return
 	}
-	set := n.rep.Authorities()
 	for r := l.round; r < v.Round; r++ {
 		if len(c.prevotes[hr{v.Height, r}][v.BlockHash]) >= set.Quorum() {
 			return
 		}
 	}
 	w.violate("honest node %d prevoted %s at %d/%d against its lock on %s from round %d, with no proof of lock since", n.idx, v.BlockHash.Short(), v.Height, v.Round, l.block.Short(), l.round)
+}
+
+// setAt is the authority set certifying height h, read from n's store (the state after h-1),
+// or nil if n does not hold that state.
+func (c *checker) setAt(n *node, h uint64) *chain.AuthoritySet {
+	if s := c.sets[h]; s != nil {
+		return s
+	}
+	view, err := n.mem.StateAt(h - 1)
+	if err != nil {
+		return nil
+	}
+	set, _, err := state.Authorities(view)
+	if err != nil {
+		return nil
+	}
+	c.sets[h] = set
+	return set
 }
 
 // observe records equivocations that an honest authority could have seen: two different votes
@@ -243,21 +265,18 @@ func (c *checker) commit(n *node, b *chain.Block) {
 		}
 		c.roots[h] = root
 	}
-	set := c.sets[h]
+	set := c.setAt(n, h)
 	if set == nil {
-		prevState, err := n.mem.StateAt(h - 1)
-		if err != nil {
-			w.violate("node %d: state at %d: %v", n.idx, h-1, err)
-			return
-		}
-		if set, _, err = state.Authorities(prevState); err != nil {
-			w.violate("node %d: authorities at %d: %v", n.idx, h, err)
-			return
-		}
-		c.sets[h] = set
-		if ps := c.sets[h-1]; ps != nil && ps.Hash() != set.Hash() {
-			w.res.SetChanges++
-			w.trace("authority set changes at height %d: %d members", h, set.Size())
+		w.violate("node %d: no authority set for height %d in its store", n.idx, h)
+		return
+	}
+	if !c.setSeen[h] {
+		c.setSeen[h] = true
+		if h > 1 {
+			if ps := c.setAt(n, h-1); ps != nil && ps.Hash() != set.Hash() {
+				w.res.SetChanges++
+				w.trace("authority set changes at height %d: %d members", h, set.Size())
+			}
 		}
 	}
 	if b.Header.AuthoritiesHash != set.Hash() {
