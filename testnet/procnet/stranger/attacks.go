@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -93,52 +91,6 @@ func (s *stranger) close() { _ = s.h.Close() }
 
 func (s *stranger) direct() protocol.ID {
 	return protocol.ID("/medledger/" + s.chainID + "/direct/1.0.0")
-}
-
-// memberProtocols are the protocols only members (or licensed newcomers) may use.
-func (s *stranger) memberProtocols() []protocol.ID {
-	return []protocol.ID{
-		s.direct(),
-		blobs.ProtocolID(s.chainID),
-		protocol.ID("/medledger/" + s.chainID + "/kad/1.0.0"),
-		pubsub.GossipSubID_v13, pubsub.GossipSubID_v12, pubsub.GossipSubID_v11, pubsub.GossipSubID_v10, pubsub.FloodSubID,
-	}
-}
-
-// probeProtocols opens a stream for every member protocol on every target and notes those the
-// target accepted: a stream that is reset, or whose protocol the target does not speak, is
-// refused; one that reads an answer or a clean end of stream was accepted.
-func (s *stranger) probeProtocols(ctx context.Context, rep *Report) {
-	for _, t := range s.targets {
-		for _, proto := range s.memberProtocols() {
-			if accepted(ctx, s.h, t.ID, proto) {
-				rep.Protocols[string(proto)] = append(rep.Protocols[string(proto)], t.ID.String())
-			}
-		}
-	}
-}
-
-func accepted(ctx context.Context, h host.Host, to peer.ID, proto protocol.ID) bool {
-	ctx, cancel := context.WithTimeout(ctx, probeWait)
-	defer cancel()
-	st, err := h.NewStream(network.WithAllowLimitedConn(ctx, "probe"), to, proto)
-	if err != nil {
-		return false
-	}
-	defer st.Reset()
-	_ = st.SetDeadline(time.Now().Add(probeWait))
-	// A length-prefixed empty frame: enough to make a lazily negotiated stream commit to its
-	// protocol, and no valid request of any member protocol.
-	_ = frame.Write(st, []byte{0})
-	_ = st.CloseWrite()
-	var buf [1]byte
-	_, err = st.Read(buf[:])
-	switch {
-	case err == nil, errors.Is(err, io.EOF):
-		return true
-	default:
-		return false // reset, protocol refused, or nothing within the deadline
-	}
 }
 
 // requestBlocks asks every target for committed blocks from height 1 over the direct protocol;
@@ -293,6 +245,7 @@ func (s *stranger) sybilFlood(ctx context.Context, identities int, d, grace time
 		sem = make(chan struct{}, 32) // dials in flight
 	)
 	rep.Sybil.Identities = identities
+	junk := junkRequest(s.chainID)
 	add := func(f func(r *SybilReport)) { mu.Lock(); f(&rep.Sybil); mu.Unlock() }
 	for i := 0; floodCtx.Err() == nil; i = (i + 1) % identities {
 		select {
@@ -318,7 +271,8 @@ func (s *stranger) sybilFlood(ctx context.Context, identities int, d, grace time
 				if err := h.Connect(floodCtx, t); err != nil {
 					continue
 				}
-				if accepted(ctx, h, t.ID, blobs.ProtocolID(s.chainID)) {
+				// Any answer to a fetch, even a refusal, means the blob protocol served it.
+				if _, err := blobs.Fetch(floodCtx, h, s.chainID, t.ID, junk); err == nil {
 					add(func(r *SybilReport) { r.Streams++ })
 				}
 			}
@@ -340,4 +294,17 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// junkRequest is a well-formed access request for a random record, signed by a fresh key.
+func junkRequest(chainID string) *chain.AccessRequest {
+	key, err := chain.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	var id chain.Hash
+	_, _ = rand.Read(id[:])
+	req := &chain.AccessRequest{Record: id, Purpose: "treatment", IssuedMs: time.Now().UnixMilli()}
+	req.Sign(key, chainID)
+	return req
 }

@@ -27,8 +27,6 @@ import (
 // Report is what the stranger achieved. Every count is zero, and every list empty, when the
 // network held.
 type Report struct {
-	// Protocols maps each member protocol id to the targets that accepted a stream for it.
-	Protocols map[string][]string `json:"protocols"`
 	// BlocksRead counts committed blocks any target sent in answer to sync requests.
 	BlocksRead int `json:"blocks_read"`
 	// InboundStreams counts streams targets opened to the stranger (consensus traffic, answers).
@@ -95,8 +93,7 @@ func main() {
 	}
 	defer s.close()
 
-	rep := &Report{Protocols: map[string][]string{}}
-	s.probeProtocols(ctx, rep)
+	rep := &Report{}
 	s.requestBlocks(ctx, rep)
 	if tx := decodeHexFlag("tx", *txHex, rep); tx != nil {
 		s.publish(ctx, tx, rep)
