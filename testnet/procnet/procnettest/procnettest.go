@@ -50,7 +50,7 @@ func Binary(tb testing.TB) string {
 // Cleanup removes the binaries Binary and ByzantineBinary built. Call it from TestMain after
 // m.Run.
 func Cleanup() {
-	for _, dir := range []string{buildDir, byzDir} {
+	for _, dir := range []string{buildDir, byzDir, strangerDir} {
 		if dir != "" {
 			os.RemoveAll(dir)
 		}
