@@ -556,7 +556,7 @@ func TestRecordPayloadsStrict(t *testing.T) {
 		})
 	}
 	// Served entries of ordinary requests fit MaxAccessEntriesPerTx to a payload; entries at every
-	// field's limit do not: the byte limit binds first (node/records.go batches by bytes too).
+	// field's limit do not: the byte limit binds first (the record service's journal flush, records/audit.go, batches by bytes too).
 	served := slices.Repeat([]chain.AccessEntry{{Request: q, Outcome: chain.AccessServed}}, chain.MaxAccessEntriesPerTx)
 	_, err := chain.DecodePayload(chain.TxAccessLog, chain.Encode(&chain.AccessLog{Entries: served}))
 	require.NoError(t, err)

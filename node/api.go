@@ -20,6 +20,7 @@ import (
 	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/chain/store"
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/records"
 )
 
 // Backend is what the HTTP API needs from a running replica; *Runner implements it. Reads go
@@ -55,7 +56,7 @@ type API struct {
 	maxBatchBytes int64
 	log           *slog.Logger
 	mux           *http.ServeMux
-	records       *Records
+	records       *records.Service
 	commits       *commitHub
 }
 
@@ -388,7 +389,7 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("wait=%q: the only choice is wait=commit", wait))
 		return
 	}
-	var committed chan txOutcome
+	var committed chan records.Outcome
 	if wait == "commit" {
 		var forget func()
 		committed, forget = a.commits.expect(tx.Hash())

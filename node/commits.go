@@ -8,6 +8,7 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/records"
 )
 
 // ErrTxDropped marks a transaction that left this node's mempool without being committed (its
@@ -17,27 +18,23 @@ import (
 // own reuses the nonce (Mempool.NextNonce).
 var ErrTxDropped = errors.New("transaction dropped from the mempool")
 
-// txOutcome is how a transaction that someone waits for ended: committed at height, or err.
-type txOutcome struct {
-	height uint64
-	err    error
-}
-
 // commitHub tells waiters when their transactions commit or are dropped, and wakes subscribers
 // after every block. The runner calls committed and dropped on its own goroutine, so nothing
 // here blocks.
 type commitHub struct {
 	mu      sync.Mutex
-	waiting map[chain.Hash][]chan txOutcome
+	waiting map[chain.Hash][]chan records.Outcome
 	wake    []chan struct{}
 }
 
-func newCommitHub() *commitHub { return &commitHub{waiting: make(map[chain.Hash][]chan txOutcome)} }
+func newCommitHub() *commitHub {
+	return &commitHub{waiting: make(map[chain.Hash][]chan records.Outcome)}
+}
 
 // expect registers interest in a transaction before it is submitted (so its commit cannot be
 // missed); the channel receives its outcome once. cancel forgets it.
-func (c *commitHub) expect(h chain.Hash) (ch chan txOutcome, cancel func()) {
-	ch = make(chan txOutcome, 1)
+func (c *commitHub) expect(h chain.Hash) (ch chan records.Outcome, cancel func()) {
+	ch = make(chan records.Outcome, 1)
 	c.mu.Lock()
 	c.waiting[h] = append(c.waiting[h], ch)
 	c.mu.Unlock()
@@ -83,7 +80,7 @@ func (c *commitHub) committed(b *chain.Block) {
 	defer c.mu.Unlock()
 	if len(c.waiting) > 0 {
 		for _, tx := range b.Txs {
-			c.settleLocked(tx.Hash(), txOutcome{height: b.Header.Height})
+			c.settleLocked(tx.Hash(), records.Outcome{Height: b.Header.Height})
 		}
 	}
 	for _, ch := range c.wake {
@@ -98,10 +95,10 @@ func (c *commitHub) committed(b *chain.Block) {
 func (c *commitHub) dropped(d replica.Dropped) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.settleLocked(d.Hash, txOutcome{err: fmt.Errorf("%w: %s: %w", ErrTxDropped, d.Hash.Short(), d.Reason)})
+	c.settleLocked(d.Hash, records.Outcome{Err: fmt.Errorf("%w: %s: %w", ErrTxDropped, d.Hash.Short(), d.Reason)})
 }
 
-func (c *commitHub) settleLocked(h chain.Hash, o txOutcome) {
+func (c *commitHub) settleLocked(h chain.Hash, o records.Outcome) {
 	for _, ch := range c.waiting[h] {
 		ch <- o
 	}
@@ -110,10 +107,10 @@ func (c *commitHub) settleLocked(h chain.Hash, o txOutcome) {
 
 // waitCommit waits for the outcome ch reports, or ctx: the height the transaction committed
 // at, or why it was dropped (ErrTxDropped).
-func waitCommit(ctx context.Context, ch chan txOutcome) (uint64, error) {
+func waitCommit(ctx context.Context, ch chan records.Outcome) (uint64, error) {
 	select {
 	case o := <-ch:
-		return o.height, o.err
+		return o.Height, o.Err
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}

@@ -17,11 +17,12 @@ import (
 	"github.com/medledger/medledger/consensus/reactor"
 	"github.com/medledger/medledger/consensus/replica"
 	"github.com/medledger/medledger/p2p"
-	"github.com/medledger/medledger/sync/blobs"
+	"github.com/medledger/medledger/records"
+	"github.com/medledger/medledger/records/exchange"
 )
 
 // blobServerRate is how many blob requests per second one peer may make; an author replicating
-// an import paces itself well below it (pushRatePerPeer).
+// an import paces itself well below it (records: pushRatePerPeer).
 const blobServerRate = 100
 
 // ShutdownTimeout bounds how long Run waits for in-flight API requests when it stops.
@@ -40,7 +41,7 @@ type Node struct {
 	reactor   *reactor.Reactor
 	runner    *Runner
 	api       *API
-	records   *Records
+	records   *records.Service
 	commits   *commitHub
 	stopBlobs func()
 	srv       *http.Server
@@ -111,14 +112,14 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return n, err
 	}
-	n.records, err = NewRecords(RecordsConfig{
-		ChainID: g.ChainID, Keys: pk, Backend: n.runner, Net: n.host, BlobDir: Resolve(home, cfg.Records.BlobDir),
-		LicenceFile: Resolve(home, cfg.Records.Licence), Replicas: cfg.Records.Replicas, Log: log, commits: n.commits,
+	n.records, err = records.New(records.Config{
+		ChainID: g.ChainID, Keys: pk, Ledger: newLedger(n.runner, n.commits), Net: n.host, BlobDir: Resolve(home, cfg.Records.BlobDir),
+		LicenceFile: Resolve(home, cfg.Records.Licence), ReadLicence: ReadLicenceFile, Replicas: cfg.Records.Replicas, Log: log,
 	})
 	if err != nil {
 		return n, err
 	}
-	n.stopBlobs = blobs.Serve(n.host.LibP2P(), g.ChainID, n.records, blobs.ServerOptions{
+	n.stopBlobs = exchange.Serve(n.host.LibP2P(), g.ChainID, n.records, exchange.ServerOptions{
 		Log: log, Penalize: n.host.Penalize,
 		Rate: blobServerRate, Burst: 2 * blobServerRate,
 	})

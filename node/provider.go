@@ -10,22 +10,13 @@ import (
 	"strings"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/records"
 	"github.com/medledger/medledger/wallet/envelope"
 )
 
-// ProviderKeys are the node's provider identity: the signing key that authors records, signs
-// access requests and audit entries, and the HPKE key records are wrapped to.
-type ProviderKeys struct {
-	Signing    chain.PrivKey
-	Encryption *envelope.PrivateKey
-}
-
-// ID is the provider's ledger id: the address of its signing key.
-func (p *ProviderKeys) ID() chain.Address { return p.Signing.Public().Address() }
-
 // LoadOrCreateProviderKeys reads the provider keys from signingPath and encryptionPath, creating
 // either (mode 0600) when it does not exist yet.
-func LoadOrCreateProviderKeys(signingPath, encryptionPath string) (*ProviderKeys, error) {
+func LoadOrCreateProviderKeys(signingPath, encryptionPath string) (*records.Keys, error) {
 	sk, err := ReadKeyFile(signingPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		if sk, err = chain.GenerateKey(rand.Reader); err != nil {
@@ -48,7 +39,7 @@ func LoadOrCreateProviderKeys(signingPath, encryptionPath string) (*ProviderKeys
 	} else if err != nil {
 		return nil, err
 	}
-	return &ProviderKeys{Signing: sk, Encryption: ek}, nil
+	return &records.Keys{Signing: sk, Encryption: ek}, nil
 }
 
 func readEncryptionKey(path string) (*envelope.PrivateKey, error) {

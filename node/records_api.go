@@ -8,13 +8,14 @@ import (
 	"strings"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/records"
 )
 
 // DefaultPurpose is the purpose of use of a read that names none: treatment (HL7 v3 ActReason).
 const DefaultPurpose = "TREAT"
 
 // attachRecords adds the record endpoints (docs/api.md) to the API.
-func (a *API) attachRecords(r *Records, commits *commitHub) {
+func (a *API) attachRecords(r *records.Service, commits *commitHub) {
 	a.records, a.commits = r, commits
 	a.mux.HandleFunc("POST /v1/patients/{patient}/records", a.importRecords)
 	a.mux.HandleFunc("GET /v1/patients/{patient}/records", a.listRecords)
@@ -35,17 +36,17 @@ type RecordsJSON struct {
 func (a *API) recordError(w http.ResponseWriter, what string, err error) {
 	code := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrInvalidFHIR):
+	case errors.Is(err, records.ErrInvalidFHIR):
 		code = http.StatusUnprocessableEntity
-	case errors.Is(err, ErrBadRequest):
+	case errors.Is(err, records.ErrBadRequest):
 		code = http.StatusBadRequest
-	case errors.Is(err, ErrNotRegistered):
+	case errors.Is(err, records.ErrNotRegistered):
 		code = http.StatusConflict
-	case errors.Is(err, ErrRecordNotFound):
+	case errors.Is(err, records.ErrRecordNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, ErrRecordErased):
+	case errors.Is(err, records.ErrRecordErased):
 		code = http.StatusGone
-	case errors.Is(err, ErrAccessRefused):
+	case errors.Is(err, records.ErrAccessRefused):
 		code = http.StatusForbidden
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		code = http.StatusGatewayTimeout
@@ -102,7 +103,7 @@ func (a *API) amendRecord(w http.ResponseWriter, r *http.Request) {
 		a.recordError(w, "amend", err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, RecordsJSON{Records: []ImportedRecord{*out}})
+	writeJSON(w, http.StatusCreated, RecordsJSON{Records: []records.ImportedRecord{*out}})
 }
 
 func (a *API) listRecords(w http.ResponseWriter, r *http.Request) {
@@ -129,7 +130,7 @@ func (a *API) listConsents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if out == nil {
-		out = []ConsentJSON{}
+		out = []records.ConsentJSON{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"consents": out})
 }

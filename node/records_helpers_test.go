@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,13 +20,14 @@ import (
 	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/chain/store"
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/records"
 	"github.com/medledger/medledger/wallet/envelope"
 )
 
 // recWait bounds every wait of the record tests.
 const recWait = 30 * time.Second
 
-// fakeRecordNet is a RecordNet without peers: nothing is replicated or fetched remotely, and
+// fakeRecordNet is a records.Net without peers: nothing is replicated or fetched remotely, and
 // DHT announcements are only counted.
 type fakeRecordNet struct{ provides atomic.Int64 }
 
@@ -41,7 +41,8 @@ func (*fakeRecordNet) FindHolders(context.Context, chain.Hash, int) ([]peer.ID, 
 	return nil, nil
 }
 
-// recFixture is a one-authority chain over a memory store, driven by the real Runner, with a
+// recFixture is a one-authority chain over a memory store, driven by the real Runner (the record
+// service reads it through the node's ledger adapter), with a
 // licensing authority in its genesis, and the provider keys and licence file of "this node".
 type recFixture struct {
 	t       *testing.T
@@ -49,7 +50,7 @@ type recFixture struct {
 	runner  *Runner
 	commits *commitHub
 	licKey  chain.PrivKey
-	keys    *ProviderKeys
+	keys    *records.Keys
 	licFile string
 	blobDir string
 	net     *fakeRecordNet
@@ -112,14 +113,14 @@ func (f *recFixture) sub(t *testing.T) *recFixture {
 	return &c
 }
 
-func (f *recFixture) newProviderKeys(name string) *ProviderKeys {
+func (f *recFixture) newProviderKeys(name string) *records.Keys {
 	f.t.Helper()
 	ek, err := envelope.GenerateKey(rand.Reader)
 	require.NoError(f.t, err)
-	return &ProviderKeys{Signing: testKey(f.t, "provider-"+name), Encryption: ek}
+	return &records.Keys{Signing: testKey(f.t, "provider-"+name), Encryption: ek}
 }
 
-func (f *recFixture) licence(k *ProviderKeys) chain.Licence {
+func (f *recFixture) licence(k *records.Keys) chain.Licence {
 	l := chain.Licence{Subject: k.Signing.Public(), Number: "MD-" + k.ID().String()[:8], Jurisdiction: "NL-ZH",
 		NotAfter: time.Now().Add(24 * time.Hour).UnixMilli()}
 	l.Sign(f.licKey, f.g.ChainID)
@@ -127,11 +128,11 @@ func (f *recFixture) licence(k *ProviderKeys) chain.Licence {
 }
 
 // newRecords builds a record service over the fixture's blob dir (not running).
-func (f *recFixture) newRecords() *Records {
+func (f *recFixture) newRecords() *records.Service {
 	f.t.Helper()
-	r, err := NewRecords(RecordsConfig{
-		ChainID: f.g.ChainID, Keys: f.keys, Backend: f.runner, Net: f.net, BlobDir: f.blobDir,
-		LicenceFile: f.licFile, Log: f.log, commits: f.commits,
+	r, err := records.New(records.Config{
+		ChainID: f.g.ChainID, Keys: f.keys, Ledger: newLedger(f.runner, f.commits), Net: f.net, BlobDir: f.blobDir,
+		LicenceFile: f.licFile, ReadLicence: ReadLicenceFile, Log: f.log,
 	})
 	require.NoError(f.t, err)
 	return r
@@ -139,7 +140,7 @@ func (f *recFixture) newRecords() *Records {
 
 // running is a record service whose Run goroutine can be stopped.
 type running struct {
-	*Records
+	*records.Service
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -150,20 +151,20 @@ func (r *running) stop(t *testing.T) {
 	select {
 	case <-r.done:
 	case <-time.After(recWait):
-		t.Fatal("Records.Run did not return")
+		t.Fatal("records.Service.Run did not return")
 	}
 }
 
-func (f *recFixture) run(r *Records) *running {
+func (f *recFixture) run(r *records.Service) *running {
 	ctx, cancel := context.WithCancel(context.Background())
-	rr := &running{Records: r, cancel: cancel, done: make(chan struct{})}
+	rr := &running{Service: r, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(rr.done); r.Run(ctx) }()
 	f.t.Cleanup(func() {
 		cancel()
 		select {
 		case <-rr.done:
 		case <-time.After(recWait):
-			f.t.Errorf("Records.Run did not return")
+			f.t.Errorf("records.Service.Run did not return")
 		}
 	})
 	return rr
@@ -199,36 +200,6 @@ func (f *recFixture) record(id chain.Hash) *state.RecordState {
 	return rec
 }
 
-func (f *recFixture) access(id chain.Hash) *state.AccessRecord {
-	f.t.Helper()
-	var a *state.AccessRecord
-	var err error
-	f.view(func(v state.View, _ *replica.Replica) { a, err = state.Access(v, id) })
-	require.NoError(f.t, err)
-	return a
-}
-
-func (f *recFixture) tip() (uint64, int64) {
-	f.t.Helper()
-	var h uint64
-	var ms int64
-	var err error
-	f.view(func(v state.View, _ *replica.Replica) { h, ms, err = state.Tip(v) })
-	require.NoError(f.t, err)
-	return h, ms
-}
-
-func (f *recFixture) nonce(a chain.Address) uint64 {
-	f.t.Helper()
-	var n uint64
-	var err error
-	f.view(func(v state.View, _ *replica.Replica) { n, err = state.Nonce(v, a) })
-	require.NoError(f.t, err)
-	return n
-}
-
-// submit signs body with key under its next free nonce (committed and pending), submits it and
-// waits for its block. Callers make sure nothing else submits for key meanwhile.
 func (f *recFixture) submit(key chain.PrivKey, kind chain.TxKind, body any) (*chain.Tx, uint64) {
 	f.t.Helper()
 	var n uint64
@@ -275,37 +246,12 @@ func (f *recFixture) newPatient(name string, register bool) *testPatient {
 	return p
 }
 
-// registerProvider registers another provider (a requester) with a licence from the board.
-func (f *recFixture) registerProvider(name string) *ProviderKeys {
-	f.t.Helper()
-	k := f.newProviderKeys(name)
-	f.submit(k.Signing, chain.TxRegisterProvider, &chain.RegisterProvider{Licence: f.licence(k), EncryptionKey: k.Encryption.Public().Bytes()})
-	return k
-}
-
-// grant has patient consent to grantee reading every record for purpose TREAT until expires.
-func (f *recFixture) grant(p *testPatient, grantee chain.Address, expiresMs int64) (chain.Hash, uint64) {
-	f.t.Helper()
-	tx, h := f.submit(p.key, chain.TxConsentGrant, &chain.ConsentGrant{Grantee: grantee, Scope: chain.ConsentScope{Kind: chain.ScopeAll},
-		Purpose: DefaultPurpose, ExpiresMs: expiresMs})
-	return tx.Hash(), h
-}
-
 // erase has the patient erase records.
 func (f *recFixture) erase(p *testPatient, ids ...chain.Hash) {
 	f.t.Helper()
 	sorted := slices.Clone(ids)
 	slices.SortFunc(sorted, func(a, b chain.Hash) int { return bytes.Compare(a[:], b[:]) })
 	f.submit(p.key, chain.TxRecordErase, &chain.RecordErase{Records: sorted})
-}
-
-// request is a signed access request by k for record id, issued at issued.
-func (f *recFixture) request(k *ProviderKeys, id chain.Hash, issued time.Time) *chain.AccessRequest {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	req := &chain.AccessRequest{Record: id, Purpose: DefaultPurpose, IssuedMs: issued.UnixMilli(), Nonce: binary.LittleEndian.Uint64(b[:])}
-	req.Sign(k.Signing, f.g.ChainID)
-	return req
 }
 
 // waitFor polls cond until it holds, failing the test after recWait.
@@ -318,41 +264,6 @@ func (f *recFixture) waitFor(what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// waitHeight waits until the chain is at least n blocks above its current height.
-func (f *recFixture) waitBlocks(n uint64) {
-	f.t.Helper()
-	h0, _ := f.tip()
-	f.waitFor("blocks", func() bool { h, _ := f.tip(); return h >= h0+n })
-}
-
-// pending is the journal's pending entries.
-func pending(t *testing.T, r *Records) []chain.AccessEntry {
-	t.Helper()
-	es, err := r.journal.Pending()
-	require.NoError(t, err)
-	return es
-}
-
-// filesUnder counts the regular files below dir (none if it does not exist).
-func filesUnder(t *testing.T, dir string) int {
-	t.Helper()
-	n := 0
-	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			n++
-		}
-		return nil
-	})
-	if os.IsNotExist(err) {
-		return 0
-	}
-	require.NoError(t, err)
-	return n
 }
 
 func readTestdata(t *testing.T, name string) []byte {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/node"
+	"github.com/medledger/medledger/records"
 	"github.com/medledger/medledger/testnet/procnet"
 	"github.com/medledger/medledger/testnet/synth"
 	"github.com/medledger/medledger/wallet/keystore"
@@ -462,7 +463,7 @@ type story struct {
 type storyPatient struct {
 	person  *synth.Person
 	wallet  *keystore.Wallet
-	records []node.ImportedRecord
+	records []records.ImportedRecord
 }
 
 func (s *story) say(format string, args ...any) {
@@ -663,7 +664,7 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 	for k, p := range patients {
 		bundle := p.person.Bundle(rnd, nRecords)
 		var out struct {
-			Records []node.ImportedRecord `json:"records"`
+			Records []records.ImportedRecord `json:"records"`
 		}
 		if err := s.callJSON(ctx, s.practice, http.MethodPost, "/v1/patients/"+p.wallet.PatientID().String()+"/records", bundle, "application/fhir+json", &out); err != nil {
 			return fmt.Errorf("importing patient %d's records: %w", k+1, err)
@@ -758,11 +759,11 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 
 	// 7. Patient 1's audit trail shows both attempts.
 	spec := s.provider[s.specialist]
-	var accesses []node.AccessJSON
+	var accesses []records.AccessJSON
 	auditPath := "/v1/patients/" + p1.wallet.PatientID().String() + "/accesses"
 	err = procnet.WaitFor(ctx, storyStep, 500*time.Millisecond, "the refused and the served access in patient 1's audit trail", func(ctx context.Context) (bool, error) {
 		var out struct {
-			Accesses []node.AccessJSON `json:"accesses"`
+			Accesses []records.AccessJSON `json:"accesses"`
 		}
 		if err := s.callJSON(ctx, s.practice, http.MethodGet, auditPath, nil, "", &out); err != nil {
 			return false, err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/node"
+	"github.com/medledger/medledger/records"
 	"github.com/medledger/medledger/wallet/keystore"
 )
 
@@ -224,13 +225,13 @@ func walletGrantCmd() *cobra.Command {
 	return cmd
 }
 
-func fetchConsents(cmd *cobra.Command, home string, patient chain.Address) ([]node.ConsentJSON, error) {
+func fetchConsents(cmd *cobra.Command, home string, patient chain.Address) ([]records.ConsentJSON, error) {
 	data, err := apiGet(cmd.Context(), home, "/v1/patients/"+patient.String()+"/consents")
 	if err != nil {
 		return nil, err
 	}
 	var out struct {
-		Consents []node.ConsentJSON `json:"consents"`
+		Consents []records.ConsentJSON `json:"consents"`
 	}
 	if err := json.Unmarshal(data, &out); err != nil {
 		return nil, fmt.Errorf("node answered with malformed JSON: %w", err)
@@ -322,7 +323,7 @@ func walletConsentsCmd() *cobra.Command {
 				return err
 			}
 			if all == nil {
-				all = []node.ConsentJSON{}
+				all = []records.ConsentJSON{}
 			}
 			if f.asJSON {
 				return writeJSONOut(cmd, map[string]any{"consents": all})
@@ -369,13 +370,13 @@ func walletAuditCmd() *cobra.Command {
 				return err
 			}
 			var out struct {
-				Accesses []node.AccessJSON `json:"accesses"`
+				Accesses []records.AccessJSON `json:"accesses"`
 			}
 			if err := json.Unmarshal(data, &out); err != nil {
 				return fmt.Errorf("node answered with malformed JSON: %w", err)
 			}
 			if out.Accesses == nil {
-				out.Accesses = []node.AccessJSON{}
+				out.Accesses = []records.AccessJSON{}
 			}
 			if f.asJSON {
 				return writeJSONOut(cmd, out)

@@ -22,7 +22,8 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/node"
-	"github.com/medledger/medledger/sync/blobs"
+	"github.com/medledger/medledger/records"
+	"github.com/medledger/medledger/records/exchange"
 	"github.com/medledger/medledger/testnet/procnet"
 	"github.com/medledger/medledger/testnet/procnet/procnettest"
 	"github.com/medledger/medledger/wallet/envelope"
@@ -88,12 +89,12 @@ func (r *recNet) newPatient() *patient {
 	return p
 }
 
-func (r *recNet) importFHIR(i int, p *patient, data []byte) []node.ImportedRecord {
+func (r *recNet) importFHIR(i int, p *patient, data []byte) []records.ImportedRecord {
 	r.t.Helper()
 	code, out := r.do(i, http.MethodPost, "/v1/patients/"+p.id().String()+"/records", data)
 	require.Equal(r.t, http.StatusCreated, code, string(out))
 	var res struct {
-		Records []node.ImportedRecord `json:"records"`
+		Records []records.ImportedRecord `json:"records"`
 	}
 	require.NoError(r.t, json.Unmarshal(out, &res))
 	return res.Records
@@ -109,30 +110,30 @@ func (r *recNet) read(i int, id chain.Hash, query string) (int, []byte, string) 
 	return code, body, h.Get("X-MedLedger-Holder")
 }
 
-func (r *recNet) accesses(i int, p *patient) []node.AccessJSON {
+func (r *recNet) accesses(i int, p *patient) []records.AccessJSON {
 	r.t.Helper()
 	code, out := r.do(i, http.MethodGet, "/v1/patients/"+p.id().String()+"/accesses", nil)
 	require.Equal(r.t, http.StatusOK, code, string(out))
 	var res struct {
-		Accesses []node.AccessJSON `json:"accesses"`
+		Accesses []records.AccessJSON `json:"accesses"`
 	}
 	require.NoError(r.t, json.Unmarshal(out, &res))
 	return res.Accesses
 }
 
-func (r *recNet) records(i int, p *patient) []node.RecordJSON {
+func (r *recNet) records(i int, p *patient) []records.RecordJSON {
 	r.t.Helper()
 	code, out := r.do(i, http.MethodGet, "/v1/patients/"+p.id().String()+"/records", nil)
 	require.Equal(r.t, http.StatusOK, code, string(out))
 	var res struct {
-		Records []node.RecordJSON `json:"records"`
+		Records []records.RecordJSON `json:"records"`
 	}
 	require.NoError(r.t, json.Unmarshal(out, &res))
 	return res.Records
 }
 
 // countAccesses counts logged accesses to record by accessor with the outcome.
-func countAccesses(list []node.AccessJSON, record chain.Hash, accessor chain.Address, outcome string) int {
+func countAccesses(list []records.AccessJSON, record chain.Hash, accessor chain.Address, outcome string) int {
 	n := 0
 	for _, a := range list {
 		if a.Record == record && a.Accessor == accessor && a.Outcome == outcome {
@@ -143,9 +144,9 @@ func countAccesses(list []node.AccessJSON, record chain.Hash, accessor chain.Add
 }
 
 // waitAccesses waits until node i's view of p's access log satisfies ok.
-func (r *recNet) waitAccesses(i int, p *patient, what string, ok func([]node.AccessJSON) bool) []node.AccessJSON {
+func (r *recNet) waitAccesses(i int, p *patient, what string, ok func([]records.AccessJSON) bool) []records.AccessJSON {
 	r.t.Helper()
-	var last []node.AccessJSON
+	var last []records.AccessJSON
 	err := procnet.WaitFor(context.Background(), stepTimeout, 200*time.Millisecond, what, func(context.Context) (bool, error) {
 		last = r.accesses(i, p)
 		return ok(last), nil
@@ -177,7 +178,7 @@ func (r *recNet) providerKey(i int) chain.PrivKey {
 // rawFetch sends a fetch signed with node from's provider key straight to node to's blob
 // protocol from a throwaway libp2p host, bypassing from's own consent check: it shows what a
 // holder does with a request its consent state does not allow.
-func (r *recNet) rawFetch(from, to int, record chain.Hash) *blobs.FetchResponse {
+func (r *recNet) rawFetch(from, to int, record chain.Hash) *exchange.FetchResponse {
 	r.t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
 	require.NoError(r.t, err)
@@ -189,7 +190,7 @@ func (r *recNet) rawFetch(from, to int, record chain.Hash) *blobs.FetchResponse 
 	require.NoError(r.t, h.Connect(ctx, peer.AddrInfo{ID: r.peer[to], Addrs: []ma.Multiaddr{addr}}))
 	req := &chain.AccessRequest{Record: record, Purpose: "TREAT", IssuedMs: time.Now().UnixMilli(), Nonce: uint64(time.Now().UnixNano())}
 	req.Sign(r.providerKey(from), r.chainID)
-	resp, err := blobs.Fetch(ctx, h, r.chainID, r.peer[to], req)
+	resp, err := exchange.Fetch(ctx, h, r.chainID, r.peer[to], req)
 	require.NoError(r.t, err)
 	return resp
 }
@@ -221,7 +222,7 @@ func startRecordNet(t *testing.T) *recNet {
 	return r
 }
 
-func findRecord(t *testing.T, recs []node.ImportedRecord, typ string) chain.Hash {
+func findRecord(t *testing.T, recs []records.ImportedRecord, typ string) chain.Hash {
 	t.Helper()
 	for _, r := range recs {
 		if r.ResourceType == typ {
@@ -261,12 +262,12 @@ func TestRecordStory(t *testing.T) {
 	// Without consent the specialist's node refuses its own user, and the attempt is logged.
 	code, out, _ = r.read(2, cond, "")
 	require.Equal(t, http.StatusForbidden, code, string(out))
-	r.waitAccesses(1, pat, "refused read logged", func(l []node.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "refused") == 1 })
+	r.waitAccesses(1, pat, "refused read logged", func(l []records.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "refused") == 1 })
 	// A holder refuses a fetch without consent too (sent raw, past node2's own check), and logs it.
 	resp := r.rawFetch(2, 0, cond)
-	require.Equal(t, blobs.StatusRefused, resp.Status, resp.Reason)
+	require.Equal(t, exchange.StatusRefused, resp.Status, resp.Reason)
 	require.Empty(t, resp.Ciphertext)
-	r.waitAccesses(1, pat, "holder refusal logged", func(l []node.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "refused") == 2 })
+	r.waitAccesses(1, pat, "holder refusal logged", func(l []records.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "refused") == 2 })
 
 	// The patient grants the specialist their Conditions; the specialist reads, the patient sees it.
 	r.tx(0, pat, chain.TxConsentGrant, &chain.ConsentGrant{Grantee: r.prov[2], Purpose: "TREAT",
@@ -280,7 +281,7 @@ func TestRecordStory(t *testing.T) {
 	t.Logf("condition served to node2 by %s", holder)
 	code, _, _ = r.read(2, obs, "")
 	require.Equal(t, http.StatusForbidden, code, "an Observation is outside a Condition-only consent")
-	l := r.waitAccesses(3, pat, "served read logged", func(l []node.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "served") == 1 })
+	l := r.waitAccesses(3, pat, "served read logged", func(l []records.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "served") == 1 })
 	for _, a := range l {
 		require.Equal(t, "TREAT", a.Purpose)
 		require.False(t, a.Emergency)
@@ -334,7 +335,7 @@ func TestRecordStory(t *testing.T) {
 	amended := bytes.Replace(mustResource(t, r, 2, cond), []byte(`"resourceType":"Condition"`), []byte(`"note":[{"text":"amended"}],"resourceType":"Condition"`), 1)
 	code, out = r.do(0, http.MethodPost, "/v1/records/"+cond.String()+"/amend", amended)
 	require.Equal(t, http.StatusCreated, code, string(out))
-	var am struct{ Records []node.ImportedRecord }
+	var am struct{ Records []records.ImportedRecord }
 	require.NoError(t, json.Unmarshal(out, &am))
 	cond2 := am.Records[0].ID
 	require.EqualValues(t, 2, am.Records[0].Version)
@@ -354,7 +355,7 @@ func TestRecordStory(t *testing.T) {
 	code, out = r.do(1, http.MethodPost, "/v1/emergency", []byte(`{"record":"`+obs.String()+`","purpose":"ETREAT","reason":"unconscious in the emergency department"}`))
 	require.Equal(t, http.StatusOK, code, string(out))
 	require.Eventually(t, func() bool { c, _, _ := r.read(1, obs, "?purpose=ETREAT&emergency=true"); return c == http.StatusOK }, stepTimeout, 100*time.Millisecond)
-	l = r.waitAccesses(0, pat, "emergency read logged", func(l []node.AccessJSON) bool { return countAccesses(l, obs, r.prov[1], "served") >= 1 })
+	l = r.waitAccesses(0, pat, "emergency read logged", func(l []records.AccessJSON) bool { return countAccesses(l, obs, r.prov[1], "served") >= 1 })
 	for _, a := range l {
 		if a.Record == obs && a.Accessor == r.prov[1] {
 			require.True(t, a.Emergency)
@@ -374,14 +375,14 @@ func TestRecordStory(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, code, string(out))
 	require.Contains(t, string(out), "expired")
 	resp = r.rawFetch(3, 0, obs)
-	require.Equal(t, blobs.StatusRefused, resp.Status, "holders refuse an expired consent too")
+	require.Equal(t, exchange.StatusRefused, resp.Status, "holders refuse an expired consent too")
 
 	// Revocation: the specialist can fetch neither old nor new records, and new ones are not
 	// wrapped for it.
 	var consentID chain.Hash
 	code, out = r.do(0, http.MethodGet, "/v1/patients/"+pat.id().String()+"/consents", nil)
 	require.Equal(t, http.StatusOK, code)
-	var cs struct{ Consents []node.ConsentJSON }
+	var cs struct{ Consents []records.ConsentJSON }
 	require.NoError(t, json.Unmarshal(out, &cs))
 	for _, c := range cs.Consents {
 		if c.Grantee == r.prov[2] && !c.Revoked {
@@ -392,7 +393,7 @@ func TestRecordStory(t *testing.T) {
 	r.tx(0, pat, chain.TxConsentRevoke, &chain.ConsentRevoke{Consent: consentID})
 	require.Eventually(t, func() bool { c, _, _ := r.read(2, cond, ""); return c == http.StatusForbidden }, stepTimeout, 100*time.Millisecond)
 	resp = r.rawFetch(2, 0, cond)
-	require.Equal(t, blobs.StatusRefused, resp.Status, "a holder refuses a revoked grantee")
+	require.Equal(t, exchange.StatusRefused, resp.Status, "a holder refuses a revoked grantee")
 	newCond := findRecord(t, r.importFHIR(0, pat, conditionFor(t, bundle)), "Condition")
 	node2Enc := readEncKey(t, r.nw.Home(2))
 	_, err = os.Stat(filepath.Join(r.nw.Home(0), "blobs", "envelopes", newCond.String(), node2Enc.Public().KeyID().String()))
@@ -415,7 +416,7 @@ func TestRecordStory(t *testing.T) {
 	t.Logf("killed node%d (kill -9) right after it served (holder %s)", victim, holder)
 	require.NoError(t, r.nw.Start(victim))
 	obsNode := (victim + 1) % 4
-	r.waitAccesses(obsNode, pat, "the served read logged once after the crash", func(l []node.AccessJSON) bool {
+	r.waitAccesses(obsNode, pat, "the served read logged once after the crash", func(l []records.AccessJSON) bool {
 		return countAccesses(l, newCond, r.prov[1], "served") == before+1
 	})
 

@@ -174,3 +174,37 @@ func absDir(dir string) string {
 	}
 	return a
 }
+
+// CheckImports fails t if the package in dir depends, directly or through any other package
+// (test files aside), on a package that forbidden names: an import path names that package
+// alone, a path ending in "/..." that package and every package below it (as in go list
+// patterns). This is how a folder of the layout map keeps out of what it may not import.
+func CheckImports(t testing.TB, dir string, forbidden ...string) {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-deps", ".")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("purecheck: go list in %s: %v", dir, err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) == 0 {
+		t.Fatalf("purecheck: go list in %s listed nothing", dir)
+	}
+	self := deps[len(deps)-1] // the package itself comes last
+	for _, dep := range deps {
+		for _, f := range forbidden {
+			if matchPattern(f, dep) {
+				t.Errorf("%s depends on %s (forbidden: %s)", self, dep, f)
+			}
+		}
+	}
+}
+
+// matchPattern reports whether path is pattern, or lies below pattern's "/..." prefix.
+func matchPattern(pattern, path string) bool {
+	if p, ok := strings.CutSuffix(pattern, "/..."); ok {
+		return path == p || strings.HasPrefix(path, p+"/")
+	}
+	return path == pattern
+}

@@ -99,3 +99,17 @@ func TestPurePackagesPass(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckImports(t *testing.T) {
+	// purecheck itself links go/parser (below go/...) but nothing of this module's node.
+	r := &recorder{TB: t}
+	CheckImports(r, ".", "go/...", modulePrefix+"node")
+	if len(r.errs) == 0 {
+		t.Fatal("a forbidden dependency (go/...) was not reported")
+	}
+	r = &recorder{TB: t}
+	CheckImports(r, ".", "go", "go/par", modulePrefix+"node/...")
+	if len(r.errs) != 0 {
+		t.Fatalf("exact paths and prefixes that are not packages were matched: %v", r.errs)
+	}
+}

@@ -1,14 +1,16 @@
-package blobs
+package journal
 
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/records/blobstore"
 )
 
 func accessEntry(t *testing.T, nonce uint64, outcome chain.AccessOutcome) chain.AccessEntry {
@@ -22,7 +24,7 @@ func accessEntry(t *testing.T, nonce uint64, outcome chain.AccessOutcome) chain.
 
 func TestJournalDurableAcrossReopen(t *testing.T) {
 	dir := t.TempDir()
-	j, err := OpenJournal(dir)
+	j, err := Open(dir)
 	require.NoError(t, err)
 	served := accessEntry(t, 1, chain.AccessServed)
 	refused := accessEntry(t, 2, chain.AccessRefused)
@@ -32,7 +34,7 @@ func TestJournalDurableAcrossReopen(t *testing.T) {
 	require.Error(t, j.Add(chain.AccessEntry{}), "an invalid entry is refused")
 
 	// "Restart": a fresh Journal on the same directory.
-	j2, err := OpenJournal(dir)
+	j2, err := Open(dir)
 	require.NoError(t, err)
 	pending, err := j2.Pending()
 	require.NoError(t, err)
@@ -40,7 +42,7 @@ func TestJournalDurableAcrossReopen(t *testing.T) {
 
 	require.NoError(t, j2.Remove(served.Request.ID()))
 	require.NoError(t, j2.Remove(served.Request.ID()), "removing twice is not an error")
-	j3, err := OpenJournal(dir)
+	j3, err := Open(dir)
 	require.NoError(t, err)
 	pending, err = j3.Pending()
 	require.NoError(t, err)
@@ -50,12 +52,12 @@ func TestJournalDurableAcrossReopen(t *testing.T) {
 
 func TestJournalSkipsCorruptAndTornFiles(t *testing.T) {
 	dir := t.TempDir()
-	j, err := OpenJournal(dir)
+	j, err := Open(dir)
 	require.NoError(t, err)
 	j.SetLogger(nil)
 	good := accessEntry(t, 1, chain.AccessServed)
 	require.NoError(t, j.Add(good))
-	torn := filepath.Join(dir, tempPrefix+"99")
+	torn := filepath.Join(dir, blobstore.TempPrefix+"99")
 	require.NoError(t, os.WriteFile(torn, []byte{0x84}, 0o600))
 	// A file named after one request holding another: not what it claims.
 	other := accessEntry(t, 2, chain.AccessServed)
@@ -77,7 +79,7 @@ func TestJournalSkipsCorruptAndTornFiles(t *testing.T) {
 }
 
 func TestJournalConcurrent(t *testing.T) {
-	j, err := OpenJournal(t.TempDir())
+	j, err := Open(t.TempDir())
 	require.NoError(t, err)
 	entries := make([]chain.AccessEntry, 16)
 	for i := range entries {
@@ -103,4 +105,36 @@ func TestJournalConcurrent(t *testing.T) {
 	pending, err := j.Pending()
 	require.NoError(t, err)
 	require.Len(t, pending, 8)
+}
+
+func signingKey(t testing.TB, seed byte) chain.PrivKey {
+	t.Helper()
+	var s [32]byte
+	s[0] = seed
+	k, err := chain.PrivKeyFromSeed(s[:])
+	require.NoError(t, err)
+	return k
+}
+
+func accessRequest(t testing.TB, key chain.PrivKey, record chain.Hash, nonce uint64) *chain.AccessRequest {
+	t.Helper()
+	r := &chain.AccessRequest{Record: record, Purpose: "TREAT", IssuedMs: 1_700_000_000_000, Nonce: nonce}
+	r.Sign(key, "medledger-test")
+	return r
+}
+
+// tempFiles lists the temp files (torn writes) anywhere under dir.
+func tempFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var found []string
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), blobstore.TempPrefix) {
+			found = append(found, path)
+		}
+		return nil
+	}))
+	return found
 }

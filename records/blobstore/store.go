@@ -1,4 +1,4 @@
-package blobs
+package blobstore
 
 import (
 	"errors"
@@ -36,11 +36,11 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("blobs: open store: %w", err)
 	}
 	for _, d := range []string{s.blobs, s.envelopes} {
-		if err := mkdirDurable(d); err != nil {
+		if err := MkdirDurable(d); err != nil {
 			return nil, fmt.Errorf("blobs: open store: %w", err)
 		}
 	}
-	if _, err := removeTemps(s.blobs); err != nil {
+	if _, err := RemoveTemps(s.blobs); err != nil {
 		return nil, fmt.Errorf("blobs: open store: %w", err)
 	}
 	records, err := os.ReadDir(s.envelopes)
@@ -49,7 +49,7 @@ func OpenStore(dir string) (*Store, error) {
 	}
 	for _, r := range records {
 		if r.IsDir() {
-			if _, err := removeTemps(filepath.Join(s.envelopes, r.Name())); err != nil {
+			if _, err := RemoveTemps(filepath.Join(s.envelopes, r.Name())); err != nil {
 				return nil, fmt.Errorf("blobs: open store: %w", err)
 			}
 		}
@@ -87,7 +87,7 @@ func (s *Store) put(h chain.Hash, ciphertext []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := writeFileAtomic(s.blobs, h.String(), ciphertext); err != nil {
+	if err := WriteFileAtomic(s.blobs, h.String(), ciphertext); err != nil {
 		return fmt.Errorf("blobs: store %s: %w", h.Short(), err)
 	}
 	return nil
@@ -104,7 +104,7 @@ func (s *Store) Get(hash chain.Hash) ([]byte, error) {
 		return nil, fmt.Errorf("blobs: read %s: %w", hash.Short(), err)
 	}
 	defer f.Close()
-	data, err := readLimited(f, envelope.MaxCiphertextLen)
+	data, err := ReadLimited(f, envelope.MaxCiphertextLen)
 	if err != nil {
 		return nil, fmt.Errorf("blobs: read %s: %w", hash.Short(), err)
 	}
@@ -114,8 +114,8 @@ func (s *Store) Get(hash chain.Hash) ([]byte, error) {
 	return data, nil
 }
 
-// readLimited reads all of r, failing with ErrCorrupt beyond limit bytes.
-func readLimited(r io.Reader, limit int) ([]byte, error) {
+// ReadLimited reads all of r, failing with ErrCorrupt beyond limit bytes.
+func ReadLimited(r io.Reader, limit int) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return nil, err
@@ -147,7 +147,7 @@ func (s *Store) deleteBlob(hash chain.Hash) error {
 	if err != nil {
 		return fmt.Errorf("blobs: delete %s: %w", hash.Short(), err)
 	}
-	return syncDir(s.blobs)
+	return SyncDir(s.blobs)
 }
 
 // RecordFiles is one record's ciphertext and envelopes, for PutBatch.
@@ -202,15 +202,15 @@ func (s *Store) PutBatch(recs []RecordFiles) ([]chain.Hash, error) {
 				return nil, fmt.Errorf("blobs: store envelope of %s: %w", r.Record.Short(), err)
 			}
 		}
-		if err := syncDir(dir); err != nil {
+		if err := SyncDir(dir); err != nil {
 			return nil, err
 		}
 	}
-	if err := syncDir(s.blobs); err != nil {
+	if err := SyncDir(s.blobs); err != nil {
 		return nil, err
 	}
 	if newDirs {
-		if err := syncDir(s.envelopes); err != nil {
+		if err := SyncDir(s.envelopes); err != nil {
 			return nil, err
 		}
 	}
@@ -232,10 +232,10 @@ func (s *Store) PutEnvelope(record chain.Hash, e envelope.Envelope) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dir := s.recordDir(record)
-	if err := mkdirDurable(dir); err != nil {
+	if err := MkdirDurable(dir); err != nil {
 		return fmt.Errorf("blobs: store envelope of %s: %w", record.Short(), err)
 	}
-	if err := writeFileAtomic(dir, e.RecipientKeyID.String(), e.Encode()); err != nil {
+	if err := WriteFileAtomic(dir, e.RecipientKeyID.String(), e.Encode()); err != nil {
 		return fmt.Errorf("blobs: store envelope of %s: %w", record.Short(), err)
 	}
 	return nil
@@ -260,7 +260,7 @@ func readEnvelope(path string, keyID chain.Hash) (envelope.Envelope, error) {
 		return envelope.Envelope{}, err
 	}
 	defer f.Close()
-	data, err := readLimited(f, envelope.MaxEnvelopeLen)
+	data, err := ReadLimited(f, envelope.MaxEnvelopeLen)
 	if err != nil {
 		return envelope.Envelope{}, err
 	}
@@ -288,7 +288,7 @@ func (s *Store) Envelopes(record chain.Hash) ([]envelope.Envelope, error) {
 	var out []envelope.Envelope
 	for _, ent := range entries {
 		name := ent.Name()
-		if strings.HasPrefix(name, tempPrefix) {
+		if strings.HasPrefix(name, TempPrefix) {
 			continue
 		}
 		keyID, err := chain.ParseHash(name)
@@ -318,7 +318,7 @@ func (s *Store) DeleteRecord(record, ciphertextHash chain.Hash) error {
 		if err := os.RemoveAll(s.recordDir(record)); err != nil {
 			return fmt.Errorf("blobs: erase envelopes of %s: %w", record.Short(), err)
 		}
-		if err := syncDir(s.envelopes); err != nil {
+		if err := SyncDir(s.envelopes); err != nil {
 			return err
 		}
 	}

@@ -1,8 +1,11 @@
-package blobs
+package blobstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +26,7 @@ func tempFiles(t *testing.T, dir string) []string {
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(d.Name(), tempPrefix) {
+		if strings.HasPrefix(d.Name(), TempPrefix) {
 			found = append(found, path)
 		}
 		return nil
@@ -94,9 +97,9 @@ func TestStoreAtomicNoTempFiles(t *testing.T) {
 	require.Empty(t, tempFiles(t, dir))
 
 	// A crash mid-write leaves a temp file; it is never served and reopening deletes it.
-	torn := filepath.Join(dir, "blobs", tempPrefix+"123")
+	torn := filepath.Join(dir, "blobs", TempPrefix+"123")
 	require.NoError(t, os.WriteFile(torn, []byte("half a blob"), 0o600))
-	tornEnv := filepath.Join(dir, "envelopes", record.String(), tempPrefix+"456")
+	tornEnv := filepath.Join(dir, "envelopes", record.String(), TempPrefix+"456")
 	require.NoError(t, os.WriteFile(tornEnv, []byte("half an envelope"), 0o600))
 	es, err := s.Envelopes(record)
 	require.NoError(t, err)
@@ -230,4 +233,26 @@ func TestStorePutBatch(t *testing.T) {
 	require.False(t, s.Has(chain.Sum256([]byte("ct"))), "nothing of a refused batch is written")
 	_, err = s.PutBatch([]RecordFiles{{Record: chain.Sum256([]byte("y"))}})
 	require.ErrorIs(t, err, ErrMalformed)
+}
+
+const testChain = "medledger-test"
+
+func testRand(seed uint64) io.Reader {
+	var s [32]byte
+	binary.LittleEndian.PutUint64(s[:], seed)
+	return rand.NewChaCha8(s)
+}
+
+// sealed seals a record body for n fresh recipients.
+func sealed(t testing.TB, record chain.Hash, body string, n int) *envelope.Sealed {
+	t.Helper()
+	var rs []envelope.Recipient
+	for i := range n {
+		k, err := envelope.GenerateKey(testRand(uint64(1000 + i)))
+		require.NoError(t, err)
+		rs = append(rs, envelope.Recipient{Key: k.Public()})
+	}
+	s, err := envelope.Seal(testRand(7), []byte(body), envelope.Context{ChainID: testChain, RecordID: record, Version: 1}, rs)
+	require.NoError(t, err)
+	return s
 }

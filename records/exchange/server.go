@@ -1,4 +1,4 @@
-package blobs
+package exchange
 
 import (
 	"context"
@@ -33,7 +33,7 @@ const (
 type Handler interface {
 	// Fetch decides an access request and returns the response to send: StatusOK with the
 	// ciphertext and envelopes, StatusRefused or StatusNotFound with a reason, or StatusError. It
-	// is where the holder checks consent and journals the access entry (Journal.Add) before
+	// is where the holder checks consent and journals the access entry (records/journal) before
 	// answering. A nil response, or one that does not validate, is sent as StatusError.
 	Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequest) *FetchResponse
 	// Push stores a pushed record. nil accepts (StatusOK); an error wrapping ErrRefused is sent

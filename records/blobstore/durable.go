@@ -1,4 +1,4 @@
-package blobs
+package blobstore
 
 import (
 	"errors"
@@ -9,23 +9,23 @@ import (
 	"strings"
 )
 
-// tempPrefix starts the name of every file being written; such a file left behind is a torn
+// TempPrefix starts the name of every file being written; such a file left behind is a torn
 // write and is deleted when found.
-const tempPrefix = ".tmp-"
+const TempPrefix = ".tmp-"
 
-// writeFileAtomic writes data to dir/name so that after a crash the file is either absent, the
+// WriteFileAtomic writes data to dir/name so that after a crash the file is either absent, the
 // old content, or all of data: a temp file in dir, fsynced, renamed over name, and dir fsynced.
-func writeFileAtomic(dir, name string, data []byte) error {
+func WriteFileAtomic(dir, name string, data []byte) error {
 	if err := writeFileRenamed(dir, name, data); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-// writeFileRenamed is writeFileAtomic without the directory fsync: the caller syncs dir once
+// writeFileRenamed is WriteFileAtomic without the directory fsync: the caller syncs dir once
 // after writing several files into it.
 func writeFileRenamed(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	f, err := os.CreateTemp(dir, TempPrefix+"*")
 	if err != nil {
 		return err
 	}
@@ -49,8 +49,8 @@ func writeFileRenamed(dir, name string, data []byte) (err error) {
 	return os.Rename(tmp, filepath.Join(dir, name))
 }
 
-// syncDir fsyncs a directory, making the creation, rename or removal of its entries durable.
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, making the creation, rename or removal of its entries durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -65,19 +65,19 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// mkdirDurable creates dir (0700) if missing and makes its entry in its parent durable.
-func mkdirDurable(dir string) error {
+// MkdirDurable creates dir (0700) if missing and makes its entry in its parent durable.
+func MkdirDurable(dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dir))
+	return SyncDir(filepath.Dir(dir))
 }
 
-// removeTemps deletes the torn writes (temp files) directly in dir and returns how many.
-func removeTemps(dir string) (int, error) {
+// RemoveTemps deletes the torn writes (temp files) directly in dir and returns how many.
+func RemoveTemps(dir string) (int, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
@@ -87,7 +87,7 @@ func removeTemps(dir string) (int, error) {
 	}
 	n := 0
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) && !e.IsDir() {
+		if strings.HasPrefix(e.Name(), TempPrefix) && !e.IsDir() {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return n, err
 			}
@@ -95,7 +95,7 @@ func removeTemps(dir string) (int, error) {
 		}
 	}
 	if n > 0 {
-		return n, syncDir(dir)
+		return n, SyncDir(dir)
 	}
 	return 0, nil
 }

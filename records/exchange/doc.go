@@ -1,13 +1,11 @@
-// Package blobs is the encrypted record blob exchange: the durable, content-addressed store of
-// record ciphertexts and their envelopes that a holder keeps, the journal of access entries it
-// has yet to log on the ledger, and the direct libp2p protocol through which providers fetch a
-// record from its holders and push a record (or new envelopes) to them.
+// Package exchange is the encrypted record blob exchange: the direct libp2p protocol through
+// which providers fetch a record from its holders and push a record (or new envelopes) to them.
+// The holder's side decides through a Handler (the record service, records.Service); the files
+// live in records/blobstore and the access journal in records/journal.
 //
 // Nothing here decrypts: a ciphertext is addressed by its SHA-256 (chain.Sum256), which is the
 // CiphertextHash a RecordAnchor fixes on the ledger, so every copy can be checked before it is
-// stored or opened. Envelopes (a record's data key wrapped to one recipient) are kept per record
-// and recipient key id; erasing a record deletes the ciphertext and every envelope
-// (crypto-shredding).
+// stored or opened.
 //
 // # Protocol
 //
@@ -18,7 +16,7 @@
 //
 //   - A fetch carries an encoded chain.AccessRequest signed by the requester. The server decodes
 //     and verifies it under its chain id before its Handler sees it; the handler decides (consent,
-//     emergency access), logs the request (see Journal) and answers with a FetchResponse.
+//     emergency access), logs the request (see records/journal) and answers with a FetchResponse.
 //   - A push carries a PushRequest signed by the sending provider (DomainPush): the record, its
 //     ciphertext hash, optionally the ciphertext itself and any envelopes. The server checks the
 //     signature and that the ciphertext hashes to CiphertextHash before its Handler sees it.
@@ -31,4 +29,4 @@
 // access entry per request id, so a request seen by several holders is logged once), skips
 // holders that do not have the record or serve a copy that does not hash to the anchored
 // CiphertextHash, and stops at the first refusal.
-package blobs
+package exchange

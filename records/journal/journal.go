@@ -1,4 +1,4 @@
-package blobs
+package journal
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/records/blobstore"
 )
 
 // maxJournalEntryBytes bounds an encoded AccessEntry: the request, the outcome and the reason.
@@ -30,9 +31,9 @@ type Journal struct {
 	log *slog.Logger
 }
 
-// OpenJournal opens (creating if needed, mode 0700) the journal in dir.
-func OpenJournal(dir string) (*Journal, error) {
-	if err := mkdirDurable(dir); err != nil {
+// Open opens (creating if needed, mode 0700) the journal in dir.
+func Open(dir string) (*Journal, error) {
+	if err := blobstore.MkdirDurable(dir); err != nil {
 		return nil, fmt.Errorf("blobs: open journal: %w", err)
 	}
 	return &Journal{dir: dir, log: slog.Default()}, nil
@@ -62,7 +63,7 @@ func (j *Journal) Add(e chain.AccessEntry) error {
 	id := e.Request.ID()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if err := writeFileAtomic(j.dir, id.String(), data); err != nil {
+	if err := blobstore.WriteFileAtomic(j.dir, id.String(), data); err != nil {
 		return fmt.Errorf("blobs: journal %s: %w", id.Short(), err)
 	}
 	return nil
@@ -75,7 +76,7 @@ func (j *Journal) Add(e chain.AccessEntry) error {
 func (j *Journal) Pending() ([]chain.AccessEntry, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if _, err := removeTemps(j.dir); err != nil {
+	if _, err := blobstore.RemoveTemps(j.dir); err != nil {
 		return nil, fmt.Errorf("blobs: journal: %w", err)
 	}
 	entries, err := os.ReadDir(j.dir)
@@ -111,7 +112,7 @@ func (j *Journal) read(ent fs.DirEntry) (chain.AccessEntry, error) {
 		return e, err
 	}
 	defer f.Close()
-	data, err := readLimited(f, maxJournalEntryBytes)
+	data, err := blobstore.ReadLimited(f, maxJournalEntryBytes)
 	if err != nil {
 		return e, err
 	}
@@ -132,15 +133,15 @@ func (j *Journal) read(ent fs.DirEntry) (chain.AccessEntry, error) {
 func (j *Journal) quarantine(name string, cause error) {
 	from := filepath.Join(j.dir, name)
 	qdir := filepath.Join(j.dir, corruptDir)
-	err := mkdirDurable(qdir)
+	err := blobstore.MkdirDurable(qdir)
 	if err == nil {
 		err = os.Rename(from, filepath.Join(qdir, strings.TrimPrefix(name, ".")))
 	}
 	if err == nil {
-		err = syncDir(j.dir)
+		err = blobstore.SyncDir(j.dir)
 	}
 	if err == nil {
-		err = syncDir(qdir)
+		err = blobstore.SyncDir(qdir)
 	}
 	j.log.Warn("blobs: corrupt journal entry set aside", "file", from, "cause", cause, "move_err", err)
 }
@@ -157,5 +158,5 @@ func (j *Journal) Remove(requestID chain.Hash) error {
 	if err != nil {
 		return fmt.Errorf("blobs: journal remove %s: %w", requestID.Short(), err)
 	}
-	return syncDir(j.dir)
+	return blobstore.SyncDir(j.dir)
 }

@@ -1,4 +1,4 @@
-package blobs
+package exchange
 
 import (
 	"errors"
@@ -25,12 +25,8 @@ const MessageVersion = 1
 
 // Errors returned by this package; test them with errors.Is.
 var (
-	// ErrNotFound: the store has no such blob, envelope or journal entry, or no holder had the
-	// record.
+	// ErrNotFound: the holder does not have the record, or no holder had it.
 	ErrNotFound = errors.New("blobs: not found")
-	// ErrCorrupt: a stored file does not hold what its name says (the bytes do not hash to the
-	// address, or do not decode).
-	ErrCorrupt = errors.New("blobs: stored data is corrupt")
 	// ErrHashMismatch: a ciphertext does not hash to the address it was given with.
 	ErrHashMismatch = errors.New("blobs: ciphertext does not match its hash")
 	// ErrRefused: the remote holder refused the request; the error carries its reason.

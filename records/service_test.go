@@ -1,13 +1,8 @@
-package node
+package records
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,14 +12,14 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/node/fhir"
-	"github.com/medledger/medledger/sync/blobs"
+	"github.com/medledger/medledger/records/exchange"
 	"github.com/medledger/medledger/wallet/envelope"
 )
 
 // testCtx is a subtest's context for calls into the service. It outlives every bounded wait of
-// the subtest: a subtest that builds services (NewRecords compiles the FHIR validator, tens of
+// the subtest: a subtest that builds services (New compiles the FHIR validator, tens of
 // seconds under the race detector) runs far longer than recWait, and a call whose context ends
-// while its ledger query runs races with that query (see Records.query).
+// while its ledger query runs races with that query (see node.Runner.Query).
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
@@ -39,7 +34,7 @@ func randomHash(t *testing.T) chain.Hash {
 }
 
 // indexedUpTo reports whether the service has indexed (and reacted to) block h.
-func indexedUpTo(r *Records, h uint64) bool {
+func indexedUpTo(r *Service, h uint64) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.indexed > h // react(h) is done once block h+1 is indexed
@@ -47,7 +42,7 @@ func indexedUpTo(r *Records, h uint64) bool {
 
 // stored is the resources of a document as an import stores them: parsed, and rewritten to stand
 // alone (the test documents give every resource an id).
-func stored(t *testing.T, r *Records, data []byte) []fhir.Resource {
+func stored(t *testing.T, r *Service, data []byte) []fhir.Resource {
 	t.Helper()
 	res, err := r.fhir.Parse(data)
 	require.NoError(t, err)
@@ -67,7 +62,7 @@ func openAs(t *testing.T, priv *envelope.PrivateKey, chainID string, id chain.Ha
 
 // TestRecordService drives the record service of a lone authority (the real Runner over a
 // memory store) with a peerless RecordNet. The subtests share one chain and one service, since
-// NewRecords compiles the FHIR validator, which is slow (seconds under the race detector); each
+// New compiles the FHIR validator, which is slow (seconds under the race detector); each
 // uses its own patients and providers. The journal subtest stops the service and runs last.
 func TestRecordService(t *testing.T) {
 	f := newRecFixture(t)
@@ -78,7 +73,6 @@ func TestRecordService(t *testing.T) {
 	}{
 		{"import refusals", testImportRefusals},
 		{"import list read", testImportListRead},
-		{"api", testAPI},
 		{"fetch decisions", testFetchDecisions},
 		{"fetch skew overflow", testFetchSkewOverflow},
 		{"fetch replay", testFetchReplay},
@@ -99,7 +93,7 @@ func testImportListRead(t *testing.T, f *recFixture, r *running) {
 	provided := f.net.provides.Load()
 
 	data := readTestdata(t, "bundle-collection.json")
-	want := stored(t, r.Records, data)
+	want := stored(t, r.Service, data)
 	require.Len(t, want, 3)
 
 	out, err := r.Import(ctx, p.id(), data)
@@ -147,7 +141,7 @@ func testImportListRead(t *testing.T, f *recFixture, r *running) {
 
 	// The author reads every record from its own copy; the first once more.
 	for i, rec := range append(out, out[0]) {
-		res, err := r.Read(ctx, rec.ID, DefaultPurpose, false)
+		res, err := r.Read(ctx, rec.ID, testPurpose, false)
 		require.NoError(t, err)
 		require.Equal(t, "local", res.Holder)
 		require.Equal(t, rec.ID, res.Record.ID)
@@ -158,7 +152,7 @@ func testImportListRead(t *testing.T, f *recFixture, r *running) {
 	const reads = 4
 	f.waitFor("access entries on the ledger", func() bool {
 		a, err := r.Accesses(ctx, p.id())
-		return err == nil && len(a) >= reads && len(pending(t, r.Records)) == 0
+		return err == nil && len(a) >= reads && len(pending(t, r.Service)) == 0
 	})
 	f.waitBlocks(2)
 	acc, err := r.Accesses(ctx, p.id())
@@ -170,7 +164,7 @@ func testImportListRead(t *testing.T, f *recFixture, r *running) {
 		require.Equal(t, "served", a.Outcome)
 		require.Equal(t, self, a.Accessor)
 		require.Equal(t, self, a.Holder)
-		require.Equal(t, DefaultPurpose, a.Purpose)
+		require.Equal(t, testPurpose, a.Purpose)
 		require.False(t, a.Emergency)
 		require.False(t, seen[a.RequestID], "request %s listed twice", a.RequestID)
 		seen[a.RequestID] = true
@@ -187,7 +181,7 @@ func testImportRefusals(t *testing.T, f *recFixture, r *running) {
 	p := f.newPatient("bob", true)
 	stranger := f.newPatient("stranger", false)
 	// Once the journal is empty this provider signs nothing unless an import anchors.
-	f.waitFor("journal flushed", func() bool { return len(pending(t, r.Records)) == 0 })
+	f.waitFor("journal flushed", func() bool { return len(pending(t, r.Service)) == 0 })
 	nonce := f.nonce(f.keys.ID())
 	blobFiles, envFiles := filesUnder(t, filepath.Join(f.blobDir, "blobs")), filesUnder(t, filepath.Join(f.blobDir, "envelopes"))
 
@@ -225,113 +219,6 @@ func testImportRefusals(t *testing.T, f *recFixture, r *running) {
 	require.Equal(t, envFiles, filesUnder(t, filepath.Join(f.blobDir, "envelopes")))
 }
 
-// apiAnswer is one HTTP answer.
-type apiAnswer struct {
-	code int
-	hdr  http.Header
-	body []byte
-}
-
-// errorLine checks the answer is a one-line JSON error and returns its message.
-func (a apiAnswer) errorLine(t *testing.T) string {
-	t.Helper()
-	require.Equal(t, "application/json", a.hdr.Get("Content-Type"))
-	require.True(t, bytes.HasSuffix(a.body, []byte("\n")))
-	require.Equal(t, 1, bytes.Count(a.body, []byte("\n")), "error answer %q is not one line", a.body)
-	var e ErrorJSON
-	require.NoError(t, json.Unmarshal(a.body, &e))
-	require.NotEmpty(t, e.Error)
-	require.NotContains(t, e.Error, "\n")
-	return e.Error
-}
-
-func testAPI(t *testing.T, f *recFixture, r *running) {
-	p := f.newPatient("carol", true)
-	stranger := f.newPatient("dora", false)
-	self := f.keys.ID()
-	const maxBody, maxBatch = 4096, 8 << 10
-	api := NewAPI(f.runner, NodeInfo{ChainID: f.g.ChainID, NodeID: "12D3KooWtest", Provider: &self}, testToken, maxBody, maxBatch, f.log)
-	api.attachRecords(r.Records, f.commits)
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	do := func(method, path string, body []byte) apiAnswer {
-		t.Helper()
-		req, err := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		resp, err := srv.Client().Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		data, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return apiAnswer{resp.StatusCode, resp.Header, data}
-	}
-	pp := "/v1/patients/" + p.id().String()
-
-	// Import and read back.
-	bundle := readTestdata(t, "bundle-collection.json")
-	want := stored(t, r.Records, bundle)
-	a := do("POST", pp+"/records", bundle)
-	require.Equal(t, http.StatusCreated, a.code, "%s", a.body)
-	var imported struct{ Records []ImportedRecord }
-	require.NoError(t, json.Unmarshal(a.body, &imported))
-	require.Len(t, imported.Records, len(want))
-	rec := imported.Records[1]
-	a = do("GET", "/v1/records/"+rec.ID.String(), nil)
-	require.Equal(t, http.StatusOK, a.code, "%s", a.body)
-	require.Equal(t, "application/fhir+json", a.hdr.Get("Content-Type"))
-	require.Equal(t, "local", a.hdr.Get("X-MedLedger-Holder"))
-	require.Equal(t, "1", a.hdr.Get("X-MedLedger-Record-Version"))
-	require.Equal(t, string(want[1].JSON), string(a.body))
-	f.waitFor("list", func() bool {
-		a := do("GET", pp+"/records", nil)
-		var l struct{ Records []RecordJSON }
-		return a.code == http.StatusOK && json.Unmarshal(a.body, &l) == nil && len(l.Records) == len(want)
-	})
-
-	// Erase one record for the 410 case.
-	erased := imported.Records[0].ID
-	f.erase(p, erased)
-	require.True(t, f.record(erased).Erased)
-
-	bigBundle := append(bytes.Repeat([]byte(" "), maxBatch), bundle...)
-	for _, tc := range []struct {
-		name, method, path string
-		body               []byte
-		code               int
-		want               string
-	}{
-		{"bad patient id", "GET", "/v1/patients/not-a-patient/records", nil, 400, "want a patient id"},
-		{"bad patient id on import", "POST", "/v1/patients/abc/records", bundle, 400, "want a patient id"},
-		{"bad record id", "GET", "/v1/records/xyz", nil, 400, "want a record id"},
-		{"bad record id on amend", "POST", "/v1/records/xyz/amend", bundle, 400, "want a record id"},
-		{"unknown record", "GET", "/v1/records/" + randomHash(t).String(), nil, 404, "record not found"},
-		{"erased record", "GET", "/v1/records/" + erased.String(), nil, 410, "erased"},
-		{"bad emergency flag", "GET", "/v1/records/" + rec.ID.String() + "?emergency=maybe", nil, 400, "emergency"},
-		{"invalid FHIR", "POST", pp + "/records", []byte(`{"resourceType":"Observation","status":"final"}`), 422, "invalid FHIR"},
-		{"invalid FHIR bundle", "POST", pp + "/records", []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Nope"}},{"resource":{"resourceType":"Observation"}}]}`), 422, "invalid FHIR"},
-		{"unregistered patient", "POST", "/v1/patients/" + stranger.id().String() + "/records", bundle, 409, "not registered"},
-		{"emergency without reason", "POST", "/v1/emergency", []byte(`{"patient":"` + p.id().String() + `","purpose":"ETREAT"}`), 400, "needs a reason"},
-		{"emergency blank reason", "POST", "/v1/emergency", []byte(`{"patient":"` + p.id().String() + `","reason":"  "}`), 400, "needs a reason"},
-		{"oversized import", "POST", pp + "/records", bigBundle, 413, "limit"},
-		{"oversized amend", "POST", "/v1/records/" + rec.ID.String() + "/amend", bytes.Repeat([]byte(" "), maxBody+1), 413, "limit"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			a := do(tc.method, tc.path, tc.body)
-			require.Equal(t, tc.code, a.code, "%s", a.body)
-			require.Contains(t, a.errorLine(t), tc.want)
-		})
-	}
-	// The refused imports anchored nothing.
-	a = do("GET", pp+"/records", nil)
-	var l struct{ Records []RecordJSON }
-	require.NoError(t, json.Unmarshal(a.body, &l))
-	require.Len(t, l.Records, len(want))
-	a = do("GET", "/v1/patients/"+stranger.id().String()+"/records", nil)
-	require.Equal(t, http.StatusOK, a.code)
-	require.JSONEq(t, `{"records":[]}`, string(a.body))
-}
-
 // testJournal stops the shared service: it runs last. A read served by a service that stops
 // before its flusher submits reaches the ledger once after a restart, and an entry the ledger
 // already has is dropped from the journal without a second submission.
@@ -341,13 +228,13 @@ func testJournal(t *testing.T, f *recFixture, r1 *running) {
 	out, err := r1.Import(ctx, p.id(), readTestdata(t, "observation.json"))
 	require.NoError(t, err)
 	id := out[0].ID
-	f.waitFor("journal flushed", func() bool { return len(pending(t, r1.Records)) == 0 })
+	f.waitFor("journal flushed", func() bool { return len(pending(t, r1.Service)) == 0 })
 	r1.stop(t)
 
 	// A second service over the same blob dir serves a read and "crashes" before its flusher
 	// runs: it is never started.
 	r2 := f.newRecords()
-	res, err := r2.Read(ctx, id, DefaultPurpose, false)
+	res, err := r2.Read(ctx, id, testPurpose, false)
 	require.NoError(t, err)
 	require.Equal(t, "local", res.Holder)
 	pend := pending(t, r2)
@@ -362,7 +249,7 @@ func testJournal(t *testing.T, f *recFixture, r1 *running) {
 
 	// After the restart the journalled entry reaches the ledger, once, and leaves the journal.
 	r3 := f.run(f.newRecords())
-	f.waitFor("journal flushed", func() bool { return f.access(reqID) != nil && len(pending(t, r3.Records)) == 0 })
+	f.waitFor("journal flushed", func() bool { return f.access(reqID) != nil && len(pending(t, r3.Service)) == 0 })
 	a := f.access(reqID)
 	require.Equal(t, chain.AccessServed, a.Outcome)
 	require.Equal(t, f.keys.ID(), a.Holder)
@@ -412,7 +299,7 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 	ctx := testCtx(t)
 	p := f.newPatient("gus", true)
 	data := readTestdata(t, "observation.json")
-	want := stored(t, r.Records, data)
+	want := stored(t, r.Service, data)
 	out, err := r.Import(ctx, p.id(), data)
 	require.NoError(t, err)
 	id := out[0].ID
@@ -435,11 +322,11 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 	}
 
 	resp := r.Fetch(ctx, "", f.request(b, randomHash(t), time.Now()))
-	require.Equal(t, blobs.StatusNotFound, resp.Status, resp.Reason)
+	require.Equal(t, exchange.StatusNotFound, resp.Status, resp.Reason)
 
 	unregistered := f.request(nobody, id, time.Now())
 	resp = r.Fetch(ctx, "", unregistered)
-	require.Equal(t, blobs.StatusRefused, resp.Status)
+	require.Equal(t, exchange.StatusRefused, resp.Status)
 	require.Contains(t, resp.Reason, "not a registered provider")
 	require.Empty(t, resp.Ciphertext)
 
@@ -447,21 +334,21 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 	for _, d := range []time.Duration{time.Hour, -time.Hour} {
 		req := f.request(b, id, time.Now().Add(d))
 		resp = r.Fetch(ctx, "", req)
-		require.Equal(t, blobs.StatusRefused, resp.Status)
+		require.Equal(t, exchange.StatusRefused, resp.Status)
 		require.Contains(t, resp.Reason, "clock")
 		skewed = append(skewed, req)
 	}
 
 	noConsent := f.request(b, id, time.Now())
 	resp = r.Fetch(ctx, "", noConsent)
-	require.Equal(t, blobs.StatusRefused, resp.Status)
+	require.Equal(t, exchange.StatusRefused, resp.Status)
 	require.Contains(t, resp.Reason, "no consent")
 	require.Empty(t, resp.Ciphertext)
 	require.Empty(t, resp.Envelopes)
 	logged(noConsent, chain.AccessRefused)
 	require.Equal(t, resp.Reason, f.access(noConsent.ID()).Reason)
 	// The requests refused before the consent check were neither journalled nor logged.
-	f.waitFor("journal flushed", func() bool { return len(pending(t, r.Records)) == 0 })
+	f.waitFor("journal flushed", func() bool { return len(pending(t, r.Service)) == 0 })
 	for _, req := range append(skewed, unregistered) {
 		require.Nil(t, f.access(req.ID()))
 	}
@@ -472,7 +359,7 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 		t.Helper()
 		req := f.request(b, id, time.Now())
 		resp := r.Fetch(ctx, "", req)
-		require.Equal(t, blobs.StatusOK, resp.Status, resp.Reason)
+		require.Equal(t, exchange.StatusOK, resp.Status, resp.Reason)
 		require.Equal(t, st.CiphertextHash, chain.Sum256(resp.Ciphertext))
 		require.Len(t, resp.Envelopes, 1)
 		require.Equal(t, bKey, resp.Envelopes[0].RecipientKeyID)
@@ -481,7 +368,7 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 	}
 	served()
 	// The author wraps on demand: with the grantee's envelope gone, the next fetch wraps again.
-	f.waitFor("consent block handled", func() bool { return indexedUpTo(r.Records, grantHeight) })
+	f.waitFor("consent block handled", func() bool { return indexedUpTo(r.Service, grantHeight) })
 	envFile := filepath.Join(f.blobDir, "envelopes", id.String(), bKey.String())
 	require.FileExists(t, envFile)
 	require.NoError(t, os.Remove(envFile))
@@ -495,12 +382,12 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 	f.waitFor("consent expiry", func() bool { _, ms := f.tip(); return ms >= expires })
 	late := f.request(c, id, time.Now())
 	resp = r.Fetch(ctx, "", late)
-	require.Equal(t, blobs.StatusRefused, resp.Status)
+	require.Equal(t, exchange.StatusRefused, resp.Status)
 	require.Contains(t, resp.Reason, "expired")
 	logged(late, chain.AccessRefused)
 
 	// The patient's audit view has every journalled decision once.
-	f.waitFor("journal flushed", func() bool { return len(pending(t, r.Records)) == 0 })
+	f.waitFor("journal flushed", func() bool { return len(pending(t, r.Service)) == 0 })
 	f.waitFor("index", func() bool { acc, err := r.Accesses(ctx, p.id()); return err == nil && len(acc) >= 4 })
 	acc, err := r.Accesses(ctx, p.id())
 	require.NoError(t, err)
@@ -524,7 +411,7 @@ func testFetchSkewOverflow(t *testing.T, f *recFixture, r *running) {
 	req.IssuedMs -= 1 << 58
 	req.Sign(k.Signing, f.g.ChainID)
 	resp := r.Fetch(ctx, "", req)
-	require.Equal(t, blobs.StatusRefused, resp.Status)
+	require.Equal(t, exchange.StatusRefused, resp.Status)
 	require.Contains(t, resp.Reason, "clock", "a request issued 2^58 ms ago passed the skew check")
 }
 
@@ -538,12 +425,12 @@ func testFetchReplay(t *testing.T, f *recFixture, r *running) {
 	k := f.registerProvider("replayer")
 	f.grant(p, k.ID(), 0)
 	req := f.request(k, out[0].ID, time.Now())
-	require.Equal(t, blobs.StatusOK, r.Fetch(ctx, "", req).Status)
+	require.Equal(t, exchange.StatusOK, r.Fetch(ctx, "", req).Status)
 	again := r.Fetch(ctx, "", req)
-	require.Equal(t, blobs.StatusRefused, again.Status)
+	require.Equal(t, exchange.StatusRefused, again.Status)
 	require.Contains(t, again.Reason, "already used")
 	fresh := f.request(k, out[0].ID, time.Now())
-	require.Equal(t, blobs.StatusOK, r.Fetch(ctx, "", fresh).Status)
+	require.Equal(t, exchange.StatusOK, r.Fetch(ctx, "", fresh).Status)
 }
 
 func testPushRefusals(t *testing.T, f *recFixture, r *running) {
@@ -556,30 +443,30 @@ func testPushRefusals(t *testing.T, f *recFixture, r *running) {
 	ct, err := r.blobs.Get(st.CiphertextHash)
 	require.NoError(t, err)
 	b := f.registerProvider("pusher")
-	push := func(k *ProviderKeys, rec, hash chain.Hash, ciphertext []byte) error {
-		req := &blobs.PushRequest{Record: rec, CiphertextHash: hash, Ciphertext: ciphertext}
+	push := func(k *Keys, rec, hash chain.Hash, ciphertext []byte) error {
+		req := &exchange.PushRequest{Record: rec, CiphertextHash: hash, Ciphertext: ciphertext}
 		req.Sign(k.Signing, f.g.ChainID)
 		return r.Push(ctx, "", req)
 	}
 
 	err = push(b, id, st.CiphertextHash, ct)
-	require.ErrorIs(t, err, blobs.ErrRefused)
+	require.ErrorIs(t, err, exchange.ErrRefused)
 	require.Contains(t, err.Error(), "only the author")
 
 	forged := []byte("not the anchored ciphertext")
 	err = push(f.keys, id, chain.Sum256(forged), forged)
-	require.ErrorIs(t, err, blobs.ErrRefused)
+	require.ErrorIs(t, err, exchange.ErrRefused)
 	require.Contains(t, err.Error(), "does not match the anchor")
 	require.False(t, r.blobs.Has(chain.Sum256(forged)))
 
-	require.ErrorIs(t, push(f.keys, randomHash(t), st.CiphertextHash, ct), blobs.ErrNotFound)
+	require.ErrorIs(t, push(f.keys, randomHash(t), st.CiphertextHash, ct), exchange.ErrNotFound)
 	require.NoError(t, push(f.keys, id, st.CiphertextHash, ct), "the author's own push is accepted")
 
 	// After erasure no push, not even the author's replay, brings the record back.
 	f.erase(p, id)
 	f.waitFor("blob shredded", func() bool { return !r.blobs.Has(st.CiphertextHash) })
 	err = push(f.keys, id, st.CiphertextHash, ct)
-	require.ErrorIs(t, err, blobs.ErrRefused)
+	require.ErrorIs(t, err, exchange.ErrRefused)
 	require.Contains(t, err.Error(), "erased")
 	require.False(t, r.blobs.Has(st.CiphertextHash))
 }
@@ -614,10 +501,10 @@ func testErase(t *testing.T, f *recFixture, r *running) {
 		require.Empty(t, envs)
 		require.NoDirExists(t, filepath.Join(f.blobDir, "envelopes", id.String()))
 
-		_, err = r.Read(ctx, id, DefaultPurpose, false)
+		_, err = r.Read(ctx, id, testPurpose, false)
 		require.ErrorIs(t, err, ErrRecordErased)
 		resp := r.Fetch(ctx, "", f.request(b, id, time.Now()))
-		require.Equal(t, blobs.StatusNotFound, resp.Status)
+		require.Equal(t, exchange.StatusNotFound, resp.Status)
 		require.Empty(t, resp.Ciphertext)
 	}
 	// The other record is untouched.
@@ -625,7 +512,7 @@ func testErase(t *testing.T, f *recFixture, r *running) {
 	envs, err := r.blobs.Envelopes(kept)
 	require.NoError(t, err)
 	require.Len(t, envs, 3) // patient, author, grantee
-	_, err = r.Read(ctx, kept, DefaultPurpose, false)
+	_, err = r.Read(ctx, kept, testPurpose, false)
 	require.NoError(t, err)
 
 	list, err := r.List(ctx, p.id())

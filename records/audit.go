@@ -1,0 +1,138 @@
+package records
+
+import (
+	"context"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
+)
+
+type refusalKey struct {
+	record    chain.Hash
+	purpose   string
+	emergency bool
+}
+
+// logAccess journals an access entry durably and wakes the flusher.
+func (r *Service) logAccess(e chain.AccessEntry) error {
+	if err := r.journal.Add(e); err != nil {
+		r.log.Error("access journal", "err", err)
+		return err
+	}
+	select {
+	case r.flushNow <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (r *Service) flushLoop(ctx context.Context) {
+	t := time.NewTicker(journalFlushEvery)
+	defer t.Stop()
+	for {
+		r.flushJournal(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.flushNow:
+		}
+	}
+}
+
+// flushJournal submits journalled access entries that are not on the ledger yet and forgets
+// those that are.
+func (r *Service) flushJournal(ctx context.Context) {
+	pending, err := r.journal.Pending()
+	if err != nil {
+		r.log.Error("access journal", "err", err)
+		return
+	}
+	if len(pending) == 0 {
+		return
+	}
+	registered := false
+	var todo []chain.AccessEntry
+	err = r.query(ctx, func(view state.View) error {
+		me, err := state.Provider(view, r.self)
+		registered = err == nil && me != nil
+		for _, e := range pending {
+			id := e.Request.ID()
+			a, err := state.Access(view, id)
+			if err != nil {
+				return err
+			}
+			if a != nil {
+				if err := r.journal.Remove(id); err != nil {
+					return err
+				}
+				delete(r.submitted, id)
+				continue
+			}
+			if t, ok := r.submitted[id]; ok && r.now().Sub(t) < journalResubmitAfter {
+				continue
+			}
+			todo = append(todo, e)
+		}
+		return nil
+	})
+	if err != nil || len(todo) == 0 || !registered {
+		return
+	}
+	for len(todo) > 0 {
+		body := &chain.AccessLog{}
+		size := 0
+		for len(todo) > 0 && len(body.Entries) < chain.MaxAccessEntriesPerTx {
+			n := len(chain.Encode(&todo[0]))
+			if size+n > accessLogPayloadBudget && len(body.Entries) > 0 {
+				break
+			}
+			body.Entries = append(body.Entries, todo[0])
+			size += n
+			todo = todo[1:]
+		}
+		if _, _, err := r.submit(ctx, chain.TxAccessLog, body, false); err != nil {
+			r.log.Warn("access log not submitted; will retry", "entries", len(body.Entries), "err", err)
+			return
+		}
+		for _, e := range body.Entries {
+			r.submitted[e.Request.ID()] = r.now()
+		}
+	}
+}
+
+func (r *Service) shouldLogRefusal(k refusalKey) bool {
+	r.limMu.Lock()
+	defer r.limMu.Unlock()
+	now := r.now()
+	if t, ok := r.refused[k]; ok && now.Sub(t) < refusalLogEvery {
+		return false
+	}
+	if len(r.refused) > 10_000 {
+		for key, t := range r.refused {
+			if now.Sub(t) >= refusalLogEvery {
+				delete(r.refused, key)
+			}
+		}
+	}
+	r.refused[k] = now
+	return true
+}
+
+// truncateReason fits a refusal reason into an access entry, on a UTF-8 boundary.
+func truncateReason(s string) string {
+	if len(s) <= chain.MaxReasonLen {
+		return s
+	}
+	s = s[:chain.MaxReasonLen]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// consentReason is the state machine's refusal as a person reads it, without the package prefix.
+func consentReason(err error) string { return strings.TrimPrefix(err.Error(), "state: ") }

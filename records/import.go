@@ -1,0 +1,251 @@
+package records
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/node/fhir"
+	"github.com/medledger/medledger/records/blobstore"
+	"github.com/medledger/medledger/wallet/envelope"
+)
+
+// ImportedRecord is one record an import anchored.
+type ImportedRecord struct {
+	ID           chain.Hash `json:"id"`
+	ResourceType string     `json:"resourceType"`
+	Version      uint64     `json:"version"`
+	Height       uint64     `json:"height"`
+}
+
+// sealedRecord is a record sealed and stored locally, waiting for its anchor.
+type sealedRecord struct {
+	anchor chain.RecordAnchor
+	sealed *envelope.Sealed
+}
+
+// Import validates FHIR JSON (one resource or a Bundle) for one patient, seals each resource
+// to the patient, this provider and every provider the patient's consents currently cover,
+// stores the ciphertexts, anchors them and waits for the anchors to commit. Nothing is anchored
+// unless every resource is valid.
+func (r *Service) Import(ctx context.Context, patient chain.Address, data []byte) ([]ImportedRecord, error) {
+	resources, err := r.fhir.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
+	fid, err := fhir.SinglePatient(resources)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
+	if err := fhir.AssignPatient(resources, fid); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
+	recs := make([]sealedRecord, len(resources))
+	for i, res := range resources {
+		var id chain.Hash
+		if _, err := rand.Read(id[:]); err != nil {
+			return nil, err
+		}
+		recs[i].anchor = chain.RecordAnchor{ID: id, Patient: patient, ResourceType: res.ResourceType, Version: 1}
+	}
+	// Each resource is stored on its own, so references between the document's entries by
+	// fullUrl become Type/id, and a resource without an id is named by its record id.
+	resources, err = fhir.Standalone(resources, func(i int) string { return recs[i].anchor.ID.String() })
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
+	plain := make([][]byte, len(resources))
+	for i, res := range resources {
+		plain[i] = res.JSON
+	}
+	return r.sealAndAnchor(ctx, recs, plain)
+}
+
+// Amend stores a new version of record id: the FHIR resource replaces it, the old version stays
+// readable to those with consent. The resource must have the same type.
+func (r *Service) Amend(ctx context.Context, id chain.Hash, data []byte) (*ImportedRecord, error) {
+	resources, err := r.fhir.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
+	}
+	if len(resources) != 1 {
+		return nil, fmt.Errorf("%w: an amendment is one resource, got %d", ErrInvalidFHIR, len(resources))
+	}
+	var prev *state.RecordState
+	if err := r.query(ctx, func(view state.View) error {
+		prev, err = state.Record(view, id)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	switch {
+	case prev == nil:
+		return nil, fmt.Errorf("%w: %s", ErrRecordNotFound, id)
+	case prev.Erased:
+		return nil, fmt.Errorf("%w: %s", ErrRecordErased, id)
+	case !prev.SupersededBy.IsZero():
+		return nil, fmt.Errorf("%w: record %s is already superseded by %s; amend the latest version", ErrAccessRefused, id, prev.SupersededBy)
+	case resources[0].ResourceType != prev.ResourceType:
+		return nil, fmt.Errorf("%w: record %s is a %s, the amendment a %s", ErrInvalidFHIR, id, prev.ResourceType, resources[0].ResourceType)
+	}
+	var nid chain.Hash
+	if _, err := rand.Read(nid[:]); err != nil {
+		return nil, err
+	}
+	recs := []sealedRecord{{anchor: chain.RecordAnchor{ID: nid, Patient: prev.Patient, ResourceType: prev.ResourceType, Version: prev.RecVersion + 1, Supersedes: id}}}
+	out, err := r.sealAndAnchor(ctx, recs, [][]byte{resources[0].JSON})
+	if err != nil {
+		return nil, err
+	}
+	return &out[0], nil
+}
+
+func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain [][]byte) ([]ImportedRecord, error) {
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: nothing to import", ErrInvalidFHIR)
+	}
+	patient := recs[0].anchor.Patient
+	// Recipients come from the ledger as of now; a grant committed later is handled by
+	// wrapForGrantee when this node sees it.
+	recipients := make([][]envelope.Recipient, len(recs))
+	err := r.query(ctx, func(view state.View) error {
+		pat, err := state.Patient(view, patient)
+		if err != nil {
+			return err
+		}
+		if pat == nil {
+			return fmt.Errorf("%w: patient %s is not registered on the ledger", ErrNotRegistered, patient)
+		}
+		me, err := state.Provider(view, r.self)
+		if err != nil {
+			return err
+		}
+		if me == nil {
+			return fmt.Errorf("%w: this node's provider %s is not registered yet", ErrNotRegistered, r.self)
+		}
+		pk, err := envelope.ParsePublicKey(pat.EncryptionKey)
+		if err != nil {
+			return fmt.Errorf("patient encryption key: %w", err)
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		keys := map[chain.Address]envelope.PublicKey{}
+		for i := range recs {
+			a := &recs[i].anchor
+			root := a.ID
+			if a.Version > 1 {
+				prev, err := state.Record(view, a.Supersedes)
+				if err != nil || prev == nil {
+					return fmt.Errorf("%w: %s", ErrRecordNotFound, a.Supersedes)
+				}
+				root = prev.Root
+			}
+			probe := &state.RecordState{ID: a.ID, Patient: patient, Author: r.self, ResourceType: a.ResourceType, RecVersion: a.Version, Root: root}
+			readers, err := state.Readers(view, now, probe)
+			if err != nil {
+				return err
+			}
+			list := []envelope.Recipient{{Key: pk}, {Key: r.keys.Encryption.Public()}}
+			for _, g := range readers {
+				if g == r.self {
+					continue
+				}
+				k, ok := keys[g]
+				if !ok {
+					prov, err := state.Provider(view, g)
+					if err != nil || prov == nil {
+						continue
+					}
+					if k, err = envelope.ParsePublicKey(prov.EncryptionKey); err != nil {
+						continue
+					}
+					keys[g] = k
+				}
+				list = append(list, envelope.Recipient{Key: k})
+			}
+			recipients[i] = list
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Sealing (HPKE per recipient) runs on every core; the files are then written in one batch
+	// with one fsync per directory rather than per file.
+	sealErrs := make([]error, len(recs))
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), len(recs))
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(recs); i += workers {
+				a := &recs[i].anchor
+				recs[i].sealed, sealErrs[i] = envelope.Seal(rand.Reader, plain[i], envelope.Context{ChainID: r.chainID, RecordID: a.ID, Version: a.Version}, recipients[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(sealErrs...); err != nil {
+		return nil, err
+	}
+	files := make([]blobstore.RecordFiles, len(recs))
+	for i := range recs {
+		files[i] = blobstore.RecordFiles{Record: recs[i].anchor.ID, Ciphertext: recs[i].sealed.Ciphertext, Envelopes: recs[i].sealed.Envelopes}
+	}
+	hashes, err := r.blobs.PutBatch(files)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		recs[i].anchor.CiphertextHash, recs[i].anchor.Size = hashes[i], uint64(len(recs[i].sealed.Ciphertext))
+	}
+	out := make([]ImportedRecord, 0, len(recs))
+	type pending struct {
+		ch     <-chan Outcome
+		cancel func()
+		from   int
+		to     int
+	}
+	// Submit every chunk first, then wait: the chunks can share blocks.
+	var waits []pending
+	defer func() {
+		for _, w := range waits {
+			w.cancel()
+		}
+	}()
+	for from := 0; from < len(recs); from += chain.MaxAnchorsPerTx {
+		to := min(from+chain.MaxAnchorsPerTx, len(recs))
+		body := &chain.AnchorRecords{}
+		for _, rec := range recs[from:to] {
+			body.Records = append(body.Records, rec.anchor)
+		}
+		_, ch, cancel, err := r.submitExpect(ctx, chain.TxAnchorRecords, body)
+		if err != nil {
+			return nil, err
+		}
+		waits = append(waits, pending{ch, cancel, from, to})
+	}
+	wctx, stop := context.WithTimeout(ctx, commitWait)
+	defer stop()
+	for _, w := range waits {
+		h, err := waitCommit(wctx, w.ch)
+		if err != nil {
+			return nil, fmt.Errorf("anchors not committed: %w", err)
+		}
+		for _, rec := range recs[w.from:w.to] {
+			out = append(out, ImportedRecord{ID: rec.anchor.ID, ResourceType: rec.anchor.ResourceType, Version: rec.anchor.Version, Height: h})
+		}
+	}
+	for _, rec := range recs {
+		r.pushAsync(rec.anchor.ID, rec.anchor.CiphertextHash, rec.sealed.Ciphertext, rec.sealed.Envelopes)
+	}
+	return out, nil
+}

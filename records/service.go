@@ -1,0 +1,225 @@
+package records
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/node/fhir"
+	"github.com/medledger/medledger/p2p/frame"
+	"github.com/medledger/medledger/records/blobstore"
+	"github.com/medledger/medledger/records/journal"
+	"github.com/medledger/medledger/wallet/envelope"
+)
+
+// Errors the record service returns; the API maps them to status codes.
+var (
+	ErrRecordNotFound = errors.New("record not found")
+	ErrRecordErased   = errors.New("record erased")
+	ErrAccessRefused  = errors.New("access refused")
+	ErrNotRegistered  = errors.New("not registered")
+	ErrInvalidFHIR    = errors.New("invalid FHIR")
+	ErrBadRequest     = errors.New("bad request")
+)
+
+// Timing of the record service's background work.
+const (
+	// commitWait bounds how long an import or a submitted transaction waits for its block.
+	commitWait = 60 * time.Second
+	// journalFlushEvery is how often pending access entries are (re)submitted.
+	journalFlushEvery = time.Second
+	// journalResubmitAfter is how long a submitted access entry may stay off the ledger before
+	// it is submitted again (the ledger drops duplicates by request id).
+	journalResubmitAfter = 15 * time.Second
+	// maxRequestSkew is how far a request's IssuedMs may be from the holder's clock.
+	maxRequestSkew = 10 * time.Minute
+	// holderLookup bounds a DHT holder search.
+	holderLookup = 3 * time.Second
+	// pushRatePerPeer and pushBurstPerPeer pace replication pushes to one peer, well below the
+	// blob server's per-peer limit (node/node.go: blobServerRate).
+	pushRatePerPeer  = 40
+	pushBurstPerPeer = 40
+	pushWorkers      = 4
+	// refusalLogEvery: repeated refusals of the same read by this node's own user (a client
+	// polling for access) are logged once per interval, not once per poll.
+	refusalLogEvery = time.Minute
+	// reprovideEvery re-announces held records in the DHT, whose provider records expire after
+	// 48 hours; the first round runs shortly after start.
+	reprovideEvery = 12 * time.Hour
+	// accessLogPayloadBudget keeps one access-log transaction's payload under the limit.
+	accessLogPayloadBudget = chain.MaxPayloadSize - 4096
+)
+
+// Net is what the record service needs from the libp2p host.
+type Net interface {
+	LibP2P() host.Host
+	Peers() []string
+	Provide(ctx context.Context, key chain.Hash) error
+	FindHolders(ctx context.Context, key chain.Hash, max int) ([]peer.ID, error)
+}
+
+// indexedRecord is what the node remembers of an anchor outside the state: enough to find a
+// patient's records and to delete a blob after erasure (the state forgets the ciphertext hash).
+// Nothing here identifies a person.
+type indexedRecord struct {
+	Patient        chain.Address
+	Author         chain.Address
+	CiphertextHash chain.Hash
+}
+
+// Keys are the node's provider identity: the signing key that authors records, signs access
+// requests and audit entries, and the HPKE key records are wrapped to.
+type Keys struct {
+	Signing    chain.PrivKey
+	Encryption *envelope.PrivateKey
+}
+
+// ID is the provider's ledger id: the address of its signing key.
+func (k *Keys) ID() chain.Address { return k.Signing.Public().Address() }
+
+// Service is the node's record service: FHIR import, sealing, blob storage and replication,
+// fetches with consent checks and audit, and the reactions to committed consent and erasure
+// transactions. Its index of records, consents and accesses per patient is rebuilt from the
+// ledger at start.
+type Service struct {
+	chainID string
+	keys    *Keys
+	self    chain.Address
+	keyID   chain.Hash
+	ledger  Ledger
+	net     Net
+	blobs   *blobstore.Store
+	journal *journal.Journal
+	fhir    *fhir.Validator
+	licence string
+	readLic func(path string) (*chain.Licence, error)
+	replica int
+	log     *slog.Logger
+	now     func() time.Time
+
+	txMu sync.Mutex // own transactions: nonce allocation and submission in order
+
+	mu        sync.RWMutex
+	indexed   uint64
+	records   map[chain.Hash]indexedRecord
+	byPatient map[chain.Address][]chain.Hash
+	consents  map[chain.Address][]chain.Hash
+	accesses  map[chain.Address][]chain.Hash
+	seenReq   map[chain.Hash]bool
+
+	submitted map[chain.Hash]time.Time // access entries submitted, by request id (flush goroutine only)
+	flushNow  chan struct{}
+
+	pushQ    chan pushJob
+	provideQ chan chain.Hash
+	pace     *frame.PeerLimits // replication pushes per peer
+	limMu    sync.Mutex
+	refused  map[refusalKey]time.Time // last logged own refusal (under limMu)
+	used     map[chain.Hash]time.Time // request ids this holder has decided on, within the skew window (under limMu)
+}
+
+// Config assembles a Service. Every field but Replicas and Now is required.
+type Config struct {
+	ChainID string
+	Keys    *Keys
+	Ledger  Ledger
+	Net     Net
+	BlobDir string
+	// LicenceFile holds this provider's licence; ReadLicence reads it (a missing file is
+	// fs.ErrNotExist: the node then runs unregistered).
+	LicenceFile string
+	ReadLicence func(path string) (*chain.Licence, error)
+	Replicas    int
+	Log         *slog.Logger
+	Now         func() time.Time // time.Now if nil
+}
+
+// New opens the blob store and journal under cfg.BlobDir.
+func New(cfg Config) (*Service, error) {
+	st, err := blobstore.OpenStore(cfg.BlobDir)
+	if err != nil {
+		return nil, err
+	}
+	j, err := journal.Open(cfg.BlobDir + "/journal")
+	if err != nil {
+		return nil, err
+	}
+	v, err := fhir.NewValidator()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{
+		chainID: cfg.ChainID, keys: cfg.Keys, self: cfg.Keys.ID(), keyID: cfg.Keys.Encryption.Public().KeyID(),
+		ledger: cfg.Ledger, net: cfg.Net, blobs: st, journal: j, fhir: v,
+		licence: cfg.LicenceFile, readLic: cfg.ReadLicence, replica: cfg.Replicas, log: cfg.Log, now: cfg.Now,
+		records: make(map[chain.Hash]indexedRecord), byPatient: make(map[chain.Address][]chain.Hash),
+		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
+		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
+		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
+		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), refused: make(map[refusalKey]time.Time), used: make(map[chain.Hash]time.Time),
+	}, nil
+}
+
+// ProviderID is this node's provider id.
+func (r *Service) ProviderID() chain.Address { return r.self }
+
+// Run registers the provider if needed, follows committed blocks and flushes the access journal
+// until ctx ends.
+func (r *Service) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(5 + pushWorkers)
+	for range pushWorkers {
+		go func() { defer wg.Done(); r.pushWorker(ctx) }()
+	}
+	go func() { defer wg.Done(); r.provideWorker(ctx) }()
+	go func() { defer wg.Done(); r.reprovideLoop(ctx) }()
+	go func() { defer wg.Done(); r.registerSelf(ctx) }()
+	go func() { defer wg.Done(); r.follow(ctx) }()
+	go func() { defer wg.Done(); r.flushLoop(ctx) }()
+	wg.Wait()
+}
+
+// registerSelf registers the provider from its licence file, once, retrying until it is on
+// the ledger. Without a licence file the node runs unregistered (it can read nothing).
+func (r *Service) registerSelf(ctx context.Context) {
+	lic, err := r.readLic(r.licence)
+	if errors.Is(err, os.ErrNotExist) {
+		r.log.Info("no provider licence: this node is not a registered provider", "file", r.licence, "provider_id", r.self)
+		return
+	}
+	if err != nil {
+		r.log.Error("provider licence unreadable", "err", err)
+		return
+	}
+	for {
+		registered := false
+		_ = r.query(ctx, func(view state.View) error {
+			p, err := state.Provider(view, r.self)
+			registered = err == nil && p != nil
+			return nil
+		})
+		if registered {
+			r.log.Info("provider registered", "provider_id", r.self)
+			return
+		}
+		body := &chain.RegisterProvider{Licence: *lic, EncryptionKey: r.keys.Encryption.Public().Bytes()}
+		if _, _, err := r.submit(ctx, chain.TxRegisterProvider, body, true); err != nil && ctx.Err() == nil {
+			r.log.Warn("provider registration not committed yet; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package records
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
+)
+
+// RecordJSON describes one record version as the ledger knows it.
+type RecordJSON struct {
+	ID             chain.Hash      `json:"id"`
+	ResourceType   string          `json:"resourceType"`
+	Version        uint64          `json:"version"`
+	Patient        chain.Address   `json:"patient"`
+	Author         chain.Address   `json:"author"`
+	Supersedes     *chain.Hash     `json:"supersedes,omitempty"`
+	SupersededBy   *chain.Hash     `json:"superseded_by,omitempty"`
+	CiphertextHash *chain.Hash     `json:"ciphertext_hash,omitempty"`
+	Size           uint64          `json:"size,omitempty"`
+	Height         uint64          `json:"height"`
+	Time           string          `json:"time"`
+	Erased         bool            `json:"erased"`
+	ErasedHeight   uint64          `json:"erased_height,omitempty"`
+	ErasureAcks    []chain.Address `json:"erasure_acks,omitempty"`
+}
+
+func recordJSON(rec *state.RecordState) RecordJSON {
+	j := RecordJSON{ID: rec.ID, ResourceType: rec.ResourceType, Version: rec.RecVersion, Patient: rec.Patient, Author: rec.Author,
+		Size: rec.Size, Height: rec.AnchoredHeight, Time: msTime(rec.AnchoredTime), Erased: rec.Erased, ErasedHeight: rec.ErasedHeight, ErasureAcks: rec.Acks}
+	if !rec.Supersedes.IsZero() {
+		j.Supersedes = &rec.Supersedes
+	}
+	if !rec.SupersededBy.IsZero() {
+		j.SupersededBy = &rec.SupersededBy
+	}
+	if !rec.CiphertextHash.IsZero() {
+		j.CiphertextHash = &rec.CiphertextHash
+	}
+	return j
+}
+
+func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
+
+// List returns a patient's records (every version, in anchor order) from the ledger.
+func (r *Service) List(ctx context.Context, patient chain.Address) ([]RecordJSON, error) {
+	r.mu.RLock()
+	ids := slices.Clone(r.byPatient[patient])
+	r.mu.RUnlock()
+	out := make([]RecordJSON, 0, len(ids))
+	err := r.query(ctx, func(view state.View) error {
+		for _, id := range ids {
+			rec, err := state.Record(view, id)
+			if err != nil {
+				return err
+			}
+			if rec != nil {
+				out = append(out, recordJSON(rec))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ConsentJSON is one consent (or emergency access) of a patient.
+type ConsentJSON struct {
+	ID            chain.Hash    `json:"id"`
+	Patient       chain.Address `json:"patient"`
+	Grantee       chain.Address `json:"grantee"`
+	Scope         string        `json:"scope"`
+	Types         []string      `json:"types,omitempty"`
+	Records       []chain.Hash  `json:"records,omitempty"`
+	Purpose       string        `json:"purpose"`
+	GrantedHeight uint64        `json:"granted_height"`
+	GrantedTime   string        `json:"granted_time"`
+	Expires       string        `json:"expires,omitempty"`
+	Emergency     bool          `json:"emergency"`
+	Reason        string        `json:"reason,omitempty"`
+	Revoked       bool          `json:"revoked"`
+	RevokedHeight uint64        `json:"revoked_height,omitempty"`
+	Active        bool          `json:"active"`
+}
+
+// Consents returns every consent and emergency access of a patient, with whether each is in
+// force at the last block's time.
+func (r *Service) Consents(ctx context.Context, patient chain.Address) ([]ConsentJSON, error) {
+	r.mu.RLock()
+	ids := slices.Clone(r.consents[patient])
+	r.mu.RUnlock()
+	var out []ConsentJSON
+	err := r.query(ctx, func(view state.View) error {
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			c, err := state.Consent(view, id)
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				continue
+			}
+			j := ConsentJSON{ID: c.ID, Patient: c.Patient, Grantee: c.Grantee, Scope: c.Scope.Kind.String(), Types: c.Scope.Types, Records: c.Scope.Records,
+				Purpose: c.Purpose, GrantedHeight: c.GrantedHeight, GrantedTime: msTime(c.GrantedTime), Emergency: c.Emergency, Reason: c.Reason,
+				Revoked: c.Revoked, RevokedHeight: c.RevokedHeight}
+			if c.ExpiresMs != 0 {
+				j.Expires = msTime(c.ExpiresMs)
+			}
+			j.Active = !c.Revoked && (c.ExpiresMs == 0 || now < c.ExpiresMs)
+			out = append(out, j)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AccessJSON is one logged access to a patient's record.
+type AccessJSON struct {
+	RequestID chain.Hash    `json:"request_id"`
+	Record    chain.Hash    `json:"record"`
+	Accessor  chain.Address `json:"accessor"`
+	Holder    chain.Address `json:"holder"`
+	Height    uint64        `json:"height"`
+	Time      string        `json:"time"`
+	Purpose   string        `json:"purpose"`
+	Emergency bool          `json:"emergency"`
+	Outcome   string        `json:"outcome"`
+	Reason    string        `json:"reason,omitempty"`
+}
+
+// Accesses returns every logged access (served and refused) to a patient's records.
+func (r *Service) Accesses(ctx context.Context, patient chain.Address) ([]AccessJSON, error) {
+	r.mu.RLock()
+	ids := slices.Clone(r.accesses[patient])
+	r.mu.RUnlock()
+	out := []AccessJSON{}
+	err := r.query(ctx, func(view state.View) error {
+		for _, id := range ids {
+			a, err := state.Access(view, id)
+			if err != nil {
+				return err
+			}
+			if a == nil {
+				continue
+			}
+			out = append(out, AccessJSON{RequestID: a.RequestID, Record: a.Record, Accessor: a.Accessor, Holder: a.Holder, Height: a.Height,
+				Time: msTime(a.Time), Purpose: a.Purpose, Emergency: a.Emergency, Outcome: a.Outcome.String(), Reason: a.Reason})
+		}
+		return nil
+	})
+	return out, err
+}
