@@ -25,7 +25,7 @@ import (
 	"github.com/medledger/medledger/consensus/replica"
 	"github.com/medledger/medledger/p2p"
 	"github.com/medledger/medledger/p2p/frame"
-	"github.com/medledger/medledger/sync/blobs"
+	"github.com/medledger/medledger/records/exchange"
 )
 
 // probeWait bounds how long one probe waits for a target's answer.
@@ -77,7 +77,7 @@ func newStranger(ctx context.Context, chainID string, targets []peer.AddrInfo, l
 			s.blocksRead.Add(int64(len(m.SyncBlocks)))
 		}
 	})
-	h.SetStreamHandler(blobs.ProtocolID(chainID), func(st network.Stream) {
+	h.SetStreamHandler(exchange.ProtocolID(chainID), func(st network.Stream) {
 		s.inbound.Add(1)
 		_ = st.Reset()
 	})
@@ -223,7 +223,7 @@ func (s *stranger) replay(ctx context.Context, reqBytes []byte, rep *Report) {
 		return
 	}
 	for _, t := range s.targets {
-		resp, err := blobs.Fetch(ctx, s.h, s.chainID, t.ID, req)
+		resp, err := exchange.Fetch(ctx, s.h, s.chainID, t.ID, req)
 		if err != nil {
 			continue
 		}
@@ -265,14 +265,14 @@ func (s *stranger) sybilFlood(ctx context.Context, identities int, d, grace time
 			}
 			defer h.Close()
 			var pushes atomic.Int64
-			h.SetStreamHandler(blobs.ProtocolID(s.chainID), func(st network.Stream) { pushes.Add(1); _ = st.Reset() })
+			h.SetStreamHandler(exchange.ProtocolID(s.chainID), func(st network.Stream) { pushes.Add(1); _ = st.Reset() })
 			for _, t := range s.targets {
 				add(func(r *SybilReport) { r.Dials++ })
 				if err := h.Connect(floodCtx, t); err != nil {
 					continue
 				}
 				// Any answer to a fetch, even a refusal, means the blob protocol served it.
-				if _, err := blobs.Fetch(floodCtx, h, s.chainID, t.ID, junk); err == nil {
+				if _, err := exchange.Fetch(floodCtx, h, s.chainID, t.ID, junk); err == nil {
 					add(func(r *SybilReport) { r.Streams++ })
 				}
 			}
