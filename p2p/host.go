@@ -547,6 +547,8 @@ func (h *Host) Close() error {
 			t.sub.Cancel()
 		}
 		h.host.RemoveStreamHandler(h.direct)
+		h.host.RemoveStreamHandler(h.pol.join)
+		h.adm.close()
 		h.wg.Wait()
 		if h.dht != nil { // before the host: it uses the host's streams and event bus
 			if cerr := h.dht.Close(); cerr != nil {
