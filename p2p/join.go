@@ -24,6 +24,8 @@ const (
 	// joinRate and joinBurst bound the join streams one peer may open.
 	joinRate  = 1
 	joinBurst = 3
+	// joinAnswerGrace is how long a refused presenter's connection outlives the answer.
+	joinAnswerGrace = 500 * time.Millisecond
 )
 
 // Join answers.
@@ -65,8 +67,15 @@ func (h *Host) handleJoin(s network.Stream) {
 		return
 	}
 	if err := h.adm.adm.CheckTicket(p, ticket); err != nil {
+		// Banned at once (a ticket is valid or forged), disconnected a moment later, so that
+		// the answer reaches the presenter first.
+		h.gate.ban(p)
+		h.stats.strikes.Add(1)
+		h.log.Warn("p2p: refusing peer", "peer", p, "for", banDuration, "reason", "invalid ticket", "err", err)
 		h.answerJoin(s, joinRefused)
-		h.Penalize(p, Invalid(fmt.Errorf("p2p: join: ticket: %w", err)))
+		if h.track() {
+			time.AfterFunc(joinAnswerGrace, func() { defer h.wg.Done(); _ = h.host.Network().ClosePeer(p) })
+		}
 		return
 	}
 	if !h.adm.admit(p, s.Conn().RemoteMultiaddr()) {
