@@ -604,6 +604,9 @@ func (h *Host) Stats() Stats {
 	}
 }
 
+// Banned reports whether p is refused now (see Penalize).
+func (h *Host) Banned(p peer.ID) bool { return h.gate.isBanned(p) }
+
 // Strikes returns p's strikes in the current window (see Penalize).
 func (h *Host) Strikes(p peer.ID) int { return h.gate.current(p) }
 
