@@ -42,6 +42,9 @@
 // its 32-byte id (see HashCID); other stream protocols (the record blob exchange) register on
 // LibP2P().
 //
-// Not yet here (see DESIGN.md): admission by provider registration in InterceptSecured,
+// Admission (see Admission, Class and docs/security.md): the node classes peers; the host
+// enforces its policy at InterceptSecured, at every stream, on gossip and in the DHT.
+//
+// Not yet here (see DESIGN.md):
 // AutoNAT, hole punching and relay, mDNS, and pulling big payloads by id.
 package p2p
