@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/store"
 	"github.com/medledger/medledger/chain/store/badger"
@@ -99,6 +101,9 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 		ChainID: g.ChainID, ListenAddrs: cfg.P2P.Listen, Bootstrap: cfg.P2P.Bootstrap,
 		IdentityFile: Resolve(home, cfg.P2P.Identity), Logger: log,
 		MaxDirectBytes: reactor.MaxDirectBytes,
+		// Every peer a member until the ledger's member registry is wired in: then the
+		// node's Admission answers from it, and committed calls Recheck.
+		Admission: p2p.OpenAdmission{},
 	})
 	if err != nil {
 		return n, err
@@ -106,6 +111,13 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if n.reactor, err = reactor.New(n.host, rep.Gate(), reactor.Config{Log: log}); err != nil {
 		return n, err
 	}
+	// A candidate (a practice let in by its licence ticket) learns our height at once, so it
+	// syncs without waiting for a stalled round's announcement.
+	n.host.OnCandidate(func(p peer.ID) {
+		if h := n.store.Height(); h > 0 {
+			n.reactor.Send(reactor.PeerID(p), &replica.Message{Version: replica.MessageVersion, Status: h})
+		}
+	})
 	n.commits = newCommitHub()
 	n.runner = NewRunner(rep, n.reactor, log, time.Now, Hooks{Committed: n.committed, Dropped: n.commits.dropped})
 	pk, err := LoadOrCreateProviderKeys(Resolve(home, cfg.Records.ProviderKey), Resolve(home, cfg.Records.EncryptionKey))
@@ -151,6 +163,8 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 
 func (n *Node) committed(b *chain.Block) {
 	n.commits.committed(b)
+	// Membership may have changed with the block: peers that lost rights lose them now.
+	n.host.Recheck()
 	n.log.Info("block committed", "height", b.Header.Height, "hash", b.Hash().Short(), "txs", len(b.Txs), "proposer", b.Header.Proposer.Short())
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
+	dhtpb "github.com/libp2p/go-libp2p-kad-dht/pb"
 	"github.com/libp2p/go-libp2p/core/discovery"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -64,16 +65,50 @@ func (h *Host) startDHT(boot []peer.AddrInfo, client bool) error {
 		kaddht.ProtocolPrefix(dhtProtocolPrefix(h.chainID)),
 		kaddht.DisableValues(),
 		kaddht.BootstrapPeers(boot...),
-		// Explicit, although they are the defaults of a non-Amino DHT: a testnet on 127.0.0.1
-		// or a LAN must be routable.
-		kaddht.QueryFilter(func(any, peer.AddrInfo) bool { return true }),
-		kaddht.RoutingTableFilter(func(any, peer.ID) bool { return true }),
+		// Members only, on any address (a testnet on 127.0.0.1 or a LAN must be routable):
+		// the routing table holds members alone, and queries go to members alone.
+		kaddht.QueryFilter(func(_ any, ai peer.AddrInfo) bool { return h.adm.class(ai.ID) == Member }),
+		kaddht.RoutingTableFilter(func(_ any, p peer.ID) bool { return h.adm.class(p) == Member }),
+		kaddht.OnRequestHook(h.judgeDHTRequest),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: kad-dht: %w", err)
 	}
 	h.dht = d
 	return nil
+}
+
+// judgeDHTRequest drops the provider records of an ADD_PROVIDER request unless the ledger
+// assigns its sender as a holder of the key (kad-dht stores only a sender's own record): the
+// handler then finds no record to store, answers with an error and closes the stream. The
+// network's rendezvous key is open to every member. A refused announcement is a strike, not a
+// ban: the sender may have a newer view of the assignment than ours.
+func (h *Host) judgeDHTRequest(_ context.Context, s network.Stream, req *dhtpb.Message) {
+	if req.GetType() != dhtpb.Message_ADD_PROVIDER {
+		return
+	}
+	p := s.Conn().RemotePeer()
+	if h.mayProvide(p, req.GetKey()) {
+		return
+	}
+	req.ProviderPeers = nil
+	h.stats.providersRefused.Add(1)
+	h.Penalize(p, fmt.Errorf("p2p: provider record for a key it is not assigned"))
+}
+
+// mayProvide reports whether p may announce the DHT key mhKey (a multihash).
+func (h *Host) mayProvide(p peer.ID, mhKey []byte) bool {
+	if h.adm.class(p) != Member {
+		return false
+	}
+	if string(mhKey) == string(h.rendezvousKey) {
+		return true
+	}
+	dec, err := mh.Decode(mhKey)
+	if err != nil || dec.Code != mh.SHA2_256 || len(dec.Digest) != len(chain.Hash{}) {
+		return false
+	}
+	return h.adm.adm.MayProvide(p, chain.Hash(dec.Digest))
 }
 
 // LibP2P returns the underlying libp2p host, for protocols living outside this package (the
@@ -121,7 +156,8 @@ func (h *Host) FindHolders(ctx context.Context, key chain.Hash, max int) ([]peer
 	var out []peer.ID
 	// One more than asked: the local provider store may list this node among the holders.
 	for ai := range h.dht.FindProvidersAsync(ctx, HashCID(key), max+1) {
-		if ai.ID == h.self || len(out) == max {
+		// A member may answer with any peer: keep the holders the ledger assigns.
+		if ai.ID == h.self || len(out) == max || !h.adm.adm.MayProvide(ai.ID, key) {
 			continue
 		}
 		out = append(out, ai.ID)
@@ -204,7 +240,7 @@ func (h *Host) connectDiscovered(disc *drouting.RoutingDiscovery, ns string) {
 	defer wg.Wait()
 	dials := make(chan struct{}, discoveryDials)
 	for ai := range found {
-		if ai.ID == h.self || h.gate.isBanned(ai.ID) ||
+		if ai.ID == h.self || h.gate.isBanned(ai.ID) || h.adm.class(ai.ID) != Member ||
 			h.host.Network().Connectedness(ai.ID) == network.Connected {
 			continue
 		}

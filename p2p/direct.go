@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -95,14 +96,14 @@ func (h *Host) handleStream(s network.Stream) {
 			return
 		}
 		h.stats.directRejected.Add(1)
-		h.Penalize(from, fmt.Errorf("p2p: invalid direct payload, refused from its first %d bytes", DirectHeadBytes))
+		h.Penalize(from, Invalid(fmt.Errorf("p2p: invalid direct payload, refused from its first %d bytes", DirectHeadBytes)))
 		return
 	}
 	if err != nil {
 		_ = s.Reset()
 		if fault := (*frame.SenderFault)(nil); errors.As(err, &fault) {
 			h.stats.directRejected.Add(1)
-			h.Penalize(from, err)
+			h.Penalize(from, Invalid(err))
 		}
 		return
 	}
@@ -117,7 +118,7 @@ func (h *Host) handleStream(s network.Stream) {
 	default:
 		_ = s.Reset()
 		h.stats.directRejected.Add(1)
-		h.Penalize(from, fmt.Errorf("p2p: invalid direct payload of %d bytes", len(body)))
+		h.Penalize(from, Invalid(fmt.Errorf("p2p: invalid direct payload of %d bytes", len(body))))
 	}
 }
 
@@ -130,11 +131,13 @@ func (h *Host) SendDirect(p peer.ID, data []byte) bool {
 	return h.send([]peer.ID{p}, data) == 1
 }
 
-// SendDirectAll sends data to every connected peer over the direct protocol, in the background,
-// and returns how many sends it started. For payloads gossip would drop as seen (a re-send) or
-// cannot carry (over a topic's limit).
+// SendDirectAll sends data to every connected member over the direct protocol, in the
+// background, and returns how many sends it started. For payloads gossip would drop as seen (a
+// re-send) or cannot carry (over a topic's limit): consensus traffic, which candidates do not
+// get (they get only what they ask for, with SendDirect).
 func (h *Host) SendDirectAll(data []byte) int {
-	return h.send(h.host.Network().Peers(), data)
+	ps := slices.DeleteFunc(h.host.Network().Peers(), func(p peer.ID) bool { return h.adm.class(p) != Member })
+	return h.send(ps, data)
 }
 
 // sendBuf is one payload shared by the sends of one call; its bytes count against sendBytes

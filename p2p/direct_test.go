@@ -50,7 +50,11 @@ func TestDirectProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	overLimit := binary.AppendUvarint(nil, uint64(c.maxDirect)+1)
+	// Each bad stream is invalid data: its sender is banned at once, so each comes from a
+	// new sender.
 	for i, raw := range [][]byte{junk.Bytes(), overLimit} {
+		a := newStaticTestHost(t, c)
+		waitFor(t, "the sender to connect", func() bool { return slices.Contains(c.Peers(), a.ID()) })
 		s, err := a.host.NewStream(ctxT(t), c.PeerID(), a.direct)
 		if err != nil {
 			t.Fatal(err)
@@ -62,10 +66,12 @@ func TestDirectProtocol(t *testing.T) {
 		if _, err := io.ReadAll(s); err == nil {
 			t.Errorf("stream %d: C closed it cleanly, want a reset", i)
 		}
-		waitFor(t, "C to count the bad stream", func() bool { return c.Stats().DirectRejected == uint64(i+1) })
+		waitFor(t, "C to count the bad stream and ban its sender", func() bool {
+			return c.Stats().DirectRejected == uint64(i+1) && c.gate.isBanned(a.PeerID()) && !slices.Contains(c.Peers(), a.ID())
+		})
 	}
-	if n := c.Strikes(a.PeerID()); n != 2 {
-		t.Errorf("A has %d strikes at C, want 2 (the ignored payload is no offence)", n)
+	if n := c.Strikes(a.PeerID()); n != 0 {
+		t.Errorf("A has %d strikes at C, want none (the ignored payload is no offence)", n)
 	}
 	assertEmpty(t, c)
 }
@@ -194,19 +200,6 @@ func TestDirectHeadValidator(t *testing.T) {
 		s := c.Stats()
 		return s.DirectHeadRefused == 1 && s.DirectIgnored == 1
 	})
-	if !a.SendDirect(c.PeerID(), long("bad")) {
-		t.Fatal("send dropped")
-	}
-	waitFor(t, "C to reject the long payload from its head", func() bool {
-		s := c.Stats()
-		return s.DirectHeadRefused == 2 && s.DirectRejected == 1
-	})
-	if n := wholes.Load(); n != 0 {
-		t.Fatalf("the validator saw %d payloads refused from their head", n)
-	}
-	if n := c.Strikes(a.PeerID()); n != 1 {
-		t.Errorf("A has %d strikes at C, want 1 (for the rejected payload only)", n)
-	}
 	ok := long("ok")
 	if !a.SendDirect(c.PeerID(), ok) {
 		t.Fatal("send dropped")
@@ -218,8 +211,15 @@ func TestDirectHeadValidator(t *testing.T) {
 		t.Fatal("send dropped")
 	}
 	waitFor(t, "C to ignore the short payload", func() bool { return c.Stats().DirectIgnored == 2 })
+	if !a.SendDirect(c.PeerID(), long("bad")) {
+		t.Fatal("send dropped")
+	}
+	waitFor(t, "C to reject the long payload from its head and ban A", func() bool {
+		s := c.Stats()
+		return s.DirectHeadRefused == 2 && s.DirectRejected == 1 && c.gate.isBanned(a.PeerID())
+	})
 	if h, w := heads.Load(), wholes.Load(); h != 3 || w != 2 {
-		t.Errorf("head validator called %d times, validator %d; want 3 and 2", h, w)
+		t.Errorf("head validator called %d times, validator %d; want 3 and 2 (none for the payload refused from its head)", h, w)
 	}
 	assertEmpty(t, c)
 }

@@ -26,11 +26,11 @@
 // (Config.MaxDirectBytes), then, for a payload longer than DirectHeadBytes, the head validator
 // (HandleDirectHead) on its first bytes, so a payload refused from its head is never read in
 // full; then memory reserved with the resource manager for the whole payload, then the
-// validator. A malformed frame or a rejected payload resets the stream and strikes the sender.
+// validator. A malformed frame or a rejected payload resets the stream and bans the sender.
 //
-// Penalize records a strike; a Reject on gossip or on the direct protocol strikes the
-// delivering peer as well. Past 20 strikes a minute a peer is disconnected and refused for ten
-// minutes, and every strike lowers its gossip score; so is a peer whose gossip score falls below
+// Penalize records a strike, or bans at once for a reason marked Invalid (data no honest peer
+// sends); a Reject on gossip or on the direct protocol is such data. Past 20 strikes a minute
+// a peer is disconnected and refused for ten minutes, and every strike lowers its gossip score; so is a peer whose gossip score falls below
 // the graylist threshold (five rejected gossip messages), which pubsub would otherwise keep
 // reading without judging.
 //
@@ -42,6 +42,9 @@
 // its 32-byte id (see HashCID); other stream protocols (the record blob exchange) register on
 // LibP2P().
 //
-// Not yet here (see DESIGN.md): admission by provider registration in InterceptSecured,
+// Admission (see Admission, Class and docs/security.md): the node classes peers; the host
+// enforces its policy at InterceptSecured, at every stream, on gossip and in the DHT.
+//
+// Not yet here (see DESIGN.md):
 // AutoNAT, hole punching and relay, mDNS, and pulling big payloads by id.
 package p2p

@@ -30,6 +30,8 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
+	mh "github.com/multiformats/go-multihash"
+
 	"github.com/medledger/medledger/p2p/frame"
 )
 
@@ -56,6 +58,15 @@ type Config struct {
 	MaxDirectBytes int
 	// Inbox bounds the accepted payloads waiting for the caller (see InboxLimits).
 	Inbox InboxLimits
+	// Admission classes peers (see Class and docs/security.md, "Admission"); nil means
+	// OpenAdmission, every peer a member.
+	Admission Admission
+	// Ticket, if set, is this node's licence ticket: it presents it to each bootstrap peer it
+	// connects to (see Join), to be let in as a Candidate before it is registered.
+	Ticket []byte
+
+	// strangerGrace overrides strangerGrace (tests).
+	strangerGrace time.Duration
 }
 
 // Connection manager watermarks and dial timing.
@@ -85,9 +96,20 @@ type Host struct {
 	// directHead judges long direct payloads from their head (HandleDirectHead).
 	directHead atomic.Pointer[HeadValidator]
 	gate       *strikes
+	adm        *admitter
+	pol        policy
+	ticket     []byte
 	limiter    *frame.PeerLimits
+	joinLimit  *frame.PeerLimits
+	// onCandidate is called when a candidate connects (OnCandidate).
+	onCandidate    atomic.Pointer[func(peer.ID)]
+	streamsRefused *atomic.Uint64
+	// openTopics holds the full names of the topics candidates may use.
+	openTopics sync.Map
 	mesh       *meshTracer
 	dht        *kaddht.IpfsDHT
+	// rendezvousKey is the multihash of the discovery namespace's CID, open to all members.
+	rendezvousKey []byte
 
 	topicsMu sync.Mutex
 	topics   map[string]*topic // by short name
@@ -145,11 +167,18 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 	if cfg.Inbox.PeerBytes < maxDirect || cfg.Inbox.Bytes < cfg.Inbox.PeerBytes {
 		return nil, fmt.Errorf("p2p: config: inbox limits %+v cannot hold one direct payload of %d bytes", cfg.Inbox, maxDirect)
 	}
+	if len(cfg.Ticket) > MaxTicketBytes {
+		return nil, fmt.Errorf("p2p: config: ticket of %d bytes, limit %d", len(cfg.Ticket), MaxTicketBytes)
+	}
 	direct := directProtocol(cfg.ChainID)
-	rm, err := resourceManager(direct, maxDirect)
+	pol := newPolicy(cfg.ChainID)
+	adm := newAdmitter(cfg.Admission, pol, now, cfg.strangerGrace)
+	streamsRefused := new(atomic.Uint64)
+	baseRM, err := resourceManager(direct, maxDirect)
 	if err != nil {
 		return nil, err
 	}
+	rm := &policedRM{ResourceManager: baseRM, allow: adm.allowed, refused: streamsRefused}
 	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		_ = rm.Close()
@@ -165,7 +194,7 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(gate),
+		libp2p.ConnectionGater(gater{strikes: gate, adm: adm}),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(), // the node registers its own; libp2p's would go to the global registry
 		// No NATPortMap, no mDNS, no relay, no AutoNAT service: see DESIGN.md (off by default).
@@ -177,22 +206,31 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	h := &Host{
-		chainID:   cfg.ChainID,
-		self:      self,
-		log:       log.With("peer", self.ShortString()),
-		now:       now,
-		maxDirect: maxDirect,
-		host:      lh,
-		direct:    direct,
-		gate:      gate,
-		limiter:   frame.NewPeerLimits(directRate, directBurst),
-		mesh:      newMeshTracer(),
-		topics:    make(map[string]*topic),
-		inbox:     newInbox(cfg.Inbox),
-		publish:   make(chan publishJob, publishQueueSize),
-		sends:     sendLimits{perPeer: make(map[peer.ID]int), maxBytes: 8 * maxDirect},
-		ctx:       ctx,
-		cancel:    cancel,
+		chainID:        cfg.ChainID,
+		self:           self,
+		log:            log.With("peer", self.ShortString()),
+		now:            now,
+		maxDirect:      maxDirect,
+		host:           lh,
+		direct:         direct,
+		gate:           gate,
+		adm:            adm,
+		streamsRefused: streamsRefused,
+		pol:            pol,
+		ticket:         cfg.Ticket,
+		limiter:        frame.NewPeerLimits(directRate, directBurst),
+		joinLimit:      frame.NewPeerLimits(joinRate, joinBurst),
+		mesh:           newMeshTracer(),
+		topics:         make(map[string]*topic),
+		inbox:          newInbox(cfg.Inbox),
+		publish:        make(chan publishJob, publishQueueSize),
+		sends:          sendLimits{perPeer: make(map[peer.ID]int), maxBytes: 8 * maxDirect},
+		ctx:            ctx,
+		cancel:         cancel,
+	}
+	if h.rendezvousKey, err = mh.Sum([]byte(rendezvous(cfg.ChainID)), mh.SHA2_256, -1); err != nil {
+		_ = h.Close()
+		return nil, fmt.Errorf("p2p: rendezvous key: %w", err)
 	}
 	if err := h.startPubsub(); err != nil {
 		_ = h.Close()
@@ -204,14 +242,17 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 			return nil, err
 		}
 	}
+	lh.Network().Notify(h.notifiee())
 	lh.SetStreamHandler(direct, h.handleStream)
+	lh.SetStreamHandler(pol.join, h.handleJoin)
 	for _, ai := range boot {
 		lh.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
 		cm.Protect(ai.ID, "bootstrap")
 		h.wg.Add(1)
 		go h.keepConnected(ai)
 	}
-	h.wg.Add(2)
+	h.wg.Add(3)
+	go h.recheckLoop()
 	go h.publishLoop()
 	go func() { defer h.wg.Done(); h.inbox.pump(h.ctx) }()
 	if h.dht != nil {
@@ -246,8 +287,21 @@ func parseBootstrap(addrs []string, self peer.ID) ([]peer.AddrInfo, error) {
 	return out, nil
 }
 
+// Connection limits of the resource manager, above libp2p's defaults: strangers are refused
+// at InterceptSecured right after their handshake, which frees their slot, and the few let in
+// (freshPerIP per IP a minute, maxCandidates candidates) leave room for every member. The
+// transient scope holds a connection only while its handshake runs; a flood of handshakes
+// must not fill it before a member's turn.
+const (
+	systemConnsInbound    = 1024
+	systemConns           = 2048
+	transientConnsInbound = 512
+	transientConns        = 512
+)
+
 // resourceManager returns a resource manager with libp2p's default limits scaled to this
-// machine, raised for the direct protocol so one stream can hold the largest payload.
+// machine, raised for the direct protocol so one stream can hold the largest payload, and
+// for connections (see systemConnsInbound).
 func resourceManager(direct protocol.ID, maxDirect int) (network.ResourceManager, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
@@ -259,7 +313,20 @@ func resourceManager(direct protocol.ID, maxDirect int) (network.ResourceManager
 	limits.AddProtocolPeerLimit(direct,
 		rcmgr.BaseLimit{StreamsInbound: 16, StreamsOutbound: 16, Streams: 32, Memory: 2 * frame},
 		rcmgr.BaseLimitIncrease{})
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	scaled := limits.AutoScale()
+	concrete := rcmgr.PartialLimitConfig{
+		System: rcmgr.ResourceLimits{
+			ConnsInbound: rcmgr.LimitVal(max(int(scaled.ToPartialLimitConfig().System.ConnsInbound), systemConnsInbound)),
+			Conns:        rcmgr.LimitVal(max(int(scaled.ToPartialLimitConfig().System.Conns), systemConns)),
+			FD:           rcmgr.LimitVal(max(int(scaled.ToPartialLimitConfig().System.FD), systemConns)),
+		},
+		Transient: rcmgr.ResourceLimits{
+			ConnsInbound: rcmgr.LimitVal(max(int(scaled.ToPartialLimitConfig().Transient.ConnsInbound), transientConnsInbound)),
+			Conns:        rcmgr.LimitVal(max(int(scaled.ToPartialLimitConfig().Transient.Conns), transientConns)),
+			FD:           rcmgr.LimitVal(max(int(scaled.ToPartialLimitConfig().Transient.FD), transientConns)),
+		},
+	}.Build(scaled)
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(concrete))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
@@ -293,6 +360,9 @@ func (h *Host) startPubsub() error {
 		pubsub.WithSeenMessagesTTL(seenTTL),
 		pubsub.WithValidateQueueSize(256),
 		pubsub.WithRawTracer(h.mesh),
+		// Admission (see topicAllowed): which peers count on which topic.
+		pubsub.WithPeerFilter(h.topicAllowed),
+		pubsub.WithSubscriptionFilter(subFilter{h}),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
@@ -346,19 +416,33 @@ func (h *Host) MeshPeers() map[string]int {
 // Inbox returns the channel of accepted payloads, in arrival order. It is never closed.
 func (h *Host) Inbox() <-chan Delivery { return h.inbox.out }
 
-// Penalize records a strike against a peer that sent invalid input. Past strikeLimit strikes in
-// strikeWindow the peer is disconnected and refused for banDuration; every strike also lowers
-// its gossip score.
+// ErrInvalidData marks a penalty's reason as proof of invalid data (see Invalid).
+var ErrInvalidData = errors.New("p2p: invalid data")
+
+// Invalid marks err as the severe kind of penalty: data no honest peer sends, whatever this
+// node's view of the chain (a bad signature, a malformed message, a forged ticket). Penalize
+// bans the peer at once for it.
+func Invalid(err error) error { return fmt.Errorf("%w: %w", ErrInvalidData, err) }
+
+// Penalize records a penalty against a peer that sent bad input. Its severity follows the
+// reason: one marked Invalid (errors.Is(reason, ErrInvalidData)) disconnects the peer and
+// refuses it for banDuration at once; any other (stale, duplicate, junk, excess) is a strike,
+// and past strikeLimit strikes in strikeWindow the peer is banned the same way. Every penalty
+// also lowers the peer's gossip score. Being behind is never a reason: callers penalize only
+// what the peer is at fault for.
 func (h *Host) Penalize(p peer.ID, reason error) {
 	if p == h.self || p == "" {
 		return
 	}
 	banned, n := h.gate.strike(p)
 	h.stats.strikes.Add(1)
+	if errors.Is(reason, ErrInvalidData) && !banned {
+		banned = h.gate.ban(p)
+	}
 	h.log.Debug("p2p: strike", "peer", p, "strikes", n, "err", reason)
 	if banned {
 		h.log.Warn("p2p: refusing peer", "peer", p, "strikes", n, "for", banDuration, "last", reason)
-		_ = h.host.Network().ClosePeer(p)
+		h.closePeer(p)
 	}
 }
 
@@ -414,6 +498,7 @@ func (h *Host) keepConnected(ai peer.AddrInfo) {
 			} else {
 				h.log.Info("p2p: connected to bootstrap peer", "peer", ai.ID)
 				backoff = bootstrapMinBackoff
+				h.joinWithTicket(ai.ID)
 			}
 		}
 		t := time.NewTimer(wait)
@@ -423,6 +508,16 @@ func (h *Host) keepConnected(ai peer.AddrInfo) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// joinWithTicket presents the configured ticket to p, if there is one (see Join).
+func (h *Host) joinWithTicket(p peer.ID) {
+	if len(h.ticket) == 0 {
+		return
+	}
+	if err := h.Join(h.ctx, p, h.ticket); err != nil {
+		h.log.Warn("p2p: join", "peer", p, "err", err)
 	}
 }
 
@@ -452,6 +547,8 @@ func (h *Host) Close() error {
 			t.sub.Cancel()
 		}
 		h.host.RemoveStreamHandler(h.direct)
+		h.host.RemoveStreamHandler(h.pol.join)
+		h.adm.close()
 		h.wg.Wait()
 		if h.dht != nil { // before the host: it uses the host's streams and event bus
 			if cerr := h.dht.Close(); cerr != nil {
@@ -484,12 +581,13 @@ type Stats struct {
 	SendFailed        uint64 // direct sends that failed
 	Strikes           uint64 // strikes recorded by Penalize
 	GraylistBans      uint64 // peers refused for a gossip score below the graylist threshold
+	ProvidersRefused  uint64 // DHT provider records refused (sender not an assigned holder)
 }
 
 type counters struct {
 	delivered, inboxDropped, gossipRejected, gossipIgnored, directRejected, directIgnored,
 	directRateLimited, directHeadRefused, publishDropped, sendDropped, sendFailed, strikes,
-	graylistBans atomic.Uint64
+	graylistBans, providersRefused atomic.Uint64
 }
 
 // Stats returns a snapshot of the host's counters.
@@ -502,9 +600,12 @@ func (h *Host) Stats() Stats {
 		DirectRateLimited: c.directRateLimited.Load(), DirectHeadRefused: c.directHeadRefused.Load(),
 		PublishDropped: c.publishDropped.Load(),
 		SendDropped:    c.sendDropped.Load(), SendFailed: c.sendFailed.Load(), Strikes: c.strikes.Load(),
-		GraylistBans: c.graylistBans.Load(),
+		GraylistBans: c.graylistBans.Load(), ProvidersRefused: c.providersRefused.Load(),
 	}
 }
+
+// Banned reports whether p is refused now (see Penalize).
+func (h *Host) Banned(p peer.ID) bool { return h.gate.isBanned(p) }
 
 // Strikes returns p's strikes in the current window (see Penalize).
 func (h *Host) Strikes(p peer.ID) int { return h.gate.current(p) }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -59,6 +60,10 @@ type TopicConfig struct {
 	MaxBytes int
 	// Validate judges every payload from another peer. Our own payloads are not judged.
 	Validate Validator
+	// Candidates opens the topic to candidates (see Class): they may publish on it and
+	// receive it. For the transaction topic, over which a new practice registers; every other
+	// topic is the members' alone.
+	Candidates bool
 }
 
 // topic is a joined gossip topic.
@@ -88,6 +93,9 @@ func (h *Host) JoinTopic(c TopicConfig) error {
 	}
 	if h.topics[t.name] != nil {
 		return fmt.Errorf("p2p: topic %q joined twice", c.Name)
+	}
+	if c.Candidates {
+		h.openTopics.Store(t.full, true)
 	}
 	if err := h.ps.RegisterTopicValidator(t.full, h.topicValidator(t), pubsub.WithValidatorConcurrency(validationConcurrency(t.maxBytes))); err != nil {
 		return fmt.Errorf("p2p: validator for %s: %w", t.full, err)
@@ -173,6 +181,12 @@ func (h *Host) topicValidator(t *topic) pubsub.ValidatorEx {
 		if from == h.self {
 			return pubsub.ValidationAccept
 		}
+		if !h.topicAllowed(from, t.full) {
+			// Not the relayer's fault if it relays what a peer of its class may send; we
+			// just do not take it from this peer (see topicAllowed).
+			h.stats.gossipIgnored.Add(1)
+			return pubsub.ValidationIgnore
+		}
 		data := msg.GetData()
 		v, value := Reject, any(nil)
 		if len(data) <= t.maxBytes {
@@ -187,9 +201,40 @@ func (h *Host) topicValidator(t *topic) pubsub.ValidatorEx {
 			return pubsub.ValidationIgnore
 		}
 		h.stats.gossipRejected.Add(1)
-		h.Penalize(from, fmt.Errorf("p2p: invalid payload of %d bytes on %s", len(data), t.name))
+		h.Penalize(from, Invalid(fmt.Errorf("p2p: invalid payload of %d bytes on %s", len(data), t.name)))
 		return pubsub.ValidationReject
 	}
+}
+
+// topicAllowed reports whether peer p may use the topic named full: members every topic,
+// candidates the topics opened to them, no one else any. It is gossipsub's peer filter (mesh,
+// gossip, grafts), its subscription filter (so our flood-published messages never reach a peer
+// on a topic it may not use), and the validators' first check.
+func (h *Host) topicAllowed(p peer.ID, full string) bool {
+	switch h.adm.class(p) {
+	case Member:
+		return true
+	case Candidate:
+		_, open := h.openTopics.Load(full)
+		return open
+	}
+	return false
+}
+
+// subFilter is gossipsub's subscription filter: we subscribe to whatever we join; a peer's
+// subscriptions count only on topics it may use.
+type subFilter struct{ h *Host }
+
+func (f subFilter) CanSubscribe(string) bool { return true }
+
+func (f subFilter) FilterIncomingSubscriptions(p peer.ID, subs []*pubsubpb.RPC_SubOpts) ([]*pubsubpb.RPC_SubOpts, error) {
+	out := subs[:0:0]
+	for _, s := range subs {
+		if f.h.topicAllowed(p, s.GetTopicid()) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 // readTopic moves accepted gossip into the inbox, skipping our own payloads.

@@ -103,11 +103,11 @@ func New(net Network, gate *replica.Gate, cfg Config) (*Reactor, error) {
 		max  int
 		rt   route
 	}{
-		{TopicTxs, MaxGossipTxBytes, viaTxs},
+		{TopicTxs, MaxGossipTxBytes, viaTxs}, // open to candidates: a new practice registers over it
 		{TopicProposals, MaxGossipProposalBytes, viaProposals},
 		{TopicVotes, MaxGossipVoteBytes, viaVotes},
 	} {
-		if err := net.JoinTopic(p2p.TopicConfig{Name: t.name, Version: TopicVersion, MaxBytes: t.max, Validate: r.validator(t.rt)}); err != nil {
+		if err := net.JoinTopic(p2p.TopicConfig{Name: t.name, Version: TopicVersion, MaxBytes: t.max, Validate: r.validator(t.rt), Candidates: t.rt == viaTxs}); err != nil {
 			return nil, err
 		}
 	}
