@@ -271,7 +271,9 @@ func TestEmergencyCoSignature(t *testing.T) {
 		"purpose":   func(e *chain.EmergencyAccess) { e.Purpose = "TREAT" },
 		"reason":    func(e *chain.EmergencyAccess) { e.ReasonCode = chain.ReasonPublicHealth },
 		"co-signer": func(e *chain.EmergencyAccess) { e.CoSigner = other.Public() },
-		"domain":    func(e *chain.EmergencyAccess) { e.CoSig = auth.Sign(chain.DomainTx, chainA, e.CoSignedBytes(prov.Public(), 7, 2)) },
+		"domain": func(e *chain.EmergencyAccess) {
+			e.CoSig = auth.Sign(chain.DomainTx, chainA, e.CoSignedBytes(prov.Public(), 7, 2))
+		},
 	} {
 		c := e
 		edit(&c)
