@@ -102,6 +102,7 @@ type Records struct {
 	replica int
 	log     *slog.Logger
 	now     func() time.Time
+	nodeKey chain.PubKey // raw Ed25519 key of this node's libp2p identity: requests are addressed to it
 
 	txMu sync.Mutex // own transactions: nonce allocation and submission in order
 
@@ -141,7 +142,10 @@ type RecordsConfig struct {
 	Replicas    int
 	Log         *slog.Logger
 	Now         func() time.Time
-	commits     *commitHub
+	// NodeKey is the raw Ed25519 key of this node's libp2p identity; default: read from
+	// Net.LibP2P().ID().
+	NodeKey chain.PubKey
+	commits *commitHub
 }
 
 // NewRecords opens the blob store and journal under cfg.BlobDir.
@@ -164,7 +168,12 @@ func NewRecords(cfg RecordsConfig) (*Records, error) {
 	if cfg.commits == nil {
 		cfg.commits = newCommitHub()
 	}
-	return &Records{
+	if cfg.NodeKey == (chain.PubKey{}) && cfg.Net != nil && cfg.Net.LibP2P() != nil {
+		if cfg.NodeKey, err = nodeKeyOf(cfg.Net.LibP2P().ID()); err != nil {
+			return nil, fmt.Errorf("records: this node's identity: %w", err)
+		}
+	}
+	return &Records{nodeKey: cfg.NodeKey,
 		chainID: cfg.ChainID, keys: cfg.Keys, self: cfg.Keys.ID(), keyID: cfg.Keys.Encryption.Public().KeyID(),
 		backend: cfg.Backend, net: cfg.Net, blobs: st, journal: j, fhir: v, commits: cfg.commits,
 		licence: cfg.LicenceFile, replica: cfg.Replicas, log: cfg.Log, now: cfg.Now,
@@ -323,17 +332,27 @@ func (r *Records) indexBlock(b *chain.Block) {
 			r.consents[v.Patient] = append(r.consents[v.Patient], tx.Hash())
 		case *chain.AccessLog:
 			for i := range v.Entries {
-				id := v.Entries[i].Request.ID()
-				rec, ok := r.records[v.Entries[i].Request.Record]
-				if !ok || r.seenReq[id] {
-					continue
-				}
-				r.seenReq[id] = true
-				r.accesses[rec.Patient] = append(r.accesses[rec.Patient], id)
+				r.indexAccessLocked(&v.Entries[i].Request)
+			}
+		case *chain.AccessReceipts:
+			for i := range v.Receipts {
+				r.indexAccessLocked(&v.Receipts[i].Request)
 			}
 		}
 	}
 	r.indexed = b.Header.Height
+}
+
+// indexAccessLocked adds a request logged by its holder or received by its requester to its
+// patient's access list, once.
+func (r *Records) indexAccessLocked(req *chain.AccessRequest) {
+	id := req.ID()
+	rec, ok := r.records[req.Record]
+	if !ok || r.seenReq[id] {
+		return
+	}
+	r.seenReq[id] = true
+	r.accesses[rec.Patient] = append(r.accesses[rec.Patient], id)
 }
 
 // react does what a holder must after a block: wrap data keys for new grantees of records this
@@ -374,6 +393,17 @@ func (r *Records) shred(id chain.Hash) bool {
 	}
 	// Envelopes are only ever stored next to a ciphertext, so the ciphertext says who holds it.
 	held := rec.Author == r.self || r.blobs.Has(rec.CiphertextHash)
+	// The blob goes only if the ledger says it is this record's: another record's ciphertext
+	// must survive this erasure whatever the local index says.
+	var owner chain.Hash
+	if err := r.query(context.Background(), func(view state.View, _ *replica.Replica) error {
+		var err error
+		owner, err = state.RecordOfCiphertext(view, rec.CiphertextHash)
+		return err
+	}); err != nil || owner != id {
+		r.log.Error("erase: blob not deleted: not this record's on the ledger", "record", id.Short(), "owner", owner.Short(), "err", err)
+		return false
+	}
 	if err := r.blobs.DeleteRecord(id, rec.CiphertextHash); err != nil {
 		r.log.Error("erase: delete blob", "record", id.Short(), "err", err)
 		return false
@@ -984,6 +1014,14 @@ func (r *Records) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 	case prov == nil:
 		return refuse(blobs.StatusRefused, "requester is not a registered provider")
 	}
+	// A request is good only from the node it names and at the holder it names: a copy taken
+	// from the ledger, or sent to several holders, is refused before it costs an entry.
+	if k, kerr := nodeKeyOf(from); kerr != nil || k != req.RequesterNode {
+		return refuse(blobs.StatusRefused, "request is bound to another requester node")
+	}
+	if req.Holder != r.nodeKey {
+		return refuse(blobs.StatusRefused, "request is addressed to another holder")
+	}
 	// Compared in milliseconds without subtracting the request's value: a far-off IssuedMs must
 	// not overflow into a small skew.
 	if now, maxMs := r.now().UnixMilli(), maxRequestSkew.Milliseconds(); req.IssuedMs < now-maxMs || req.IssuedMs > now+maxMs {
@@ -1153,8 +1191,7 @@ func (r *Records) Read(ctx context.Context, id chain.Hash, purpose string, emerg
 	case rec.Erased:
 		return nil, fmt.Errorf("%w: %s was erased at the patient's request", ErrRecordErased, id)
 	}
-	req := &chain.AccessRequest{Record: id, Purpose: purpose, Emergency: emergency, IssuedMs: r.now().UnixMilli(), Nonce: randUint64()}
-	req.Sign(r.keys.Signing, r.chainID)
+	req := r.newRequest(id, purpose, emergency, r.nodeKey) // for this node as the holder
 	if cerr != nil {
 		// This node refuses its own user as any holder would, and the attempt is audited too
 		// (once per refusalLogEvery for the same read, so polling cannot flood the ledger).
@@ -1205,9 +1242,23 @@ func (r *Records) fetchRemote(ctx context.Context, rec *state.RecordState, req *
 	if len(holders) == 0 {
 		return nil, envelope.Envelope{}, "", fmt.Errorf("%w: no peers to fetch record %s from", ErrRecordNotFound, rec.ID.Short())
 	}
-	resp, from, err := blobs.FetchFrom(ctx, r.net.LibP2P(), r.chainID, holders, req, rec.CiphertextHash, func(p peer.ID, err error) {
-		r.log.Warn("holder served a bad copy", "peer", p, "record", rec.ID.Short(), "err", err)
-	})
+	// One request per holder, each addressed to it: a request can buy one read from one holder.
+	var resp *blobs.FetchResponse
+	var from peer.ID
+	err := fmt.Errorf("no holder with a usable identity for record %s", rec.ID.Short())
+	for _, h := range holders {
+		hk, kerr := nodeKeyOf(h)
+		if kerr != nil {
+			continue
+		}
+		hreq := r.newRequest(rec.ID, req.Purpose, req.Emergency, hk)
+		resp, from, err = blobs.FetchFrom(ctx, r.net.LibP2P(), r.chainID, []peer.ID{h}, hreq, rec.CiphertextHash, func(p peer.ID, err error) {
+			r.log.Warn("holder served a bad copy", "peer", p, "record", rec.ID.Short(), "err", err)
+		})
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		if errors.Is(err, blobs.ErrRefused) {
 			return nil, envelope.Envelope{}, "", fmt.Errorf("%w: %w", ErrAccessRefused, err)
@@ -1242,6 +1293,32 @@ func (r *Records) holders(ctx context.Context, id chain.Hash) []peer.ID {
 		}
 	}
 	return out
+}
+
+// newRequest signs a request for record id addressed to the holder node holder.
+func (r *Records) newRequest(id chain.Hash, purpose string, emergency bool, holder chain.PubKey) *chain.AccessRequest {
+	req := &chain.AccessRequest{Record: id, RequesterNode: r.nodeKey, Holder: holder, Purpose: purpose, Emergency: emergency,
+		IssuedMs: r.now().UnixMilli(), Nonce: randUint64()}
+	req.Sign(r.keys.Signing, r.chainID)
+	return req
+}
+
+// nodeKeyOf returns the raw Ed25519 key a libp2p peer id embeds.
+func nodeKeyOf(p peer.ID) (chain.PubKey, error) {
+	pk, err := p.ExtractPublicKey()
+	if err != nil {
+		return chain.PubKey{}, err
+	}
+	raw, err := pk.Raw()
+	if err != nil {
+		return chain.PubKey{}, err
+	}
+	var k chain.PubKey
+	if len(raw) != len(k) {
+		return chain.PubKey{}, fmt.Errorf("peer %s has a %d-byte key, not an Ed25519 key", p, len(raw))
+	}
+	copy(k[:], raw)
+	return k, nil
 }
 
 func randUint64() uint64 {
@@ -1321,8 +1398,11 @@ type ConsentJSON struct {
 	GrantedTime   string        `json:"granted_time"`
 	Expires       string        `json:"expires,omitempty"`
 	Emergency     bool          `json:"emergency"`
-	Reason        string        `json:"reason,omitempty"`
-	Revoked       bool          `json:"revoked"`
+	// Reason is an emergency access's reason code (chain.EmergencyReason.String()).
+	Reason          string `json:"reason,omitempty"`
+	CoSigned        bool   `json:"co_signed,omitempty"`
+	AfterRevocation bool   `json:"after_revocation,omitempty"`
+	Revoked         bool   `json:"revoked"`
 	RevokedHeight uint64        `json:"revoked_height,omitempty"`
 	Active        bool          `json:"active"`
 }
@@ -1348,8 +1428,11 @@ func (r *Records) Consents(ctx context.Context, patient chain.Address) ([]Consen
 				continue
 			}
 			j := ConsentJSON{ID: c.ID, Patient: c.Patient, Grantee: c.Grantee, Scope: c.Scope.Kind.String(), Types: c.Scope.Types, Records: c.Scope.Records,
-				Purpose: c.Purpose, GrantedHeight: c.GrantedHeight, GrantedTime: msTime(c.GrantedTime), Emergency: c.Emergency, Reason: c.Reason,
-				Revoked: c.Revoked, RevokedHeight: c.RevokedHeight}
+				Purpose: c.Purpose, GrantedHeight: c.GrantedHeight, GrantedTime: msTime(c.GrantedTime), Emergency: c.Emergency,
+				CoSigned: c.CoSigned, AfterRevocation: c.AfterRevocation, Revoked: c.Revoked, RevokedHeight: c.RevokedHeight}
+			if c.Emergency {
+				j.Reason = c.ReasonCode.String()
+			}
 			if c.ExpiresMs != 0 {
 				j.Expires = msTime(c.ExpiresMs)
 			}
@@ -1373,6 +1456,13 @@ type AccessJSON struct {
 	Emergency bool          `json:"emergency"`
 	Outcome   string        `json:"outcome"`
 	Reason    string        `json:"reason,omitempty"`
+	// LoggedBy: "holder", "requester" (a receipt only) or "both"; then the flags of
+	// state.AccessView, and an emergency read's break-glass flags.
+	LoggedBy           string `json:"logged_by"`
+	UnloggedByHolder   bool   `json:"unlogged_by_holder,omitempty"`
+	RefusedButReceived bool   `json:"refused_but_received,omitempty"`
+	CoSigned           bool   `json:"co_signed,omitempty"`
+	AfterRevocation    bool   `json:"after_revocation,omitempty"`
 }
 
 // Accesses returns every logged access (served and refused) to a patient's records.
@@ -1382,16 +1472,25 @@ func (r *Records) Accesses(ctx context.Context, patient chain.Address) ([]Access
 	r.mu.RUnlock()
 	out := []AccessJSON{}
 	err := r.query(ctx, func(view state.View, _ *replica.Replica) error {
-		for _, id := range ids {
-			a, err := state.Access(view, id)
-			if err != nil {
-				return err
+		views, err := state.AccessesOf(view, patient, ids)
+		if err != nil {
+			return err
+		}
+		for _, v := range views {
+			j := AccessJSON{RequestID: v.RequestID, Record: v.Record, LoggedBy: v.LoggedBy(), UnloggedByHolder: v.UnloggedByHolder,
+				RefusedButReceived: v.RefusedButReceived}
+			if a := v.Entry; a != nil {
+				j.Accessor, j.Holder, j.Height, j.Time, j.Purpose, j.Emergency, j.Outcome, j.Reason = a.Accessor, a.Holder, a.Height,
+					msTime(a.Time), a.Purpose, a.Emergency, a.Outcome.String(), a.Reason
+			} else {
+				rc := v.Receipt
+				j.Accessor, j.Height, j.Time, j.Purpose, j.Emergency, j.Outcome = rc.Requester, rc.Height, msTime(rc.Time), rc.Purpose,
+					rc.Emergency, chain.AccessServed.String()
 			}
-			if a == nil {
-				continue
+			if v.Emergency != nil {
+				j.CoSigned, j.AfterRevocation = v.Emergency.CoSigned, v.Emergency.AfterRevocation
 			}
-			out = append(out, AccessJSON{RequestID: a.RequestID, Record: a.Record, Accessor: a.Accessor, Holder: a.Holder, Height: a.Height,
-				Time: msTime(a.Time), Purpose: a.Purpose, Emergency: a.Emergency, Outcome: a.Outcome.String(), Reason: a.Reason})
+			out = append(out, j)
 		}
 		return nil
 	})
@@ -1469,14 +1568,17 @@ func (r *Records) Export(ctx context.Context, patient chain.Address, purpose str
 	return fhir.ExportBundle(resources, "collection")
 }
 
-// EmergencyAccess records a break-glass access to a patient's records on the ledger and waits
-// for it to commit.
-func (r *Records) EmergencyAccess(ctx context.Context, patient chain.Address, purpose, reason string) (chain.Hash, uint64, error) {
-	body := &chain.EmergencyAccess{Patient: patient, Purpose: purpose, Reason: reason}
+// EmergencyAccess records a break-glass access to a patient's records on the ledger, with a
+// reason code, and waits for it to commit. The free-text note stays in this node's log, never
+// on the ledger.
+func (r *Records) EmergencyAccess(ctx context.Context, patient chain.Address, purpose string, code chain.EmergencyReason, note string) (chain.Hash, uint64, error) {
+	body := &chain.EmergencyAccess{Version: chain.EmergencyAccessVersion, Patient: patient, Purpose: purpose, ReasonCode: code}
 	if err := body.Validate(); err != nil {
 		return chain.Hash{}, 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	return r.submit(ctx, chain.TxEmergencyAccess, body, true)
+	h, height, err := r.submit(ctx, chain.TxEmergencyAccess, body, true)
+	r.log.Info("break-glass access (the note is kept here only)", "patient", patient, "reason", code, "note", note, "tx", h.Short(), "err", err)
+	return h, height, err
 }
 
 // PatientOf returns the patient of a record.

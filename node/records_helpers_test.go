@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	p2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -54,6 +55,23 @@ type recFixture struct {
 	blobDir string
 	net     *fakeRecordNet
 	log     *slog.Logger
+	// peer is the libp2p identity test requests come from (RequesterNode); nodeKey is this
+	// node's (Holder).
+	peer    peer.ID
+	peerKey chain.PubKey
+	nodeKey chain.PubKey
+}
+
+// testPeer returns a fresh libp2p identity and its raw Ed25519 key.
+func testPeer(t testing.TB) (peer.ID, chain.PubKey) {
+	t.Helper()
+	_, pub, err := p2pcrypto.GenerateEd25519Key(rand.Reader)
+	require.NoError(t, err)
+	id, err := peer.IDFromPublicKey(pub)
+	require.NoError(t, err)
+	k, err := nodeKeyOf(id)
+	require.NoError(t, err)
+	return id, k
 }
 
 func newRecFixture(t *testing.T) *recFixture {
@@ -100,6 +118,8 @@ func newRecFixtureWith(t *testing.T, mempool replica.MempoolConfig) *recFixture 
 		net: &fakeRecordNet{}, log: log,
 	}
 	f.keys = f.newProviderKeys("this-node")
+	f.peer, f.peerKey = testPeer(t)
+	_, f.nodeKey = testPeer(t)
 	lic := f.licence(f.keys)
 	require.NoError(t, WriteLicenceFile(f.licFile, &lic))
 	return f
@@ -131,7 +151,7 @@ func (f *recFixture) newRecords() *Records {
 	f.t.Helper()
 	r, err := NewRecords(RecordsConfig{
 		ChainID: f.g.ChainID, Keys: f.keys, Backend: f.runner, Net: f.net, BlobDir: f.blobDir,
-		LicenceFile: f.licFile, Log: f.log, commits: f.commits,
+		LicenceFile: f.licFile, Log: f.log, commits: f.commits, NodeKey: f.nodeKey,
 	})
 	require.NoError(f.t, err)
 	return r
@@ -303,7 +323,8 @@ func (f *recFixture) erase(p *testPatient, ids ...chain.Hash) {
 func (f *recFixture) request(k *ProviderKeys, id chain.Hash, issued time.Time) *chain.AccessRequest {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	req := &chain.AccessRequest{Record: id, Purpose: DefaultPurpose, IssuedMs: issued.UnixMilli(), Nonce: binary.LittleEndian.Uint64(b[:])}
+	req := &chain.AccessRequest{Record: id, RequesterNode: f.peerKey, Holder: f.nodeKey, Purpose: DefaultPurpose,
+		IssuedMs: issued.UnixMilli(), Nonce: binary.LittleEndian.Uint64(b[:])}
 	req.Sign(k.Signing, f.g.ChainID)
 	return req
 }
