@@ -1121,6 +1121,19 @@ func (r *Records) flushJournal(ctx context.Context) {
 			if t, ok := r.submitted[id]; ok && r.now().Sub(t) < journalResubmitAfter {
 				continue
 			}
+			if e.Outcome == chain.AccessRefused {
+				// The ledger keeps one refusal per requester and record per window and skips
+				// the rest: such an entry would never appear, so it leaves the journal.
+				if skip, err := r.refusalThrottled(view, &e); err != nil {
+					return err
+				} else if skip {
+					if err := r.journal.Remove(id); err != nil {
+						return err
+					}
+					delete(r.submitted, id)
+					continue
+				}
+			}
 			todo = append(todo, e)
 		}
 		return nil
@@ -1148,6 +1161,19 @@ func (r *Records) flushJournal(ctx context.Context) {
 			r.submitted[e.Request.ID()] = r.now()
 		}
 	}
+}
+
+// refusalThrottled reports whether the ledger would skip a refused entry now.
+func (r *Records) refusalThrottled(view state.View, e *chain.AccessEntry) (bool, error) {
+	rec, err := state.Record(view, e.Request.Record)
+	if err != nil || rec == nil {
+		return false, err
+	}
+	_, now, err := state.Tip(view)
+	if err != nil {
+		return false, err
+	}
+	return state.RefusalThrottled(view, e.Request.Requester.Address(), rec, now)
 }
 
 // ReadResult is a decrypted record.
@@ -1403,8 +1429,8 @@ type ConsentJSON struct {
 	CoSigned        bool   `json:"co_signed,omitempty"`
 	AfterRevocation bool   `json:"after_revocation,omitempty"`
 	Revoked         bool   `json:"revoked"`
-	RevokedHeight uint64        `json:"revoked_height,omitempty"`
-	Active        bool          `json:"active"`
+	RevokedHeight   uint64 `json:"revoked_height,omitempty"`
+	Active          bool   `json:"active"`
 }
 
 // Consents returns every consent and emergency access of a patient, with whether each is in
