@@ -277,10 +277,11 @@ func TestRecordStory(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, code, string(out))
 	r.waitAccesses(1, pat, "refused read logged", func(l []node.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "refused") == 1 })
 	// A holder refuses a fetch without consent too (sent raw, past node2's own check), and logs it.
-	resp := r.rawFetch(2, 0, cond)
+	// (Another record than above: the ledger keeps one refusal per requester and record an hour.)
+	resp := r.rawFetch(2, 0, obs)
 	require.Equal(t, blobs.StatusRefused, resp.Status, resp.Reason)
 	require.Empty(t, resp.Ciphertext)
-	r.waitAccesses(1, pat, "holder refusal logged", func(l []node.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "refused") == 2 })
+	r.waitAccesses(1, pat, "holder refusal logged", func(l []node.AccessJSON) bool { return countAccesses(l, obs, r.prov[2], "refused") == 1 })
 
 	// The patient grants the specialist their Conditions; the specialist reads, the patient sees it.
 	r.tx(0, pat, chain.TxConsentGrant, &chain.ConsentGrant{Grantee: r.prov[2], Purpose: "TREAT",
