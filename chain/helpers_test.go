@@ -137,13 +137,16 @@ func testPayloads(t testing.TB) map[chain.TxKind]any {
 			Scope: chain.ConsentScope{Kind: chain.ScopeTypes, Types: []string{"Condition", "Observation"}},
 		},
 		chain.TxConsentRevoke:   &chain.ConsentRevoke{Consent: testHash("consent")},
-		chain.TxEmergencyAccess: &chain.EmergencyAccess{Patient: testKey(t, 13).Public().Address(), Purpose: "ETREAT", Reason: "unconscious, stroke suspected"},
+		chain.TxEmergencyAccess: &chain.EmergencyAccess{Version: chain.EmergencyAccessVersion, Patient: testKey(t, 13).Public().Address(), Purpose: "ETREAT", ReasonCode: chain.ReasonUnableToConsent},
 		chain.TxAccessLog: &chain.AccessLog{Entries: []chain.AccessEntry{
 			{Request: testAccessRequest(t, testKey(t, 10), chainA, 1), Outcome: chain.AccessServed},
 			{Request: testAccessRequest(t, testKey(t, 14), chainA, 2), Outcome: chain.AccessRefused, Reason: "no consent"},
 		}},
 		chain.TxRecordErase: &chain.RecordErase{Records: sortedHashes(testHash("record/v1"), testHash("record/v2"))},
 		chain.TxEraseAck:    &chain.EraseAck{Records: sortedHashes(testHash("record/v1"))},
+		chain.TxAccessReceipt: &chain.AccessReceipts{Receipts: []chain.AccessReceipt{
+			{Request: testAccessRequest(t, testKey(t, 10), chainA, 3), CiphertextHash: testHash("ciphertext/v1")},
+		}},
 	}
 }
 
@@ -158,7 +161,8 @@ func testAnchor(label string, v uint64, supersedes chain.Hash) chain.RecordAncho
 // testAccessRequest returns a request for record "record/v1" signed by key for chainID.
 func testAccessRequest(t testing.TB, key chain.PrivKey, chainID string, nonce uint64) chain.AccessRequest {
 	t.Helper()
-	r := chain.AccessRequest{Record: testHash("record/v1"), Purpose: "TREAT", IssuedMs: 1_700_000_000_456, Nonce: nonce}
+	r := chain.AccessRequest{Record: testHash("record/v1"), RequesterNode: testKey(t, 50).Public(), Holder: testKey(t, 51).Public(),
+		Purpose: "TREAT", IssuedMs: 1_700_000_000_456, Nonce: nonce}
 	r.Sign(key, chainID)
 	return r
 }

@@ -17,7 +17,7 @@ const (
 	MaxAnchorsPerTx       = 64
 	MaxResourceTypeLen    = 64
 	MaxPurposeLen         = 64
-	MaxReasonLen          = 256
+	MaxReasonLen          = 256 // a holder's refusal reason
 	MaxScopeItems         = 64
 	MaxAccessEntriesPerTx = 128
 	MaxEraseRecords       = 256
@@ -29,8 +29,9 @@ const (
 // DomainAccess signs AccessRequests.
 const DomainAccess Domain = "medledger/access-request/v1"
 
-// AccessRequestVersion is the access request encoding version.
-const AccessRequestVersion = 1
+// AccessRequestVersion is the access request encoding version. Version 2 binds the request to
+// the requester's node and to the one holder it is addressed to; version 1 is refused.
+const AccessRequestVersion = 2
 
 // RecordAnchor anchors one version of one record. The record's ciphertext (a blob) lives off the
 // ledger; the anchor fixes its hash and size so every fetcher can check a copy before decrypting.
@@ -217,62 +218,194 @@ func (r *ConsentRevoke) Validate() error {
 	return nil
 }
 
-// EmergencyAccess is a provider's (the signer's) break-glass access to a patient's records
-// without consent. It must give a reason; it opens access for EmergencyAccessMs from the block's
-// time and shows in the patient's audit view. Its id is the transaction's hash.
-type EmergencyAccess struct {
-	_       struct{} `cbor:",toarray"`
-	Patient Address
-	Purpose string
-	Reason  string
+// EmergencyReason is why a provider breaks the glass: a code from a fixed list, so no free text
+// (which could name the patient or describe the condition) ever reaches the ledger. The node
+// keeps whatever the provider typed in its own local log.
+type EmergencyReason uint8
+
+// Emergency reasons. Numbers are part of the encoding: never reuse one.
+const (
+	// ReasonUnableToConsent: the patient is unconscious or otherwise unable to consent.
+	ReasonUnableToConsent EmergencyReason = 1
+	// ReasonLifeThreatening: a life-threatening emergency.
+	ReasonLifeThreatening EmergencyReason = 2
+	// ReasonUrgentTreatment: urgent treatment for which consent cannot be obtained in time.
+	ReasonUrgentTreatment EmergencyReason = 3
+	// ReasonPublicHealth: a declared public-health emergency.
+	ReasonPublicHealth EmergencyReason = 4
+	// ReasonContinuityOfCare: continuity of care while the patient cannot be reached.
+	ReasonContinuityOfCare EmergencyReason = 5
+)
+
+var emergencyReasonNames = [...]string{
+	ReasonUnableToConsent:  "unable-to-consent",
+	ReasonLifeThreatening:  "life-threatening",
+	ReasonUrgentTreatment:  "urgent-treatment",
+	ReasonPublicHealth:     "public-health",
+	ReasonContinuityOfCare: "continuity-of-care",
 }
 
-// Validate checks the body's form: a reason is required.
+// Valid reports whether r is on the list.
+func (r EmergencyReason) Valid() bool {
+	return r >= ReasonUnableToConsent && int(r) < len(emergencyReasonNames)
+}
+
+func (r EmergencyReason) String() string {
+	if r.Valid() {
+		return emergencyReasonNames[r]
+	}
+	return fmt.Sprintf("reason-%d", uint8(r))
+}
+
+// EmergencyReasons lists every valid reason, in code order.
+func EmergencyReasons() []EmergencyReason {
+	out := make([]EmergencyReason, 0, len(emergencyReasonNames)-1)
+	for r := ReasonUnableToConsent; r.Valid(); r++ {
+		out = append(out, r)
+	}
+	return out
+}
+
+// ParseEmergencyReason accepts a reason's name (String) or its number.
+func ParseEmergencyReason(s string) (EmergencyReason, error) {
+	for _, r := range EmergencyReasons() {
+		if s == r.String() || s == fmt.Sprint(uint8(r)) {
+			return r, nil
+		}
+	}
+	return 0, fmt.Errorf("chain: unknown emergency reason %q (one of %v)", s, EmergencyReasons())
+}
+
+// EmergencyAccessVersion is the emergency access body's encoding version. Version 1 had a
+// free-text reason and no version field; it no longer decodes.
+const EmergencyAccessVersion = 2
+
+// DomainEmergencyCoSign signs an authority's co-signature of an emergency access.
+const DomainEmergencyCoSign Domain = "medledger/emergency-cosign/v1"
+
+// EmergencyAccess is a provider's (the signer's) break-glass access to a patient's records
+// without consent. It gives a reason code; it opens access for EmergencyAccessMs from the
+// block's time and shows in the patient's audit view. Its id is the transaction's hash.
+//
+// The ledger allows a provider one emergency access per window without a co-signature; further
+// ones in the window need CoSig, by a current authority other than the provider (CoSigner), over
+// EmergencyAccess.CoSignedBytes, and a hard cap applies even then (see chain/state).
+type EmergencyAccess struct {
+	_          struct{} `cbor:",toarray"`
+	Version    uint8
+	Patient    Address
+	Purpose    string
+	ReasonCode EmergencyReason
+	CoSigner   PubKey    // zero when not co-signed
+	CoSig      Signature // zero when not co-signed
+}
+
+// Validate checks the body's form: a listed reason code, and a co-signer exactly when a
+// co-signature.
 func (e *EmergencyAccess) Validate() error {
+	if err := checkVersion("emergency access", e.Version, EmergencyAccessVersion); err != nil {
+		return err
+	}
 	if e.Patient == (Address{}) {
 		return errors.New("chain: emergency access without a patient")
 	}
 	if err := validatePurpose(e.Purpose); err != nil {
 		return err
 	}
-	if e.Reason == "" || len(e.Reason) > MaxReasonLen || !utf8.ValidString(e.Reason) {
-		return fmt.Errorf("chain: emergency access needs a reason of 1..%d bytes of UTF-8", MaxReasonLen)
+	if !e.ReasonCode.Valid() {
+		return fmt.Errorf("chain: emergency access needs a reason code from the list (1..%d), got %d", len(emergencyReasonNames)-1, e.ReasonCode)
+	}
+	if (e.CoSigner == PubKey{}) != (e.CoSig == Signature{}) {
+		return errors.New("chain: emergency access co-signer and co-signature go together")
 	}
 	return nil
 }
 
-// AccessRequest is a provider's signed request to read one record, sent to a holder of its
+// CoSigned reports whether the body carries a co-signature.
+func (e *EmergencyAccess) CoSigned() bool { return e.CoSigner != PubKey{} }
+
+type emergencyCoSigned struct {
+	_          struct{} `cbor:",toarray"`
+	Version    uint8
+	Provider   PubKey
+	Patient    Address
+	Purpose    string
+	ReasonCode EmergencyReason
+	CoSigner   PubKey
+	Window     uint64
+	Ordinal    uint32
+}
+
+// CoSignedBytes is what the co-signer signs: the body without the co-signature, the provider
+// that will submit it, and the provider's emergency window and the ordinal of this access in it
+// (chain/state counts them). The provider binds the signature to one submitter, and the window
+// and ordinal make it good for exactly one access, so it can be neither copied from the ledger
+// by another provider nor replayed by the same one.
+func (e *EmergencyAccess) CoSignedBytes(provider PubKey, window uint64, ordinal uint32) []byte {
+	return Encode(emergencyCoSigned{Version: e.Version, Provider: provider, Patient: e.Patient, Purpose: e.Purpose,
+		ReasonCode: e.ReasonCode, CoSigner: e.CoSigner, Window: window, Ordinal: ordinal})
+}
+
+// CoSign fills in Version, CoSigner and CoSig for the given provider, window and ordinal.
+func (e *EmergencyAccess) CoSign(key PrivKey, chainID string, provider PubKey, window uint64, ordinal uint32) {
+	e.Version = EmergencyAccessVersion
+	e.CoSigner = key.Public()
+	e.CoSig = key.Sign(DomainEmergencyCoSign, chainID, e.CoSignedBytes(provider, window, ordinal))
+}
+
+// VerifyCoSig checks the co-signature under chainID for the given provider, window and ordinal.
+func (e *EmergencyAccess) VerifyCoSig(chainID string, provider PubKey, window uint64, ordinal uint32) error {
+	if !e.CoSigned() {
+		return errors.New("chain: emergency access is not co-signed")
+	}
+	if err := Verify(e.CoSigner, DomainEmergencyCoSign, chainID, e.CoSignedBytes(provider, window, ordinal), e.CoSig); err != nil {
+		return fmt.Errorf("chain: emergency access co-signature: %w", err)
+	}
+	return nil
+}
+
+// AccessRequest is a provider's signed request to read one record, sent to one holder of its
 // blob. The holder logs it on the ledger (in an AccessEntry) whether it serves or refuses, so the
 // requester's signature proves to the patient who asked, when, and for what.
+//
+// A request is good for one read from one holder: RequesterNode binds it to the libp2p identity
+// the requester's node connects with (a holder serves only a stream whose remote peer has that
+// key, so a request copied from the ledger is useless to anyone else), and Holder to the node it
+// is addressed to (the ledger accepts its entry only from that holder, so sending one request to
+// several holders cannot buy several unlogged reads).
 type AccessRequest struct {
-	_         struct{} `cbor:",toarray"`
-	Version   uint8
-	ChainID   string
-	Record    Hash
-	Requester PubKey // a registered provider's signing key
-	Purpose   string
-	Emergency bool   // read under an EmergencyAccess rather than a consent
-	IssuedMs  int64  // the requester's clock; a holder refuses requests far from its own
-	Nonce     uint64 // random: makes every request, and so its id, unique
-	Sig       Signature
+	_             struct{} `cbor:",toarray"`
+	Version       uint8
+	ChainID       string
+	Record        Hash
+	Requester     PubKey // a registered provider's signing key
+	RequesterNode PubKey // raw Ed25519 key of the requester node's libp2p identity
+	Holder        PubKey // raw Ed25519 key of the libp2p identity of the holder addressed
+	Purpose       string
+	Emergency     bool   // read under an EmergencyAccess rather than a consent
+	IssuedMs      int64  // the requester's clock; a holder refuses requests far from its own
+	Nonce         uint64 // random: makes every request, and so its id, unique
+	Sig           Signature
 }
 
 type accessRequestSigned struct {
-	_         struct{} `cbor:",toarray"`
-	Version   uint8
-	ChainID   string
-	Record    Hash
-	Requester PubKey
-	Purpose   string
-	Emergency bool
-	IssuedMs  int64
-	Nonce     uint64
+	_             struct{} `cbor:",toarray"`
+	Version       uint8
+	ChainID       string
+	Record        Hash
+	Requester     PubKey
+	RequesterNode PubKey
+	Holder        PubKey
+	Purpose       string
+	Emergency     bool
+	IssuedMs      int64
+	Nonce         uint64
 }
 
 // SignedBytes is what the requester signs.
 func (r *AccessRequest) SignedBytes() []byte {
 	return Encode(accessRequestSigned{Version: r.Version, ChainID: r.ChainID, Record: r.Record, Requester: r.Requester,
-		Purpose: r.Purpose, Emergency: r.Emergency, IssuedMs: r.IssuedMs, Nonce: r.Nonce})
+		RequesterNode: r.RequesterNode, Holder: r.Holder, Purpose: r.Purpose, Emergency: r.Emergency, IssuedMs: r.IssuedMs, Nonce: r.Nonce})
 }
 
 // Sign fills in Version, ChainID, Requester and Sig.
@@ -308,6 +441,12 @@ func (r *AccessRequest) Validate() error {
 	}
 	if r.Record.IsZero() {
 		return errors.New("chain: access request without a record")
+	}
+	if r.RequesterNode == (PubKey{}) {
+		return errors.New("chain: access request without the requester's node key")
+	}
+	if r.Holder == (PubKey{}) {
+		return errors.New("chain: access request without the holder it is addressed to")
 	}
 	return validatePurpose(r.Purpose)
 }
@@ -385,6 +524,50 @@ func (l *AccessLog) Validate() error {
 	for i := range l.Entries {
 		if err := l.Entries[i].Validate(); err != nil {
 			return fmt.Errorf("access entry %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// MaxReceiptsPerTx bounds the receipts of one AccessReceipts transaction.
+const MaxReceiptsPerTx = 64
+
+// AccessReceipt is a requester's statement that it received a record: the signed request it
+// sent (which names the record and the holder it was addressed to) and the hash of the
+// ciphertext it received and checked. It lets the patient see a read even when the holder never
+// logs it.
+type AccessReceipt struct {
+	_              struct{} `cbor:",toarray"`
+	Request        AccessRequest
+	CiphertextHash Hash
+}
+
+// Validate checks the receipt's form.
+func (r *AccessReceipt) Validate() error {
+	if err := r.Request.Validate(); err != nil {
+		return err
+	}
+	if r.CiphertextHash.IsZero() {
+		return errors.New("chain: access receipt without a ciphertext hash")
+	}
+	return nil
+}
+
+// AccessReceipts records reads the signer (the requester of every receipt's request, a
+// registered provider) received.
+type AccessReceipts struct {
+	_        struct{} `cbor:",toarray"`
+	Receipts []AccessReceipt
+}
+
+// Validate checks the body's form.
+func (b *AccessReceipts) Validate() error {
+	if len(b.Receipts) == 0 || len(b.Receipts) > MaxReceiptsPerTx {
+		return fmt.Errorf("chain: access receipt transaction must hold 1..%d receipts, got %d", MaxReceiptsPerTx, len(b.Receipts))
+	}
+	for i := range b.Receipts {
+		if err := b.Receipts[i].Validate(); err != nil {
+			return fmt.Errorf("access receipt %d: %w", i, err)
 		}
 	}
 	return nil

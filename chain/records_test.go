@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -214,21 +215,86 @@ func TestConsentRevokeValidate(t *testing.T) {
 
 func TestEmergencyAccessValidate(t *testing.T) {
 	em := func(edit func(*chain.EmergencyAccess)) *chain.EmergencyAccess {
-		e := &chain.EmergencyAccess{Patient: chain.Address{2}, Purpose: "ETREAT", Reason: "unconscious"}
+		e := &chain.EmergencyAccess{Version: chain.EmergencyAccessVersion, Patient: chain.Address{2}, Purpose: "ETREAT", ReasonCode: chain.ReasonLifeThreatening}
 		edit(e)
 		return e
 	}
 	runValidate(t, []validateCase{
 		{"ok", em(func(*chain.EmergencyAccess) {}), ""},
-		{"reason of max length", em(func(e *chain.EmergencyAccess) { e.Reason = strings.Repeat("r", chain.MaxReasonLen) }), ""},
-		{"reason in UTF-8", em(func(e *chain.EmergencyAccess) { e.Reason = "bewusstlos, Verdacht auf Schlaganfall" }), ""},
+		{"first reason", em(func(e *chain.EmergencyAccess) { e.ReasonCode = chain.ReasonUnableToConsent }), ""},
+		{"last reason", em(func(e *chain.EmergencyAccess) { e.ReasonCode = chain.ReasonContinuityOfCare }), ""},
+		{"co-signed", em(func(e *chain.EmergencyAccess) { e.CoSign(testKey(t, 5), chainA, testKey(t, 6).Public(), 7, 2) }), ""},
+		{"version 1", em(func(e *chain.EmergencyAccess) { e.Version = 1 }), "emergency access version 1"},
 		{"zero patient", em(func(e *chain.EmergencyAccess) { e.Patient = chain.Address{} }), "without a patient"},
 		{"empty purpose", em(func(e *chain.EmergencyAccess) { e.Purpose = "" }), "purpose must be"},
 		{"purpose too long", em(func(e *chain.EmergencyAccess) { e.Purpose = strings.Repeat("P", chain.MaxPurposeLen+1) }), "purpose must be"},
 		{"purpose invalid UTF-8", em(func(e *chain.EmergencyAccess) { e.Purpose = "\xc3" }), "purpose must be"},
-		{"no reason", em(func(e *chain.EmergencyAccess) { e.Reason = "" }), "needs a reason of 1..256 bytes of UTF-8"},
-		{"reason too long", em(func(e *chain.EmergencyAccess) { e.Reason = strings.Repeat("r", chain.MaxReasonLen+1) }), "needs a reason"},
-		{"reason invalid UTF-8", em(func(e *chain.EmergencyAccess) { e.Reason = "stroke \xed\xa0\x80" }), "needs a reason"},
+		{"no reason code", em(func(e *chain.EmergencyAccess) { e.ReasonCode = 0 }), "needs a reason code from the list (1..5), got 0"},
+		{"reason code past the list", em(func(e *chain.EmergencyAccess) { e.ReasonCode = chain.ReasonContinuityOfCare + 1 }), "got 6"},
+		{"co-signer without signature", em(func(e *chain.EmergencyAccess) { e.CoSigner = testKey(t, 5).Public() }), "go together"},
+		{"signature without co-signer", em(func(e *chain.EmergencyAccess) { e.CoSig[0] = 1 }), "go together"},
+	})
+}
+
+func TestEmergencyReasons(t *testing.T) {
+	require.Len(t, chain.EmergencyReasons(), 5)
+	for _, r := range chain.EmergencyReasons() {
+		got, err := chain.ParseEmergencyReason(r.String())
+		require.NoError(t, err)
+		require.Equal(t, r, got)
+		got, err = chain.ParseEmergencyReason(strconv.Itoa(int(r)))
+		require.NoError(t, err)
+		require.Equal(t, r, got)
+	}
+	require.Equal(t, "unable-to-consent", chain.ReasonUnableToConsent.String())
+	require.Equal(t, "reason-0", chain.EmergencyReason(0).String())
+	for _, bad := range []string{"", "0", "6", "unconscious", "Life-Threatening"} {
+		_, err := chain.ParseEmergencyReason(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+func TestEmergencyCoSignature(t *testing.T) {
+	auth, prov, other := testKey(t, 5), testKey(t, 6), testKey(t, 7)
+	e := chain.EmergencyAccess{Version: chain.EmergencyAccessVersion, Patient: chain.Address{2}, Purpose: "ETREAT", ReasonCode: chain.ReasonLifeThreatening}
+	require.ErrorContains(t, e.VerifyCoSig(chainA, prov.Public(), 7, 2), "not co-signed")
+	e.CoSign(auth, chainA, prov.Public(), 7, 2)
+	require.True(t, e.CoSigned())
+	require.NoError(t, e.VerifyCoSig(chainA, prov.Public(), 7, 2))
+	// Bound to the chain, the provider, the window, the ordinal and every field of the body.
+	require.ErrorIs(t, e.VerifyCoSig(chainB, prov.Public(), 7, 2), chain.ErrBadSignature)
+	require.ErrorIs(t, e.VerifyCoSig(chainA, other.Public(), 7, 2), chain.ErrBadSignature)
+	require.ErrorIs(t, e.VerifyCoSig(chainA, prov.Public(), 8, 2), chain.ErrBadSignature)
+	require.ErrorIs(t, e.VerifyCoSig(chainA, prov.Public(), 7, 3), chain.ErrBadSignature)
+	for name, edit := range map[string]func(*chain.EmergencyAccess){
+		"patient":   func(e *chain.EmergencyAccess) { e.Patient[0] ^= 1 },
+		"purpose":   func(e *chain.EmergencyAccess) { e.Purpose = "TREAT" },
+		"reason":    func(e *chain.EmergencyAccess) { e.ReasonCode = chain.ReasonPublicHealth },
+		"co-signer": func(e *chain.EmergencyAccess) { e.CoSigner = other.Public() },
+		"domain": func(e *chain.EmergencyAccess) {
+			e.CoSig = auth.Sign(chain.DomainTx, chainA, e.CoSignedBytes(prov.Public(), 7, 2))
+		},
+	} {
+		c := e
+		edit(&c)
+		require.ErrorIs(t, c.VerifyCoSig(chainA, prov.Public(), 7, 2), chain.ErrBadSignature, name)
+	}
+}
+
+func TestAccessReceiptsValidate(t *testing.T) {
+	q := testAccessRequest(t, testKey(t, 1), chainA, 1)
+	badQ := q
+	badQ.Holder = chain.PubKey{}
+	rc := func(n int) []chain.AccessReceipt {
+		return slices.Repeat([]chain.AccessReceipt{{Request: q, CiphertextHash: testHash("c")}}, n)
+	}
+	runValidate(t, []validateCase{
+		{"one", &chain.AccessReceipts{Receipts: rc(1)}, ""},
+		{"max", &chain.AccessReceipts{Receipts: rc(chain.MaxReceiptsPerTx)}, ""},
+		{"none", &chain.AccessReceipts{}, "must hold 1..64 receipts, got 0"},
+		{"too many", &chain.AccessReceipts{Receipts: rc(chain.MaxReceiptsPerTx + 1)}, "got 65"},
+		{"no ciphertext", &chain.AccessReceipts{Receipts: []chain.AccessReceipt{{Request: q}}}, "receipt 0: chain: access receipt without a ciphertext hash"},
+		{"bad request", &chain.AccessReceipts{Receipts: []chain.AccessReceipt{{Request: badQ, CiphertextHash: testHash("c")}}}, "without the holder"},
 	})
 }
 
@@ -242,7 +308,10 @@ func TestAccessRequestValidate(t *testing.T) {
 		{"ok", req(func(*chain.AccessRequest) {}), ""},
 		{"emergency", req(func(r *chain.AccessRequest) { r.Emergency = true }), ""},
 		{"version 0", req(func(r *chain.AccessRequest) { r.Version = 0 }), "access request version 0"},
-		{"version 2", req(func(r *chain.AccessRequest) { r.Version = 2 }), "access request version 2"},
+		{"version 1", req(func(r *chain.AccessRequest) { r.Version = 1 }), "access request version 1"},
+		{"version 3", req(func(r *chain.AccessRequest) { r.Version = 3 }), "access request version 3"},
+		{"no requester node", req(func(r *chain.AccessRequest) { r.RequesterNode = chain.PubKey{} }), "without the requester's node key"},
+		{"no holder", req(func(r *chain.AccessRequest) { r.Holder = chain.PubKey{} }), "without the holder it is addressed to"},
 		{"empty chain id", req(func(r *chain.AccessRequest) { r.ChainID = "" }), "chain id must be"},
 		{"chain id too long", req(func(r *chain.AccessRequest) { r.ChainID = strings.Repeat("c", chain.MaxChainIDLen+1) }), "chain id must be"},
 		{"chain id invalid UTF-8", req(func(r *chain.AccessRequest) { r.ChainID = "chain\xff" }), "chain id must be"},
@@ -251,7 +320,7 @@ func TestAccessRequestValidate(t *testing.T) {
 		{"purpose too long", req(func(r *chain.AccessRequest) { r.Purpose = strings.Repeat("P", chain.MaxPurposeLen+1) }), "purpose must be"},
 		{"purpose invalid UTF-8", req(func(r *chain.AccessRequest) { r.Purpose = "\x80" }), "purpose must be"},
 	})
-	err := req(func(r *chain.AccessRequest) { r.Version = 2 }).Validate()
+	err := req(func(r *chain.AccessRequest) { r.Version = 1 }).Validate()
 	require.ErrorIs(t, err, chain.ErrUnknownVersion)
 }
 
@@ -318,7 +387,8 @@ func TestRecordListsValidate(t *testing.T) {
 
 func TestAccessRequestSignature(t *testing.T) {
 	key, other := testKey(t, 1), testKey(t, 2)
-	q := chain.AccessRequest{Record: testHash("r"), Purpose: "TREAT", IssuedMs: 1_700_000_000_000, Nonce: 42}
+	q := chain.AccessRequest{Record: testHash("r"), RequesterNode: testKey(t, 8).Public(), Holder: testKey(t, 9).Public(),
+		Purpose: "TREAT", IssuedMs: 1_700_000_000_000, Nonce: 42}
 	q.Sign(key, chainA)
 	require.Equal(t, uint8(chain.AccessRequestVersion), q.Version)
 	require.Equal(t, chainA, q.ChainID)
@@ -342,7 +412,9 @@ func TestAccessRequestSignature(t *testing.T) {
 		name string
 		edit func(*chain.AccessRequest)
 	}{
-		{"version", func(r *chain.AccessRequest) { r.Version = 2 }},
+		{"version", func(r *chain.AccessRequest) { r.Version = 3 }},
+		{"requester node", func(r *chain.AccessRequest) { r.RequesterNode = other.Public() }},
+		{"holder", func(r *chain.AccessRequest) { r.Holder = other.Public() }},
 		{"record", func(r *chain.AccessRequest) { r.Record[31] ^= 1 }},
 		{"requester", func(r *chain.AccessRequest) { r.Requester = other.Public() }},
 		{"purpose", func(r *chain.AccessRequest) { r.Purpose = "RESEARCH" }},
@@ -372,10 +444,11 @@ func TestAccessRequestSignature(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, q.ID(), dec.ID())
 	require.NoError(t, dec.VerifySig(chainA))
-	again := chain.AccessRequest{Record: q.Record, Purpose: q.Purpose, IssuedMs: q.IssuedMs, Nonce: q.Nonce + 1}
+	again := q
+	again.Nonce++
 	again.Sign(key, chainA)
 	require.NotEqual(t, q.ID(), again.ID())
-	same := chain.AccessRequest{Record: q.Record, Purpose: q.Purpose, IssuedMs: q.IssuedMs, Nonce: q.Nonce}
+	same := chain.AccessRequest{Record: q.Record, RequesterNode: q.RequesterNode, Holder: q.Holder, Purpose: q.Purpose, IssuedMs: q.IssuedMs, Nonce: q.Nonce}
 	same.Sign(key, chainA)
 	require.Equal(t, q.ID(), same.ID(), "Ed25519 signatures are deterministic, so the same request has the same id")
 }
@@ -383,7 +456,8 @@ func TestAccessRequestSignature(t *testing.T) {
 // maxAccessRequest is the largest valid request: every variable field at its limit.
 func maxAccessRequest(t testing.TB) chain.AccessRequest {
 	q := chain.AccessRequest{
-		Record: testHash("r"), Purpose: strings.Repeat("é", chain.MaxPurposeLen/2), Emergency: true,
+		Record: testHash("r"), RequesterNode: testKey(t, 8).Public(), Holder: testKey(t, 9).Public(),
+		Purpose: strings.Repeat("é", chain.MaxPurposeLen/2), Emergency: true,
 		IssuedMs: -1 << 63, Nonce: 1<<64 - 1,
 	}
 	q.Sign(testKey(t, 3), strings.Repeat("c", chain.MaxChainIDLen))
@@ -428,13 +502,13 @@ func TestDecodeAccessRequest(t *testing.T) {
 		{"trailing byte", cat(enc, []byte{0}), chain.ErrNonCanonical},
 		{"trailing copy", cat(enc, enc), chain.ErrNonCanonical},
 		{"truncated", enc[:len(enc)-1], nil},
-		{"version in long form", cat(enc[:1], []byte{0x18, 0x01}, enc[2:]), chain.ErrNonCanonical},
+		{"version in long form", cat(enc[:1], []byte{0x18, 0x02}, enc[2:]), chain.ErrNonCanonical},
 		{"nonce in long form", cat(enc[:nonceAt], []byte{0x18, 0x07}, enc[nonceAt+1:]), chain.ErrNonCanonical},
 		{"array length in long form", cat([]byte{0x98, enc[0] & 0x1f}, enc[1:]), chain.ErrNonCanonical},
 		{"indefinite-length array", cat([]byte{0x9f}, enc[1:], []byte{0xff}), chain.ErrNonCanonical},
 		{"tagged", cat([]byte{0xd8, 0x18}, enc), nil},
 		{"one element short", cat([]byte{enc[0] - 1}, enc[1:]), nil},
-		{"version 2", cat(enc[:1], []byte{0x02}, enc[2:]), chain.ErrUnknownVersion},
+		{"version 1", cat(enc[:1], []byte{0x01}, enc[2:]), chain.ErrUnknownVersion},
 		{"invalid form", chain.Encode(&invalid), nil},
 		{"a transaction", testTx(t, testKey(t, 1), chainA, 1).Encode(), nil},
 	} {
@@ -544,7 +618,9 @@ func TestRecordPayloadsStrict(t *testing.T) {
 		{"grant with unsorted types", chain.TxConsentGrant, &chain.ConsentGrant{Grantee: chain.Address{1}, Purpose: "TREAT",
 			Scope: chain.ConsentScope{Kind: chain.ScopeTypes, Types: []string{"b", "a"}}}},
 		{"revoke of nothing", chain.TxConsentRevoke, &chain.ConsentRevoke{}},
-		{"emergency without reason", chain.TxEmergencyAccess, &chain.EmergencyAccess{Patient: chain.Address{1}, Purpose: "ETREAT"}},
+		{"emergency without reason", chain.TxEmergencyAccess, &chain.EmergencyAccess{Version: chain.EmergencyAccessVersion, Patient: chain.Address{1}, Purpose: "ETREAT"}},
+		{"emergency of version 1", chain.TxEmergencyAccess, &chain.EmergencyAccess{Version: 1, Patient: chain.Address{1}, Purpose: "ETREAT", ReasonCode: 1}},
+		{"receipt without ciphertext", chain.TxAccessReceipt, &chain.AccessReceipts{Receipts: []chain.AccessReceipt{{Request: q}}}},
 		{"access entry outcome 0", chain.TxAccessLog, &chain.AccessLog{Entries: []chain.AccessEntry{{Request: q}}}},
 		{"erase unsorted", chain.TxRecordErase, &chain.RecordErase{Records: []chain.Hash{ids[1], ids[0]}}},
 		{"ack duplicate", chain.TxEraseAck, &chain.EraseAck{Records: []chain.Hash{ids[0], ids[0]}}},

@@ -33,6 +33,8 @@ const (
 	TxAccessLog        TxKind = 10
 	TxRecordErase      TxKind = 11
 	TxEraseAck         TxKind = 12
+	// 13–19: roles and membership.
+	TxAccessReceipt TxKind = 20
 )
 
 func (k TxKind) String() string {
@@ -61,6 +63,8 @@ func (k TxKind) String() string {
 		return "record-erase"
 	case TxEraseAck:
 		return "erase-ack"
+	case TxAccessReceipt:
+		return "access-receipt"
 	}
 	return fmt.Sprintf("kind-%d", uint16(k))
 }

@@ -248,6 +248,8 @@ func DecodePayload(kind TxKind, payload []byte) (any, error) {
 		body = new(RecordErase)
 	case TxEraseAck:
 		body = new(EraseAck)
+	case TxAccessReceipt:
+		body = new(AccessReceipts)
 	default:
 		return nil, fmt.Errorf("chain: unknown transaction kind %d", kind)
 	}

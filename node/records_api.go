@@ -216,7 +216,10 @@ type EmergencyRequest struct {
 	Patient *chain.Address `json:"patient,omitempty"`
 	Record  *chain.Hash    `json:"record,omitempty"`
 	Purpose string         `json:"purpose"`
-	Reason  string         `json:"reason"`
+	// ReasonCode is a chain.EmergencyReason by name or number; it goes on the ledger.
+	ReasonCode string `json:"reason_code"`
+	// Reason is an optional free-text note; it stays in this node's log.
+	Reason string `json:"reason,omitempty"`
 }
 
 func (a *API) emergency(w http.ResponseWriter, r *http.Request) {
@@ -232,8 +235,9 @@ func (a *API) emergency(w http.ResponseWriter, r *http.Request) {
 	if req.Purpose == "" {
 		req.Purpose = "ETREAT"
 	}
-	if strings.TrimSpace(req.Reason) == "" {
-		writeError(w, http.StatusBadRequest, "emergency access needs a reason")
+	code, err := chain.ParseEmergencyReason(strings.TrimSpace(req.ReasonCode))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("emergency access needs a reason_code, one of %v", chain.EmergencyReasons()))
 		return
 	}
 	var patient chain.Address
@@ -251,7 +255,7 @@ func (a *API) emergency(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `emergency access names a "patient" or a "record"`)
 		return
 	}
-	h, height, err := a.records.EmergencyAccess(r.Context(), patient, req.Purpose, req.Reason)
+	h, height, err := a.records.EmergencyAccess(r.Context(), patient, req.Purpose, code, req.Reason)
 	if err != nil {
 		a.recordError(w, "emergency access", err)
 		return

@@ -133,6 +133,8 @@ func (f *recFixture) newRecords() *records.Service {
 	r, err := records.New(records.Config{
 		ChainID: f.g.ChainID, Keys: f.keys, Ledger: newLedger(f.runner, f.commits), Net: f.net, BlobDir: f.blobDir,
 		LicenceFile: f.licFile, ReadLicence: ReadLicenceFile, Log: f.log,
+		// Any key will do: requests to this node as the holder must name one.
+		NodeKey: chain.PubKey{0x6e},
 	})
 	require.NoError(f.t, err)
 	return r

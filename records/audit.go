@@ -75,6 +75,19 @@ func (r *Service) flushJournal(ctx context.Context) {
 			if t, ok := r.submitted[id]; ok && r.now().Sub(t) < journalResubmitAfter {
 				continue
 			}
+			if e.Outcome == chain.AccessRefused {
+				// The ledger keeps one refusal per requester and record per window and skips
+				// the rest: such an entry would never appear, so it leaves the journal.
+				if skip, err := r.refusalThrottled(view, &e); err != nil {
+					return err
+				} else if skip {
+					if err := r.journal.Remove(id); err != nil {
+						return err
+					}
+					delete(r.submitted, id)
+					continue
+				}
+			}
 			todo = append(todo, e)
 		}
 		return nil
@@ -136,3 +149,16 @@ func truncateReason(s string) string {
 
 // consentReason is the state machine's refusal as a person reads it, without the package prefix.
 func consentReason(err error) string { return strings.TrimPrefix(err.Error(), "state: ") }
+
+// refusalThrottled reports whether the ledger would skip a refused entry now.
+func (r *Service) refusalThrottled(view state.View, e *chain.AccessEntry) (bool, error) {
+	rec, err := state.Record(view, e.Request.Record)
+	if err != nil || rec == nil {
+		return false, err
+	}
+	_, now, err := state.Tip(view)
+	if err != nil {
+		return false, err
+	}
+	return state.RefusalThrottled(view, e.Request.Requester.Address(), rec, now)
+}

@@ -101,12 +101,15 @@ func (r *Service) context(rec *state.RecordState) envelope.Context {
 	return envelope.Context{ChainID: r.chainID, RecordID: rec.ID, Version: rec.RecVersion}
 }
 
-// EmergencyAccess records a break-glass access to a patient's records on the ledger and waits
-// for it to commit.
-func (r *Service) EmergencyAccess(ctx context.Context, patient chain.Address, purpose, reason string) (chain.Hash, uint64, error) {
-	body := &chain.EmergencyAccess{Patient: patient, Purpose: purpose, Reason: reason}
+// EmergencyAccess records a break-glass access to a patient's records on the ledger, with a
+// reason code, and waits for it to commit. The free-text note stays in this node's log, never
+// on the ledger.
+func (r *Service) EmergencyAccess(ctx context.Context, patient chain.Address, purpose string, code chain.EmergencyReason, note string) (chain.Hash, uint64, error) {
+	body := &chain.EmergencyAccess{Version: chain.EmergencyAccessVersion, Patient: patient, Purpose: purpose, ReasonCode: code}
 	if err := body.Validate(); err != nil {
 		return chain.Hash{}, 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	return r.submit(ctx, chain.TxEmergencyAccess, body, true)
+	h, height, err := r.submit(ctx, chain.TxEmergencyAccess, body, true)
+	r.log.Info("break-glass access (the note is kept here only)", "patient", patient, "reason", code, "note", note, "tx", h.Short(), "err", err)
+	return h, height, err
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	p2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -196,6 +197,23 @@ type recFixture struct {
 	blobDir string
 	net     *fakeRecordNet
 	log     *slog.Logger
+	// peer is the libp2p identity test requests come from (RequesterNode); nodeKey is this
+	// node's (Holder).
+	peer    peer.ID
+	peerKey chain.PubKey
+	nodeKey chain.PubKey
+}
+
+// testPeer returns a fresh libp2p identity and its raw Ed25519 key.
+func testPeer(t testing.TB) (peer.ID, chain.PubKey) {
+	t.Helper()
+	_, pub, err := p2pcrypto.GenerateEd25519Key(rand.Reader)
+	require.NoError(t, err)
+	id, err := peer.IDFromPublicKey(pub)
+	require.NoError(t, err)
+	k, err := NodeKeyOf(id)
+	require.NoError(t, err)
+	return id, k
 }
 
 func newRecFixture(t *testing.T) *recFixture {
@@ -224,6 +242,8 @@ func newRecFixtureWith(t *testing.T, mempool replica.MempoolConfig) *recFixture 
 		net: &fakeRecordNet{}, log: log,
 	}
 	f.keys = f.newProviderKeys("this-node")
+	f.peer, f.peerKey = testPeer(t)
+	_, f.nodeKey = testPeer(t)
 	lic := f.licence(f.keys)
 	require.NoError(t, os.WriteFile(f.licFile, chain.Encode(&lic), 0o600))
 	return f
@@ -276,7 +296,7 @@ func (f *recFixture) newRecords() *Service {
 	f.t.Helper()
 	r, err := New(Config{
 		ChainID: f.g.ChainID, Keys: f.keys, Ledger: f.ledger, Net: f.net, BlobDir: f.blobDir,
-		LicenceFile: f.licFile, ReadLicence: readLicence, Log: f.log,
+		LicenceFile: f.licFile, ReadLicence: readLicence, Log: f.log, NodeKey: f.nodeKey,
 	})
 	require.NoError(f.t, err)
 	return r
@@ -441,7 +461,8 @@ func (f *recFixture) erase(p *testPatient, ids ...chain.Hash) {
 func (f *recFixture) request(k *Keys, id chain.Hash, issued time.Time) *chain.AccessRequest {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	req := &chain.AccessRequest{Record: id, Purpose: testPurpose, IssuedMs: issued.UnixMilli(), Nonce: binary.LittleEndian.Uint64(b[:])}
+	req := &chain.AccessRequest{Record: id, RequesterNode: f.peerKey, Holder: f.nodeKey, Purpose: testPurpose,
+		IssuedMs: issued.UnixMilli(), Nonce: binary.LittleEndian.Uint64(b[:])}
 	req.Sign(k.Signing, f.g.ChainID)
 	return req
 }

@@ -94,6 +94,14 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 	case prov == nil:
 		return refuse(exchange.StatusRefused, "requester is not a registered provider")
 	}
+	// A request is good only from the node it names and at the holder it names: a copy taken
+	// from the ledger, or sent to several holders, is refused before it costs an entry.
+	if k, kerr := NodeKeyOf(from); kerr != nil || k != req.RequesterNode {
+		return refuse(exchange.StatusRefused, "request is bound to another requester node")
+	}
+	if req.Holder != r.nodeKey {
+		return refuse(exchange.StatusRefused, "request is addressed to another holder")
+	}
 	// Compared in milliseconds without subtracting the request's value: a far-off IssuedMs must
 	// not overflow into a small skew.
 	if now, maxMs := r.now().UnixMilli(), maxRequestSkew.Milliseconds(); req.IssuedMs < now-maxMs || req.IssuedMs > now+maxMs {

@@ -63,17 +63,27 @@ func (r *Service) indexBlock(b *chain.Block) {
 			r.consents[v.Patient] = append(r.consents[v.Patient], tx.Hash())
 		case *chain.AccessLog:
 			for i := range v.Entries {
-				id := v.Entries[i].Request.ID()
-				rec, ok := r.records[v.Entries[i].Request.Record]
-				if !ok || r.seenReq[id] {
-					continue
-				}
-				r.seenReq[id] = true
-				r.accesses[rec.Patient] = append(r.accesses[rec.Patient], id)
+				r.indexAccessLocked(&v.Entries[i].Request)
+			}
+		case *chain.AccessReceipts:
+			for i := range v.Receipts {
+				r.indexAccessLocked(&v.Receipts[i].Request)
 			}
 		}
 	}
 	r.indexed = b.Header.Height
+}
+
+// indexAccessLocked adds a request logged by its holder or received by its requester to its
+// patient's access list, once.
+func (r *Service) indexAccessLocked(req *chain.AccessRequest) {
+	id := req.ID()
+	rec, ok := r.records[req.Record]
+	if !ok || r.seenReq[id] {
+		return
+	}
+	r.seenReq[id] = true
+	r.accesses[rec.Patient] = append(r.accesses[rec.Patient], id)
 }
 
 // react does what a holder must after a block: wrap data keys for new grantees of records this
@@ -114,6 +124,17 @@ func (r *Service) shred(id chain.Hash) bool {
 	}
 	// Envelopes are only ever stored next to a ciphertext, so the ciphertext says who holds it.
 	held := rec.Author == r.self || r.blobs.Has(rec.CiphertextHash)
+	// The blob goes only if the ledger says it is this record's: another record's ciphertext
+	// must survive this erasure whatever the local index says.
+	var owner chain.Hash
+	if err := r.query(context.Background(), func(view state.View) error {
+		var err error
+		owner, err = state.RecordOfCiphertext(view, rec.CiphertextHash)
+		return err
+	}); err != nil || owner != id {
+		r.log.Error("erase: blob not deleted: not this record's on the ledger", "record", id.Short(), "owner", owner.Short(), "err", err)
+		return false
+	}
 	if err := r.blobs.DeleteRecord(id, rec.CiphertextHash); err != nil {
 		r.log.Error("erase: delete blob", "record", id.Short(), "err", err)
 		return false

@@ -56,8 +56,7 @@ func (r *Service) Read(ctx context.Context, id chain.Hash, purpose string, emerg
 	case rec.Erased:
 		return nil, fmt.Errorf("%w: %s was erased at the patient's request", ErrRecordErased, id)
 	}
-	req := &chain.AccessRequest{Record: id, Purpose: purpose, Emergency: emergency, IssuedMs: r.now().UnixMilli(), Nonce: randUint64()}
-	req.Sign(r.keys.Signing, r.chainID)
+	req := r.newRequest(id, purpose, emergency, r.nodeKey) // for this node as the holder
 	if cerr != nil {
 		// This node refuses its own user as any holder would, and the attempt is audited too
 		// (once per refusalLogEvery for the same read, so polling cannot flood the ledger).
@@ -108,9 +107,23 @@ func (r *Service) fetchRemote(ctx context.Context, rec *state.RecordState, req *
 	if len(holders) == 0 {
 		return nil, envelope.Envelope{}, "", fmt.Errorf("%w: no peers to fetch record %s from", ErrRecordNotFound, rec.ID.Short())
 	}
-	resp, from, err := exchange.FetchFrom(ctx, r.net.LibP2P(), r.chainID, holders, req, rec.CiphertextHash, func(p peer.ID, err error) {
-		r.log.Warn("holder served a bad copy", "peer", p, "record", rec.ID.Short(), "err", err)
-	})
+	// One request per holder, each addressed to it: a request can buy one read from one holder.
+	var resp *exchange.FetchResponse
+	var from peer.ID
+	err := fmt.Errorf("no holder with a usable identity for record %s", rec.ID.Short())
+	for _, h := range holders {
+		hk, kerr := NodeKeyOf(h)
+		if kerr != nil {
+			continue
+		}
+		hreq := r.newRequest(rec.ID, req.Purpose, req.Emergency, hk)
+		resp, from, err = exchange.FetchFrom(ctx, r.net.LibP2P(), r.chainID, []peer.ID{h}, hreq, rec.CiphertextHash, func(p peer.ID, err error) {
+			r.log.Warn("holder served a bad copy", "peer", p, "record", rec.ID.Short(), "err", err)
+		})
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		if errors.Is(err, exchange.ErrRefused) {
 			return nil, envelope.Envelope{}, "", fmt.Errorf("%w: %w", ErrAccessRefused, err)
@@ -145,6 +158,32 @@ func (r *Service) holders(ctx context.Context, id chain.Hash) []peer.ID {
 		}
 	}
 	return out
+}
+
+// newRequest signs a request for record id addressed to the holder node holder.
+func (r *Service) newRequest(id chain.Hash, purpose string, emergency bool, holder chain.PubKey) *chain.AccessRequest {
+	req := &chain.AccessRequest{Record: id, RequesterNode: r.nodeKey, Holder: holder, Purpose: purpose, Emergency: emergency,
+		IssuedMs: r.now().UnixMilli(), Nonce: randUint64()}
+	req.Sign(r.keys.Signing, r.chainID)
+	return req
+}
+
+// NodeKeyOf returns the raw Ed25519 key a libp2p peer id embeds.
+func NodeKeyOf(p peer.ID) (chain.PubKey, error) {
+	pk, err := p.ExtractPublicKey()
+	if err != nil {
+		return chain.PubKey{}, err
+	}
+	raw, err := pk.Raw()
+	if err != nil {
+		return chain.PubKey{}, err
+	}
+	var k chain.PubKey
+	if len(raw) != len(k) {
+		return chain.PubKey{}, fmt.Errorf("peer %s has a %d-byte key, not an Ed25519 key", p, len(raw))
+	}
+	copy(k[:], raw)
+	return k, nil
 }
 
 func randUint64() uint64 {

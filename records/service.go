@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -103,6 +104,7 @@ type Service struct {
 	replica int
 	log     *slog.Logger
 	now     func() time.Time
+	nodeKey chain.PubKey // raw Ed25519 key of this node's libp2p identity: requests are addressed to it
 
 	txMu sync.Mutex // own transactions: nonce allocation and submission in order
 
@@ -139,6 +141,9 @@ type Config struct {
 	Replicas    int
 	Log         *slog.Logger
 	Now         func() time.Time // time.Now if nil
+	// NodeKey is the raw Ed25519 key of this node's libp2p identity; default: read from
+	// Net.LibP2P().ID().
+	NodeKey chain.PubKey
 }
 
 // New opens the blob store and journal under cfg.BlobDir.
@@ -158,7 +163,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{
+	if cfg.NodeKey == (chain.PubKey{}) && cfg.Net != nil && cfg.Net.LibP2P() != nil {
+		if cfg.NodeKey, err = NodeKeyOf(cfg.Net.LibP2P().ID()); err != nil {
+			return nil, fmt.Errorf("records: this node's identity: %w", err)
+		}
+	}
+	return &Service{nodeKey: cfg.NodeKey,
 		chainID: cfg.ChainID, keys: cfg.Keys, self: cfg.Keys.ID(), keyID: cfg.Keys.Encryption.Public().KeyID(),
 		ledger: cfg.Ledger, net: cfg.Net, blobs: st, journal: j, fhir: v,
 		licence: cfg.LicenceFile, readLic: cfg.ReadLicence, replica: cfg.Replicas, log: cfg.Log, now: cfg.Now,

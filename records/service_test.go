@@ -321,26 +321,39 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 		require.Equal(t, id, a.Record)
 	}
 
-	resp := r.Fetch(ctx, "", f.request(b, randomHash(t), time.Now()))
+	resp := r.Fetch(ctx, f.peer, f.request(b, randomHash(t), time.Now()))
 	require.Equal(t, exchange.StatusNotFound, resp.Status, resp.Reason)
 
 	unregistered := f.request(nobody, id, time.Now())
-	resp = r.Fetch(ctx, "", unregistered)
+	resp = r.Fetch(ctx, f.peer, unregistered)
 	require.Equal(t, exchange.StatusRefused, resp.Status)
 	require.Contains(t, resp.Reason, "not a registered provider")
 	require.Empty(t, resp.Ciphertext)
 
 	var skewed []*chain.AccessRequest
+	// A request is good only from the node it names and at the holder it names.
+	stranger, _ := testPeer(t)
+	copied := f.request(b, id, time.Now())
+	resp = r.Fetch(ctx, stranger, copied)
+	require.Equal(t, exchange.StatusRefused, resp.Status)
+	require.Contains(t, resp.Reason, "bound to another requester node")
+	elsewhere := f.request(b, id, time.Now())
+	elsewhere.Holder = f.peerKey
+	elsewhere.Sign(b.Signing, f.g.ChainID)
+	resp = r.Fetch(ctx, f.peer, elsewhere)
+	require.Equal(t, exchange.StatusRefused, resp.Status)
+	require.Contains(t, resp.Reason, "addressed to another holder")
+	skewed = append(skewed, copied, elsewhere)
 	for _, d := range []time.Duration{time.Hour, -time.Hour} {
 		req := f.request(b, id, time.Now().Add(d))
-		resp = r.Fetch(ctx, "", req)
+		resp = r.Fetch(ctx, f.peer, req)
 		require.Equal(t, exchange.StatusRefused, resp.Status)
 		require.Contains(t, resp.Reason, "clock")
 		skewed = append(skewed, req)
 	}
 
 	noConsent := f.request(b, id, time.Now())
-	resp = r.Fetch(ctx, "", noConsent)
+	resp = r.Fetch(ctx, f.peer, noConsent)
 	require.Equal(t, exchange.StatusRefused, resp.Status)
 	require.Contains(t, resp.Reason, "no consent")
 	require.Empty(t, resp.Ciphertext)
@@ -358,7 +371,7 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 	served := func() {
 		t.Helper()
 		req := f.request(b, id, time.Now())
-		resp := r.Fetch(ctx, "", req)
+		resp := r.Fetch(ctx, f.peer, req)
 		require.Equal(t, exchange.StatusOK, resp.Status, resp.Reason)
 		require.Equal(t, st.CiphertextHash, chain.Sum256(resp.Ciphertext))
 		require.Len(t, resp.Envelopes, 1)
@@ -381,7 +394,7 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 	f.grant(p, c.ID(), expires)
 	f.waitFor("consent expiry", func() bool { _, ms := f.tip(); return ms >= expires })
 	late := f.request(c, id, time.Now())
-	resp = r.Fetch(ctx, "", late)
+	resp = r.Fetch(ctx, f.peer, late)
 	require.Equal(t, exchange.StatusRefused, resp.Status)
 	require.Contains(t, resp.Reason, "expired")
 	logged(late, chain.AccessRefused)
@@ -410,7 +423,7 @@ func testFetchSkewOverflow(t *testing.T, f *recFixture, r *running) {
 	req := f.request(k, out[0].ID, time.Now())
 	req.IssuedMs -= 1 << 58
 	req.Sign(k.Signing, f.g.ChainID)
-	resp := r.Fetch(ctx, "", req)
+	resp := r.Fetch(ctx, f.peer, req)
 	require.Equal(t, exchange.StatusRefused, resp.Status)
 	require.Contains(t, resp.Reason, "clock", "a request issued 2^58 ms ago passed the skew check")
 }
@@ -425,12 +438,12 @@ func testFetchReplay(t *testing.T, f *recFixture, r *running) {
 	k := f.registerProvider("replayer")
 	f.grant(p, k.ID(), 0)
 	req := f.request(k, out[0].ID, time.Now())
-	require.Equal(t, exchange.StatusOK, r.Fetch(ctx, "", req).Status)
-	again := r.Fetch(ctx, "", req)
+	require.Equal(t, exchange.StatusOK, r.Fetch(ctx, f.peer, req).Status)
+	again := r.Fetch(ctx, f.peer, req)
 	require.Equal(t, exchange.StatusRefused, again.Status)
 	require.Contains(t, again.Reason, "already used")
 	fresh := f.request(k, out[0].ID, time.Now())
-	require.Equal(t, exchange.StatusOK, r.Fetch(ctx, "", fresh).Status)
+	require.Equal(t, exchange.StatusOK, r.Fetch(ctx, f.peer, fresh).Status)
 }
 
 func testPushRefusals(t *testing.T, f *recFixture, r *running) {
@@ -503,7 +516,7 @@ func testErase(t *testing.T, f *recFixture, r *running) {
 
 		_, err = r.Read(ctx, id, testPurpose, false)
 		require.ErrorIs(t, err, ErrRecordErased)
-		resp := r.Fetch(ctx, "", f.request(b, id, time.Now()))
+		resp := r.Fetch(ctx, f.peer, f.request(b, id, time.Now()))
 		require.Equal(t, exchange.StatusNotFound, resp.Status)
 		require.Empty(t, resp.Ciphertext)
 	}

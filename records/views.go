@@ -78,10 +78,13 @@ type ConsentJSON struct {
 	GrantedTime   string        `json:"granted_time"`
 	Expires       string        `json:"expires,omitempty"`
 	Emergency     bool          `json:"emergency"`
-	Reason        string        `json:"reason,omitempty"`
-	Revoked       bool          `json:"revoked"`
-	RevokedHeight uint64        `json:"revoked_height,omitempty"`
-	Active        bool          `json:"active"`
+	// Reason is an emergency access's reason code (chain.EmergencyReason.String()).
+	Reason          string `json:"reason,omitempty"`
+	CoSigned        bool   `json:"co_signed,omitempty"`
+	AfterRevocation bool   `json:"after_revocation,omitempty"`
+	Revoked         bool   `json:"revoked"`
+	RevokedHeight   uint64 `json:"revoked_height,omitempty"`
+	Active          bool   `json:"active"`
 }
 
 // Consents returns every consent and emergency access of a patient, with whether each is in
@@ -105,8 +108,11 @@ func (r *Service) Consents(ctx context.Context, patient chain.Address) ([]Consen
 				continue
 			}
 			j := ConsentJSON{ID: c.ID, Patient: c.Patient, Grantee: c.Grantee, Scope: c.Scope.Kind.String(), Types: c.Scope.Types, Records: c.Scope.Records,
-				Purpose: c.Purpose, GrantedHeight: c.GrantedHeight, GrantedTime: msTime(c.GrantedTime), Emergency: c.Emergency, Reason: c.Reason,
-				Revoked: c.Revoked, RevokedHeight: c.RevokedHeight}
+				Purpose: c.Purpose, GrantedHeight: c.GrantedHeight, GrantedTime: msTime(c.GrantedTime), Emergency: c.Emergency,
+				CoSigned: c.CoSigned, AfterRevocation: c.AfterRevocation, Revoked: c.Revoked, RevokedHeight: c.RevokedHeight}
+			if c.Emergency {
+				j.Reason = c.ReasonCode.String()
+			}
 			if c.ExpiresMs != 0 {
 				j.Expires = msTime(c.ExpiresMs)
 			}
@@ -118,7 +124,8 @@ func (r *Service) Consents(ctx context.Context, patient chain.Address) ([]Consen
 	return out, err
 }
 
-// AccessJSON is one logged access to a patient's record.
+// AccessJSON is one logged access to a patient's record, as its holder logged it, its requester
+// received it, or both.
 type AccessJSON struct {
 	RequestID chain.Hash    `json:"request_id"`
 	Record    chain.Hash    `json:"record"`
@@ -130,6 +137,13 @@ type AccessJSON struct {
 	Emergency bool          `json:"emergency"`
 	Outcome   string        `json:"outcome"`
 	Reason    string        `json:"reason,omitempty"`
+	// LoggedBy: "holder", "requester" (a receipt only) or "both"; then the flags of
+	// state.AccessView, and an emergency read's break-glass flags.
+	LoggedBy           string `json:"logged_by"`
+	UnloggedByHolder   bool   `json:"unlogged_by_holder,omitempty"`
+	RefusedButReceived bool   `json:"refused_but_received,omitempty"`
+	CoSigned           bool   `json:"co_signed,omitempty"`
+	AfterRevocation    bool   `json:"after_revocation,omitempty"`
 }
 
 // Accesses returns every logged access (served and refused) to a patient's records.
@@ -139,16 +153,25 @@ func (r *Service) Accesses(ctx context.Context, patient chain.Address) ([]Access
 	r.mu.RUnlock()
 	out := []AccessJSON{}
 	err := r.query(ctx, func(view state.View) error {
-		for _, id := range ids {
-			a, err := state.Access(view, id)
-			if err != nil {
-				return err
+		views, err := state.AccessesOf(view, patient, ids)
+		if err != nil {
+			return err
+		}
+		for _, v := range views {
+			j := AccessJSON{RequestID: v.RequestID, Record: v.Record, LoggedBy: v.LoggedBy(), UnloggedByHolder: v.UnloggedByHolder,
+				RefusedButReceived: v.RefusedButReceived}
+			if a := v.Entry; a != nil {
+				j.Accessor, j.Holder, j.Height, j.Time, j.Purpose, j.Emergency, j.Outcome, j.Reason = a.Accessor, a.Holder, a.Height,
+					msTime(a.Time), a.Purpose, a.Emergency, a.Outcome.String(), a.Reason
+			} else {
+				rc := v.Receipt
+				j.Accessor, j.Height, j.Time, j.Purpose, j.Emergency, j.Outcome = rc.Requester, rc.Height, msTime(rc.Time), rc.Purpose,
+					rc.Emergency, chain.AccessServed.String()
 			}
-			if a == nil {
-				continue
+			if v.Emergency != nil {
+				j.CoSigned, j.AfterRevocation = v.Emergency.CoSigned, v.Emergency.AfterRevocation
 			}
-			out = append(out, AccessJSON{RequestID: a.RequestID, Record: a.Record, Accessor: a.Accessor, Holder: a.Holder, Height: a.Height,
-				Time: msTime(a.Time), Purpose: a.Purpose, Emergency: a.Emergency, Outcome: a.Outcome.String(), Reason: a.Reason})
+			out = append(out, j)
 		}
 		return nil
 	})

@@ -145,13 +145,15 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 	case *chain.ConsentRevoke:
 		err = e.revokeConsent(addr, b, &res)
 	case *chain.EmergencyAccess:
-		err = e.emergencyAccess(addr, hash, b, &res)
+		err = e.emergencyAccess(tx, addr, hash, b, &res)
 	case *chain.AccessLog:
 		err = e.accessLog(addr, b, &res)
 	case *chain.RecordErase:
 		err = e.eraseRecords(addr, b, &res)
 	case *chain.EraseAck:
 		err = e.ackErase(addr, b, &res)
+	case *chain.AccessReceipts:
+		err = e.accessReceipts(addr, b, &res)
 	default:
 		err = fmt.Errorf("state: no rule for transaction kind %s", tx.Kind)
 	}

@@ -19,8 +19,9 @@ import (
 // maxExpiryPageKeys bounds one page: a few KiB of keys, cheap to rewrite for every append.
 const maxExpiryPageKeys = 64
 
-// maxExpiryKeyLen bounds one listed key (the longest is a 46-byte proposal key).
-const maxExpiryKeyLen = 64
+// maxExpiryKeyLen bounds one listed key (the longest is a 66-byte rate key of a requester and
+// a record).
+const maxExpiryKeyLen = 80
 
 // expiryRecord is one page of the keys to delete when a block finishes.
 type expiryRecord struct {

@@ -39,6 +39,13 @@ import (
 //	grantees/<20B patient> granteesRecord: sorted distinct grantees with at least one non-revoked
 //	                       consent from patient (at most MaxGranteesPerPatient)
 //	access/<32B id>        AccessRecord: one logged access (id = chain.AccessRequest.ID())
+//	blob/<32B image>       blobRecord: the record whose anchor named a ciphertext (image =
+//	                       Sum256 of the ciphertext hash, see blobKey); never deleted, so a
+//	                       ciphertext belongs to one record for ever
+//	receipt/<32B id>       ReceiptRecord: a requester's receipt of a read (id = the request's id)
+//	rate/<1B kind><subject><8B window>
+//	                       rateRecord: a per-window counter (see ratelimit.go); deleted through
+//	                       the expiry index once its window has certainly ended
 //
 // Every query is a point lookup: a record's readers are found through grantees/ then grants/
 // then consent/, never by scanning.
@@ -64,6 +71,9 @@ var (
 	prefixGrants   = "grants/"
 	prefixGrantees = "grantees/"
 	prefixAccess   = "access/"
+	prefixBlob     = "blob/"
+	prefixReceipt  = "receipt/"
+	prefixRate     = "rate/"
 	prefixExpire   = "expire/"
 )
 
@@ -76,6 +86,14 @@ func evidenceKey(key chain.Hash) []byte  { return append([]byte(prefixEvidence),
 func recordKey(id chain.Hash) []byte     { return append([]byte(prefixRecord), id[:]...) }
 func consentKey(id chain.Hash) []byte    { return append([]byte(prefixConsent), id[:]...) }
 func accessKey(id chain.Hash) []byte     { return append([]byte(prefixAccess), id[:]...) }
+func receiptKey(id chain.Hash) []byte    { return append([]byte(prefixReceipt), id[:]...) }
+
+// blobKey indexes a ciphertext by a hash of its hash, so that after an erasure, which clears the
+// record's ciphertext hash, the ledger still holds no ciphertext hash in clear.
+func blobKey(ciphertext chain.Hash) []byte {
+	img := chain.Sum256(ciphertext[:])
+	return append([]byte(prefixBlob), img[:]...)
+}
 func granteesKey(p chain.Address) []byte { return append([]byte(prefixGrantees), p[:]...) }
 func grantsKey(patient, grantee chain.Address) []byte {
 	k := append([]byte(prefixGrants), patient[:]...)
@@ -242,9 +260,14 @@ type ConsentRecord struct {
 	GrantedHeight uint64
 	GrantedTime   int64
 	Emergency     bool
-	Reason        string // emergency only
-	Revoked       bool
-	RevokedHeight uint64
+	// Emergency only: the reason code, whether an authority co-signed it, and whether the
+	// patient had revoked a consent of this grantee before (the grantee broke the glass after
+	// being shut out). The wallet shows all three prominently.
+	ReasonCode      chain.EmergencyReason
+	CoSigned        bool
+	AfterRevocation bool
+	Revoked         bool
+	RevokedHeight   uint64
 }
 
 // ActiveAt reports whether the consent applies at block time timeMs: not revoked and, if it
@@ -268,6 +291,9 @@ type AccessRecord struct {
 	Reason    string
 	Height    uint64
 	Time      int64
+	// Consent is the emergency access a served emergency read was granted under (zero for other
+	// reads, or if none was in force when the entry was logged); its flags show with the read.
+	Consent chain.Hash
 }
 
 // pairRecord indexes the consents from one patient to one grantee.
@@ -302,6 +328,9 @@ func (r *EvidenceRecord) version() uint8 { return r.Version }
 func (r *RecordState) version() uint8    { return r.Version }
 func (r *ConsentRecord) version() uint8  { return r.Version }
 func (r *AccessRecord) version() uint8   { return r.Version }
+func (r *ReceiptRecord) version() uint8  { return r.Version }
+func (r *blobRecord) version() uint8     { return r.Version }
+func (r *rateRecord) version() uint8     { return r.Version }
 func (r *pairRecord) version() uint8     { return r.Version }
 func (r *granteesRecord) version() uint8 { return r.Version }
 func (r *expiryRecord) version() uint8   { return r.Version }

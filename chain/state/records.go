@@ -37,6 +37,11 @@ const (
 	EventRecordErased      = "record-erased"
 	EventEraseAcked        = "erase-acknowledged"
 	EventEraseAckDuplicate = "erase-ack-duplicate-skipped"
+	// EventAccessThrottled: a refused entry over the requester's window limit, skipped.
+	EventAccessThrottled  = "access-refusal-throttled"
+	EventReceiptRecorded  = "receipt-recorded"
+	EventReceiptDuplicate = "receipt-duplicate-skipped"
+	EventReceiptThrottled = "receipt-throttled"
 )
 
 // exists reports whether key is present, without decoding it.
@@ -48,8 +53,17 @@ func exists(view View, key []byte, what string) (bool, error) {
 	return data != nil, nil
 }
 
+// isProvider is the one place the record, consent and audit rules ask whether an address holds
+// provider rights at block time timeMs.
+// TODO(roles): call activeProvider(view, a, timeMs) from the roles branch, which also checks
+// licence expiry and revocation by block time.
+func isProvider(view View, a chain.Address, timeMs int64) (bool, error) {
+	_ = timeMs
+	return exists(view, providerKey(a), "provider")
+}
+
 func (e *executor) needProvider(a chain.Address, role string) error {
-	ok, err := exists(e.o, providerKey(a), "provider")
+	ok, err := isProvider(e.o, a, e.h.Time)
 	if err != nil {
 		return err
 	}
@@ -94,6 +108,16 @@ func (e *executor) anchor(author chain.Address, a *chain.RecordAnchor, res *TxRe
 	if found {
 		return fmt.Errorf("state: record %s already anchored", a.ID.Short())
 	}
+	// A ciphertext belongs to one record for ever: erasing a record deletes its blob on every
+	// node, so an anchor reusing another record's ciphertext would let its author erase (or
+	// have the patient erase) someone else's blob. An amendment has a ciphertext of its own.
+	owner, err := RecordOfCiphertext(e.o, a.CiphertextHash)
+	if err != nil {
+		return err
+	}
+	if !owner.IsZero() {
+		return fmt.Errorf("state: record %s names ciphertext %s, already anchored by record %s", a.ID.Short(), a.CiphertextHash.Short(), owner.Short())
+	}
 	rs := &RecordState{
 		Version: RecordVersion, ID: a.ID, Patient: a.Patient, Author: author, ResourceType: a.ResourceType,
 		RecVersion: a.Version, Supersedes: a.Supersedes, Root: a.ID, CiphertextHash: a.CiphertextHash, Size: a.Size,
@@ -130,6 +154,7 @@ func (e *executor) anchor(author chain.Address, a *chain.RecordAnchor, res *TxRe
 		res.event(EventRecordSuperseded, "record %s superseded by %s", prev.ID.Short(), a.ID.Short())
 	}
 	e.o.Set(recordKey(a.ID), chain.Encode(rs))
+	e.o.Set(blobKey(a.CiphertextHash), chain.Encode(&blobRecord{Version: RecordVersion, Record: a.ID}))
 	res.event(EventRecordAnchored, "record %s (root %s) of patient %s by %s", a.ID.Short(), rs.Root.Short(), a.Patient, author)
 	return nil
 }
@@ -183,27 +208,6 @@ func (e *executor) grantConsent(patient chain.Address, id chain.Hash, b *chain.C
 		return err
 	}
 	res.event(EventConsentGranted, "consent %s: patient %s to %s", id.Short(), patient, b.Grantee)
-	return nil
-}
-
-// emergencyAccess opens break-glass access: an all-scope emergency consent that expires
-// chain.EmergencyAccessMs after the block.
-func (e *executor) emergencyAccess(provider chain.Address, id chain.Hash, b *chain.EmergencyAccess, res *TxResult) error {
-	if err := e.needProvider(provider, "signer"); err != nil {
-		return err
-	}
-	if err := e.needPatient(b.Patient, "patient"); err != nil {
-		return err
-	}
-	c := &ConsentRecord{
-		Version: RecordVersion, ID: id, Patient: b.Patient, Grantee: provider, Scope: chain.ConsentScope{Kind: chain.ScopeAll},
-		Purpose: b.Purpose, ExpiresMs: e.h.Time + chain.EmergencyAccessMs, GrantedHeight: e.h.Height, GrantedTime: e.h.Time,
-		Emergency: true, Reason: b.Reason,
-	}
-	if err := e.addConsent(c); err != nil {
-		return err
-	}
-	res.event(EventEmergencyAccess, "emergency access %s: %s to patient %s", id.Short(), provider, b.Patient)
 	return nil
 }
 
@@ -286,7 +290,11 @@ func (e *executor) revokeConsent(patient chain.Address, b *chain.ConsentRevoke, 
 	return nil
 }
 
-// accessLog records the accesses a holder served or refused, once per request id.
+// accessLog records the accesses a holder served or refused, once per request id. The holder
+// must be the one the request is addressed to. Refused entries are bounded per requester and
+// window (one per record, MaxRefusalsPerPatientWindow per patient); the excess is skipped, not
+// refused, so a requester spamming a holder cannot make the holder's served entries fail with
+// them.
 func (e *executor) accessLog(holder chain.Address, b *chain.AccessLog, res *TxResult) error {
 	if err := e.needProvider(holder, "holder"); err != nil {
 		return err
@@ -317,6 +325,13 @@ func (e *executor) accessLog(holder chain.Address, b *chain.AccessLog, res *TxRe
 		if err := e.needProvider(requester, "requester"); err != nil {
 			return err
 		}
+		ok, err := holderMatches(e.o, holder, en.Request.Holder)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("state: access entry %d (request %s) is addressed to holder node %s, not to the signer %s", i, id.Short(), en.Request.Holder.Short(), holder)
+		}
 		rec, err := Record(e.o, en.Request.Record)
 		if err != nil {
 			return err
@@ -324,14 +339,52 @@ func (e *executor) accessLog(holder chain.Address, b *chain.AccessLog, res *TxRe
 		if rec == nil {
 			return fmt.Errorf("state: access entry %d (request %s) names unknown record %s", i, id.Short(), en.Request.Record.Short())
 		}
+		if en.Outcome == chain.AccessRefused {
+			ok, err := e.countRefusal(requester, rec)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				res.event(EventAccessThrottled, "request %s: refusal of %s for record %s over the window's limit", id.Short(), requester, rec.ID.Short())
+				continue
+			}
+		}
+		var consent chain.Hash
+		if en.Outcome == chain.AccessServed && en.Request.Emergency {
+			if consent, err = e.emergencyConsent(requester, rec, en.Request.Purpose); err != nil {
+				return err
+			}
+		}
 		e.o.Set(accessKey(id), chain.Encode(&AccessRecord{
 			Version: RecordVersion, RequestID: id, Record: rec.ID, Patient: rec.Patient, Accessor: requester, Holder: holder,
 			Purpose: en.Request.Purpose, Emergency: en.Request.Emergency, Outcome: en.Outcome, Reason: en.Reason,
-			Height: e.h.Height, Time: e.h.Time,
+			Height: e.h.Height, Time: e.h.Time, Consent: consent,
 		}))
 		res.event(EventAccessLogged, "request %s: record %s of patient %s by %s, held by %s", id.Short(), rec.ID.Short(), rec.Patient, requester, holder)
 	}
 	return nil
+}
+
+// countRefusal admits one more refused entry of requester for rec in this window, or reports
+// false: at most one per (requester, record) and MaxRefusalsPerPatientWindow per (requester,
+// patient). Both limits are checked before either counter moves.
+func (e *executor) countRefusal(requester chain.Address, rec *RecordState) (bool, error) {
+	perRecord, err := rateCount(e.o, rateRefusedRecord, RefusalWindowMs, e.h.Time, requester[:], rec.ID[:])
+	if err != nil {
+		return false, err
+	}
+	perPatient, err := rateCount(e.o, rateRefusedPatient, RefusalWindowMs, e.h.Time, requester[:], rec.Patient[:])
+	if err != nil {
+		return false, err
+	}
+	if perRecord >= 1 || perPatient >= MaxRefusalsPerPatientWindow {
+		return false, nil
+	}
+	if _, err := e.bump(rateRefusedRecord, RefusalWindowMs, 1, requester[:], rec.ID[:]); err != nil {
+		return false, err
+	}
+	_, err = e.bump(rateRefusedPatient, RefusalWindowMs, MaxRefusalsPerPatientWindow, requester[:], rec.Patient[:])
+	return err == nil, err
 }
 
 // eraseRecords crypto-shreds the signer's records: the ledger keeps the version chain and a hash

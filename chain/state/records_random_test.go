@@ -63,6 +63,8 @@ func TestRandomRecordBlocks(t *testing.T) {
 		"rejected", EventRecordAnchored, EventRecordSuperseded, EventConsentGranted, EventConsentRevoked,
 		EventEmergencyAccess, EventAccessLogged, EventAccessDuplicate, EventRecordErased, EventEraseAcked,
 		EventEraseAckDuplicate, "access by consent", "access by author", "no consent", "erased",
+		EventAccessThrottled, EventReceiptRecorded, EventReceiptDuplicate, "co-signed emergency", "emergency after revocation",
+		"receipt without entry", // (12 blocks never reach ReceiptGraceBlocks: the flag itself is tested in audit_test.go)
 	} {
 		if len(seeds) > 1 && !testing.Short() {
 			require.Positive(t, stats[what], "never happened: %s", what)
@@ -82,6 +84,10 @@ type recGen struct {
 	nonces    map[chain.PubKey]uint64
 	fresh     int
 	requests  []chain.AccessRequest // earlier requests, to repeat
+	// ciphertexts: the ciphertext hash first generated for each record id, for receipts (erased
+	// records' state no longer shows it).
+	ciphertexts  map[chain.Hash]chain.Hash
+	receiptBytes map[chain.Hash][]byte // each receipt as first written
 	// Filled from the state before each block, in key order.
 	records  []*RecordState
 	consents []*ConsentRecord
@@ -174,7 +180,10 @@ func (g *recGen) anchor() chain.RecordAnchor {
 			a.ResourceType = randomTypes[g.rng.IntN(len(randomTypes))]
 		case 3:
 			a.ID = prev.ID // already anchored (and supersedes itself: refused by form)
+		case 4:
+			a.CiphertextHash = g.ciphertexts[prev.ID] // the superseded version's ciphertext: refused
 		}
+		g.noteCiphertext(a)
 		return a
 	}
 	a := chain.RecordAnchor{
@@ -190,7 +199,12 @@ func (g *recGen) anchor() chain.RecordAnchor {
 		}
 	case 2:
 		a.ResourceType = "Not-A-Type"
+	case 3:
+		if r := g.someRecord(); r != nil {
+			a.CiphertextHash = g.ciphertexts[r.ID] // another record's ciphertext: refused
+		}
 	}
+	g.noteCiphertext(a)
 	return a
 }
 
@@ -234,7 +248,8 @@ func (g *recGen) request() chain.AccessRequest {
 		rec = r.ID
 	}
 	q := chain.AccessRequest{
-		Record: rec, Purpose: randomPurposes[g.rng.IntN(len(randomPurposes))], Emergency: g.chance(3),
+		Record: rec, RequesterNode: nodeKeyOf(g.pick(g.all)), Holder: nodeKeyOf(g.pick(g.providers)),
+		Purpose: randomPurposes[g.rng.IntN(len(randomPurposes))], Emergency: g.chance(3),
 		IssuedMs: g.time, Nonce: g.rng.Uint64(),
 	}
 	requester := g.pick(g.providers)
@@ -263,7 +278,7 @@ func (g *recGen) next(n *net) *chain.Tx {
 	if g.chance(12) {
 		pat = g.pick(g.all)
 	}
-	switch g.rng.IntN(16) {
+	switch g.rng.IntN(18) {
 	case 0:
 		l := n.licence(prov.Public(), n.lic, genesisTime+1_000_000_000_000)
 		return g.tx(prov, chain.TxRegisterProvider, &chain.RegisterProvider{Licence: l, EncryptionKey: encKey(prov)})
@@ -306,11 +321,7 @@ func (g *recGen) next(n *net) *chain.Tx {
 		}
 		return g.tx(pat, chain.TxConsentRevoke, &chain.ConsentRevoke{Consent: id})
 	case 10:
-		reason := "unconscious"
-		if g.chance(20) {
-			reason = ""
-		}
-		return g.tx(prov, chain.TxEmergencyAccess, &chain.EmergencyAccess{Patient: g.pick(g.patients).Public().Address(), Purpose: "ETREAT", Reason: reason})
+		return g.tx(prov, chain.TxEmergencyAccess, g.emergency(prov, n))
 	case 11, 12, 13:
 		var entries []chain.AccessEntry
 		for range 1 + g.rng.IntN(3) {
@@ -329,8 +340,10 @@ func (g *recGen) next(n *net) *chain.Tx {
 		return g.tx(pat, chain.TxRecordErase, &chain.RecordErase{Records: g.recordIDs(func(r *RecordState) bool {
 			return r.Patient == patAddr && !r.Erased
 		})})
-	default:
+	case 15:
 		return g.tx(prov, chain.TxEraseAck, &chain.EraseAck{Records: g.recordIDs(func(r *RecordState) bool { return r.Erased })})
+	default:
+		return g.tx(prov, chain.TxAccessReceipt, g.receipts(prov))
 	}
 }
 
@@ -338,7 +351,7 @@ func randomRecordBlocks(t *testing.T, seed uint64, nBlocks int, stats map[string
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))
 	a, b := newNet(t, 1), newNet(t, 1) // built by the Builder, applied by ApplyBlock
-	g := &recGen{seed: seed, rng: rng, nonces: map[chain.PubKey]uint64{}, time: genesisTime}
+	g := &recGen{seed: seed, rng: rng, nonces: map[chain.PubKey]uint64{}, time: genesisTime, ciphertexts: map[chain.Hash]chain.Hash{}}
 	for i := range 4 {
 		g.providers = append(g.providers, testKey(t, fmt.Sprintf("random-provider-%d", i)))
 	}
@@ -408,6 +421,14 @@ func randomRecordBlocks(t *testing.T, seed uint64, nBlocks int, stats map[string
 		require.Equal(t, stateDigest(a.view), stateDigest(b.view), "seed %d block %d: states differ", seed, h.Height)
 		height = h.Height
 
+		throttled := map[string]bool{} // "request <short>" of refusals skipped over the window's limit
+		for _, res := range built.Results {
+			for _, e := range res.Events {
+				if e.Type == EventAccessThrottled {
+					throttled[strings.SplitN(e.Detail, ":", 2)[0]] = true
+				}
+			}
+		}
 		for _, tx := range accepted {
 			if tx.Kind != chain.TxAccessLog {
 				continue
@@ -419,6 +440,9 @@ func randomRecordBlocks(t *testing.T, seed uint64, nBlocks int, stats map[string
 				if _, ok := logged[id]; !ok {
 					rec, err := Access(a.view, id)
 					require.NoError(t, err)
+					if rec == nil && throttled["request "+id.Short()] { // a refusal over the limit, maybe repeated as served in the same transaction
+						continue
+					}
 					require.NotNil(t, rec, "seed %d block %d: request %s accepted but not logged", seed, h.Height, id.Short())
 					require.Equal(t, e.Request.Requester.Address(), rec.Accessor)
 					require.Equal(t, tx.Signer.Address(), rec.Holder)
@@ -427,7 +451,9 @@ func randomRecordBlocks(t *testing.T, seed uint64, nBlocks int, stats map[string
 				}
 			}
 		}
-		checkRecordInvariants(t, fmt.Sprintf("seed %d block %d", seed, h.Height), a.view, g, logged, stats)
+		where := fmt.Sprintf("seed %d block %d", seed, h.Height)
+		checkRecordInvariants(t, where, a.view, g, logged, stats)
+		checkAuditInvariants(t, where, a.view, g, stats)
 	}
 }
 

@@ -67,12 +67,23 @@ func (r *recNet) revokeTx(patient chain.PrivKey, id chain.Hash) *chain.Tx {
 	return chain.NewTx(patient, testChain, chain.TxConsentRevoke, r.nonce(patient), &chain.ConsentRevoke{Consent: id})
 }
 
-func (r *recNet) emergencyTx(k chain.PrivKey, patient chain.PrivKey, purpose, reason string) *chain.Tx {
-	return chain.NewTx(k, testChain, chain.TxEmergencyAccess, r.nonce(k), &chain.EmergencyAccess{Patient: addr(patient), Purpose: purpose, Reason: reason})
+func (r *recNet) emergencyTx(k chain.PrivKey, patient chain.PrivKey, purpose string, code chain.EmergencyReason) *chain.Tx {
+	return chain.NewTx(k, testChain, chain.TxEmergencyAccess, r.nonce(k), &chain.EmergencyAccess{
+		Version: chain.EmergencyAccessVersion, Patient: addr(patient), Purpose: purpose, ReasonCode: code})
 }
 
+// nodeKeyOf stands for the libp2p identity key of k's node in requests.
+func nodeKeyOf(k chain.PrivKey) chain.PubKey {
+	p := k.Public()
+	return chain.PubKey(chain.Sum256(append([]byte("node/"), p[:]...)))
+}
+
+// testHolderNode is the holder node every test request is addressed to.
+var testHolderNode = chain.PubKey(chain.Sum256([]byte("holder node")))
+
 func accessReq(k chain.PrivKey, record chain.Hash, purpose string, emergency bool, nonce uint64) chain.AccessRequest {
-	q := chain.AccessRequest{Record: record, Purpose: purpose, Emergency: emergency, IssuedMs: genesisTime, Nonce: nonce}
+	q := chain.AccessRequest{Record: record, RequesterNode: nodeKeyOf(k), Holder: testHolderNode, Purpose: purpose, Emergency: emergency,
+		IssuedMs: genesisTime, Nonce: nonce}
 	q.Sign(k, testChain)
 	return q
 }
@@ -223,7 +234,7 @@ func TestAmendRecords(t *testing.T) {
 	v4 := amendment("v4", v3, "Observation")
 	r.fails(r.anchorTx(r.doc, v4), "is not the author")
 	// An emergency access counts too.
-	r.apply(r.emergencyTx(r.doc, r.alice, "ETREAT", "unconscious in ER"))
+	r.apply(r.emergencyTx(r.doc, r.alice, "ETREAT", chain.ReasonUnableToConsent))
 	r.apply(r.anchorTx(r.doc, v4))
 
 	// A new record and its amendment in one transaction.
@@ -313,7 +324,7 @@ func TestConsentLimits(t *testing.T) {
 	}
 	r.apply(txs...)
 	r.fails(r.grantTx(r.bob, r.doc, allScope, "TREAT", 0), "64 unrevoked consents")
-	r.fails(r.emergencyTx(r.doc, r.bob, "ETREAT", "collapsed"), "revoke one first")
+	r.fails(r.emergencyTx(r.doc, r.bob, "ETREAT", chain.ReasonUnableToConsent), "revoke one first")
 	// Revoking one makes room.
 	r.apply(r.revokeTx(r.bob, txs[0].Hash()))
 	r.apply(r.grantTx(r.bob, r.doc, allScope, "TREAT", 0))
@@ -400,12 +411,12 @@ func TestEmergencyAccess(t *testing.T) {
 	rec := newAnchor("r", r.alice, "Observation")
 	r.apply(r.anchorTx(r.holder, rec))
 
-	r.fails(r.emergencyTx(r.stranger, r.alice, "ETREAT", "crash"), "signer "+addr(r.stranger).String()+" is not a registered provider")
-	r.fails(r.emergencyTx(r.bob, r.alice, "ETREAT", "crash"), "is not a registered provider")
-	r.fails(r.emergencyTx(r.doc, r.stranger, "ETREAT", "crash"), "patient "+addr(r.stranger).String()+" is not a registered patient")
-	r.fails(r.emergencyTx(r.doc, r.alice, "ETREAT", ""), "needs a reason")
+	r.fails(r.emergencyTx(r.stranger, r.alice, "ETREAT", chain.ReasonUnableToConsent), "signer "+addr(r.stranger).String()+" is not a registered provider")
+	r.fails(r.emergencyTx(r.bob, r.alice, "ETREAT", chain.ReasonUnableToConsent), "is not a registered provider")
+	r.fails(r.emergencyTx(r.doc, r.stranger, "ETREAT", chain.ReasonUnableToConsent), "patient "+addr(r.stranger).String()+" is not a registered patient")
+	r.fails(r.emergencyTx(r.doc, r.alice, "ETREAT", 0), "needs a reason code")
 
-	tx := r.emergencyTx(r.doc, r.alice, "ETREAT", "unconscious, allergy check")
+	tx := r.emergencyTx(r.doc, r.alice, "ETREAT", chain.ReasonUnableToConsent)
 	out := r.apply(tx)
 	require.Equal(t, []string{EventEmergencyAccess}, eventTypes(out.Results[0]))
 	for _, e := range out.Results[0].Events {
@@ -416,7 +427,7 @@ func TestEmergencyAccess(t *testing.T) {
 	require.Equal(t, &ConsentRecord{
 		Version: RecordVersion, ID: tx.Hash(), Patient: addr(r.alice), Grantee: addr(r.doc), Scope: allScope,
 		Purpose: "ETREAT", ExpiresMs: r.time + chain.EmergencyAccessMs, GrantedHeight: r.height, GrantedTime: r.time,
-		Emergency: true, Reason: "unconscious, allergy check",
+		Emergency: true, ReasonCode: chain.ReasonUnableToConsent,
 	}, c)
 	gs, err := Grantees(r.view, addr(r.alice))
 	require.NoError(t, err)
@@ -505,7 +516,7 @@ func TestAccessLog(t *testing.T) {
 	// A bad entry after a good one fails the whole transaction (fails checks nothing was written).
 	good := chain.AccessEntry{Request: accessReq(r.nurse, rec.ID, "TREAT", false, 5), Outcome: chain.AccessServed}
 	r.fails(r.accessLogTx(r.holder, good, chain.AccessEntry{Request: forged, Outcome: chain.AccessServed}), "access entry 1")
-	otherChain := chain.AccessRequest{Record: rec.ID, Purpose: "TREAT", Nonce: 6}
+	otherChain := chain.AccessRequest{Record: rec.ID, RequesterNode: nodeKeyOf(r.nurse), Holder: testHolderNode, Purpose: "TREAT", Nonce: 6}
 	otherChain.Sign(r.nurse, "other-chain")
 	r.fails(r.accessLogTx(r.holder, chain.AccessEntry{Request: otherChain, Outcome: chain.AccessServed}), "access request for chain \"other-chain\"")
 	r.fails(r.accessLogTx(r.holder, chain.AccessEntry{Request: accessReq(r.stranger, rec.ID, "TREAT", false, 7), Outcome: chain.AccessServed}),
@@ -518,8 +529,9 @@ func TestAccessLog(t *testing.T) {
 
 	// Erased records can still have their (refused) accesses logged.
 	r.apply(r.eraseTx(r.alice, rec.ID))
-	r.apply(r.accessLogTx(r.holder, chain.AccessEntry{Request: good.Request, Outcome: chain.AccessRefused, Reason: "erased"}))
-	a, err := Access(r.view, good.Request.ID())
+	late := accessReq(r.doc, rec.ID, "TREAT", false, 9)
+	r.apply(r.accessLogTx(r.holder, chain.AccessEntry{Request: late, Outcome: chain.AccessRefused, Reason: "erased"}))
+	a, err := Access(r.view, late.ID())
 	require.NoError(t, err)
 	require.Equal(t, addr(r.alice), a.Patient)
 }
@@ -775,7 +787,7 @@ func recordScenario(t *testing.T) [][]byte {
 	step(r.anchorTx(r.doc, v1, c1), g1, g2)
 	v2 := amendment("v2", v1, "Observation")
 	q := accessReq(r.nurse, v1.ID, "TREAT", false, 1)
-	step(r.anchorTx(r.nurse, v2), r.emergencyTx(r.holder, r.alice, "ETREAT", "stroke"),
+	step(r.anchorTx(r.nurse, v2), r.emergencyTx(r.holder, r.alice, "ETREAT", chain.ReasonUnableToConsent),
 		r.accessLogTx(r.holder, chain.AccessEntry{Request: q, Outcome: chain.AccessServed}, chain.AccessEntry{Request: q, Outcome: chain.AccessServed}))
 	step(r.revokeTx(r.bob, g2.Hash()), r.eraseTx(r.alice, v1.ID), r.accessLogTx(r.doc, chain.AccessEntry{Request: q, Outcome: chain.AccessRefused}))
 	step(r.ackTx(r.holder, v1.ID), r.ackTx(r.doc, v1.ID), r.ackTx(r.holder, v1.ID))

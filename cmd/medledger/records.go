@@ -149,14 +149,14 @@ func recordsListCmd() *cobra.Command {
 }
 
 func recordsGetCmd() *cobra.Command {
-	var home, purpose, reason string
+	var home, purpose, reason, reasonCode string
 	var emergency, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "get --home HOME RECORD_ID",
 		Short: "Fetch (from this node or another holder), verify and decrypt a record; prints its FHIR JSON",
 		Long: "Fetch (from this node or another holder), verify and decrypt a record; prints its FHIR JSON.\n" +
 			"The read is refused without a current consent of the patient for this node's provider and purpose.\n" +
-			"--emergency --reason R first records a break-glass access on the ledger (the patient sees it).",
+			"--emergency --reason-code C first records a break-glass access on the ledger (the patient sees it).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := chain.ParseHash(args[0])
@@ -164,10 +164,10 @@ func recordsGetCmd() *cobra.Command {
 				return fmt.Errorf("record id %q: want 64 hex digits", args[0])
 			}
 			if emergency {
-				if reason == "" {
-					return fmt.Errorf("--emergency needs --reason: break-glass access is always justified on the ledger")
+				if _, err := chain.ParseEmergencyReason(reasonCode); err != nil {
+					return fmt.Errorf("--emergency needs --reason-code, one of %v: break-glass access is always justified on the ledger", chain.EmergencyReasons())
 				}
-				body, _ := json.Marshal(node.EmergencyRequest{Record: &id, Purpose: purpose, Reason: reason})
+				body, _ := json.Marshal(node.EmergencyRequest{Record: &id, Purpose: purpose, ReasonCode: reasonCode, Reason: reason})
 				if _, err := apiDo(cmd.Context(), home, http.MethodPost, "/v1/emergency", body, "application/json", 2*time.Minute); err != nil {
 					return fmt.Errorf("emergency access: %w", err)
 				}
@@ -199,8 +199,9 @@ func recordsGetCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&home, "home", "", "the node's home directory")
 	cmd.Flags().StringVar(&purpose, "purpose", "", "purpose of use (HL7 v3 ActReason), default TREAT; ETREAT with --emergency")
-	cmd.Flags().BoolVar(&emergency, "emergency", false, "break-glass access without consent (needs --reason; recorded on the ledger)")
-	cmd.Flags().StringVar(&reason, "reason", "", "why emergency access is needed")
+	cmd.Flags().BoolVar(&emergency, "emergency", false, "break-glass access without consent (needs --reason-code; recorded on the ledger)")
+	cmd.Flags().StringVar(&reasonCode, "reason-code", "", fmt.Sprintf("why emergency access is needed, one of %v (on the ledger)", chain.EmergencyReasons()))
+	cmd.Flags().StringVar(&reason, "reason", "", "a free-text note on the emergency (kept in the node's log, never on the ledger)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document (the FHIR resource)")
 	return cmd
 }

@@ -340,6 +340,12 @@ func walletConsentsCmd() *cobra.Command {
 				}
 				if c.Emergency {
 					status += " EMERGENCY: " + c.Reason
+					if c.CoSigned {
+						status += ", co-signed"
+					}
+					if c.AfterRevocation {
+						status += ", AFTER YOU REVOKED CONSENT"
+					}
 				}
 				exp := c.Expires
 				if exp == "" {
@@ -390,6 +396,15 @@ func walletAuditCmd() *cobra.Command {
 				}
 				if a.Emergency {
 					outcome = "EMERGENCY " + outcome
+				}
+				if a.AfterRevocation {
+					outcome += " AFTER REVOCATION"
+				}
+				if a.UnloggedByHolder {
+					outcome += " (received, NOT LOGGED BY HOLDER)"
+				}
+				if a.RefusedButReceived {
+					outcome += " (logged refused, but received)"
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", a.Time, a.Height, short(a.Record.String()), a.Accessor, a.Purpose, outcome)
 			}

@@ -120,7 +120,7 @@ func TestFetchBadSignatureNotHandled(t *testing.T) {
 	require.Zero(t, handler.calls())
 
 	// Signed for another chain.
-	other := &chain.AccessRequest{Record: chain.Sum256([]byte("record")), Purpose: "TREAT", Nonce: 2}
+	other := &chain.AccessRequest{Record: chain.Sum256([]byte("record")), RequesterNode: chain.PubKey{1}, Holder: chain.PubKey{2}, Purpose: "TREAT", Nonce: 2}
 	other.Sign(signingKey(t, 1), "another-chain")
 	resp, err = Fetch(ctx, client, testChain, holder.ID(), other)
 	require.NoError(t, err)

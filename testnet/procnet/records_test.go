@@ -188,11 +188,25 @@ func (r *recNet) rawFetch(from, to int, record chain.Hash) *exchange.FetchRespon
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
 	require.NoError(r.t, h.Connect(ctx, peer.AddrInfo{ID: r.peer[to], Addrs: []ma.Multiaddr{addr}}))
-	req := &chain.AccessRequest{Record: record, Purpose: "TREAT", IssuedMs: time.Now().UnixMilli(), Nonce: uint64(time.Now().UnixNano())}
+	req := &chain.AccessRequest{Record: record, RequesterNode: rawNodeKey(r.t, h.ID()), Holder: rawNodeKey(r.t, r.peer[to]), Purpose: "TREAT",
+		IssuedMs: time.Now().UnixMilli(), Nonce: uint64(time.Now().UnixNano())}
 	req.Sign(r.providerKey(from), r.chainID)
 	resp, err := exchange.Fetch(ctx, h, r.chainID, r.peer[to], req)
 	require.NoError(r.t, err)
 	return resp
+}
+
+// rawNodeKey is the raw Ed25519 key a peer id embeds.
+func rawNodeKey(t *testing.T, p peer.ID) chain.PubKey {
+	t.Helper()
+	pk, err := p.ExtractPublicKey()
+	require.NoError(t, err)
+	raw, err := pk.Raw()
+	require.NoError(t, err)
+	var k chain.PubKey
+	require.Len(t, raw, len(k))
+	copy(k[:], raw)
+	return k
 }
 
 func startRecordNet(t *testing.T) *recNet {
@@ -264,10 +278,11 @@ func TestRecordStory(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, code, string(out))
 	r.waitAccesses(1, pat, "refused read logged", func(l []records.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "refused") == 1 })
 	// A holder refuses a fetch without consent too (sent raw, past node2's own check), and logs it.
-	resp := r.rawFetch(2, 0, cond)
+	// (Another record than above: the ledger keeps one refusal per requester and record an hour.)
+	resp := r.rawFetch(2, 0, obs)
 	require.Equal(t, exchange.StatusRefused, resp.Status, resp.Reason)
 	require.Empty(t, resp.Ciphertext)
-	r.waitAccesses(1, pat, "holder refusal logged", func(l []records.AccessJSON) bool { return countAccesses(l, cond, r.prov[2], "refused") == 2 })
+	r.waitAccesses(1, pat, "holder refusal logged", func(l []records.AccessJSON) bool { return countAccesses(l, obs, r.prov[2], "refused") == 1 })
 
 	// The patient grants the specialist their Conditions; the specialist reads, the patient sees it.
 	r.tx(0, pat, chain.TxConsentGrant, &chain.ConsentGrant{Grantee: r.prov[2], Purpose: "TREAT",
@@ -352,7 +367,7 @@ func TestRecordStory(t *testing.T) {
 	// Emergency access: only with a reason, on the ledger, flagged in the audit view.
 	code, out = r.do(1, http.MethodPost, "/v1/emergency", []byte(`{"record":"`+obs.String()+`","reason":""}`))
 	require.Equal(t, http.StatusBadRequest, code, string(out))
-	code, out = r.do(1, http.MethodPost, "/v1/emergency", []byte(`{"record":"`+obs.String()+`","purpose":"ETREAT","reason":"unconscious in the emergency department"}`))
+	code, out = r.do(1, http.MethodPost, "/v1/emergency", []byte(`{"record":"`+obs.String()+`","purpose":"ETREAT","reason_code":"unable-to-consent","reason":"unconscious in the emergency department"}`))
 	require.Equal(t, http.StatusOK, code, string(out))
 	require.Eventually(t, func() bool { c, _, _ := r.read(1, obs, "?purpose=ETREAT&emergency=true"); return c == http.StatusOK }, stepTimeout, 100*time.Millisecond)
 	l = r.waitAccesses(0, pat, "emergency read logged", func(l []records.AccessJSON) bool { return countAccesses(l, obs, r.prov[1], "served") >= 1 })
