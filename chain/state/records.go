@@ -48,26 +48,16 @@ func exists(view View, key []byte, what string) (bool, error) {
 	return data != nil, nil
 }
 
+// needProvider requires a provider active at the block's time (activeProvider, roles.go).
 func (e *executor) needProvider(a chain.Address, role string) error {
-	ok, err := exists(e.o, providerKey(a), "provider")
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("state: %s %s is not a registered provider", role, a)
-	}
-	return nil
+	_, err := activeProvider(e.o, a, e.h.Time)
+	return e.needRole(err, role)
 }
 
+// needPatient requires a registered patient that has not left.
 func (e *executor) needPatient(a chain.Address, role string) error {
-	ok, err := exists(e.o, patientKey(a), "patient")
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("state: %s %s is not a registered patient", role, a)
-	}
-	return nil
+	_, err := activePatient(e.o, a)
+	return e.needRole(err, role)
 }
 
 // anchorRecords anchors new records and amendments authored by the signer.
@@ -313,8 +303,8 @@ func (e *executor) accessLog(holder chain.Address, b *chain.AccessLog, res *TxRe
 		if err := en.Request.VerifySig(e.m.chainID); err != nil {
 			return fmt.Errorf("state: access entry %d (request %s): %w", i, id.Short(), err)
 		}
-		requester := en.Request.Requester.Address()
-		if err := e.needProvider(requester, "requester"); err != nil {
+		requester, err := e.providerByKey(en.Request.Requester, "requester")
+		if err != nil {
 			return err
 		}
 		rec, err := Record(e.o, en.Request.Record)

@@ -268,7 +268,7 @@ func (g *recGen) next(n *net) *chain.Tx {
 		l := n.licence(prov.Public(), n.lic, genesisTime+1_000_000_000_000)
 		return g.tx(prov, chain.TxRegisterProvider, &chain.RegisterProvider{Licence: l, EncryptionKey: encKey(prov)})
 	case 1:
-		return g.tx(pat, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: encKey(pat)})
+		return g.tx(pat, chain.TxRegisterPatient, enrolment(nil, pat, encKey(pat)))
 	case 2, 3, 4:
 		var anchors []chain.RecordAnchor
 		for range 1 + g.rng.IntN(3) {
@@ -383,7 +383,7 @@ func randomRecordBlocks(t *testing.T, seed uint64, nBlocks int, stats map[string
 					Licence: a.licence(k.Public(), a.lic, genesisTime+1_000_000_000_000), EncryptionKey: encKey(k)}))
 			}
 			for _, k := range g.patients[:4] {
-				add(g.tx(k, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: encKey(k)}))
+				add(g.tx(k, chain.TxRegisterPatient, enrolment(nil, k, encKey(k))))
 			}
 		}
 		for range rng.IntN(14) {
@@ -499,8 +499,8 @@ func checkRecordInvariants(t *testing.T, where string, v *memView, g *recGen, lo
 	// Records: registered parties, linked version chains, one successor, erasure leaves nothing.
 	successors := map[chain.Hash]int{}
 	for _, r := range records {
-		require.True(t, registered(prefixProvider, r.Author), "%s: record %s author %s not a provider", where, r.ID.Short(), r.Author)
-		require.True(t, registered(prefixPatient, r.Patient), "%s: record %s patient %s not a patient", where, r.ID.Short(), r.Patient)
+		require.True(t, registered(prefixMember, r.Author), "%s: record %s author %s not a provider", where, r.ID.Short(), r.Author)
+		require.True(t, registered(prefixMember, r.Patient), "%s: record %s patient %s not a patient", where, r.ID.Short(), r.Patient)
 		require.NotZero(t, r.RecVersion)
 		if r.RecVersion == 1 {
 			require.True(t, r.Supersedes.IsZero(), "%s: record %s", where, r.ID.Short())
@@ -526,7 +526,7 @@ func checkRecordInvariants(t *testing.T, where string, v *memView, g *recGen, lo
 			require.False(t, r.AnchorHash.IsZero())
 			require.True(t, slices.IsSortedFunc(r.Acks, compareAddr) && len(slices.CompactFunc(slices.Clone(r.Acks), func(x, y chain.Address) bool { return x == y })) == len(r.Acks))
 			for _, ack := range r.Acks {
-				require.True(t, registered(prefixProvider, ack))
+				require.True(t, registered(prefixMember, ack))
 			}
 		} else {
 			require.NotEmpty(t, r.ResourceType)
@@ -670,6 +670,6 @@ func checkRecordInvariants(t *testing.T, where string, v *memView, g *recGen, lo
 		require.NoError(t, err)
 		require.Equal(t, id, rec.RequestID)
 		require.NotNil(t, byID[rec.Record], "%s: access record %s names unknown record", where, id.Short())
-		require.True(t, registered(prefixProvider, rec.Accessor) && registered(prefixProvider, rec.Holder))
+		require.True(t, registered(prefixMember, rec.Accessor) && registered(prefixMember, rec.Holder))
 	}
 }
