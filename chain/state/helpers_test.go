@@ -56,18 +56,18 @@ func testKey(t testing.TB, label string) chain.PrivKey {
 
 // net is a test network: a machine, committed state and the keys that matter.
 type net struct {
-	t      testing.TB
-	m      *Machine
-	view   *memView
-	auth   []chain.PrivKey // genesis authorities, in key order
-	lic    chain.PrivKey   // the licensing authority
+	t    testing.TB
+	m    *Machine
+	view *memView
+	auth []chain.PrivKey // genesis authorities, in key order
+	lic  chain.PrivKey   // the licensing authority
 	// enroller is a provider written into state at genesis (registered at height 0, licence
 	// valid for ever) that co-signs patientTx registrations.
 	enroller chain.PrivKey
-	height uint64
-	time   int64
-	nonces map[chain.PubKey]uint64
-	cid    string // what votes are signed under: chain.ConsensusID of the genesis
+	height   uint64
+	time     int64
+	nonces   map[chain.PubKey]uint64
+	cid      string // what votes are signed under: chain.ConsensusID of the genesis
 }
 
 const genesisTime = 1_700_000_000_000
