@@ -132,6 +132,10 @@ const (
 	DomainProposal  Domain = "medledger/proposal/v1"
 	DomainLicence   Domain = "medledger/licence/v1"
 	DomainNodeIdent Domain = "medledger/node-identity/v1"
+	// DomainEnrolment: a provider's co-signature enrolling a patient (RegisterPatient).
+	DomainEnrolment Domain = "medledger/enrolment/v1"
+	// DomainKeyRotation: a new signing key's proof of possession (RotateKeys).
+	DomainKeyRotation Domain = "medledger/key-rotation/v1"
 )
 
 // signBytes is the exact message signed: the domain, the chain id and the message, each length

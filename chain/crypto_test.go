@@ -11,7 +11,7 @@ import (
 	"github.com/medledger/medledger/chain"
 )
 
-var domains = []chain.Domain{chain.DomainTx, chain.DomainVote, chain.DomainProposal, chain.DomainLicence, chain.DomainNodeIdent}
+var domains = []chain.Domain{chain.DomainTx, chain.DomainVote, chain.DomainProposal, chain.DomainLicence, chain.DomainNodeIdent, chain.DomainEnrolment, chain.DomainKeyRotation}
 
 func TestSignVerify(t *testing.T) {
 	key := testKey(t, 1)

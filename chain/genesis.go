@@ -31,6 +31,32 @@ type Params struct {
 	// MaxClockDriftMs is how far in the future of a validator's own clock a proposed block time
 	// may be.
 	MaxClockDriftMs uint32 `json:"max_clock_drift_ms"`
+	// EnrolmentsPerWindow is how many patients one provider may enrol per EnrolmentWindowMs of
+	// block time; 0 means DefaultEnrolmentsPerWindow (500), and 0 for the window means
+	// DefaultEnrolmentWindowMs (24 hours). See EnrolmentQuota.
+	EnrolmentsPerWindow uint32 `json:"enrolments_per_window,omitempty"`
+	EnrolmentWindowMs   uint32 `json:"enrolment_window_ms,omitempty"`
+}
+
+// Defaults of the enrolment rate bound: a practice enrols at most 500 patients a day, far above
+// what one practice registers in a day and low enough that a compromised member cannot flood the
+// ledger with patients.
+const (
+	DefaultEnrolmentsPerWindow = 500
+	DefaultEnrolmentWindowMs   = 24 * 60 * 60 * 1000
+)
+
+// EnrolmentQuota returns the rate bound on patient enrolments per provider, defaults applied:
+// at most n enrolments in each window of block time [k*windowMs, (k+1)*windowMs).
+func (p *Params) EnrolmentQuota() (n uint32, windowMs int64) {
+	n, windowMs = p.EnrolmentsPerWindow, int64(p.EnrolmentWindowMs)
+	if n == 0 {
+		n = DefaultEnrolmentsPerWindow
+	}
+	if windowMs == 0 {
+		windowMs = DefaultEnrolmentWindowMs
+	}
+	return n, windowMs
 }
 
 // DefaultParams are the documented defaults for a new network.
@@ -65,7 +91,8 @@ func (p *Params) Validate() error {
 }
 
 // Genesis is the network's starting point: its id, first authorities, the licensing authorities
-// whose attestations admit providers, and parameters.
+// whose attestations admit providers, the issuers whose attestations admit the other attested
+// roles (chain.Role), and parameters.
 type Genesis struct {
 	_                    struct{}    `cbor:",toarray"`
 	Version              uint8       `json:"version"`
@@ -73,7 +100,10 @@ type Genesis struct {
 	TimeMs               int64       `json:"genesis_time_ms"`
 	Authorities          []Authority `json:"authorities"`
 	LicensingAuthorities []Authority `json:"licensing_authorities"`
-	Params               Params      `json:"params"`
+	// Issuers are the attestation issuers of roles other than provider and patient, sorted by
+	// (role, key) (SortIssuers).
+	Issuers []Issuer `json:"attestation_issuers"`
+	Params  Params   `json:"params"`
 }
 
 // Validate checks the genesis document.
@@ -92,6 +122,9 @@ func (g *Genesis) Validate() error {
 			return fmt.Errorf("chain: genesis licensing authorities: %w", err)
 		}
 	}
+	if err := validateIssuers(g.Issuers); err != nil {
+		return err
+	}
 	return g.Params.Validate()
 }
 
@@ -104,8 +137,18 @@ func (g *Genesis) AuthoritySet() *AuthoritySet {
 	return s
 }
 
-// Hash identifies the genesis document.
-func (g *Genesis) Hash() Hash { return Sum256(Encode(g)) }
+// Hash identifies the genesis document. An absent list and an empty one hash alike, so a genesis
+// built in code and the same genesis read back from its JSON file have one hash.
+func (g *Genesis) Hash() Hash {
+	n := *g
+	if n.LicensingAuthorities == nil {
+		n.LicensingAuthorities = []Authority{}
+	}
+	if n.Issuers == nil {
+		n.Issuers = []Issuer{}
+	}
+	return Sum256(Encode(&n))
+}
 
 // MaxGenesisBytes bounds a genesis file.
 const MaxGenesisBytes = 1 << 20
@@ -129,6 +172,9 @@ func ParseGenesisJSON(data []byte) (*Genesis, error) {
 	// so one genesis has one hash however its file spells it.
 	if g.LicensingAuthorities == nil {
 		g.LicensingAuthorities = []Authority{}
+	}
+	if g.Issuers == nil {
+		g.Issuers = []Issuer{}
 	}
 	if err := g.Validate(); err != nil {
 		return nil, err

@@ -32,12 +32,19 @@ func testHash(s string) chain.Hash { return chain.Sum256([]byte(s)) }
 
 func testTx(t testing.TB, key chain.PrivKey, chainID string, nonce uint64) *chain.Tx {
 	t.Helper()
-	return chain.NewTx(key, chainID, chain.TxRegisterPatient, nonce, &chain.RegisterPatient{EncryptionKey: []byte("patient-encryption-key")})
+	return chain.NewTx(key, chainID, chain.TxRegisterPatient, nonce, testEnrolment(t, key.Public(), chainID))
+}
+
+// testEnrolment is a patient registration for patient co-signed by the provider testKey(t, 10).
+func testEnrolment(t testing.TB, patient chain.PubKey, chainID string) *chain.RegisterPatient {
+	t.Helper()
+	doc := testKey(t, 10)
+	return chain.NewEnrolment(doc, doc.Public().Address(), chainID, patient, []byte("patient-encryption-key"))
 }
 
 func testLicence(t testing.TB, chainID string) chain.Licence {
 	t.Helper()
-	l := chain.Licence{Subject: testKey(t, 10).Public(), Number: "MD-12345", Jurisdiction: "NL-ZH", NotAfter: 1_900_000_000_000}
+	l := chain.Licence{Role: chain.RoleProvider, Subject: testKey(t, 10).Public(), NodeKey: testKey(t, 15).Public(), Number: "MD-12345", Jurisdiction: "NL-ZH", NotAfter: 1_900_000_000_000}
 	l.Sign(testKey(t, 11), chainID)
 	return l
 }
@@ -113,6 +120,7 @@ func testGenesis(t testing.TB) *chain.Genesis {
 		Version: chain.GenesisVersion, ChainID: chainA, TimeMs: 1_700_000_000_000,
 		Authorities:          set.Authorities,
 		LicensingAuthorities: []chain.Authority{{Key: testKey(t, 11).Public(), Name: "medical board"}},
+		Issuers:              []chain.Issuer{{Role: chain.RolePayer, Key: testKey(t, 18).Public(), Name: "payers' registry"}},
 		Params:               chain.DefaultParams(),
 	}
 }
@@ -124,7 +132,7 @@ func testPayloads(t testing.TB) map[chain.TxKind]any {
 	b := testVote(t, testKey(t, 100), chain.Precommit, 9, 0, testHash("y"))
 	return map[chain.TxKind]any{
 		chain.TxRegisterProvider: &chain.RegisterProvider{Licence: testLicence(t, chainA), EncryptionKey: make([]byte, 1216)},
-		chain.TxRegisterPatient:  &chain.RegisterPatient{EncryptionKey: []byte{1, 2, 3}},
+		chain.TxRegisterPatient:  testEnrolment(t, testKey(t, 13).Public(), chainA),
 		chain.TxAuthorityPropose: &chain.AuthorityPropose{Action: chain.AuthorityAdd, Subject: chain.Authority{Key: testKey(t, 12).Public(), Name: "st. elsewhere"}},
 		chain.TxAuthorityVote:    &chain.AuthorityVote{Proposal: testHash("proposal")},
 		chain.TxEvidence:         chain.NewEvidence(a, b),
@@ -142,8 +150,15 @@ func testPayloads(t testing.TB) map[chain.TxKind]any {
 			{Request: testAccessRequest(t, testKey(t, 10), chainA, 1), Outcome: chain.AccessServed},
 			{Request: testAccessRequest(t, testKey(t, 14), chainA, 2), Outcome: chain.AccessRefused, Reason: "no consent"},
 		}},
-		chain.TxRecordErase: &chain.RecordErase{Records: sortedHashes(testHash("record/v1"), testHash("record/v2"))},
-		chain.TxEraseAck:    &chain.EraseAck{Records: sortedHashes(testHash("record/v1"))},
+		chain.TxRecordErase:       &chain.RecordErase{Records: sortedHashes(testHash("record/v1"), testHash("record/v2"))},
+		chain.TxEraseAck:          &chain.EraseAck{Records: sortedHashes(testHash("record/v1"))},
+		chain.TxRevokeAttestation: &chain.RevokeAttestation{Subject: testKey(t, 10).Public().Address(), Role: chain.RoleProvider, Reason: chain.RevokeSuspended},
+		chain.TxRotateKeys: func() *chain.RotateKeys {
+			r := chain.NewSigningKeyRotation(testKey(t, 10).Public(), testKey(t, 16), chainA)
+			r.NodeKey, r.EncryptionKey = testKey(t, 17).Public(), []byte{9, 9}
+			return r
+		}(),
+		chain.TxLeave: &chain.Leave{},
 		chain.TxAccessReceipt: &chain.AccessReceipts{Receipts: []chain.AccessReceipt{
 			{Request: testAccessRequest(t, testKey(t, 10), chainA, 3), CiphertextHash: testHash("ciphertext/v1")},
 		}},

@@ -21,7 +21,9 @@ type TxKind uint16
 
 // Transaction kinds. Numbers are part of the encoding: never reuse one.
 const (
-	TxRegisterProvider TxKind = 1
+	// TxRegisterMember registers a member of an attested role (provider, payer, ...); it was
+	// "register provider" before roles.
+	TxRegisterMember   TxKind = 1
 	TxRegisterPatient  TxKind = 2
 	TxAuthorityPropose TxKind = 3
 	TxAuthorityVote    TxKind = 4
@@ -33,14 +35,21 @@ const (
 	TxAccessLog        TxKind = 10
 	TxRecordErase      TxKind = 11
 	TxEraseAck         TxKind = 12
-	// 13–19: roles and membership.
+	// Roles (roles.go): 13..19.
+	TxRevokeAttestation TxKind = 13
+	TxRotateKeys        TxKind = 14
+	TxLeave             TxKind = 15
+	// Records (records.go): 20..24.
 	TxAccessReceipt TxKind = 20
 )
 
+// TxRegisterProvider is the former name of TxRegisterMember, kept for callers.
+const TxRegisterProvider = TxRegisterMember
+
 func (k TxKind) String() string {
 	switch k {
-	case TxRegisterProvider:
-		return "register-provider"
+	case TxRegisterMember:
+		return "register-member"
 	case TxRegisterPatient:
 		return "register-patient"
 	case TxAuthorityPropose:
@@ -63,6 +72,12 @@ func (k TxKind) String() string {
 		return "record-erase"
 	case TxEraseAck:
 		return "erase-ack"
+	case TxRevokeAttestation:
+		return "revoke-attestation"
+	case TxRotateKeys:
+		return "rotate-keys"
+	case TxLeave:
+		return "leave"
 	case TxAccessReceipt:
 		return "access-receipt"
 	}
@@ -75,10 +90,10 @@ func (k TxKind) String() string {
 // lose leave no nonce gap behind them.
 func (k TxKind) UsesNonce() bool { return k != TxEvidence }
 
-// IsRegistration reports whether the kind registers its signer (as a provider or a patient): the
-// only transactions a signer unknown to the ledger can send, which a mempool may therefore put
-// under a quota of their own.
-func (k TxKind) IsRegistration() bool { return k == TxRegisterProvider || k == TxRegisterPatient }
+// IsRegistration reports whether the kind registers its signer (as a member or a patient): with
+// an attestation issuer's revocations, the only transactions a signer unknown to the ledger can
+// send, which a mempool may therefore put under a quota of their own.
+func (k TxKind) IsRegistration() bool { return k == TxRegisterMember || k == TxRegisterPatient }
 
 // Tx is a signed transaction, unique on the ledger so that it cannot be replayed:
 //

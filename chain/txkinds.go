@@ -5,101 +5,6 @@ import (
 	"fmt"
 )
 
-// MaxEncryptionKeyLen bounds an encryption public key (an ML-KEM-768+X25519 hybrid key is about
-// 1.2 KB).
-const MaxEncryptionKeyLen = 2048
-
-// MaxLicenceFieldLen bounds licence number and jurisdiction strings.
-const MaxLicenceFieldLen = 64
-
-// LicenceVersion is the licence attestation encoding version.
-const LicenceVersion = 1
-
-// Licence is a licensing authority's signed statement that Subject holds licence Number in
-// Jurisdiction until NotAfter (Unix milliseconds, compared with block time).
-type Licence struct {
-	_            struct{} `cbor:",toarray"`
-	Version      uint8
-	Subject      PubKey
-	Number       string
-	Jurisdiction string
-	NotAfter     int64
-	Issuer       PubKey
-	Sig          Signature
-}
-
-type licenceSigned struct {
-	_            struct{} `cbor:",toarray"`
-	Version      uint8
-	Subject      PubKey
-	Number       string
-	Jurisdiction string
-	NotAfter     int64
-}
-
-// SignedBytes is what the issuer signs.
-func (l *Licence) SignedBytes() []byte {
-	return Encode(licenceSigned{Version: l.Version, Subject: l.Subject, Number: l.Number, Jurisdiction: l.Jurisdiction, NotAfter: l.NotAfter})
-}
-
-// Sign fills in Issuer and Sig.
-func (l *Licence) Sign(issuer PrivKey, chainID string) {
-	l.Version = LicenceVersion
-	l.Issuer = issuer.Public()
-	l.Sig = issuer.Sign(DomainLicence, chainID, l.SignedBytes())
-}
-
-// VerifySig checks the issuer's signature.
-func (l *Licence) VerifySig(chainID string) error {
-	if err := Verify(l.Issuer, DomainLicence, chainID, l.SignedBytes(), l.Sig); err != nil {
-		return fmt.Errorf("chain: licence %q: %w", l.Number, err)
-	}
-	return nil
-}
-
-// Validate checks the licence's form.
-func (l *Licence) Validate() error {
-	if err := checkVersion("licence", l.Version, LicenceVersion); err != nil {
-		return err
-	}
-	if l.Number == "" || len(l.Number) > MaxLicenceFieldLen || len(l.Jurisdiction) > MaxLicenceFieldLen {
-		return fmt.Errorf("chain: licence number must be 1..%d bytes and jurisdiction at most %d", MaxLicenceFieldLen, MaxLicenceFieldLen)
-	}
-	return nil
-}
-
-// RegisterProvider registers the signer as a provider. The licence's Subject must be the signer.
-type RegisterProvider struct {
-	_             struct{} `cbor:",toarray"`
-	Licence       Licence
-	EncryptionKey []byte
-}
-
-// Validate checks the body's form.
-func (r *RegisterProvider) Validate() error {
-	if err := r.Licence.Validate(); err != nil {
-		return err
-	}
-	return validateEncryptionKey(r.EncryptionKey)
-}
-
-// RegisterPatient registers the signer's key as a patient. The patient's pseudonymous id is the
-// signer's Address; nothing else about the person is on the ledger.
-type RegisterPatient struct {
-	_             struct{} `cbor:",toarray"`
-	EncryptionKey []byte
-}
-
-// Validate checks the body's form.
-func (r *RegisterPatient) Validate() error { return validateEncryptionKey(r.EncryptionKey) }
-
-func validateEncryptionKey(k []byte) error {
-	if len(k) == 0 || len(k) > MaxEncryptionKeyLen {
-		return fmt.Errorf("chain: encryption key must be 1..%d bytes, got %d", MaxEncryptionKeyLen, len(k))
-	}
-	return nil
-}
-
 // AuthorityAction is what an authority proposal does.
 type AuthorityAction uint8
 
@@ -219,13 +124,13 @@ func (e *Evidence) VerifySig(chainID string) error {
 type validatable interface{ Validate() error }
 
 // DecodePayload decodes a transaction's body according to its kind and validates its form. It
-// returns one of *RegisterProvider, *RegisterPatient, *AuthorityPropose, *AuthorityVote, *Evidence,
-// or a record body from records.go.
+// returns one of *RegisterMember, *RegisterPatient, *RevokeAttestation, *RotateKeys, *Leave (roles.go),
+// *AuthorityPropose, *AuthorityVote, *Evidence, or a record body from records.go.
 func DecodePayload(kind TxKind, payload []byte) (any, error) {
 	var body validatable
 	switch kind {
-	case TxRegisterProvider:
-		body = new(RegisterProvider)
+	case TxRegisterMember:
+		body = new(RegisterMember)
 	case TxRegisterPatient:
 		body = new(RegisterPatient)
 	case TxAuthorityPropose:
@@ -248,6 +153,12 @@ func DecodePayload(kind TxKind, payload []byte) (any, error) {
 		body = new(RecordErase)
 	case TxEraseAck:
 		body = new(EraseAck)
+	case TxRevokeAttestation:
+		body = new(RevokeAttestation)
+	case TxRotateKeys:
+		body = new(RotateKeys)
+	case TxLeave:
+		body = new(Leave)
 	case TxAccessReceipt:
 		body = new(AccessReceipts)
 	default:

@@ -48,7 +48,7 @@ func newAPIFixture(t *testing.T) *apiFixture {
 	params.TimeoutProposeMs, params.TimeoutVoteMs, params.TimeoutDeltaMs, params.BlockIntervalMs = 400, 200, 100, 20
 	g := &chain.Genesis{
 		Version: chain.GenesisVersion, ChainID: "api-test", TimeMs: time.Now().UnixMilli(),
-		Authorities: []chain.Authority{{Key: key.Public(), Name: "solo"}}, LicensingAuthorities: []chain.Authority{}, Params: params,
+		Authorities: []chain.Authority{{Key: key.Public(), Name: "solo"}}, LicensingAuthorities: testLicensingAuthorities(t), Params: params,
 	}
 	log := slog.New(slog.DiscardHandler)
 	st := store.NewMemory()
@@ -115,7 +115,7 @@ func (f *apiFixture) do(t *testing.T, method, path, token, contentType string, b
 }
 
 func (f *apiFixture) patientTx(t *testing.T, name string) *chain.Tx {
-	return chain.NewTx(testKey(t, name), f.g.ChainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte(name)})
+	return regTx(t, testKey(t, name), f.g.ChainID, []byte(name))
 }
 
 func txBody(tx *chain.Tx) []byte {

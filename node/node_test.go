@@ -125,7 +125,17 @@ func TestNodeRunsStopsAndRestarts(t *testing.T) {
 	}
 
 	// A transaction submitted over HTTP commits.
-	patient := chain.NewTx(mustKey(t), g.ChainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{1, 2, 3}})
+	// A provider registration: a fresh key may send it with a licence from the testnet's board.
+	board, err := node.ReadKeyFile(testnet.LicensingKeyFile(filepath.Dir(home)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := mustKey(t)
+	var nodeKey chain.PubKey
+	copy(nodeKey[:], pk.Public().Address().String())
+	lic := chain.Licence{Role: chain.RoleProvider, Subject: pk.Public(), NodeKey: nodeKey, Number: "T-1", NotAfter: time.Now().Add(time.Hour).UnixMilli()}
+	lic.Sign(board, g.ChainID)
+	patient := chain.NewTx(pk, g.ChainID, chain.TxRegisterMember, 1, &chain.RegisterMember{Licence: lic, EncryptionKey: []byte{1, 2, 3}})
 	req, _ := http.NewRequest("POST", "http://"+r.n.APIAddr()+"/v1/txs", strings.NewReader(fmt.Sprintf(`{"tx":%q}`, hex.EncodeToString(patient.Encode()))))
 	req.Header.Set("Authorization", "Bearer "+r.token)
 	resp, err := http.DefaultClient.Do(req)

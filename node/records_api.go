@@ -25,6 +25,7 @@ func (a *API) attachRecords(r *records.Service, commits *commitHub) {
 	a.mux.HandleFunc("GET /v1/records/{id}", a.readRecord)
 	a.mux.HandleFunc("POST /v1/records/{id}/amend", a.amendRecord)
 	a.mux.HandleFunc("POST /v1/emergency", a.emergency)
+	a.mux.HandleFunc("POST /v1/enrolments", a.enrol)
 }
 
 // RecordsJSON is the answer listing records (import, amend, list).

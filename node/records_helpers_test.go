@@ -121,11 +121,19 @@ func (f *recFixture) newProviderKeys(name string) *records.Keys {
 }
 
 func (f *recFixture) licence(k *records.Keys) chain.Licence {
-	l := chain.Licence{Subject: k.Signing.Public(), Number: "MD-" + k.ID().String()[:8], Jurisdiction: "NL-ZH",
+	var nodeKey chain.PubKey // stands in for the provider's libp2p identity
+	copy(nodeKey[:], k.ID().String())
+	if k == f.keys {
+		nodeKey = testNodeKey // this node: holders log only requests addressed to their own node key
+	}
+	l := chain.Licence{Role: chain.RoleProvider, Subject: k.Signing.Public(), NodeKey: nodeKey, Number: "MD-" + k.ID().String()[:8], Jurisdiction: "NL-ZH",
 		NotAfter: time.Now().Add(24 * time.Hour).UnixMilli()}
 	l.Sign(f.licKey, f.g.ChainID)
 	return l
 }
+
+// testNodeKey stands in for this node's libp2p identity key.
+var testNodeKey = chain.PubKey{0x6e}
 
 // newRecords builds a record service over the fixture's blob dir (not running).
 func (f *recFixture) newRecords() *records.Service {
@@ -133,8 +141,7 @@ func (f *recFixture) newRecords() *records.Service {
 	r, err := records.New(records.Config{
 		ChainID: f.g.ChainID, Keys: f.keys, Ledger: newLedger(f.runner, f.commits), Net: f.net, BlobDir: f.blobDir,
 		LicenceFile: f.licFile, ReadLicence: ReadLicenceFile, Log: f.log,
-		// Any key will do: requests to this node as the holder must name one.
-		NodeKey: chain.PubKey{0x6e},
+		NodeKey: testNodeKey,
 	})
 	require.NoError(f.t, err)
 	return r
@@ -243,7 +250,8 @@ func (f *recFixture) newPatient(name string, register bool) *testPatient {
 	require.NoError(f.t, err)
 	p := &testPatient{key: testKey(f.t, "patient-"+name), enc: ek}
 	if register {
-		f.submit(p.key, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: ek.Public().Bytes()})
+		// Enrolled by the fixture's own provider, as the operator API would.
+		f.submit(p.key, chain.TxRegisterPatient, chain.NewEnrolment(f.keys.Signing, f.keys.ID(), f.g.ChainID, p.key.Public(), ek.Public().Bytes()))
 	}
 	return p
 }

@@ -32,7 +32,8 @@ func TestFourRunnersAgreeInRealTime(t *testing.T) {
 	}
 	params := chain.DefaultParams()
 	params.TimeoutProposeMs, params.TimeoutVoteMs, params.TimeoutDeltaMs, params.BlockIntervalMs = 400, 200, 100, 20
-	g := &chain.Genesis{Version: chain.GenesisVersion, ChainID: "runner-test", TimeMs: time.Now().UnixMilli(), Authorities: auths, Params: params}
+	g := &chain.Genesis{Version: chain.GenesisVersion, ChainID: "runner-test", TimeMs: time.Now().UnixMilli(), Authorities: auths, Params: params,
+		LicensingAuthorities: testLicensingAuthorities(t)}
 	log := slog.New(slog.DiscardHandler)
 	bus := NewBus(log)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -61,7 +62,7 @@ func TestFourRunnersAgreeInRealTime(t *testing.T) {
 
 	seed := sha256.Sum256([]byte("patient"))
 	patient, _ := chain.PrivKeyFromSeed(seed[:])
-	tx := chain.NewTx(patient, g.ChainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}})
+	tx := regTx(t, patient, g.ChainID, []byte{1})
 	if _, err := runners[1].Submit(ctx, tx); err != nil {
 		t.Fatal(err)
 	}

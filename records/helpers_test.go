@@ -285,7 +285,12 @@ func (f *recFixture) newProviderKeys(name string) *Keys {
 }
 
 func (f *recFixture) licence(k *Keys) chain.Licence {
-	l := chain.Licence{Subject: k.Signing.Public(), Number: "MD-" + k.ID().String()[:8], Jurisdiction: "NL-ZH",
+	var nodeKey chain.PubKey // stands in for the provider's libp2p identity
+	copy(nodeKey[:], k.ID().String())
+	if k == f.keys {
+		nodeKey = f.nodeKey // this node: holders log only requests addressed to their own node key
+	}
+	l := chain.Licence{Role: chain.RoleProvider, Subject: k.Signing.Public(), NodeKey: nodeKey, Number: "MD-" + k.ID().String()[:8], Jurisdiction: "NL-ZH",
 		NotAfter: time.Now().Add(24 * time.Hour).UnixMilli()}
 	l.Sign(f.licKey, f.g.ChainID)
 	return l
@@ -428,7 +433,8 @@ func (f *recFixture) newPatient(name string, register bool) *testPatient {
 	require.NoError(f.t, err)
 	p := &testPatient{key: testKey(f.t, "patient-"+name), enc: ek}
 	if register {
-		f.submit(p.key, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: ek.Public().Bytes()})
+		// Enrolled by the fixture's own provider, as the operator API would.
+		f.submit(p.key, chain.TxRegisterPatient, chain.NewEnrolment(f.keys.Signing, f.keys.ID(), f.g.ChainID, p.key.Public(), ek.Public().Bytes()))
 	}
 	return p
 }

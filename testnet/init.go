@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	p2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
 	"io"
 	"io/fs"
 	"os"
@@ -37,6 +38,11 @@ func LicensingKeyFile(dir string) string { return filepath.Join(dir, "licensing.
 func Ports(basePort, i int) (p2pPort, apiPort int) {
 	return basePort + 10*i, basePort + 10*i + 1
 }
+
+// EnrolmentsPerWindow is a testnet's bound on the patients one provider enrols per day: far
+// above a real practice's (chain.DefaultEnrolmentsPerWindow), because demos and benchmarks enrol
+// synthetic patients in bulk through a handful of nodes.
+const EnrolmentsPerWindow = 1_000_000
 
 // Init writes an n-authority testnet into dir, which must be empty or absent: DIR/node0 …
 // DIR/node<n-1>, each a node home (config.toml, genesis.json, keys/authority.key, keys/p2p.key)
@@ -81,6 +87,7 @@ func initNet(dir string, n, basePort int, rnd io.Reader, now time.Time) error {
 		Authorities: auths, LicensingAuthorities: []chain.Authority{{Key: board.Public(), Name: "Testnet Licensing Board"}},
 		Params: chain.DefaultParams(),
 	}
+	g.Params.EnrolmentsPerWindow = EnrolmentsPerWindow
 	if err := g.Validate(); err != nil {
 		return err
 	}
@@ -117,7 +124,13 @@ func initNet(dir string, n, basePort int, rnd io.Reader, now time.Time) error {
 		if err := node.WriteKeyFile(node.Resolve(string(home), c.Records.ProviderKey), pk); err != nil {
 			return err
 		}
-		lic := chain.Licence{Subject: pk.Public(), Number: fmt.Sprintf("TESTNET-%04d", i), Jurisdiction: "TESTNET", NotAfter: now.Add(LicenceValidity).UnixMilli()}
+		// The licence binds the provider key to the node's libp2p identity (created here).
+		nodeKey, err := nodeIdentityKey(node.Resolve(string(home), c.P2P.Identity))
+		if err != nil {
+			return fmt.Errorf("testnet: node %d: %w", i, err)
+		}
+		lic := chain.Licence{Role: chain.RoleProvider, Subject: pk.Public(), NodeKey: nodeKey, Number: fmt.Sprintf("TESTNET-%04d", i),
+			Jurisdiction: "TESTNET", NotAfter: now.Add(LicenceValidity).UnixMilli()}
 		lic.Sign(board, g.ChainID)
 		if err := node.WriteLicenceFile(node.Resolve(string(home), c.Records.Licence), &lic); err != nil {
 			return err
@@ -157,4 +170,26 @@ func ensureEmpty(dir string) error {
 		return fmt.Errorf("testnet: %s is not empty; choose a new directory or remove it first", dir)
 	}
 	return nil
+}
+
+// nodeIdentityKey returns the raw Ed25519 public key of the libp2p identity at path (creating
+// it if absent): what a licence names as the member's node key.
+func nodeIdentityKey(path string) (chain.PubKey, error) {
+	k, err := p2p.LoadOrCreateIdentity(path)
+	if err != nil {
+		return chain.PubKey{}, err
+	}
+	if k.Type() != p2pcrypto.Ed25519 {
+		return chain.PubKey{}, fmt.Errorf("identity %s is a %s key, not Ed25519", path, k.Type())
+	}
+	raw, err := k.GetPublic().Raw()
+	if err != nil {
+		return chain.PubKey{}, err
+	}
+	var pk chain.PubKey
+	if len(raw) != len(pk) {
+		return chain.PubKey{}, fmt.Errorf("identity %s: public key of %d bytes", path, len(raw))
+	}
+	copy(pk[:], raw)
+	return pk, nil
 }

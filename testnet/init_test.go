@@ -27,7 +27,7 @@ func TestInitFourNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Authorities) != n || len(g.LicensingAuthorities) != 1 || !strings.HasPrefix(g.ChainID, "medledger-testnet-") || g.Params != chain.DefaultParams() {
+	if len(g.Authorities) != n || len(g.LicensingAuthorities) != 1 || !strings.HasPrefix(g.ChainID, "medledger-testnet-") || g.Params.EnrolmentsPerWindow != EnrolmentsPerWindow || g.Params.MaxBlockTxs != chain.DefaultParams().MaxBlockTxs {
 		t.Fatalf("genesis %+v", g)
 	}
 	board, err := node.ReadKeyFile(LicensingKeyFile(dir))

@@ -7,15 +7,15 @@ import (
 	"github.com/medledger/medledger/chain"
 )
 
-// holderMatches reports whether the signer of an access log, at signerAddr, is the holder node
-// holderKey a request was addressed to (chain.AccessRequest.Holder).
-//
-// TODO(roles): the roles branch adds node keys to member records; compare holderKey with the
-// signer's registered node key there. Until then every registered provider matches: this is the
-// one check of the audit rules not yet enforced on the ledger (holders enforce it on the stream).
+// holderMatches reports whether the signer of an access log, at signerAddr (a member id), is the
+// holder node holderKey a request was addressed to (chain.AccessRequest.Holder): its registered
+// node key must be that key, so only the addressed holder can log the read.
 func holderMatches(view View, signerAddr chain.Address, holderKey chain.PubKey) (bool, error) {
-	_, _, _ = view, signerAddr, holderKey
-	return true, nil
+	m, err := Member(view, signerAddr)
+	if err != nil || m == nil {
+		return false, err
+	}
+	return m.NodeKey == holderKey, nil
 }
 
 // blobRecord names the record whose anchor first named a ciphertext.

@@ -78,13 +78,20 @@ func TestAccessRequestBinding(t *testing.T) {
 	r.fails(r.accessLogTx(r.holder, chain.AccessEntry{Request: q, Outcome: chain.AccessServed}), "without the requester's node key")
 	// The holder and requester node are signed: changing either breaks the signature.
 	q = accessReq(r.nurse, rec.ID, "TREAT", false, 3)
-	q.Holder = nodeKeyOf(r.doc)
+	q.Holder = nodeKeyOf(r.doc.Public())
 	r.fails(r.accessLogTx(r.holder, chain.AccessEntry{Request: q, Outcome: chain.AccessServed}), "access request signature")
-	// holderMatches is the stub the roles branch replaces: every registered provider matches
-	// until node keys are on the ledger (see its TODO).
-	ok, err := holderMatches(r.view, addr(r.holder), testHolderNode)
+	// Only the holder a request is addressed to can log it: its registered node key must be the
+	// request's Holder. The same request logged by another provider is refused; by its holder,
+	// it is logged.
+	q = accessReq(r.nurse, rec.ID, "TREAT", false, 4)
+	r.fails(r.accessLogTx(r.doc, chain.AccessEntry{Request: q, Outcome: chain.AccessServed}), "is addressed to holder node")
+	r.apply(r.accessLogTx(r.holder, chain.AccessEntry{Request: q, Outcome: chain.AccessServed}))
+	a, err := Access(r.view, q.ID())
 	require.NoError(t, err)
-	require.True(t, ok)
+	require.NotNil(t, a)
+	ok, err := holderMatches(r.view, addr(r.doc), testHolderNode)
+	require.NoError(t, err)
+	require.False(t, ok)
 }
 
 func TestAccessReceipts(t *testing.T) {
@@ -114,7 +121,7 @@ func TestAccessReceipts(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, &ReceiptRecord{
 		Version: RecordVersion, RequestID: q.ID(), Record: rec.ID, Patient: addr(r.alice), Requester: addr(r.nurse),
-		RequesterNode: nodeKeyOf(r.nurse), HolderNode: testHolderNode, Purpose: "TREAT", Height: r.height, Time: r.time,
+		RequesterNode: nodeKeyOf(r.nurse.Public()), HolderNode: testHolderNode, Purpose: "TREAT", Height: r.height, Time: r.time,
 	}, rc)
 	out = r.apply(r.receiptTx(r.nurse, good))
 	require.Equal(t, []string{EventReceiptDuplicate}, eventTypes(out.Results[0]))

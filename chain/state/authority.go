@@ -85,7 +85,7 @@ func (e *executor) vote(tx *chain.Tx, b *chain.AuthorityVote, res *TxResult) err
 		return err
 	}
 	e.o.Set(proposalKey(b.Proposal), chain.Encode(&p))
-	return nil
+	return e.closeAuto(&p)
 }
 
 // tally counts the votes of current authorities (votes of members who have since left do not

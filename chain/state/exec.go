@@ -104,11 +104,17 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 			return res, fmt.Errorf("state: %w", err)
 		}
 	}
-	addr := tx.Signer.Address()
+	// Nonces belong to signing keys (a rotated-in key starts at 1; the old key is refused, so
+	// nothing it signed can be replayed); rights belong to the member id the key resolves to.
+	keyAddr := tx.Signer.Address()
+	addr, err := e.resolveSigner(tx.Signer)
+	if err != nil {
+		return res, err
+	}
 	// Evidence carries nonce 0 (tx.Validate checked it) and is unique by its offence instead.
 	if tx.Kind.UsesNonce() {
 		var acct accountRecord
-		if _, err := get(e.o, nonceKey(addr), "account", &acct); err != nil {
+		if _, err := get(e.o, nonceKey(keyAddr), "account", &acct); err != nil {
 			return res, err
 		}
 		if tx.Nonce != acct.Nonce+1 {
@@ -120,7 +126,8 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 		return res, fmt.Errorf("state: %w", err)
 	}
 	switch tx.Kind {
-	case chain.TxRegisterProvider, chain.TxAuthorityPropose, chain.TxAuthorityVote, chain.TxEvidence:
+	case chain.TxRegisterMember, chain.TxAuthorityPropose, chain.TxAuthorityVote, chain.TxEvidence,
+		chain.TxRevokeAttestation, chain.TxRotateKeys, chain.TxLeave:
 		// Only these read the authority or licensing sets; patients and record, consent and
 		// audit transactions never do.
 		if err := e.loadSets(); err != nil {
@@ -128,10 +135,16 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 		}
 	}
 	switch b := body.(type) {
-	case *chain.RegisterProvider:
-		err = e.registerProvider(tx, addr, b, &res)
+	case *chain.RegisterMember:
+		err = e.registerMember(tx, addr, b, &res)
 	case *chain.RegisterPatient:
 		err = e.registerPatient(tx, addr, b, &res)
+	case *chain.RevokeAttestation:
+		err = e.revokeAttestation(tx, b, &res)
+	case *chain.RotateKeys:
+		err = e.rotateKeys(tx, addr, b, &res)
+	case *chain.Leave:
+		err = e.leave(tx, addr, &res)
 	case *chain.AuthorityPropose:
 		err = e.propose(tx, hash, b, &res)
 	case *chain.AuthorityVote:
@@ -161,7 +174,7 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 		return res, err
 	}
 	if tx.Kind.UsesNonce() {
-		e.o.Set(nonceKey(addr), chain.Encode(&accountRecord{Version: RecordVersion, Nonce: tx.Nonce}))
+		e.o.Set(nonceKey(keyAddr), chain.Encode(&accountRecord{Version: RecordVersion, Nonce: tx.Nonce}))
 	}
 	return res, nil
 }
@@ -170,55 +183,14 @@ func (r *TxResult) event(typ, format string, args ...any) {
 	r.Events = append(r.Events, Event{Type: typ, Detail: fmt.Sprintf(format, args...)})
 }
 
-func (e *executor) registerProvider(tx *chain.Tx, addr chain.Address, b *chain.RegisterProvider, res *TxResult) error {
-	l := &b.Licence
-	if l.Subject != tx.Signer {
-		return fmt.Errorf("state: licence subject %s is not the signer %s", l.Subject.Short(), tx.Signer.Short())
-	}
-	if !e.licensing.Contains(l.Issuer) {
-		return fmt.Errorf("state: licence issuer %s is not a licensing authority", l.Issuer.Short())
-	}
-	if l.NotAfter <= e.h.Time {
-		return fmt.Errorf("state: licence %q expired at %d (block time %d)", l.Number, l.NotAfter, e.h.Time)
-	}
-	if err := l.VerifySig(e.m.chainID); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	var existing ProviderRecord
-	found, err := get(e.o, providerKey(addr), "provider", &existing)
-	if err != nil {
-		return err
-	}
-	if found {
-		return fmt.Errorf("state: provider %s already registered", addr)
-	}
-	e.o.Set(providerKey(addr), chain.Encode(&ProviderRecord{
-		Version: RecordVersion, Key: tx.Signer, EncryptionKey: b.EncryptionKey, Licence: *l, RegisteredHeight: e.h.Height,
-	}))
-	res.event(EventProviderRegistered, "provider %s", addr)
-	return nil
-}
-
-func (e *executor) registerPatient(tx *chain.Tx, addr chain.Address, b *chain.RegisterPatient, res *TxResult) error {
-	var existing PatientRecord
-	found, err := get(e.o, patientKey(addr), "patient", &existing)
-	if err != nil {
-		return err
-	}
-	if found {
-		return fmt.Errorf("state: patient %s already registered", addr)
-	}
-	e.o.Set(patientKey(addr), chain.Encode(&PatientRecord{
-		Version: RecordVersion, Key: tx.Signer, EncryptionKey: b.EncryptionKey, RegisteredHeight: e.h.Height,
-	}))
-	res.event(EventPatientRegistered, "patient %s", addr)
-	return nil
-}
-
-// finish deletes what expires at this height, shifts the authority schedule and its history,
-// records the tip and collects the change set.
+// finish files automatic removal proposals, deletes what expires at this height, shifts the
+// authority schedule and its history, records the tip and collects the change set.
 func (e *executor) finish(results []TxResult) (*Outcome, error) {
 	if err := e.loadSets(); err != nil {
+		return nil, err
+	}
+	blockEvents, err := e.autoRemove()
+	if err != nil {
 		return nil, err
 	}
 	if err := e.expire(); err != nil {
@@ -235,7 +207,7 @@ func (e *executor) finish(results []TxResult) (*Outcome, error) {
 		writeSet(e.o, keyNext, e.oldAfter)
 	}
 	e.o.Set(keyTip, chain.Encode(&tipRecord{Version: RecordVersion, Height: e.h.Height, Time: e.h.Time}))
-	out := &Outcome{Changes: e.o.ChangeSet(), Results: results}
+	out := &Outcome{Changes: e.o.ChangeSet(), Results: results, BlockEvents: blockEvents}
 	if !setsEqual(newAfter, e.oldAfter) {
 		out.NextAuthorities = newAfter
 	}

@@ -56,22 +56,26 @@ func testKey(t testing.TB, label string) chain.PrivKey {
 
 // net is a test network: a machine, committed state and the keys that matter.
 type net struct {
-	t      testing.TB
-	m      *Machine
-	view   *memView
-	auth   []chain.PrivKey // genesis authorities, in key order
-	lic    chain.PrivKey   // the licensing authority
-	height uint64
-	time   int64
-	nonces map[chain.PubKey]uint64
-	cid    string // what votes are signed under: chain.ConsensusID of the genesis
+	t    testing.TB
+	m    *Machine
+	view *memView
+	auth []chain.PrivKey // genesis authorities, in key order
+	lic  chain.PrivKey   // the licensing authority
+	// enroller is a provider written into state at genesis (registered at height 0, licence
+	// valid for ever) that co-signs patientTx registrations.
+	enroller chain.PrivKey
+	height   uint64
+	time     int64
+	nonces   map[chain.PubKey]uint64
+	cid      string // what votes are signed under: chain.ConsensusID of the genesis
 }
 
 const genesisTime = 1_700_000_000_000
 
 func newNet(t testing.TB, nAuth int) *net {
 	t.Helper()
-	n := &net{t: t, m: New(testChain), view: newMemView(), lic: testKey(t, "licensing"), time: genesisTime, nonces: map[chain.PubKey]uint64{}}
+	n := &net{t: t, m: New(testChain), view: newMemView(), lic: testKey(t, "licensing"), enroller: testKey(t, "enroller"),
+		time: genesisTime, nonces: map[chain.PubKey]uint64{}}
 	var members []chain.Authority
 	for i := range nAuth {
 		k := testKey(t, "authority-"+string(rune('a'+i)))
@@ -82,15 +86,38 @@ func newNet(t testing.TB, nAuth int) *net {
 	g := &chain.Genesis{
 		Version: chain.GenesisVersion, ChainID: testChain, TimeMs: genesisTime, Authorities: members,
 		LicensingAuthorities: []chain.Authority{{Key: n.lic.Public(), Name: "state medical board"}},
+		Issuers:              []chain.Issuer{{Role: chain.RolePharmacy, Key: testKey(t, "pharmacy board").Public(), Name: "pharmacy board"}},
 		Params:               chain.DefaultParams(),
 	}
+	// Tests register patients by the thousand; the rate bound has its own test.
+	g.Params.EnrolmentsPerWindow = 1 << 30
 	n.cid = chain.ConsensusID(testChain, g.Hash())
 	cs, err := n.m.Genesis(g)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.view.commit(cs)
+	n.injectProvider(n.enroller)
 	return n
+}
+
+// injectProvider writes a provider into state directly, as registration would (member record,
+// node index, role list), with a licence that never lapses: a fixture for tests that need an
+// enroller without spending a block on it.
+func (n *net) injectProvider(k chain.PrivKey) {
+	n.t.Helper()
+	id := k.Public().Address()
+	l := n.licence(k.Public(), n.lic, 1<<62)
+	m := &MemberRecord{Version: RecordVersion, ID: id, Role: chain.RoleProvider, Key: k.Public(), EncryptionKey: encKey(k), NodeKey: l.NodeKey, Licence: l}
+	n.view.m[string(memberKey(id))] = chain.Encode(m)
+	n.view.m[string(nodeIndexKey(l.NodeKey))] = chain.Encode(&nodeRecord{Version: RecordVersion, Member: id})
+	r, err := readRole(n.view, chain.RoleProvider)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	i, _ := slices.BinarySearchFunc(r.Members, id, func(x RoleEntry, id chain.Address) int { return compareAddr(x.ID, id) })
+	r.Members = slices.Insert(r.Members, i, RoleEntry{ID: id, NotAfter: l.NotAfter})
+	n.view.m[string(roleKey(chain.RoleProvider))] = chain.Encode(r)
 }
 
 func (n *net) header() *chain.Header {
@@ -128,8 +155,30 @@ func (n *net) nonce(k chain.PrivKey) uint64 {
 	return n.nonces[k.Public()]
 }
 
+// patientTx registers k as a patient enrolled by n.enroller.
 func (n *net) patientTx(k chain.PrivKey) *chain.Tx {
-	return chain.NewTx(k, testChain, chain.TxRegisterPatient, n.nonce(k), &chain.RegisterPatient{EncryptionKey: encKey(k)})
+	return n.enrolTx(k, n.enroller)
+}
+
+// enrolment is a patient registration body for k with encryption key enc, co-signed by the
+// enroller every newNet injects (testKey "enroller").
+func enrolment(_ testing.TB, k chain.PrivKey, enc []byte) *chain.RegisterPatient {
+	seed := sha256.Sum256([]byte("state-test/enroller")) // testKey(t, "enroller")
+	e, _ := chain.PrivKeyFromSeed(seed[:])
+	return chain.NewEnrolment(e, e.Public().Address(), testChain, k.Public(), enc)
+}
+
+// enrolTx registers k as a patient enrolled by provider enroller (whose id is its key's address).
+func (n *net) enrolTx(k, enroller chain.PrivKey) *chain.Tx {
+	body := chain.NewEnrolment(enroller, enroller.Public().Address(), testChain, k.Public(), encKey(k))
+	return chain.NewTx(k, testChain, chain.TxRegisterPatient, n.nonce(k), body)
+}
+
+// nodeKeyOf is the (made-up) libp2p key of subject's node.
+func nodeKeyOf(subject chain.PubKey) chain.PubKey {
+	seed := sha256.Sum256(append([]byte("state-test/node/"), subject[:]...))
+	k, _ := chain.PrivKeyFromSeed(seed[:])
+	return k.Public()
 }
 
 func encKey(k chain.PrivKey) []byte {
@@ -138,7 +187,7 @@ func encKey(k chain.PrivKey) []byte {
 }
 
 func (n *net) licence(subject chain.PubKey, issuer chain.PrivKey, notAfter int64) chain.Licence {
-	l := chain.Licence{Subject: subject, Number: "MD-1234", Jurisdiction: "VT", NotAfter: notAfter}
+	l := chain.Licence{Role: chain.RoleProvider, Subject: subject, NodeKey: nodeKeyOf(subject), Number: "MD-1234", Jurisdiction: "VT", NotAfter: notAfter}
 	l.Sign(issuer, testChain)
 	return l
 }

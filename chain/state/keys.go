@@ -22,9 +22,16 @@ import (
 //	                       deleted when no retained epoch names it
 //	auth/proposal/<32B id> ProposalRecord (id = hash of the proposing transaction); deleted when
 //	                       block ExpiresHeight finishes, whatever its status
-//	nonce/<20B address>    accountRecord: last accepted nonce of the signer with that address
-//	provider/<20B address> ProviderRecord
-//	patient/<20B address>  PatientRecord
+//	auth/issuers           issuersRecord: genesis attestation issuers of roles other than provider
+//	auth/auto              autoRecord: open automatic removal proposals, one per subject (roles.go)
+//	nonce/<20B address>    accountRecord: last accepted nonce of the signing key with that address
+//	member/<20B id>        MemberRecord (id = the address of the member's first signing key)
+//	signer/<20B address>   signerRecord: a rotated signing key's address -> its member id, or a
+//	                       retired key (absent: the key's address is its own member id)
+//	node/<32B node key>    nodeRecord: a member node's libp2p Ed25519 key -> its member id
+//	role/<1B role>         roleRecord: the registered, unrevoked members of an attested role,
+//	                       sorted by id, with their licence expiry (at most MaxMembersPerRole)
+//	enrol/<20B provider>   enrolRecord: patients the provider enrolled in the current window
 //	evidence/<32B key>     EvidenceRecord (key = chain.Evidence.Key(), one per offence); deleted
 //	                       when block VoteHeight+MaxEvidenceAge+1 finishes, the first height
 //	                       that refuses evidence of that offence by its age
@@ -59,12 +66,17 @@ var (
 	keyAfter     = []byte("auth/after")
 	keyLicensing = []byte("auth/licensing")
 	keyEpochs    = []byte("auth/epochs")
+	keyIssuers   = []byte("auth/issuers")
+	keyAuto      = []byte("auth/auto")
 
 	prefixAuthSet  = "auth/set/"
 	prefixProposal = "auth/proposal/"
 	prefixNonce    = "nonce/"
-	prefixProvider = "provider/"
-	prefixPatient  = "patient/"
+	prefixMember   = "member/"
+	prefixSigner   = "signer/"
+	prefixNode     = "node/"
+	prefixRole     = "role/"
+	prefixEnrol    = "enrol/"
 	prefixEvidence = "evidence/"
 	prefixRecord   = "record/"
 	prefixConsent  = "consent/"
@@ -80,8 +92,11 @@ var (
 func authSetKey(h chain.Hash) []byte     { return append([]byte(prefixAuthSet), h[:]...) }
 func proposalKey(id chain.Hash) []byte   { return append([]byte(prefixProposal), id[:]...) }
 func nonceKey(a chain.Address) []byte    { return append([]byte(prefixNonce), a[:]...) }
-func providerKey(a chain.Address) []byte { return append([]byte(prefixProvider), a[:]...) }
-func patientKey(a chain.Address) []byte  { return append([]byte(prefixPatient), a[:]...) }
+func memberKey(a chain.Address) []byte   { return append([]byte(prefixMember), a[:]...) }
+func signerKey(a chain.Address) []byte   { return append([]byte(prefixSigner), a[:]...) }
+func nodeIndexKey(k chain.PubKey) []byte { return append([]byte(prefixNode), k[:]...) }
+func roleKey(r chain.Role) []byte        { return append([]byte(prefixRole), byte(r)) }
+func enrolKey(a chain.Address) []byte    { return append([]byte(prefixEnrol), a[:]...) }
 func evidenceKey(key chain.Hash) []byte  { return append([]byte(prefixEvidence), key[:]...) }
 func recordKey(id chain.Hash) []byte     { return append([]byte(prefixRecord), id[:]...) }
 func consentKey(id chain.Hash) []byte    { return append([]byte(prefixConsent), id[:]...) }
@@ -109,9 +124,10 @@ func expiryKey(height uint64, page uint32) []byte {
 // read a record of another version rather than guess at its meaning.
 const RecordVersion = 1
 
-// maxRecordBytes bounds what a record decode will accept; the largest record (a provider with a
-// maximal encryption key and licence) is a few KiB, a set record at most MaxAuthoritySetBytes.
-const maxRecordBytes = chain.MaxAuthoritySetBytes + chain.MaxPayloadSize
+// maxRecordBytes bounds what a record decode will accept; the largest records are a full role
+// list (MaxMembersPerRole entries of about 31 bytes) and a set record (MaxAuthoritySetBytes);
+// a member with a maximal encryption key and licence is a few KiB.
+const maxRecordBytes = 256 << 10
 
 type paramsRecord struct {
 	_           struct{} `cbor:",toarray"`
@@ -138,26 +154,6 @@ type accountRecord struct {
 	_       struct{} `cbor:",toarray"`
 	Version uint8
 	Nonce   uint64
-}
-
-// ProviderRecord is a registered provider: its signing key, the key records are encrypted to, and
-// the licence that admitted it.
-type ProviderRecord struct {
-	_                struct{} `cbor:",toarray"`
-	Version          uint8
-	Key              chain.PubKey
-	EncryptionKey    []byte
-	Licence          chain.Licence
-	RegisteredHeight uint64
-}
-
-// PatientRecord is a registered patient, known only by the address of Key (its pseudonymous id).
-type PatientRecord struct {
-	_                struct{} `cbor:",toarray"`
-	Version          uint8
-	Key              chain.PubKey
-	EncryptionKey    []byte
-	RegisteredHeight uint64
 }
 
 // ProposalStatus is where an authority proposal stands.
@@ -200,6 +196,9 @@ type ProposalRecord struct {
 	Voters        []chain.PubKey
 	Status        ProposalStatus
 	ClosedHeight  uint64 // 0 while open
+	// Automatic: filed by the state machine itself for an authority whose provider registration
+	// lapsed or was revoked (roles.go); it has no proposer (zero key) and no first vote.
+	Automatic bool
 }
 
 // OpenAt reports whether the proposal accepts votes in a block at height.
@@ -321,8 +320,13 @@ func (r *paramsRecord) version() uint8   { return r.Version }
 func (r *tipRecord) version() uint8      { return r.Version }
 func (r *setRecord) version() uint8      { return r.Version }
 func (r *accountRecord) version() uint8  { return r.Version }
-func (r *ProviderRecord) version() uint8 { return r.Version }
-func (r *PatientRecord) version() uint8  { return r.Version }
+func (r *MemberRecord) version() uint8   { return r.Version }
+func (r *signerRecord) version() uint8   { return r.Version }
+func (r *nodeRecord) version() uint8     { return r.Version }
+func (r *roleRecord) version() uint8     { return r.Version }
+func (r *enrolRecord) version() uint8    { return r.Version }
+func (r *issuersRecord) version() uint8  { return r.Version }
+func (r *autoRecord) version() uint8     { return r.Version }
 func (r *ProposalRecord) version() uint8 { return r.Version }
 func (r *EvidenceRecord) version() uint8 { return r.Version }
 func (r *RecordState) version() uint8    { return r.Version }

@@ -59,6 +59,9 @@ type Outcome struct {
 	Changes ChangeSet
 	// Results has one entry per transaction, in block order.
 	Results []TxResult
+	// BlockEvents is what the block did of itself, after its transactions (automatic removal
+	// proposals).
+	BlockEvents []Event
 	// NextAuthorities is the set that certifies height h.Height+chain.AuthorityChangeDelay. It is
 	// non-nil exactly when that set differs from the set certifying h.Height+1, that is, when this
 	// block decided a change (an authority proposal passed or evidence removed an offender) whose
@@ -108,8 +111,8 @@ func txBytesBudget(p *chain.Params) int {
 	return int(p.MaxBlockBytes) - chain.MaxHeaderBytes - 64
 }
 
-// Genesis returns the initial state (height 0): parameters, the licensing authorities, and the
-// genesis authority set as the sets certifying heights 1 and 2 and as the first epoch of the
+// Genesis returns the initial state (height 0): parameters, the licensing authorities and other
+// attestation issuers, and the genesis authority set as the sets certifying heights 1 and 2 and as the first epoch of the
 // authority-set history.
 func (m *Machine) Genesis(g *chain.Genesis) (ChangeSet, error) {
 	if g == nil {
@@ -136,6 +139,7 @@ func (m *Machine) Genesis(g *chain.Genesis) (ChangeSet, error) {
 		}
 	}
 	writeSet(o, keyLicensing, lic)
+	o.Set(keyIssuers, chain.Encode(&issuersRecord{Version: RecordVersion, Issuers: append([]chain.Issuer{}, g.Issuers...)}))
 	return o.ChangeSet(), nil
 }
 

@@ -24,7 +24,7 @@ func TestGenesis(t *testing.T) {
 		t.Fatalf("tip %d %d %v", h, tm, err)
 	}
 	p, err := Params(n.view)
-	if err != nil || p != chain.DefaultParams() {
+	if want := chain.DefaultParams(); err != nil || p.EnrolmentsPerWindow != 1<<30 || p.MaxBlockTxs != want.MaxBlockTxs {
 		t.Fatalf("params %+v %v", p, err)
 	}
 
@@ -56,11 +56,11 @@ func TestGenesis(t *testing.T) {
 // TestTxRules covers the rules every transaction obeys, whatever its kind.
 func TestTxRules(t *testing.T) {
 	alice := testKey(t, "alice")
-	other := chain.NewTx(alice, "other-chain", chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}})
-	badSig := chain.NewTx(alice, testChain, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}})
+	other := chain.NewTx(alice, "other-chain", chain.TxRegisterPatient, 1, enrolment(t, alice, []byte{1}))
+	badSig := chain.NewTx(alice, testChain, chain.TxRegisterPatient, 1, enrolment(t, alice, []byte{1}))
 	badSig.Sig[0] ^= 1
 	// A transaction signed for another chain, relabelled as ours: the signature names the chain.
-	relabelled := chain.NewTx(alice, "other-chain", chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}})
+	relabelled := chain.NewTx(alice, "other-chain", chain.TxRegisterPatient, 1, enrolment(t, alice, []byte{1}))
 	relabelled.ChainID = testChain
 	tests := []struct {
 		name string
@@ -72,24 +72,24 @@ func TestTxRules(t *testing.T) {
 		{"signed for other chain", func(*net) *chain.Tx { return relabelled }, "invalid signature"},
 		{"bad signature", func(*net) *chain.Tx { return badSig }, "invalid signature"},
 		{"nonce zero", func(*net) *chain.Tx {
-			return chain.NewTx(alice, testChain, chain.TxRegisterPatient, 0, &chain.RegisterPatient{EncryptionKey: []byte{1}})
+			return chain.NewTx(alice, testChain, chain.TxRegisterPatient, 0, enrolment(t, alice, []byte{1}))
 		}, "nonce must start at 1"},
 		{"nonce gap", func(*net) *chain.Tx {
-			return chain.NewTx(alice, testChain, chain.TxRegisterPatient, 2, &chain.RegisterPatient{EncryptionKey: []byte{1}})
+			return chain.NewTx(alice, testChain, chain.TxRegisterPatient, 2, enrolment(t, alice, []byte{1}))
 		}, "wrong nonce"},
 		{"unknown kind", func(*net) *chain.Tx {
-			return chain.NewTx(alice, testChain, 99, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}})
+			return chain.NewTx(alice, testChain, 99, 1, enrolment(t, alice, []byte{1}))
 		}, "unknown transaction kind"},
 		{"payload of another kind", func(*net) *chain.Tx {
 			return chain.NewTx(alice, testChain, chain.TxRegisterPatient, 1, []any{1, "two", 3})
 		}, "decode"},
 		{"bad version", func(*net) *chain.Tx {
-			tx := &chain.Tx{Version: 9, ChainID: testChain, Kind: chain.TxRegisterPatient, Signer: alice.Public(), Nonce: 1, Payload: chain.Encode(&chain.RegisterPatient{EncryptionKey: []byte{1}})}
+			tx := &chain.Tx{Version: 9, ChainID: testChain, Kind: chain.TxRegisterPatient, Signer: alice.Public(), Nonce: 1, Payload: chain.Encode(enrolment(t, alice, []byte{1}))}
 			tx.Sig = alice.Sign(chain.DomainTx, testChain, tx.SignedBytes())
 			return tx
 		}, "unknown version"},
 		{"empty encryption key", func(*net) *chain.Tx {
-			return chain.NewTx(alice, testChain, chain.TxRegisterPatient, 1, &chain.RegisterPatient{})
+			return chain.NewTx(alice, testChain, chain.TxRegisterPatient, 1, &chain.RegisterPatient{Enroller: chain.Address{1}})
 		}, "encryption key"},
 	}
 	for _, tc := range tests {
@@ -193,12 +193,12 @@ func TestRegisterProvider(t *testing.T) {
 			return l
 		}, "invalid signature"},
 		{"signed for other chain", func(n *net) chain.Licence {
-			l := chain.Licence{Subject: doc.Public(), Number: "MD-1", NotAfter: n.time + 10_000}
+			l := chain.Licence{Role: chain.RoleProvider, Subject: doc.Public(), NodeKey: nodeKeyOf(doc.Public()), Number: "MD-1", NotAfter: n.time + 10_000}
 			l.Sign(n.lic, "other-chain")
 			return l
 		}, "invalid signature"},
 		{"empty number", func(n *net) chain.Licence {
-			l := chain.Licence{Subject: doc.Public(), NotAfter: n.time + 10_000}
+			l := chain.Licence{Role: chain.RoleProvider, Subject: doc.Public(), NodeKey: nodeKeyOf(doc.Public()), NotAfter: n.time + 10_000}
 			l.Sign(n.lic, testChain)
 			return l
 		}, "licence number"},
@@ -307,7 +307,7 @@ func TestBlockLimits(t *testing.T) {
 	if err != nil {
 		t.Fatalf("two small txs: %v", err)
 	}
-	big := chain.NewTx(k, testChain, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: make([]byte, 2000)})
+	big := chain.NewTx(k, testChain, chain.TxRegisterPatient, 1, enrolment(t, k, make([]byte, 2000)))
 	if _, err := n.m.ApplyBlock(n.view, n.header(), []*chain.Tx{big}, nil); !errors.Is(err, ErrBlockFull) {
 		t.Fatalf("over bytes: %v", err)
 	}
@@ -328,12 +328,12 @@ func TestCheckTx(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A nonce ahead of state is ErrNonce, which a mempool can tell apart from bad transactions.
-	tx2 := chain.NewTx(alice, testChain, chain.TxRegisterPatient, 2, &chain.RegisterPatient{EncryptionKey: []byte{1}})
+	tx2 := chain.NewTx(alice, testChain, chain.TxRegisterPatient, 2, enrolment(t, alice, []byte{1}))
 	if err := n.m.CheckTx(n.view, tx2, n.time, nil); !errors.Is(err, ErrNonce) {
 		t.Fatalf("nonce ahead: %v", err)
 	}
 	// VerifiedSet is trusted: a caller that vouches for a signature skips the check.
-	forged := chain.NewTx(testKey(t, "bob"), testChain, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}})
+	forged := chain.NewTx(testKey(t, "bob"), testChain, chain.TxRegisterPatient, 1, enrolment(t, testKey(t, "bob"), []byte{1}))
 	forged.Sig[0] ^= 1
 	if err := n.m.CheckTx(n.view, forged, n.time, nil); !errors.Is(err, chain.ErrBadSignature) {
 		t.Fatalf("forged: %v", err)
@@ -378,7 +378,7 @@ func TestFailedTxLeavesNoChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad = append(bad,
-		chain.NewTx(alice, testChain, chain.TxRegisterPatient, 2, &chain.RegisterPatient{EncryptionKey: []byte{1}}),
+		chain.NewTx(alice, testChain, chain.TxRegisterPatient, 2, enrolment(t, alice, []byte{1})),
 		n.proposeTx(alice, chain.AuthorityAdd, alice.Public()),
 		n.providerTx(doc, n.licence(doc.Public(), doc, n.time+1e6)),
 	)
@@ -449,8 +449,7 @@ func TestApplyBlockOrderSensitive(t *testing.T) {
 	n := newNet(t, 1)
 	alice := testKey(t, "alice")
 	t1 := n.patientTx(alice)
-	t2 := chain.NewTx(alice, testChain, chain.TxRegisterProvider, n.nonce(alice), &chain.RegisterProvider{
-		Licence: n.licence(alice.Public(), n.lic, n.time+1e6), EncryptionKey: []byte{2}})
+	t2 := chain.NewTx(alice, testChain, chain.TxRotateKeys, n.nonce(alice), &chain.RotateKeys{EncryptionKey: []byte{2}})
 	if _, err := n.m.ApplyBlock(n.view, n.header(), []*chain.Tx{t1, t2}, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -43,26 +43,6 @@ func Nonce(view View, a chain.Address) (uint64, error) {
 	return r.Nonce, nil
 }
 
-// Provider returns the provider registered at a, or nil, nil.
-func Provider(view View, a chain.Address) (*ProviderRecord, error) {
-	var r ProviderRecord
-	found, err := get(view, providerKey(a), "provider", &r)
-	if err != nil || !found {
-		return nil, err
-	}
-	return &r, nil
-}
-
-// Patient returns the patient registered at a, or nil, nil.
-func Patient(view View, a chain.Address) (*PatientRecord, error) {
-	var r PatientRecord
-	found, err := get(view, patientKey(a), "patient", &r)
-	if err != nil || !found {
-		return nil, err
-	}
-	return &r, nil
-}
-
 // AuthorityProposal returns the proposal with id, or nil, nil (also once the block at its
 // ExpiresHeight has run: expired proposals leave state).
 func AuthorityProposal(view View, id chain.Hash) (*ProposalRecord, error) {
@@ -91,47 +71,68 @@ func LicensingAuthorities(view View) (*chain.AuthoritySet, error) {
 	return readSet(view, keyLicensing, "licensing authorities")
 }
 
-// MemberInfo is what a mempool needs to admit a signer's transaction, read from committed state
-// after block H.
-type MemberInfo struct {
-	// Registered: a patient, a provider, or an authority of set(H+1) or set(H+2). The ledger
-	// accepts nothing from anyone else but a registration (chain.TxKind.IsRegistration), so a
-	// mempool can hold unregistered signers' transactions to a quota of their own.
+// SignerInfo is what a mempool needs to admit a signing key's transaction, read from committed
+// state after block H.
+type SignerInfo struct {
+	// Registered: the key is the current key of a member that has not left, an authority of
+	// set(H+1) or set(H+2), or an attestation issuer named in genesis. The ledger accepts nothing
+	// from anyone else but a registration (chain.TxKind.IsRegistration), so a mempool can hold
+	// unregistered signers' transactions to a quota of their own. A revoked or lapsed member is
+	// still registered here (it may leave); the rules refuse what it may no longer do.
 	Registered bool
 	Patient    bool
 	Provider   bool
+	// Issuer: named in genesis as an issuer of some role's attestations (may revoke them).
+	Issuer bool
 	// Authority: a member of set(H+1) or set(H+2).
 	Authority bool
 	// Certifying: a member of set(H+1), the set certifying the next block; only its members'
 	// evidence, authority proposals and authority votes can be valid there.
 	Certifying bool
-	// Nonce is the last accepted nonce (0 before the first transaction); the next transaction
-	// that uses a nonce carries Nonce+1.
+	// Member is the member id the key signs for (its own address unless it was rotated in);
+	// zero for a key rotated away.
+	Member chain.Address
+	// Nonce is the key's last accepted nonce (0 before the first transaction); the next
+	// transaction that uses a nonce carries Nonce+1.
 	Nonce uint64
 }
 
-// Member answers, by point lookups on committed state, whether pub may submit transactions and
-// what its last nonce is: it reads the patient and provider records of pub's address (without
-// decoding them), its account record and the two scheduled authority sets.
-func Member(view View, pub chain.PubKey) (MemberInfo, error) {
-	a := pub.Address()
-	var m MemberInfo
+// Signer answers, by point lookups on committed state, whether the signing key pub may submit
+// transactions and what its last nonce is: the signer index, the member record, the key's
+// account record, the two scheduled authority sets and, for a key that is none of these, the
+// genesis issuers.
+func Signer(view View, pub chain.PubKey) (SignerInfo, error) {
+	var s SignerInfo
 	var err error
-	if m.Patient, err = exists(view, patientKey(a), "patient"); err != nil {
-		return MemberInfo{}, err
+	if s.Nonce, err = Nonce(view, pub.Address()); err != nil {
+		return SignerInfo{}, err
 	}
-	if m.Provider, err = exists(view, providerKey(a), "provider"); err != nil {
-		return MemberInfo{}, err
+	id, retired, err := ResolveSigner(view, pub)
+	if err != nil {
+		return SignerInfo{}, err
 	}
-	if m.Nonce, err = Nonce(view, a); err != nil {
-		return MemberInfo{}, err
+	if !retired {
+		s.Member = id
+		m, err := Member(view, id)
+		if err != nil {
+			return SignerInfo{}, err
+		}
+		if m != nil && !m.Left && m.Key == pub {
+			s.Registered = true
+			s.Patient, s.Provider = m.Role == chain.RolePatient, m.Role == chain.RoleProvider
+		}
 	}
 	next, after, err := Authorities(view)
 	if err != nil {
-		return MemberInfo{}, err
+		return SignerInfo{}, err
 	}
-	m.Certifying = next.Contains(pub)
-	m.Authority = m.Certifying || after.Contains(pub)
-	m.Registered = m.Patient || m.Provider || m.Authority
-	return m, nil
+	s.Certifying = next.Contains(pub)
+	s.Authority = s.Certifying || after.Contains(pub)
+	if !s.Registered && !s.Authority {
+		if s.Issuer, err = isAnyIssuer(view, pub); err != nil {
+			return SignerInfo{}, err
+		}
+	}
+	s.Registered = s.Registered || s.Authority || s.Issuer
+	return s, nil
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/medledger/medledger/chain"
 )
@@ -99,6 +100,14 @@ func CheckAccess(view View, timeMs int64, requester chain.Address, rec *RecordSt
 	if rec.Erased {
 		return nil, fmt.Errorf("%w: record %s was erased at height %d", ErrErased, rec.ID.Short(), rec.ErasedHeight)
 	}
+	// Reading is a provider right: a provider whose licence lapsed or was revoked, or that left,
+	// reads nothing, not even what it authored.
+	if _, err := activeProvider(view, requester, timeMs); err != nil {
+		if na, ok := err.(*notActiveError); ok {
+			return nil, fmt.Errorf("%w: %s", ErrNoConsent, strings.TrimPrefix(na.msg, "state: "))
+		}
+		return nil, err
+	}
 	if requester == rec.Author {
 		return nil, nil
 	}
@@ -177,6 +186,12 @@ func Readers(view View, timeMs int64, rec *RecordState) ([]chain.Address, error)
 	}
 	var out []chain.Address
 	for _, g := range grantees {
+		// A grantee without provider rights at timeMs gets no key, whatever its consents say.
+		if m, err := ActiveProvider(view, g, timeMs); err != nil {
+			return nil, err
+		} else if m == nil {
+			continue
+		}
 		consents, err := ConsentsBetween(view, rec.Patient, g)
 		if err != nil {
 			return nil, err

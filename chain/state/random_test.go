@@ -57,7 +57,7 @@ func randomBlocks(t *testing.T, seed uint64) {
 			var tx *chain.Tx
 			switch rng.IntN(5) {
 			case 0, 1:
-				tx = chain.NewTx(k, testChain, chain.TxRegisterPatient, nonce, &chain.RegisterPatient{EncryptionKey: []byte{byte(rng.IntN(256))}})
+				tx = chain.NewTx(k, testChain, chain.TxRegisterPatient, nonce, enrolment(t, k, []byte{byte(rng.IntN(256))}))
 			case 2:
 				l := n.licence(k.Public(), n.lic, n.time+int64(rng.IntN(3000)))
 				tx = chain.NewTx(k, testChain, chain.TxRegisterProvider, nonce, &chain.RegisterProvider{Licence: l, EncryptionKey: []byte{1}})
@@ -148,7 +148,8 @@ func TestCorruptStateNeverPanics(t *testing.T) {
 		alice := testKey(t, "alice")
 		n.apply(n.patientTx(alice))
 		next, _ := n.sets()
-		keys := [][]byte{keyParams, keyTip, keyNext, keyAfter, keyLicensing, keyEpochs, authSetKey(next.Hash()), expiryKey(n.height+1, 0), nonceKey(alice.Public().Address()), patientKey(alice.Public().Address())}
+		keys := [][]byte{keyParams, keyTip, keyNext, keyAfter, keyLicensing, keyEpochs, authSetKey(next.Hash()), expiryKey(n.height+1, 0), nonceKey(alice.Public().Address()), memberKey(alice.Public().Address()),
+			memberKey(n.enroller.Public().Address()), roleKey(chain.RoleProvider), keyIssuers, nodeIndexKey(nodeKeyOf(n.enroller.Public()))}
 		key := keys[rapid.IntRange(0, len(keys)-1).Draw(rt, "key")]
 		n.view.m[string(key)] = rapid.SliceOfN(rapid.Byte(), 0, 64).Draw(rt, "garbage")
 		_, _ = n.m.ApplyBlock(n.view, n.header(), []*chain.Tx{n.patientTx(testKey(t, "bob"))}, nil)
@@ -156,6 +157,8 @@ func TestCorruptStateNeverPanics(t *testing.T) {
 		_, _, _ = Authorities(n.view)
 		_, _ = Patient(n.view, alice.Public().Address())
 		_, _ = AuthoritySetAt(n.view, 1)
-		_, _ = Member(n.view, alice.Public())
+		_, _ = Signer(n.view, alice.Public())
+		_, _ = MemberByNode(n.view, nodeKeyOf(n.enroller.Public()))
+		_, _ = ActiveProviders(n.view, n.time)
 	})
 }

@@ -53,35 +53,23 @@ func exists(view View, key []byte, what string) (bool, error) {
 	return data != nil, nil
 }
 
-// isProvider is the one place the record, consent and audit rules ask whether an address holds
-// provider rights at block time timeMs.
-// TODO(roles): call activeProvider(view, a, timeMs) from the roles branch, which also checks
-// licence expiry and revocation by block time.
+// isProvider is the one place outside the executor that the record, consent and audit rules ask
+// whether an address holds provider rights at block time timeMs (activeProvider, members.go).
 func isProvider(view View, a chain.Address, timeMs int64) (bool, error) {
-	_ = timeMs
-	return exists(view, providerKey(a), "provider")
+	m, err := ActiveProvider(view, a, timeMs)
+	return m != nil, err
 }
 
+// needProvider requires a provider active at the block's time (activeProvider, members.go).
 func (e *executor) needProvider(a chain.Address, role string) error {
-	ok, err := isProvider(e.o, a, e.h.Time)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("state: %s %s is not a registered provider", role, a)
-	}
-	return nil
+	_, err := activeProvider(e.o, a, e.h.Time)
+	return e.needRole(err, role)
 }
 
+// needPatient requires a registered patient that has not left.
 func (e *executor) needPatient(a chain.Address, role string) error {
-	ok, err := exists(e.o, patientKey(a), "patient")
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("state: %s %s is not a registered patient", role, a)
-	}
-	return nil
+	_, err := activePatient(e.o, a)
+	return e.needRole(err, role)
 }
 
 // anchorRecords anchors new records and amendments authored by the signer.
@@ -321,8 +309,8 @@ func (e *executor) accessLog(holder chain.Address, b *chain.AccessLog, res *TxRe
 		if err := en.Request.VerifySig(e.m.chainID); err != nil {
 			return fmt.Errorf("state: access entry %d (request %s): %w", i, id.Short(), err)
 		}
-		requester := en.Request.Requester.Address()
-		if err := e.needProvider(requester, "requester"); err != nil {
+		requester, err := e.providerByKey(en.Request.Requester, "requester")
+		if err != nil {
 			return err
 		}
 		ok, err := holderMatches(e.o, holder, en.Request.Holder)

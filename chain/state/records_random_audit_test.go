@@ -117,7 +117,7 @@ func checkAuditInvariants(t *testing.T, where string, v *memView, g *recGen, sta
 		rc, err := Receipt(v, id)
 		require.NoError(t, err)
 		require.Equal(t, id, rc.RequestID)
-		require.True(t, registered(prefixProvider, rc.Requester), "%s: receipt %s by a non-provider", where, id.Short())
+		require.True(t, registered(prefixMember, rc.Requester), "%s: receipt %s by a non-provider", where, id.Short())
 		rec := byID[rc.Record]
 		require.NotNil(t, rec, "%s: receipt %s names unknown record", where, id.Short())
 		require.Equal(t, rec.Patient, rc.Patient)

@@ -84,6 +84,7 @@ type recGen struct {
 	nonces    map[chain.PubKey]uint64
 	fresh     int
 	requests  []chain.AccessRequest // earlier requests, to repeat
+	holder    *chain.PrivKey        // the provider about to log the requests being built
 	// ciphertexts: the ciphertext hash first generated for each record id, for receipts (erased
 	// records' state no longer shows it).
 	ciphertexts  map[chain.Hash]chain.Hash
@@ -239,6 +240,15 @@ func (g *recGen) scope() chain.ConsentScope {
 	}
 }
 
+// holderNode is the node a new request is addressed to: mostly the provider that will log it
+// (g.holder, set by the case building the access log), sometimes another provider's.
+func (g *recGen) holderNode() chain.PubKey {
+	if g.holder != nil && !g.chance(6) {
+		return nodeKeyOf((*g.holder).Public())
+	}
+	return nodeKeyOf(g.pick(g.providers).Public())
+}
+
 func (g *recGen) request() chain.AccessRequest {
 	if len(g.requests) > 0 && g.chance(4) {
 		return g.requests[g.rng.IntN(len(g.requests))] // the same request again
@@ -248,7 +258,7 @@ func (g *recGen) request() chain.AccessRequest {
 		rec = r.ID
 	}
 	q := chain.AccessRequest{
-		Record: rec, RequesterNode: nodeKeyOf(g.pick(g.all)), Holder: nodeKeyOf(g.pick(g.providers)),
+		Record: rec, RequesterNode: nodeKeyOf(g.pick(g.all).Public()), Holder: g.holderNode(),
 		Purpose: randomPurposes[g.rng.IntN(len(randomPurposes))], Emergency: g.chance(3),
 		IssuedMs: g.time, Nonce: g.rng.Uint64(),
 	}
@@ -283,7 +293,7 @@ func (g *recGen) next(n *net) *chain.Tx {
 		l := n.licence(prov.Public(), n.lic, genesisTime+1_000_000_000_000)
 		return g.tx(prov, chain.TxRegisterProvider, &chain.RegisterProvider{Licence: l, EncryptionKey: encKey(prov)})
 	case 1:
-		return g.tx(pat, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: encKey(pat)})
+		return g.tx(pat, chain.TxRegisterPatient, enrolment(nil, pat, encKey(pat)))
 	case 2, 3, 4:
 		var anchors []chain.RecordAnchor
 		for range 1 + g.rng.IntN(3) {
@@ -324,6 +334,8 @@ func (g *recGen) next(n *net) *chain.Tx {
 		return g.tx(prov, chain.TxEmergencyAccess, g.emergency(prov, n))
 	case 11, 12, 13:
 		var entries []chain.AccessEntry
+		g.holder = &prov
+		defer func() { g.holder = nil }()
 		for range 1 + g.rng.IntN(3) {
 			e := chain.AccessEntry{Request: g.request(), Outcome: chain.AccessServed}
 			if g.chance(2) {
@@ -396,7 +408,7 @@ func randomRecordBlocks(t *testing.T, seed uint64, nBlocks int, stats map[string
 					Licence: a.licence(k.Public(), a.lic, genesisTime+1_000_000_000_000), EncryptionKey: encKey(k)}))
 			}
 			for _, k := range g.patients[:4] {
-				add(g.tx(k, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: encKey(k)}))
+				add(g.tx(k, chain.TxRegisterPatient, enrolment(nil, k, encKey(k))))
 			}
 		}
 		for range rng.IntN(14) {
@@ -525,8 +537,8 @@ func checkRecordInvariants(t *testing.T, where string, v *memView, g *recGen, lo
 	// Records: registered parties, linked version chains, one successor, erasure leaves nothing.
 	successors := map[chain.Hash]int{}
 	for _, r := range records {
-		require.True(t, registered(prefixProvider, r.Author), "%s: record %s author %s not a provider", where, r.ID.Short(), r.Author)
-		require.True(t, registered(prefixPatient, r.Patient), "%s: record %s patient %s not a patient", where, r.ID.Short(), r.Patient)
+		require.True(t, registered(prefixMember, r.Author), "%s: record %s author %s not a provider", where, r.ID.Short(), r.Author)
+		require.True(t, registered(prefixMember, r.Patient), "%s: record %s patient %s not a patient", where, r.ID.Short(), r.Patient)
 		require.NotZero(t, r.RecVersion)
 		if r.RecVersion == 1 {
 			require.True(t, r.Supersedes.IsZero(), "%s: record %s", where, r.ID.Short())
@@ -552,7 +564,7 @@ func checkRecordInvariants(t *testing.T, where string, v *memView, g *recGen, lo
 			require.False(t, r.AnchorHash.IsZero())
 			require.True(t, slices.IsSortedFunc(r.Acks, compareAddr) && len(slices.CompactFunc(slices.Clone(r.Acks), func(x, y chain.Address) bool { return x == y })) == len(r.Acks))
 			for _, ack := range r.Acks {
-				require.True(t, registered(prefixProvider, ack))
+				require.True(t, registered(prefixMember, ack))
 			}
 		} else {
 			require.NotEmpty(t, r.ResourceType)
@@ -696,6 +708,6 @@ func checkRecordInvariants(t *testing.T, where string, v *memView, g *recGen, lo
 		require.NoError(t, err)
 		require.Equal(t, id, rec.RequestID)
 		require.NotNil(t, byID[rec.Record], "%s: access record %s names unknown record", where, id.Short())
-		require.True(t, registered(prefixProvider, rec.Accessor) && registered(prefixProvider, rec.Holder))
+		require.True(t, registered(prefixMember, rec.Accessor) && registered(prefixMember, rec.Holder))
 	}
 }

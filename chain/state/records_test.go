@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"slices"
 	"strconv"
@@ -72,17 +73,16 @@ func (r *recNet) emergencyTx(k chain.PrivKey, patient chain.PrivKey, purpose str
 		Version: chain.EmergencyAccessVersion, Patient: addr(patient), Purpose: purpose, ReasonCode: code})
 }
 
-// nodeKeyOf stands for the libp2p identity key of k's node in requests.
-func nodeKeyOf(k chain.PrivKey) chain.PubKey {
-	p := k.Public()
-	return chain.PubKey(chain.Sum256(append([]byte("node/"), p[:]...)))
-}
-
-// testHolderNode is the holder node every test request is addressed to.
-var testHolderNode = chain.PubKey(chain.Sum256([]byte("holder node")))
+// testHolderNode is the node every test request is addressed to: the registered node key of the
+// provider labelled "holder" (recNet.holder).
+var testHolderNode = func() chain.PubKey {
+	seed := sha256.Sum256([]byte("state-test/holder"))
+	k, _ := chain.PrivKeyFromSeed(seed[:])
+	return nodeKeyOf(k.Public())
+}()
 
 func accessReq(k chain.PrivKey, record chain.Hash, purpose string, emergency bool, nonce uint64) chain.AccessRequest {
-	q := chain.AccessRequest{Record: record, RequesterNode: nodeKeyOf(k), Holder: testHolderNode, Purpose: purpose, Emergency: emergency,
+	q := chain.AccessRequest{Record: record, RequesterNode: nodeKeyOf(k.Public()), Holder: testHolderNode, Purpose: purpose, Emergency: emergency,
 		IssuedMs: genesisTime, Nonce: nonce}
 	q.Sign(k, testChain)
 	return q
@@ -516,7 +516,7 @@ func TestAccessLog(t *testing.T) {
 	// A bad entry after a good one fails the whole transaction (fails checks nothing was written).
 	good := chain.AccessEntry{Request: accessReq(r.nurse, rec.ID, "TREAT", false, 5), Outcome: chain.AccessServed}
 	r.fails(r.accessLogTx(r.holder, good, chain.AccessEntry{Request: forged, Outcome: chain.AccessServed}), "access entry 1")
-	otherChain := chain.AccessRequest{Record: rec.ID, RequesterNode: nodeKeyOf(r.nurse), Holder: testHolderNode, Purpose: "TREAT", Nonce: 6}
+	otherChain := chain.AccessRequest{Record: rec.ID, RequesterNode: nodeKeyOf(r.nurse.Public()), Holder: testHolderNode, Purpose: "TREAT", Nonce: 6}
 	otherChain.Sign(r.nurse, "other-chain")
 	r.fails(r.accessLogTx(r.holder, chain.AccessEntry{Request: otherChain, Outcome: chain.AccessServed}), "access request for chain \"other-chain\"")
 	r.fails(r.accessLogTx(r.holder, chain.AccessEntry{Request: accessReq(r.stranger, rec.ID, "TREAT", false, 7), Outcome: chain.AccessServed}),
@@ -748,8 +748,14 @@ func TestRecordQueriesStorageErrors(t *testing.T) {
 	}
 	_, err := CheckAccess(newMemView(), 0, chain.Address{3}, nil, "TREAT", false)
 	require.Error(t, err)
+	// Reading is a provider right: an unregistered requester is refused before any consent.
+	_, err = CheckAccess(newMemView(), 0, chain.Address{3}, rec, "TREAT", false)
+	require.ErrorIs(t, err, ErrNoConsent)
+	require.ErrorContains(t, err, "not a registered provider")
 	// A dangling index entry is reported, not skipped.
 	v := newMemView()
+	v.m[string(memberKey(chain.Address{3}))] = chain.Encode(&MemberRecord{Version: RecordVersion, ID: chain.Address{3}, Role: chain.RoleProvider,
+		Licence: chain.Licence{NotAfter: 1 << 50}})
 	v.m[string(grantsKey(chain.Address{1}, chain.Address{3}))] = chain.Encode(&pairRecord{Version: RecordVersion, IDs: []chain.Hash{rid("gone")}})
 	_, err = CheckAccess(v, 0, chain.Address{3}, rec, "TREAT", false)
 	require.ErrorContains(t, err, "missing")

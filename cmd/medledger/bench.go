@@ -1,10 +1,13 @@
 package main
 
 import (
+	"net/http"
+
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/medledger/medledger/node"
 	"io"
 	"os"
 	"os/signal"
@@ -158,6 +161,9 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 		return err
 	}
 	b := &bencher{nw: nw, g: g, progress: progress, step: o.step}
+	if b.enrollers, err = benchEnrollers(ctx, nw); err != nil {
+		return err
+	}
 	b.keyLen, rep.TxBytes = sizeEncryptionKey(g.ChainID, 300)
 	go b.follow(ctx)
 
@@ -310,12 +316,44 @@ func measureVerify(batch int) (single, batched float64) {
 	return single, batched
 }
 
+// benchEnrollers reads every node's provider key and waits until each is a registered provider
+// (nodes register themselves at start): patients are enrolled by them.
+func benchEnrollers(ctx context.Context, nw *procnet.Network) ([]chain.PrivKey, error) {
+	keys := make([]chain.PrivKey, nw.N)
+	for i := range keys {
+		k, err := node.ReadKeyFile(node.Resolve(nw.Home(i), node.DefaultConfig().Records.ProviderKey))
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = k
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for _, k := range keys {
+		for {
+			code, _, data, err := nw.Request(wctx, 0, http.MethodGet, "/v1/accounts/"+k.Public().Address().String(), "", nil)
+			var acct node.AccountJSON
+			if err == nil && code == http.StatusOK && json.Unmarshal(data, &acct) == nil && acct.Provider {
+				break
+			}
+			select {
+			case <-wctx.Done():
+				return nil, fmt.Errorf("bench: provider %s not registered: %w", k.Public().Address(), wctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return keys, nil
+}
+
 // sizeEncryptionKey picks the encryption key length that makes a patient registration about
 // target bytes encoded, and returns it with the resulting size.
 func sizeEncryptionKey(chainID string, target int) (keyLen, txBytes int) {
 	k, _ := chain.GenerateKey(rand.Reader)
 	probe := func(n int) int {
-		return len(chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: make([]byte, n)}).Encode())
+		// The co-signature has a fixed size: a placeholder measures the same.
+		body := &chain.RegisterPatient{EncryptionKey: make([]byte, n), Enroller: chain.Address{1}, EnrollerSig: chain.Signature{1}}
+		return len(chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, body).Encode())
 	}
 	keyLen = max(1, target-(probe(100)-100))
 	return keyLen, probe(keyLen)
@@ -328,6 +366,8 @@ type bencher struct {
 	progress io.Writer
 	step     time.Duration
 	keyLen   int
+	// enrollers are the nodes' provider keys, which co-sign the patient registrations.
+	enrollers []chain.PrivKey
 
 	accepted  atomic.Int64 // transactions accepted by any node, ever
 	committed atomic.Int64 // transactions in blocks committed on node0, as seen by follow
@@ -360,7 +400,8 @@ func (b *bencher) presign(n int) []signedTx {
 				}
 				enc := make([]byte, b.keyLen)
 				_, _ = rand.Read(enc)
-				tx := chain.NewTx(k, b.g.ChainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: enc})
+				e := b.enrollers[i%len(b.enrollers)]
+				tx := chain.NewTx(k, b.g.ChainID, chain.TxRegisterPatient, 1, chain.NewEnrolment(e, e.Public().Address(), b.g.ChainID, k.Public(), enc))
 				raw := tx.Encode()
 				out[i] = signedTx{enc: raw, hash: chain.Sum256(raw).String()}
 			}

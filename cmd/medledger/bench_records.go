@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/medledger/medledger/node"
 	"io"
 	"net/http"
 	"os"
@@ -88,6 +89,7 @@ type recBench struct {
 	nw       *procnet.Network
 	chainID  string
 	progress io.Writer
+	enroller chain.PrivKey // node0's provider key: it enrols the bench's patients
 }
 
 // call sends one authenticated request to node i and returns status, headers and body.
@@ -217,6 +219,9 @@ func runRecords(ctx context.Context, nw *procnet.Network, g *chain.Genesis, prog
 	if err != nil {
 		return nil, err
 	}
+	if rb.enroller, err = node.ReadKeyFile(node.Resolve(nw.Home(0), node.DefaultConfig().Records.ProviderKey)); err != nil {
+		return nil, err
+	}
 
 	// Patients: one Bundle of up to 100 records each, plus one for the large record.
 	p := (n + recordsPerBundle - 1) / recordsPerBundle
@@ -322,7 +327,8 @@ func (rb *recBench) registerPatients(ctx context.Context, pats []*benchPatient) 
 			if err != nil {
 				return err
 			}
-			enc = append(enc, chain.NewTx(p.key, rb.chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: ek.Public().Bytes()}).Encode())
+			body := chain.NewEnrolment(rb.enroller, rb.enroller.Public().Address(), rb.chainID, p.key.Public(), ek.Public().Bytes())
+			enc = append(enc, chain.NewTx(p.key, rb.chainID, chain.TxRegisterPatient, 1, body).Encode())
 		}
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
 		res, err := rb.nw.SubmitEncoded(sctx, 0, enc)

@@ -234,6 +234,17 @@ func (d *demoLoad) run(ctx context.Context, nw *procnet.Network, g *chain.Genesi
 	const ticksPerSecond = 10
 	tick := time.NewTicker(time.Second / ticksPerSecond)
 	defer tick.Stop()
+	// Patients are enrolled by the nodes' own providers (each registered itself at start); a
+	// testnet's genesis lets a provider enrol in bulk (testnet.EnrolmentsPerWindow).
+	enrollers := make([]chain.PrivKey, nw.N)
+	for i := range enrollers {
+		k, err := node.ReadKeyFile(node.Resolve(nw.Home(i), node.DefaultConfig().Records.ProviderKey))
+		if err != nil {
+			d.lastErr.Store(err.Error())
+			return
+		}
+		enrollers[i] = k
+	}
 	var sent, owed float64
 	for k := 0; ; k++ {
 		select {
@@ -253,11 +264,15 @@ func (d *demoLoad) run(ctx context.Context, nw *procnet.Network, g *chain.Genesi
 			_, _ = rand.Read(enc)
 			provider := int(sent)%5 == 0
 			if provider {
-				lic := chain.Licence{Subject: key.Public(), Number: fmt.Sprintf("DEMO-%07d", int(sent)), Jurisdiction: "DEMO", NotAfter: time.Now().Add(365 * 24 * time.Hour).UnixMilli()}
+				var nodeKey chain.PubKey // stands in for the new practice's libp2p identity
+				_, _ = rand.Read(nodeKey[:])
+				lic := chain.Licence{Role: chain.RoleProvider, Subject: key.Public(), NodeKey: nodeKey, Number: fmt.Sprintf("DEMO-%07d", int(sent)),
+					Jurisdiction: "DEMO", NotAfter: time.Now().Add(365 * 24 * time.Hour).UnixMilli()}
 				lic.Sign(board, g.ChainID)
-				txs = append(txs, chain.NewTx(key, g.ChainID, chain.TxRegisterProvider, 1, &chain.RegisterProvider{Licence: lic, EncryptionKey: enc}))
+				txs = append(txs, chain.NewTx(key, g.ChainID, chain.TxRegisterMember, 1, &chain.RegisterMember{Licence: lic, EncryptionKey: enc}))
 			} else {
-				txs = append(txs, chain.NewTx(key, g.ChainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: enc}))
+				e := enrollers[int(sent)%len(enrollers)]
+				txs = append(txs, chain.NewTx(key, g.ChainID, chain.TxRegisterPatient, 1, chain.NewEnrolment(e, e.Public().Address(), g.ChainID, key.Public(), enc)))
 			}
 			kinds = append(kinds, provider)
 			sent++
@@ -650,7 +665,20 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 		if err != nil {
 			return fmt.Errorf("patient %d wallet: %w", k+1, err)
 		}
-		out, err := s.submit(ctx, s.practice, p.wallet.SigningKey(), chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: p.wallet.EncryptionKey().Public().Bytes()})
+		// The practice enrols the patient (co-signs its registration); the wallet submits it.
+		enc := p.wallet.EncryptionKey().Public().Bytes()
+		req, _ := json.Marshal(node.EnrolRequest{PatientKey: p.wallet.SigningKey().Public(), EncryptionKey: hex.EncodeToString(enc)})
+		var en node.EnrolmentJSON
+		if err := s.callJSON(ctx, s.practice, http.MethodPost, "/v1/enrolments", req, "application/json", &en); err != nil {
+			return fmt.Errorf("enrolling patient %d: %w", k+1, err)
+		}
+		body := &chain.RegisterPatient{EncryptionKey: enc, Enroller: en.Enroller}
+		if sig, err := hex.DecodeString(en.EnrollerSig); err != nil || len(sig) != len(body.EnrollerSig) {
+			return fmt.Errorf("enrolling patient %d: malformed co-signature", k+1)
+		} else {
+			copy(body.EnrollerSig[:], sig)
+		}
+		out, err := s.submit(ctx, s.practice, p.wallet.SigningKey(), chain.TxRegisterPatient, body)
 		if err != nil {
 			return fmt.Errorf("registering patient %d: %w", k+1, err)
 		}

@@ -119,7 +119,11 @@ func walletRegisterCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, err := submitPatientTx(cmd, f.home, w, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: w.EncryptionKey().Public().Bytes()})
+			body, err := enrolWallet(cmd, f.home, w)
+			if err != nil {
+				return err
+			}
+			out, err := submitPatientTx(cmd, f.home, w, chain.TxRegisterPatient, body)
 			if err != nil {
 				return err
 			}
@@ -132,6 +136,28 @@ func walletRegisterCmd() *cobra.Command {
 	}
 	f.add(cmd, true)
 	return cmd
+}
+
+// enrolWallet asks the node at home (the practice's node, through its operator API) to co-sign
+// the wallet's registration as its enrolling provider.
+func enrolWallet(cmd *cobra.Command, home string, w *keystore.Wallet) (*chain.RegisterPatient, error) {
+	enc := w.EncryptionKey().Public().Bytes()
+	req, _ := json.Marshal(node.EnrolRequest{PatientKey: w.SigningKey().Public(), EncryptionKey: hex.EncodeToString(enc)})
+	data, err := apiDo(cmd.Context(), home, http.MethodPost, "/v1/enrolments", req, "application/json", walletTxTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("enrolment: %w", err)
+	}
+	var out node.EnrolmentJSON
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("node answered with malformed JSON: %w", err)
+	}
+	sig, err := hex.DecodeString(out.EnrollerSig)
+	body := &chain.RegisterPatient{EncryptionKey: enc, Enroller: out.Enroller}
+	if err != nil || len(sig) != len(body.EnrollerSig) {
+		return nil, fmt.Errorf("node answered with a malformed enrolment signature")
+	}
+	copy(body.EnrollerSig[:], sig)
+	return body, nil
 }
 
 // parseExpiry reads a duration such as 90d, 12h or 30m.

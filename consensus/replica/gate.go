@@ -118,29 +118,15 @@ func classifyVote(pos *position, v *chain.Vote) (class, error) {
 	return classFar, nil
 }
 
-// member reads a signer's standing from committed state.
+// member reads a signer's standing from committed state (state.Signer: members, authorities and
+// the genesis attestation issuers, whose revocations are admitted like members' transactions).
 func member(pos *position, pub chain.PubKey) (Member, error) {
-	addr := pub.Address()
-	nonce, err := state.Nonce(pos.view, addr)
+	s, err := state.Signer(pos.view, pub)
 	if err != nil {
 		return Member{}, err
 	}
-	m := Member{Nonce: nonce, Certifying: pos.current.Contains(pub)}
-	if m.Certifying || pos.next.Contains(pub) {
-		m.Registered = true
-		return m, nil
-	}
-	if p, err := state.Provider(pos.view, addr); err != nil {
-		return Member{}, err
-	} else if p != nil {
-		m.Registered = true
-		return m, nil
-	}
-	p, err := state.Patient(pos.view, addr)
-	if err != nil {
-		return Member{}, err
-	}
-	m.Registered = p != nil
+	m := Member{Nonce: s.Nonce, Certifying: pos.current.Contains(pub)}
+	m.Registered = s.Registered || m.Certifying || pos.next.Contains(pub)
 	return m, nil
 }
 

@@ -130,7 +130,7 @@ func TestNextHeightBufferIsBounded(t *testing.T) {
 	big := make([]*chain.Tx, 0, 40)
 	for i := range 40 {
 		k := key(t, byte(50+i))
-		big = append(big, chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: make([]byte, chain.MaxEncryptionKeyLen)}))
+		big = append(big, regTx(t, k, 1, chain.MaxEncryptionKeyLen))
 	}
 	for round := uint32(0); round <= futureProposalRounds; round++ {
 		k := keyOf(t, keys, r.next.Proposer(2, round))

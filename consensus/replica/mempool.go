@@ -66,7 +66,7 @@ func (c *MempoolConfig) defaults() {
 
 // Member is what admission needs to know about a signer, read from committed state.
 type Member struct {
-	Registered bool   // a registered provider or patient, or an authority
+	Registered bool   // a member (state.Signer), an authority, or a genesis attestation issuer
 	Certifying bool   // in the set certifying the next block: may report evidence
 	Nonce      uint64 // the last nonce the ledger accepted from this signer
 }

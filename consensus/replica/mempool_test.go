@@ -29,7 +29,7 @@ func TestMempoolAdmission(t *testing.T) {
 	}{
 		{"same transaction again", tx1, registered, ErrDuplicateTx},
 		{"used nonce", patientTx(t, key(t, 103), 1), Member{Registered: true, Nonce: 1}, ErrStaleNonce},
-		{"another transaction with a pending nonce", chain.NewTx(a, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{9}}), registered, ErrDuplicateTx},
+		{"another transaction with a pending nonce", regTx(t, a, 1, len([]byte{9})), registered, ErrDuplicateTx},
 		{"nonce beyond the window", patientTx(t, a, 6), registered, ErrNonceGap},
 		{"unregistered signer, not a registration", chain.NewTx(key(t, 104), chainID, chain.TxConsentRevoke, 1, &chain.ConsentRevoke{Consent: chain.Hash{1}}), Member{}, ErrNotMember},
 		{"unregistered signer, registration with nonce 2", patientTx(t, key(t, 105), 2), Member{}, ErrNotMember},
@@ -133,7 +133,7 @@ func TestMempoolUpdateRechecksAndFreesTheNonce(t *testing.T) {
 		t.Fatalf("%d left", m.Len())
 	}
 	// A block that used b's nonce 1 with another transaction: b's pending nonce 1 is stale.
-	other := chain.NewTx(b, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{7}})
+	other := regTx(t, b, 1, len([]byte{7}))
 	nonces[b.Public()] = 1
 	d = m.Update(Commit{Height: 2, Txs: []*chain.Tx{other}, Nonce: func(k chain.PubKey) (uint64, error) { return nonces[k], nil }})
 	if len(d) != 1 || d[0].Hash != txB1.Hash() || !errors.Is(d[0].Reason, ErrStaleNonce) {

@@ -14,7 +14,7 @@ func headSamples(tb testing.TB) [][]byte {
 	k, _ := chain.PrivKeyFromSeed(make([]byte, 32))
 	var txs []*chain.Tx
 	for i := range 40 {
-		txs = append(txs, chain.NewTx(k, chainID, chain.TxRegisterPatient, uint64(i+1), &chain.RegisterPatient{EncryptionKey: []byte{byte(i), 1}}))
+		txs = append(txs, regTx(tb, k, uint64(i+1), 2+i))
 	}
 	prop := func(height uint64, txs []*chain.Tx) []byte {
 		b := &chain.Block{Version: chain.BlockVersion, Header: chain.Header{Version: chain.HeaderVersion, ChainID: chainID, Height: height, Time: 7, TxRoot: chain.TxRoot(txs), Proposer: k.Public()}, Txs: txs}

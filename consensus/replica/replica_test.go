@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/chain/store"
 	"github.com/medledger/medledger/consensus"
 )
@@ -25,8 +26,19 @@ func key(t testing.TB, i byte) chain.PrivKey {
 	return k
 }
 
+// patientTx is a registration by k that needs nothing on the ledger before it: since patients
+// need an enrolling provider, it registers k as a provider licensed by the test's licensing
+// authority (key 200).
 func patientTx(t testing.TB, k chain.PrivKey, nonce uint64) *chain.Tx {
-	return chain.NewTx(k, chainID, chain.TxRegisterPatient, nonce, &chain.RegisterPatient{EncryptionKey: []byte{1, 2, 3}})
+	return regTx(t, k, nonce, 3)
+}
+
+// regTx is patientTx with an encryption key of encLen bytes.
+func regTx(t testing.TB, k chain.PrivKey, nonce uint64, encLen int) *chain.Tx {
+	node := sha256.Sum256(append([]byte("node/"), k.Public().String()...))
+	l := chain.Licence{Role: chain.RoleProvider, Subject: k.Public(), NodeKey: node, Number: "T-1", NotAfter: 1 << 50}
+	l.Sign(key(t, 200), chainID)
+	return chain.NewTx(k, chainID, chain.TxRegisterMember, nonce, &chain.RegisterMember{Licence: l, EncryptionKey: make([]byte, encLen)})
 }
 
 func genesis(t testing.TB, n int) (*chain.Genesis, []chain.PrivKey) {
@@ -37,7 +49,9 @@ func genesis(t testing.TB, n int) (*chain.Genesis, []chain.PrivKey) {
 		keys = append(keys, k)
 		auths = append(auths, chain.Authority{Key: k.Public()})
 	}
-	g := &chain.Genesis{Version: chain.GenesisVersion, ChainID: chainID, TimeMs: 1_000, Authorities: auths, Params: chain.DefaultParams()}
+	g := &chain.Genesis{Version: chain.GenesisVersion, ChainID: chainID, TimeMs: 1_000, Authorities: auths, Params: chain.DefaultParams(),
+		LicensingAuthorities: []chain.Authority{{Key: key(t, 200).Public(), Name: "licensing"}}}
+	g.Params.EnrolmentsPerWindow = 1 << 30
 	if err := g.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +134,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	v.Sign(k, chainID)
 	f.Add((&Message{Version: MessageVersion, Vote: v}).Encode())
 	f.Add((&Message{Version: MessageVersion, SyncFrom: 9}).Encode())
-	f.Add((&Message{Version: MessageVersion, Tx: chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{1}})}).Encode())
+	f.Add((&Message{Version: MessageVersion, Tx: regTx(f, k, 1, 1)}).Encode())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := DecodeMessage(data)
 		if err != nil {
@@ -139,14 +153,24 @@ func TestSyncReplyIsBoundedBySize(t *testing.T) {
 		c.Mempool.MaxRegistrations, c.Mempool.MaxRegistrationBytes = 1000, 8<<20
 	})
 	now := g.TimeMs
-	// Fill blocks with large transactions: each block near 2 MB.
+	// Fill blocks with large transactions: each block near 2 MB. They are patient
+	// registrations enrolled by one provider, registered in the first block (providers are
+	// bounded per network, patients are not).
+	enroller := key(t, 201)
+	if _, _, err := r.SubmitTx(regTx(t, enroller, 1, 3), now); err != nil {
+		t.Fatal(err)
+	}
 	next := 0
 	drive(t, r, out.Timeouts, now, func() bool { return st.Height() >= 12 }, func() {
+		if p, err := state.Provider(st.State(), enroller.Public().Address()); err != nil || p == nil {
+			return // not committed yet
+		}
 		for r.Mempool().Len() < 1000 {
 			next++
 			seed := sha256.Sum256([]byte(fmt.Sprint("signer", next)))
 			k, _ := chain.PrivKeyFromSeed(seed[:])
-			big := chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: make([]byte, chain.MaxEncryptionKeyLen)})
+			body := chain.NewEnrolment(enroller, enroller.Public().Address(), chainID, k.Public(), make([]byte, chain.MaxEncryptionKeyLen))
+			big := chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, body)
 			if _, _, err := r.SubmitTx(big, now); errors.Is(err, ErrRegistrationsFull) {
 				return // the quota of registrations by unknown signers; more next block
 			} else if err != nil {

@@ -84,7 +84,7 @@ func TestCompromisedMember(t *testing.T) {
 
 	hc := &honestClient{t: t, nw: nw, g: g, key: mustKey(t)}
 	hc.grantee = (&phiClient{t: t, nw: nw, g: g}).waitProvider(1)
-	hc.submit(0, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: make([]byte, 32)})
+	hc.submit(0, chain.TxRegisterPatient, enrolment(t, nw, g, 0, hc.key, make([]byte, 32)))
 	interval := time.Duration(g.Params.BlockIntervalMs) * time.Millisecond
 	t.Logf("block interval %s (testnet init's genesis); the busy pause after a commit is 20 ms", interval)
 

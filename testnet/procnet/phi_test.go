@@ -69,7 +69,7 @@ func TestNoPHIInClear(t *testing.T) {
 			markers = append(markers, m)
 			who[m] = fmt.Sprintf("patient %d", k)
 		}
-		h := c.submit(practice, key, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: enc.Public().Bytes()})
+		h := c.submit(practice, key, chain.TxRegisterPatient, enrolment(t, c.nw, c.g, practice, key, enc.Public().Bytes()))
 		t.Logf("patient %d registered at height %d", k, h)
 	}
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/node"
 	"github.com/medledger/medledger/testnet/procnet"
 	"github.com/medledger/medledger/testnet/procnet/procnettest"
 )
@@ -140,8 +141,8 @@ func TestBadInput(t *testing.T) {
 	ctx := context.Background()
 	nw, g := startFour(t, 2)
 
-	good := patientTx(t, g)
-	badSig := patientTx(t, g)
+	good := patientTx(t, nw, g)
+	badSig := patientTx(t, nw, g)
 	badSig.Sig[0] ^= 0x01
 	wrongChain := chain.NewTx(mustKey(t), g.ChainID+"-other", chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte("k")})
 	txBody := func(b []byte) []byte { return []byte(`{"tx":"` + hex.EncodeToString(b) + `"}`) }
@@ -295,10 +296,25 @@ func mustKey(t *testing.T) chain.PrivKey {
 	return k
 }
 
-func patientTx(t *testing.T, g *chain.Genesis) *chain.Tx {
+// patientTx is a fresh patient's registration enrolled by node0's provider (waiting until that
+// provider is registered: patients need an active provider's co-signature).
+func patientTx(t *testing.T, nw *procnet.Network, g *chain.Genesis) *chain.Tx {
 	enc := make([]byte, 32)
 	rand.Read(enc)
-	return chain.NewTx(mustKey(t), g.ChainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: enc})
+	k := mustKey(t)
+	return chain.NewTx(k, g.ChainID, chain.TxRegisterPatient, 1, enrolment(t, nw, g, 0, k, enc))
+}
+
+// enrolment co-signs patient's registration with node i's provider key, once that provider is
+// registered.
+func enrolment(t *testing.T, nw *procnet.Network, g *chain.Genesis, i int, patient chain.PrivKey, enc []byte) *chain.RegisterPatient {
+	t.Helper()
+	(&phiClient{t: t, nw: nw, g: g}).waitProvider(i)
+	e, err := node.ReadKeyFile(node.Resolve(nw.Home(i), node.DefaultConfig().Records.ProviderKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chain.NewEnrolment(e, e.Public().Address(), g.ChainID, patient.Public(), enc)
 }
 
 // submitPatients registers n fresh patients through node i.
@@ -306,7 +322,7 @@ func submitPatients(t *testing.T, nw *procnet.Network, g *chain.Genesis, i, n in
 	t.Helper()
 	txs := make([]*chain.Tx, n)
 	for k := range txs {
-		txs[k] = patientTx(t, g)
+		txs[k] = patientTx(t, nw, g)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -85,7 +85,8 @@ func (r *recNet) newPatient() *patient {
 	e, err := envelope.GenerateKey(rand.Reader)
 	require.NoError(r.t, err)
 	p := &patient{key: k, enc: e}
-	r.tx(0, p, chain.TxRegisterPatient, &chain.RegisterPatient{EncryptionKey: e.Public().Bytes()})
+	enroller := r.providerKey(0) // node0's provider enrols the patient
+	r.tx(0, p, chain.TxRegisterPatient, chain.NewEnrolment(enroller, enroller.Public().Address(), r.chainID, k.Public(), e.Public().Bytes()))
 	return p
 }
 

@@ -178,9 +178,16 @@ func (w *world) propose(n *node, h uint64, r uint32, b *chain.Block) *replica.Me
 func (w *world) junkTxs(n *node, valid bool) []*chain.Tx {
 	if w.junk == nil {
 		chainID := w.genesis.ChainID
+		// Valid junk needs an enroller committed on the Flooder's node; before there is one,
+		// its registrations name the Flooder's authority key, and the ledger refuses them.
+		e, ok := w.enroller(n)
+		if !ok {
+			e = n.key
+		}
 		for i := range 20 {
 			k := w.newKey()
-			w.junk = append(w.junk, chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: []byte{byte(i), 1, 2}}))
+			body := chain.NewEnrolment(e, e.Public().Address(), chainID, k.Public(), []byte{byte(i), 1, 2})
+			w.junk = append(w.junk, chain.NewTx(k, chainID, chain.TxRegisterPatient, 1, body))
 			w.junkBad = append(w.junkBad, chain.NewTx(k, chainID, chain.TxConsentRevoke, 1, &chain.ConsentRevoke{Consent: chain.Hash{byte(i)}}))
 		}
 		for _, gap := range []uint64{3, 4, 5, 6, 7, 300, 1000, 5000} {

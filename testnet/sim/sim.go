@@ -133,6 +133,7 @@ func Params() chain.Params {
 	p := chain.DefaultParams()
 	p.TimeoutProposeMs, p.TimeoutVoteMs, p.TimeoutDeltaMs, p.BlockIntervalMs = 300, 150, 100, 50
 	p.MaxBlockTxs = 500
+	p.EnrolmentsPerWindow = 1 << 30 // a few enrollers register every synthetic patient
 	return p
 }
 
@@ -223,12 +224,15 @@ type world struct {
 	genesis  *chain.Genesis
 	cid      string // chain.ConsensusID: what votes and proposals are signed under
 	licensor chain.PrivKey
-	nodes    []*node
-	byKey    map[chain.PubKey]int
-	group    []int // partition group per node; nil when connected
-	withhold *withholding
-	healed   bool
-	dropRate float64
+	// enrollers are the first providers the workload registered (at most maxEnrollers): once
+	// committed they co-sign patient registrations.
+	enrollers []chain.PrivKey
+	nodes     []*node
+	byKey     map[chain.PubKey]int
+	group     []int // partition group per node; nil when connected
+	withhold  *withholding
+	healed    bool
+	dropRate  float64
 
 	honestA, honestB, coalition []int
 	forks                       map[hr]fork

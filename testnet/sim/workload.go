@@ -21,14 +21,42 @@ func (w *world) submitTx() {
 	enc := make([]byte, 32)
 	reader{w.rng}.Read(enc)
 	var tx *chain.Tx
-	if w.rng.IntN(5) == 0 {
-		lic := chain.Licence{Subject: k.Public(), Number: fmt.Sprintf("LIC-%d", w.rng.IntN(1_000_000)), Jurisdiction: "SIM", NotAfter: w.now + 365*24*3600*1000}
+	enroller, ok := w.enroller(n)
+	if w.rng.IntN(5) == 0 || !ok {
+		// The node key stands in for the practice's libp2p identity; derived, so the run's
+		// random stream is what it was before licences named one.
+		nodeKey := chain.PubKey(chain.Sum256(append([]byte("sim-node/"), k.Public().String()...)))
+		lic := chain.Licence{Role: chain.RoleProvider, Subject: k.Public(), NodeKey: nodeKey, Number: fmt.Sprintf("LIC-%d", w.rng.IntN(1_000_000)),
+			Jurisdiction: "SIM", NotAfter: w.now + 365*24*3600*1000}
 		lic.Sign(w.licensor, w.genesis.ChainID)
-		tx = chain.NewTx(k, w.genesis.ChainID, chain.TxRegisterProvider, 1, &chain.RegisterProvider{Licence: lic, EncryptionKey: enc})
+		tx = chain.NewTx(k, w.genesis.ChainID, chain.TxRegisterMember, 1, &chain.RegisterMember{Licence: lic, EncryptionKey: enc})
+		if len(w.enrollers) < maxEnrollers {
+			w.enrollers = append(w.enrollers, k)
+		}
 	} else {
-		tx = chain.NewTx(k, w.genesis.ChainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: enc})
+		body := chain.NewEnrolment(enroller, enroller.Public().Address(), w.genesis.ChainID, k.Public(), enc)
+		tx = chain.NewTx(k, w.genesis.ChainID, chain.TxRegisterPatient, 1, body)
 	}
 	w.submit(n, tx, true)
+}
+
+// maxEnrollers bounds the providers the workload remembers as enrollers.
+const maxEnrollers = 8
+
+// enroller returns a provider the workload registered that is active in n's committed state, so
+// a patient registration it co-signs is valid there.
+func (w *world) enroller(n *node) (chain.PrivKey, bool) {
+	view := n.mem.State()
+	_, now, err := state.Tip(view)
+	if err != nil {
+		return chain.PrivKey{}, false
+	}
+	for _, k := range w.enrollers {
+		if p, err := state.ActiveProvider(view, k.Public().Address(), now); err == nil && p != nil {
+			return k, true
+		}
+	}
+	return chain.PrivKey{}, false
 }
 
 // submit hands tx to n's replica; must says the transaction is valid and only load may refuse it.

@@ -13,6 +13,7 @@ import (
 	"github.com/medledger/medledger/consensus"
 	"github.com/medledger/medledger/consensus/reactor"
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/node"
 )
 
 // Sizes of what the attacker builds.
@@ -74,10 +75,26 @@ func randomHash() chain.Hash {
 	return h
 }
 
-// registration is a patient registration by a fresh key: valid, and executable at once.
+// registration is a patient registration by a fresh key, enrolled with the provider key of the
+// attacker's home (a compromised member's): valid and executable at once if that provider is
+// registered, under its enrolment rate bound; refused by every mempool's state check if not.
 func (a *attacker) registration() *chain.Tx {
 	enc := randomHash()
-	return chain.NewTx(newKey(), a.chainID, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: enc[:]})
+	e := a.enroller()
+	k := newKey()
+	return chain.NewTx(k, a.chainID, chain.TxRegisterPatient, 1, chain.NewEnrolment(e, e.Public().Address(), a.chainID, k.Public(), enc[:]))
+}
+
+// enroller returns the home's provider key, or the authority key if the home has none.
+func (a *attacker) enroller() chain.PrivKey {
+	a.enrollerOnce.Do(func() {
+		k, err := node.ReadKeyFile(node.Resolve(a.home, a.cfg.Records.ProviderKey))
+		if err != nil {
+			k = a.key
+		}
+		a.enrollerKey = k
+	})
+	return a.enrollerKey
 }
 
 // revoke is a consent revocation by key at nonce: of the right form, so only admission rules

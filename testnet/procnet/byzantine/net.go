@@ -42,6 +42,9 @@ type attacker struct {
 
 	poolOnce sync.Once
 	pool     []*chain.Tx // registrations by fresh keys that fill proposed blocks
+
+	enrollerOnce sync.Once
+	enrollerKey  chain.PrivKey
 }
 
 // open loads the home's genesis, authority key and config and joins the network under the
