@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,6 +105,64 @@ type Genesis struct {
 	// (role, key) (SortIssuers).
 	Issuers []Issuer `json:"attestation_issuers"`
 	Params  Params   `json:"params"`
+	// Members are registered at height 0: the first members' node identities must be known
+	// before any block, or their nodes could not admit one another (the network is closed to
+	// everyone else). Genesis stands in for each subject's own registration signature.
+	Members []GenesisMember `json:"members"`
+}
+
+// MaxGenesisMembers bounds the members a genesis registers.
+const MaxGenesisMembers = 1024
+
+// GenesisMember is a member registered by genesis: its attestation (which binds its signing key,
+// role and node key, signed by an issuer genesis names) and its encryption key. In JSON both are
+// hex: the licence in its canonical encoding.
+type GenesisMember struct {
+	_             struct{} `cbor:",toarray"`
+	Licence       Licence
+	EncryptionKey []byte
+}
+
+type genesisMemberJSON struct {
+	Licence       string `json:"licence"`
+	EncryptionKey string `json:"encryption_key"`
+}
+
+// MarshalJSON writes the member as hex fields.
+func (m GenesisMember) MarshalJSON() ([]byte, error) {
+	return json.Marshal(genesisMemberJSON{Licence: hex.EncodeToString(Encode(&m.Licence)), EncryptionKey: hex.EncodeToString(m.EncryptionKey)})
+}
+
+// UnmarshalJSON reads the member's hex fields; the licence must be canonically encoded.
+func (m *GenesisMember) UnmarshalJSON(data []byte) error {
+	var j genesisMemberJSON
+	dec := json.NewDecoder(bytesReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return err
+	}
+	raw, err := hex.DecodeString(j.Licence)
+	if err != nil {
+		return fmt.Errorf("member licence: %w", err)
+	}
+	var l Licence
+	if err := decodeCanonical("genesis member licence", raw, MaxPayloadSize, &l); err != nil {
+		return err
+	}
+	enc, err := hex.DecodeString(j.EncryptionKey)
+	if err != nil {
+		return fmt.Errorf("member encryption key: %w", err)
+	}
+	*m = GenesisMember{Licence: l, EncryptionKey: enc}
+	return nil
+}
+
+// Validate checks the member's form (the state machine checks issuer, expiry and uniqueness).
+func (m *GenesisMember) Validate() error {
+	if err := m.Licence.Validate(); err != nil {
+		return err
+	}
+	return validateEncryptionKey(m.EncryptionKey)
 }
 
 // Validate checks the genesis document.
@@ -124,6 +183,14 @@ func (g *Genesis) Validate() error {
 	}
 	if err := validateIssuers(g.Issuers); err != nil {
 		return err
+	}
+	if len(g.Members) > MaxGenesisMembers {
+		return fmt.Errorf("chain: genesis registers %d members, at most %d", len(g.Members), MaxGenesisMembers)
+	}
+	for i := range g.Members {
+		if err := g.Members[i].Validate(); err != nil {
+			return fmt.Errorf("chain: genesis member %d: %w", i, err)
+		}
 	}
 	return g.Params.Validate()
 }
@@ -146,6 +213,9 @@ func (g *Genesis) Hash() Hash {
 	}
 	if n.Issuers == nil {
 		n.Issuers = []Issuer{}
+	}
+	if n.Members == nil {
+		n.Members = []GenesisMember{}
 	}
 	return Sum256(Encode(&n))
 }
@@ -175,6 +245,9 @@ func ParseGenesisJSON(data []byte) (*Genesis, error) {
 	}
 	if g.Issuers == nil {
 		g.Issuers = []Issuer{}
+	}
+	if g.Members == nil {
+		g.Members = []GenesisMember{}
 	}
 	if err := g.Validate(); err != nil {
 		return nil, err

@@ -122,6 +122,7 @@ func testGenesis(t testing.TB) *chain.Genesis {
 		LicensingAuthorities: []chain.Authority{{Key: testKey(t, 11).Public(), Name: "medical board"}},
 		Issuers:              []chain.Issuer{{Role: chain.RolePayer, Key: testKey(t, 18).Public(), Name: "payers' registry"}},
 		Params:               chain.DefaultParams(),
+		Members:              []chain.GenesisMember{{Licence: testLicence(t, chainA), EncryptionKey: []byte{1, 2, 3}}},
 	}
 }
 

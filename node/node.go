@@ -40,6 +40,7 @@ type Node struct {
 	genesis   *chain.Genesis
 	store     *badger.Store
 	host      *p2p.Host
+	members   *membership
 	reactor   *reactor.Reactor
 	runner    *Runner
 	api       *API
@@ -97,13 +98,18 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return n, err
 	}
+	n.members = newMembership(g, n.store)
+	ticket, err := licenceTicket(Resolve(home, cfg.Records.Licence))
+	if err != nil {
+		return n, err
+	}
 	n.host, err = p2p.New(context.Background(), p2p.Config{
 		ChainID: g.ChainID, ListenAddrs: cfg.P2P.Listen, Bootstrap: cfg.P2P.Bootstrap,
 		IdentityFile: Resolve(home, cfg.P2P.Identity), Logger: log,
 		MaxDirectBytes: reactor.MaxDirectBytes,
-		// Every peer a member until the ledger's member registry is wired in: then the
-		// node's Admission answers from it, and committed calls Recheck.
-		Admission: p2p.OpenAdmission{},
+		// Peers are admitted by the ledger's member registry (membership.go); committed calls
+		// Recheck. The licence, if any, is this node's ticket to peers that do not know it yet.
+		Admission: n.members, Ticket: ticket,
 	})
 	if err != nil {
 		return n, err

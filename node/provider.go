@@ -88,3 +88,17 @@ func ReadLicenceFile(path string) (*chain.Licence, error) {
 	}
 	return &l, nil
 }
+
+// licenceTicket returns the licence at path in its canonical encoding, the ticket a node
+// presents to peers that do not know it as a member yet (a new practice joining); nil if there
+// is no licence file.
+func licenceTicket(path string) ([]byte, error) {
+	l, err := ReadLicenceFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return chain.Encode(l), nil
+}

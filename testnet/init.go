@@ -110,19 +110,21 @@ func initNet(dir string, n, basePort int, rnd io.Reader, now time.Time) error {
 		if err := os.MkdirAll(string(home), 0o700); err != nil {
 			return fmt.Errorf("testnet: %w", err)
 		}
-		if err := os.WriteFile(home.GenesisFile(), g.JSON(), 0o644); err != nil {
-			return fmt.Errorf("testnet: %w", err)
-		}
 		if err := node.WriteKeyFile(node.Resolve(string(home), c.Node.AuthorityKey), keys[i]); err != nil {
 			return err
 		}
-		// Every testnet node is a licensed provider: it registers itself at first start.
+		// Every testnet node is a licensed provider registered by genesis: the nodes must know
+		// one another's node keys before the first block, since they admit only members.
 		pk, err := chain.GenerateKey(rnd)
 		if err != nil {
 			return err
 		}
 		if err := node.WriteKeyFile(node.Resolve(string(home), c.Records.ProviderKey), pk); err != nil {
 			return err
+		}
+		provider, err := node.LoadOrCreateProviderKeys(node.Resolve(string(home), c.Records.ProviderKey), node.Resolve(string(home), c.Records.EncryptionKey))
+		if err != nil {
+			return fmt.Errorf("testnet: node %d: %w", i, err)
 		}
 		// The licence binds the provider key to the node's libp2p identity (created here).
 		nodeKey, err := nodeIdentityKey(node.Resolve(string(home), c.P2P.Identity))
@@ -135,9 +137,13 @@ func initNet(dir string, n, basePort int, rnd io.Reader, now time.Time) error {
 		if err := node.WriteLicenceFile(node.Resolve(string(home), c.Records.Licence), &lic); err != nil {
 			return err
 		}
+		g.Members = append(g.Members, chain.GenesisMember{Licence: lic, EncryptionKey: provider.Encryption.Public().Bytes()})
 		if peerIDs[i], err = p2p.PeerIDFromIdentity(node.Resolve(string(home), c.P2P.Identity)); err != nil {
 			return fmt.Errorf("testnet: node %d: %w", i, err)
 		}
+	}
+	if err := g.Validate(); err != nil {
+		return err
 	}
 	for i := range cfgs {
 		cfgs[i].P2P.Bootstrap = []string{}
@@ -148,6 +154,9 @@ func initNet(dir string, n, basePort int, rnd io.Reader, now time.Time) error {
 			}
 		}
 		home := node.Home(NodeDir(dir, i))
+		if err := os.WriteFile(home.GenesisFile(), g.JSON(), 0o644); err != nil {
+			return fmt.Errorf("testnet: %w", err)
+		}
 		if err := os.WriteFile(home.ConfigFile(), node.FormatConfig(cfgs[i]), 0o644); err != nil {
 			return fmt.Errorf("testnet: %w", err)
 		}

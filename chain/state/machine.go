@@ -140,6 +140,18 @@ func (m *Machine) Genesis(g *chain.Genesis) (ChangeSet, error) {
 	}
 	writeSet(o, keyLicensing, lic)
 	o.Set(keyIssuers, chain.Encode(&issuersRecord{Version: RecordVersion, Issuers: append([]chain.Issuer{}, g.Issuers...)}))
+	// Genesis members register as a registration transaction would, at height 0 and genesis
+	// time, under the same rules (an issuer genesis names, unexpired, one per key and node key);
+	// genesis itself stands in for each subject's signature.
+	e := &executor{m: m, o: o, h: &chain.Header{ChainID: g.ChainID, Time: g.TimeMs}, params: g.Params, licensing: lic}
+	for i := range g.Members {
+		gm := &g.Members[i]
+		tx := &chain.Tx{Kind: chain.TxRegisterMember, Signer: gm.Licence.Subject}
+		body := &chain.RegisterMember{Licence: gm.Licence, EncryptionKey: gm.EncryptionKey}
+		if err := e.registerMember(tx, gm.Licence.Subject.Address(), body, &TxResult{}); err != nil {
+			return ChangeSet{}, fmt.Errorf("state: genesis member %d: %w", i, err)
+		}
+	}
 	return o.ChangeSet(), nil
 }
 
