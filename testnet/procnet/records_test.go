@@ -22,6 +22,7 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/node"
+	"github.com/medledger/medledger/p2p"
 	"github.com/medledger/medledger/records"
 	"github.com/medledger/medledger/records/exchange"
 	"github.com/medledger/medledger/testnet/procnet"
@@ -177,11 +178,14 @@ func (r *recNet) providerKey(i int) chain.PrivKey {
 }
 
 // rawFetch sends a fetch signed with node from's provider key straight to node to's blob
-// protocol from a throwaway libp2p host, bypassing from's own consent check: it shows what a
-// holder does with a request its consent state does not allow.
+// protocol, bypassing from's own consent check: it shows what a holder does with a request its
+// consent state does not allow. It speaks under node from's libp2p identity (a second host with
+// from's key): holders admit members only.
 func (r *recNet) rawFetch(from, to int, record chain.Hash) *exchange.FetchResponse {
 	r.t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	id, err := p2p.LoadOrCreateIdentity(filepath.Join(r.nw.Home(from), "keys", "p2p.key"))
+	require.NoError(r.t, err)
+	h, err := libp2p.New(libp2p.Identity(id), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
 	require.NoError(r.t, err)
 	defer h.Close()
 	addr, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", r.nw.P2PPort(to)))
