@@ -218,6 +218,27 @@ func (a *admitter) connected(p peer.ID, expel func(peer.ID)) Class {
 	return c
 }
 
+// follow makes sure a connected p is tracked and, if it is a stranger, that its grace timer is
+// armed: a backstop for connections whose notification was missed or whose timer fired while
+// the connection was not yet fully up.
+func (a *admitter) follow(p peer.ID, expel func(peer.ID)) {
+	a.mu.Lock()
+	_, tracked := a.tracked[p]
+	armed := a.timers[p] != nil
+	a.mu.Unlock()
+	if !tracked {
+		a.connected(p, expel)
+		return
+	}
+	if !armed && a.class(p) == Stranger {
+		a.mu.Lock()
+		if a.timers[p] == nil {
+			a.timers[p] = time.AfterFunc(a.grace, func() { expel(p) })
+		}
+		a.mu.Unlock()
+	}
+}
+
 // disconnected forgets p when its last connection closed.
 func (a *admitter) disconnected(p peer.ID) {
 	a.mu.Lock()

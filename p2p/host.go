@@ -194,7 +194,7 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(gater{strikes: gate, adm: adm}),
+		libp2p.ConnectionGater(gater{strikes: gate, adm: adm, boot: bootSet(boot)}),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(), // the node registers its own; libp2p's would go to the global registry
 		// No NATPortMap, no mDNS, no relay, no AutoNAT service: see DESIGN.md (off by default).
@@ -243,6 +243,12 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 		}
 	}
 	lh.Network().Notify(h.notifiee())
+	// The host listens from libp2p.New on: connections accepted before the notifiee existed
+	// are followed from now (a stranger's grace starts here), or a restarted node would keep a
+	// stranger that dialled it in that window for good.
+	for _, p := range lh.Network().Peers() {
+		h.adm.connected(p, h.expel)
+	}
 	lh.SetStreamHandler(direct, h.handleStream)
 	lh.SetStreamHandler(pol.join, h.handleJoin)
 	for _, ai := range boot {

@@ -163,7 +163,11 @@ func (h *Host) Class(p peer.ID) Class { return h.adm.class(p) }
 // the DHT decide a peer's topics and routing once per connection); peers that are no longer
 // members leave the DHT routing table.
 func (h *Host) Recheck() {
-	for _, p := range h.adm.changed(h.host.Network().Peers()) {
+	peers := h.host.Network().Peers()
+	for _, p := range peers {
+		h.adm.follow(p, h.expel)
+	}
+	for _, p := range h.adm.changed(peers) {
 		h.log.Info("p2p: peer's class changed, disconnecting", "peer", p, "class", h.adm.class(p))
 		h.closePeer(p)
 	}

@@ -15,7 +15,28 @@ import (
 // peer id (see admitter.secured).
 type gater struct {
 	*strikes
-	adm *admitter
+	adm  *admitter
+	boot map[peer.ID]bool // configured bootstrap peers: always dialled
+}
+
+// InterceptPeerDial refuses to dial a banned peer, and a stranger other than a configured
+// bootstrap peer: a member never needs to dial a peer the ledger does not know (newcomers and
+// wallets dial in), so nothing this node does (replication, the DHT, gossip) reaches out to
+// one. Bootstrap peers are dialled whatever this node's view says: a node still syncing may
+// not know yet that they are members.
+func (g gater) InterceptPeerDial(p peer.ID) bool {
+	if g.isBanned(p) {
+		return false
+	}
+	return g.boot[p] || g.adm.class(p) != Stranger
+}
+
+func bootSet(boot []peer.AddrInfo) map[peer.ID]bool {
+	m := make(map[peer.ID]bool, len(boot))
+	for _, ai := range boot {
+		m[ai.ID] = true
+	}
+	return m
 }
 
 // InterceptSecured refuses a banned peer, a stranger refused lately and a fresh stranger

@@ -240,14 +240,16 @@ func (s *stranger) sybilFlood(ctx context.Context, identities int, d, grace time
 	floodCtx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var (
-		mu  sync.Mutex
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, 32) // dials in flight
+		mu sync.Mutex
+		wg sync.WaitGroup
+		// Identities in flight: each stays for the grace, so many at once are needed to use
+		// every identity within the flood.
+		sem = make(chan struct{}, 128)
 	)
 	rep.Sybil.Identities = identities
 	junk := junkRequest(s.chainID)
 	add := func(f func(r *SybilReport)) { mu.Lock(); f(&rep.Sybil); mu.Unlock() }
-	for i := 0; floodCtx.Err() == nil; i = (i + 1) % identities {
+	for floodCtx.Err() == nil {
 		select {
 		case sem <- struct{}{}:
 		case <-floodCtx.Done():
@@ -264,6 +266,7 @@ func (s *stranger) sybilFlood(ctx context.Context, identities int, d, grace time
 				return
 			}
 			defer h.Close()
+			add(func(r *SybilReport) { r.Used++ })
 			var pushes atomic.Int64
 			h.SetStreamHandler(exchange.ProtocolID(s.chainID), func(st network.Stream) { pushes.Add(1); _ = st.Reset() })
 			for _, t := range s.targets {
@@ -280,7 +283,13 @@ func (s *stranger) sybilFlood(ctx context.Context, identities int, d, grace time
 			sleep(ctx, grace)
 			for _, t := range s.targets {
 				if h.Network().Connectedness(t.ID) == network.Connected {
-					add(func(r *SybilReport) { r.Connected++ })
+					add(func(r *SybilReport) {
+						r.Connected++
+						if r.ConnectedTo == nil {
+							r.ConnectedTo = map[string]int{}
+						}
+						r.ConnectedTo[t.ID.String()]++
+					})
 				}
 			}
 			add(func(r *SybilReport) { r.Pushes += int(pushes.Load()) })

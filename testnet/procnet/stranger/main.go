@@ -52,9 +52,13 @@ type Report struct {
 // SybilReport is what a flood of fresh identities achieved.
 type SybilReport struct {
 	Identities int `json:"identities"`
-	Dials      int `json:"dials"`
+	// Used counts the fresh identities the flood actually ran (one host each).
+	Used  int `json:"used"`
+	Dials int `json:"dials"`
 	// Connected counts dials whose connection was still up a grace period later.
 	Connected int `json:"connected"`
+	// ConnectedTo counts those connections by target peer id.
+	ConnectedTo map[string]int `json:"connected_to,omitempty"`
 	// Streams counts member-protocol streams a target accepted from a sybil.
 	Streams int `json:"streams"`
 	// Pushes counts replica pushes targets made to a sybil.
@@ -68,7 +72,7 @@ func main() {
 		txHex     = flag.String("tx", "", "hex of a valid transaction to publish over gossip (would commit if relayed)")
 		reqHex    = flag.String("request", "", "hex of an access request copied from the ledger, replayed to every target")
 		recordHex = flag.String("record", "", "hex id of a record to announce as its holder in the DHT")
-		sybils    = flag.Int("sybils", 250, "fresh identities in the flood")
+		sybils    = flag.Int("sybils", 250, "fresh identities the flood should use at least (it runs until the duration ends)")
 		flood     = flag.Duration("flood", 20*time.Second, "how long the flood lasts")
 		grace     = flag.Duration("grace", 15*time.Second, "how long after its dial a sybil checks whether it is still connected")
 		timeout   = flag.Duration("timeout", 3*time.Minute, "bound on the whole run")
