@@ -41,6 +41,7 @@ type Node struct {
 	store     *badger.Store
 	host      *p2p.Host
 	members   *membership
+	voter     *autoVoter // nil unless this node has an authority key
 	reactor   *reactor.Reactor
 	runner    *Runner
 	api       *API
@@ -141,6 +142,9 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 		Log: log, Penalize: n.host.Penalize,
 		Rate: blobServerRate, Burst: 2 * blobServerRate,
 	})
+	if key != nil {
+		n.voter = &autoVoter{key: *key, chainID: g.ChainID, store: n.store, ledger: newLedger(n.runner, n.commits), log: log, sent: map[chain.Hash]time.Time{}}
+	}
 	providerID := pk.ID()
 	info := NodeInfo{ChainID: g.ChainID, NodeID: n.host.ID(), Peers: n.host.Peers, Provider: &providerID}
 	if key != nil {
@@ -194,7 +198,15 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { runErr <- n.runner.Run(runCtx) }()
 	recCtx, stopRecords := context.WithCancel(context.Background())
 	recDone := make(chan struct{})
-	go func() { defer close(recDone); n.records.Run(recCtx) }()
+	go func() {
+		defer close(recDone)
+		if n.voter != nil {
+			done := make(chan struct{})
+			go func() { defer close(done); n.voter.run(recCtx) }()
+			defer func() { <-done }()
+		}
+		n.records.Run(recCtx)
+	}()
 	apiErr := make(chan error, 1)
 	go func() {
 		err := n.srv.Serve(n.ln)
