@@ -2,8 +2,13 @@ package procnet_test
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medledger/medledger/node"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -128,9 +133,9 @@ func TestCompromisedMember(t *testing.T) {
 		"future mib=8 rate=50", "txs gap=255 far=2000 unknown=3000 rate=2000", "proposals every=200")
 	// Back under a fresh libp2p identity (the honest nodes refused node3's), far-ahead proposals
 	// alone beyond the allowance that goes unpunished.
-	rejoin(t, byz, honest)
+	rejoin(t, nw, byz, honest)
 	refusedFlood(t, nw, byz, hc, honest, "8 MiB far-ahead proposals at 50 a second per peer", "future mib=8 rate=50")
-	rejoin(t, byz, honest)
+	rejoin(t, nw, byz, honest)
 	refusedFlood(t, nw, byz, hc, honest, "8 MiB sync answers nobody asked for at 50 a second per peer", "sync mib=8 rate=50")
 	equivocation(t, nw, byz, honest, bad)
 
@@ -282,14 +287,53 @@ const noRefusal = "no refusal in the log"
 
 // rejoin brings the attacker back under a fresh libp2p identity (its authority key unchanged)
 // and waits until it is connected to the honest nodes.
-func rejoin(t *testing.T, byz *procnettest.Byzantine, honest []int) string {
+func rejoin(t *testing.T, nw *procnet.Network, byz *procnettest.Byzantine, honest []int) string {
 	t.Helper()
 	var re struct{ Peer, Was string }
 	if err := byz.Do(context.Background(), "rejoin", &re); err != nil {
 		t.Fatal(err)
 	}
+	// Honest nodes admit only the node key the ledger binds to node3's membership, and its old
+	// identity is banned. The one way back is to rotate that key on the ledger: one transaction
+	// per new identity, signed with node3's provider key and visible to everyone. Banned
+	// everywhere, the attacker cannot gossip it; it reaches the ledger through an honest node's
+	// API here (any channel to a member would do).
+	rotateNodeKey(t, nw, 3, re.Peer)
 	waitByzPeers(t, byz, len(honest))
 	return re.Peer
+}
+
+// rotateNodeKey binds peer (a fresh libp2p identity) to node i's membership on the ledger.
+func rotateNodeKey(t *testing.T, nw *procnet.Network, i int, peerID string) {
+	t.Helper()
+	p, err := peer.Decode(peerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := rawNodeKey(t, p)
+	prov, err := node.ReadKeyFile(filepath.Join(nw.Home(i), "keys", "provider.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	var acct struct {
+		NextNonce uint64 `json:"next_nonce"`
+	}
+	code, out, err := nw.Do(ctx, 0, http.MethodGet, "/v1/accounts/"+prov.Public().Address().String(), nil, true)
+	if err != nil || code != http.StatusOK || json.Unmarshal(out, &acct) != nil {
+		t.Fatalf("node%d provider account: %d %s %v", i, code, out, err)
+	}
+	g, err := nw.Genesis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := chain.NewTx(prov, g.ChainID, chain.TxRotateKeys, acct.NextNonce, &chain.RotateKeys{NodeKey: key})
+	req, _ := json.Marshal(map[string]string{"tx": hex.EncodeToString(tx.Encode())})
+	code, _, out, err = nw.Request(ctx, 0, http.MethodPost, "/v1/txs?wait=commit", "application/json", req)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("rotating node%d's node key: %d %s %v", i, code, out, err)
+	}
 }
 
 // equivocation has the attacker, back under a fresh libp2p identity (the honest nodes refused
@@ -298,7 +342,7 @@ func rejoin(t *testing.T, byz *procnettest.Byzantine, honest []int) string {
 // evidence and drop node3 from the authority set.
 func equivocation(t *testing.T, nw *procnet.Network, byz *procnettest.Byzantine, honest []int, bad chain.PubKey) {
 	t.Helper()
-	peer := rejoin(t, byz, honest)
+	peerID := rejoin(t, nw, byz, honest)
 	var eq struct {
 		Height uint64   `json:"height"`
 		Round  uint32   `json:"round"`
@@ -320,7 +364,7 @@ func equivocation(t *testing.T, nw *procnet.Network, byz *procnettest.Byzantine,
 			t.Fatal(err)
 		}
 		at = time.UnixMilli(eq.AtMs)
-		t.Logf("attempt %d: node3 (now peer %s) sent conflicting prevotes for %d/%d to %v", attempt, peer, eq.Height, eq.Round, eq.To)
+		t.Logf("attempt %d: node3 (now peer %s) sent conflicting prevotes for %d/%d to %v", attempt, peerID, eq.Height, eq.Round, eq.To)
 		err = procnet.WaitFor(context.Background(), 10*time.Second, 50*time.Millisecond, "node3 removed from every honest node's authority set", removedFrom(nw, honest, bad, seen, at, &removed))
 		if err == nil {
 			break
