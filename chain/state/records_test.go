@@ -819,3 +819,29 @@ func TestRecordTxsSkipSets(t *testing.T) {
 	err := r.m.CheckTx(v, r.proposeTx(r.auth[0], chain.AuthorityAdd, r.doc.Public()), r.time, nil)
 	require.True(t, err != nil && !errors.Is(err, ErrNonce), "%v", err)
 }
+
+// Reading and being given keys are provider rights: a provider whose licence lapsed reads
+// nothing from the first block time at its expiry on, not even its own records, and is no
+// longer among a record's readers.
+func TestLapsedProviderReadsNothing(t *testing.T) {
+	r := newRecNet(t)
+	short := testKey(t, "short-lived")
+	expiry := r.time + 1_000_000
+	r.apply(r.providerTx(short, r.licence(short.Public(), r.lic, expiry)))
+	rec := newAnchor("lapse", r.alice, "Observation")
+	r.apply(r.anchorTx(short, rec))
+	r.apply(r.grantTx(r.alice, short, chain.ConsentScope{Kind: chain.ScopeAll}, "TREAT", 0))
+	st, err := Record(r.view, rec.ID)
+	require.NoError(t, err)
+	_, err = CheckAccess(r.view, expiry-1, addr(short), st, "TREAT", false)
+	require.NoError(t, err, "one millisecond before expiry the author reads")
+	readers, err := Readers(r.view, expiry-1, st)
+	require.NoError(t, err)
+	require.Contains(t, readers, addr(short))
+	_, err = CheckAccess(r.view, expiry, addr(short), st, "TREAT", false)
+	require.ErrorIs(t, err, ErrNoConsent)
+	require.ErrorContains(t, err, "licence expired")
+	readers, err = Readers(r.view, expiry, st)
+	require.NoError(t, err)
+	require.NotContains(t, readers, addr(short))
+}
