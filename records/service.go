@@ -116,16 +116,17 @@ type Service struct {
 	net     Net
 	blobs   *blobstore.Store
 	journal *journal.Journal
+	fhir    *fhir.Validator
+	licence string
+	readLic func(path string) (*chain.Licence, error)
+	replica int
+	log     *slog.Logger
+	now     func() time.Time
+	nodeKey chain.PubKey // raw Ed25519 key of this node's libp2p identity: requests are addressed to it
+
 	// receipts holds this node's receipts of reads served by remote holders until the
 	// ledger has them.
 	receipts *journal.Receipts
-	fhir     *fhir.Validator
-	licence  string
-	readLic  func(path string) (*chain.Licence, error)
-	replica  int
-	log      *slog.Logger
-	now      func() time.Time
-	nodeKey  chain.PubKey // raw Ed25519 key of this node's libp2p identity: requests are addressed to it
 
 	txMu sync.Mutex // own transactions: nonce allocation and submission in order
 
