@@ -206,14 +206,14 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{nodeKey: cfg.NodeKey,
 		chainID: cfg.ChainID, keys: cfg.Keys, self: cfg.Keys.ID(), keyID: cfg.Keys.Encryption.Public().KeyID(),
-		ledger: cfg.Ledger, net: cfg.Net, blobs: st, journal: j, receipts: rc, fhir: v,
+		ledger: cfg.Ledger, net: cfg.Net, blobs: st, journal: j, fhir: v,
+		receipts: rc, sentRc: make(map[chain.Hash]time.Time), inflight: make(map[chain.Hash]bool), staleAfter: cfg.StaleAfter, firstByte: holderFirstByte,
 		licence: cfg.LicenceFile, readLic: cfg.ReadLicence, replica: cfg.Replicas, log: cfg.Log, now: cfg.Now,
 		records: make(map[chain.Hash]indexedRecord), byPatient: make(map[chain.Address][]chain.Hash),
 		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
-		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), sentRc: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
+		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
 		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
-		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), refused: make(map[refusalKey]time.Time), inflight: make(map[chain.Hash]bool),
-		staleAfter: cfg.StaleAfter, firstByte: holderFirstByte,
+		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), refused: make(map[refusalKey]time.Time),
 	}, nil
 }
 
