@@ -174,7 +174,7 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 	if err != nil {
 		return refuse(exchange.StatusNotFound, "not held here")
 	}
-	if !r.hideServes {
+	if !r.hideServes.Load() {
 		if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessServed}); err != nil {
 			return refuse(exchange.StatusError, "audit journal unavailable")
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -152,7 +153,7 @@ type Service struct {
 	staleAfter time.Duration // fixed freshness bound; zero: from the ledger's block interval
 	firstByte  time.Duration // holderFirstByte, shorter in tests
 	// hideServes makes Fetch serve without journalling: a test's dishonest holder.
-	hideServes bool
+	hideServes atomic.Bool
 }
 
 // Config assembles a Service. Every field but Replicas and Now is required.
