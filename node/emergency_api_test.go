@@ -98,4 +98,5 @@ func TestEmergencyCoSign(t *testing.T) {
 	}
 	require.False(t, byReason["unable-to-consent"].CoSigned)
 	require.True(t, byReason["life-threatening"].CoSigned)
+
 }
