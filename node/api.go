@@ -58,6 +58,9 @@ type API struct {
 	mux           *http.ServeMux
 	records       *records.Service
 	commits       *commitHub
+	// coSigner is this node's authority key, which co-signs break-glass accesses (POST
+	// /v1/emergency/cosign); nil on a full node.
+	coSigner *chain.PrivKey
 }
 
 // NewAPI returns the API handler over b. Bodies are limited to maxBody bytes, batch bodies to

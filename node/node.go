@@ -156,6 +156,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	}
 	n.api = NewAPI(n.runner, info, token, cfg.API.MaxBodyBytes, cfg.API.MaxBatchBytes, log)
 	n.api.attachRecords(n.records, n.commits)
+	n.api.coSigner = key // an authority's node co-signs break-glass accesses
 	if n.ln, err = net.Listen("tcp", cfg.API.Listen); err != nil {
 		return n, fmt.Errorf("node: API: %w", err)
 	}

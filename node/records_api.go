@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -25,6 +26,7 @@ func (a *API) attachRecords(r *records.Service, commits *commitHub) {
 	a.mux.HandleFunc("GET /v1/records/{id}", a.readRecord)
 	a.mux.HandleFunc("POST /v1/records/{id}/amend", a.amendRecord)
 	a.mux.HandleFunc("POST /v1/emergency", a.emergency)
+	a.mux.HandleFunc("POST /v1/emergency/cosign", a.cosignEmergency)
 	a.mux.HandleFunc("POST /v1/enrolments", a.enrol)
 }
 
@@ -41,7 +43,7 @@ func (a *API) recordError(w http.ResponseWriter, what string, err error) {
 		code = http.StatusUnprocessableEntity
 	case errors.Is(err, records.ErrBadRequest):
 		code = http.StatusBadRequest
-	case errors.Is(err, records.ErrNotRegistered):
+	case errors.Is(err, records.ErrNotRegistered), errors.Is(err, records.ErrCoSignNeeded):
 		code = http.StatusConflict
 	case errors.Is(err, records.ErrRecordNotFound):
 		code = http.StatusNotFound
@@ -221,6 +223,32 @@ type EmergencyRequest struct {
 	ReasonCode string `json:"reason_code"`
 	// Reason is an optional free-text note; it stays in this node's log.
 	Reason string `json:"reason,omitempty"`
+	// CoSigner and CoSig (hex) are an authority's co-signature from POST /v1/emergency/cosign
+	// on its node: needed for a provider's second and later break-glass access in 24 h.
+	CoSigner string `json:"co_signer,omitempty"`
+	CoSig    string `json:"co_sig,omitempty"`
+}
+
+// emergencyTarget parses the reason code and resolves the patient of a break-glass request.
+func (a *API) emergencyTarget(w http.ResponseWriter, r *http.Request, patientID *chain.Address, record *chain.Hash, reasonCode string) (chain.Address, chain.EmergencyReason, bool) {
+	code, err := chain.ParseEmergencyReason(strings.TrimSpace(reasonCode))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("emergency access needs a reason_code, one of %v", chain.EmergencyReasons()))
+		return chain.Address{}, 0, false
+	}
+	switch {
+	case patientID != nil:
+		return *patientID, code, true
+	case record != nil:
+		p, err := a.records.PatientOf(r.Context(), *record)
+		if err != nil {
+			a.recordError(w, "emergency access", err)
+			return chain.Address{}, 0, false
+		}
+		return p, code, true
+	}
+	writeError(w, http.StatusBadRequest, `emergency access names a "patient" or a "record"`)
+	return chain.Address{}, 0, false
 }
 
 func (a *API) emergency(w http.ResponseWriter, r *http.Request) {
@@ -236,30 +264,92 @@ func (a *API) emergency(w http.ResponseWriter, r *http.Request) {
 	if req.Purpose == "" {
 		req.Purpose = "ETREAT"
 	}
-	code, err := chain.ParseEmergencyReason(strings.TrimSpace(req.ReasonCode))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("emergency access needs a reason_code, one of %v", chain.EmergencyReasons()))
+	var e records.Emergency
+	if (req.CoSigner == "") != (req.CoSig == "") {
+		writeError(w, http.StatusBadRequest, "co_signer and co_sig go together")
 		return
 	}
-	var patient chain.Address
-	switch {
-	case req.Patient != nil:
-		patient = *req.Patient
-	case req.Record != nil:
-		p, err := a.records.PatientOf(r.Context(), *req.Record)
-		if err != nil {
-			a.recordError(w, "emergency access", err)
+	if req.CoSigner != "" {
+		var err error
+		if e.CoSigner, err = chain.ParsePubKey(req.CoSigner); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("co_signer: want an authority's public key (64 hex digits): %v", err))
 			return
 		}
-		patient = p
-	default:
-		writeError(w, http.StatusBadRequest, `emergency access names a "patient" or a "record"`)
+		if e.CoSig, err = parseSignature(req.CoSig); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("co_sig: %v", err))
+			return
+		}
+	}
+	patient, code, ok := a.emergencyTarget(w, r, req.Patient, req.Record, req.ReasonCode)
+	if !ok {
 		return
 	}
-	h, height, err := a.records.EmergencyAccess(r.Context(), patient, req.Purpose, code, req.Reason)
+	e.Patient, e.Purpose, e.ReasonCode, e.Note = patient, req.Purpose, code, req.Reason
+	h, height, err := a.records.EmergencyAccess(r.Context(), e)
 	if err != nil {
 		a.recordError(w, "emergency access", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, TxAccepted{Hash: h, Height: height})
+}
+
+// CoSignRequest is the body of POST /v1/emergency/cosign, on an authority's node: the
+// provider's break-glass access to co-sign, as the provider will submit it.
+type CoSignRequest struct {
+	// Provider is the provider's id (its address).
+	Provider chain.Address `json:"provider"`
+	// Patient names the patient; or Record names one of their records.
+	Patient    *chain.Address `json:"patient,omitempty"`
+	Record     *chain.Hash    `json:"record,omitempty"`
+	Purpose    string         `json:"purpose"`
+	ReasonCode string         `json:"reason_code"`
+}
+
+// CoSignJSON is the answer of POST /v1/emergency/cosign: what the provider passes to POST
+// /v1/emergency (co_signer, co_sig), and the window and ordinal the co-signature is for.
+type CoSignJSON struct {
+	CoSigner chain.PubKey `json:"co_signer"`
+	CoSig    string       `json:"co_sig"`
+	Window   uint64       `json:"window"`
+	Ordinal  uint32       `json:"ordinal"`
+}
+
+func (a *API) cosignEmergency(w http.ResponseWriter, r *http.Request) {
+	if a.coSigner == nil {
+		writeError(w, http.StatusForbidden, "this node has no authority key: only an authority's node co-signs break-glass accesses")
+		return
+	}
+	data, ok := readBody(w, r, a.maxBody)
+	if !ok {
+		return
+	}
+	var req CoSignRequest
+	if err := decodeJSON(data, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Purpose == "" {
+		req.Purpose = "ETREAT"
+	}
+	patient, code, ok := a.emergencyTarget(w, r, req.Patient, req.Record, req.ReasonCode)
+	if !ok {
+		return
+	}
+	cs, err := a.records.CoSignEmergency(r.Context(), *a.coSigner, req.Provider, patient, req.Purpose, code)
+	if err != nil {
+		a.recordError(w, "co-sign emergency access", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, CoSignJSON{CoSigner: cs.CoSigner, CoSig: hex.EncodeToString(cs.CoSig[:]), Window: cs.Window, Ordinal: cs.Ordinal})
+}
+
+// parseSignature parses a hex Ed25519 signature.
+func parseSignature(s string) (chain.Signature, error) {
+	var sig chain.Signature
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != len(sig) {
+		return sig, fmt.Errorf("want a signature (%d hex digits)", 2*len(sig))
+	}
+	copy(sig[:], b)
+	return sig, nil
 }

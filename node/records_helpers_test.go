@@ -40,6 +40,7 @@ func (n *fakeRecordNet) Provide(context.Context, chain.Hash) error {
 func (*fakeRecordNet) FindHolders(context.Context, chain.Hash, int) ([]peer.ID, error) {
 	return nil, nil
 }
+func (*fakeRecordNet) Penalize(peer.ID, error) {}
 
 // recFixture is a one-authority chain over a memory store, driven by the real Runner (the record
 // service reads it through the node's ledger adapter), with a

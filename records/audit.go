@@ -10,10 +10,11 @@ import (
 	"github.com/medledger/medledger/chain/state"
 )
 
+// refusalKey is what refusals are rate-limited by: who asked for which record. Never the
+// purpose or any other free text, which a requester could vary to get past the limit.
 type refusalKey struct {
+	requester chain.Address
 	record    chain.Hash
-	purpose   string
-	emergency bool
 }
 
 // logAccess journals an access entry durably and wakes the flusher.
@@ -29,11 +30,26 @@ func (r *Service) logAccess(e chain.AccessEntry) error {
 	return nil
 }
 
+// logReceipt journals this node's receipt of a read a remote holder served, durably, and wakes
+// the flusher.
+func (r *Service) logReceipt(rc chain.AccessReceipt) error {
+	if err := r.receipts.Add(rc); err != nil {
+		r.log.Error("receipt journal", "err", err)
+		return err
+	}
+	select {
+	case r.flushNow <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 func (r *Service) flushLoop(ctx context.Context) {
 	t := time.NewTicker(journalFlushEvery)
 	defer t.Stop()
 	for {
 		r.flushJournal(ctx)
+		r.flushReceipts(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -117,6 +133,9 @@ func (r *Service) flushJournal(ctx context.Context) {
 	}
 }
 
+// shouldLogRefusal reports whether a refusal for k is to be logged: at most one per
+// refusalLogEvery. The map holds at most maxRefusalKeys pairs: expired ones go first, then
+// arbitrary ones (forgetting a pair costs at most one more entry, which the ledger bounds too).
 func (r *Service) shouldLogRefusal(k refusalKey) bool {
 	r.limMu.Lock()
 	defer r.limMu.Unlock()
@@ -124,15 +143,76 @@ func (r *Service) shouldLogRefusal(k refusalKey) bool {
 	if t, ok := r.refused[k]; ok && now.Sub(t) < refusalLogEvery {
 		return false
 	}
-	if len(r.refused) > 10_000 {
+	if len(r.refused) >= maxRefusalKeys {
 		for key, t := range r.refused {
 			if now.Sub(t) >= refusalLogEvery {
 				delete(r.refused, key)
 			}
 		}
+		for key := range r.refused {
+			if len(r.refused) < maxRefusalKeys {
+				break
+			}
+			delete(r.refused, key)
+		}
 	}
 	r.refused[k] = now
 	return true
+}
+
+// flushReceipts submits journalled receipts that are not on the ledger yet, in batches of at
+// most chain.MaxReceiptsPerTx signed by the provider key, and forgets those that are. A
+// receipt the ledger skipped (over the per-patient window limit) stays and is submitted again
+// every journalResubmitAfter until a later window takes it.
+func (r *Service) flushReceipts(ctx context.Context) {
+	pending, err := r.receipts.Pending()
+	if err != nil {
+		r.log.Error("receipt journal", "err", err)
+		return
+	}
+	if len(pending) == 0 {
+		return
+	}
+	registered := false
+	var todo []chain.AccessReceipt
+	err = r.query(ctx, func(view state.View) error {
+		me, err := state.Provider(view, r.self)
+		registered = err == nil && me != nil
+		for _, rc := range pending {
+			id := rc.Request.ID()
+			got, err := state.Receipt(view, id)
+			if err != nil {
+				return err
+			}
+			if got != nil {
+				if err := r.receipts.Remove(id); err != nil {
+					return err
+				}
+				delete(r.sentRc, id)
+				continue
+			}
+			if t, ok := r.sentRc[id]; ok && r.now().Sub(t) < journalResubmitAfter {
+				continue
+			}
+			todo = append(todo, rc)
+		}
+		return nil
+	})
+	if err != nil || len(todo) == 0 || !registered {
+		return
+	}
+	for len(todo) > 0 {
+		n := min(len(todo), chain.MaxReceiptsPerTx)
+		body := &chain.AccessReceipts{Receipts: todo[:n]}
+		if _, _, err := r.submit(ctx, chain.TxAccessReceipt, body, false); err != nil {
+			r.log.Warn("access receipts not submitted; will retry", "receipts", n, "err", err)
+			return
+		}
+		for _, rc := range body.Receipts {
+			r.sentRc[rc.Request.ID()] = r.now()
+		}
+		todo = todo[n:]
+	}
 }
 
 // truncateReason fits a refusal reason into an access entry, on a UTF-8 boundary.

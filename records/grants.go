@@ -2,6 +2,7 @@ package records
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -101,15 +102,122 @@ func (r *Service) context(rec *state.RecordState) envelope.Context {
 	return envelope.Context{ChainID: r.chainID, RecordID: rec.ID, Version: rec.RecVersion}
 }
 
+// ErrCoSignNeeded: the ledger would refuse this break-glass access without an authority's
+// co-signature (or the one given does not match it).
+var ErrCoSignNeeded = errors.New("co-signature needed")
+
+// Emergency is a break-glass access this node's provider asks for.
+type Emergency struct {
+	Patient    chain.Address
+	Purpose    string
+	ReasonCode chain.EmergencyReason
+	// Note is free text; it stays in this node's log, never on the ledger.
+	Note string
+	// CoSigner and CoSig: an authority's co-signature (CoSignEmergency), needed from the
+	// second access in a window on; zero otherwise.
+	CoSigner chain.PubKey
+	CoSig    chain.Signature
+}
+
 // EmergencyAccess records a break-glass access to a patient's records on the ledger, with a
 // reason code, and waits for it to commit. The free-text note stays in this node's log, never
-// on the ledger.
-func (r *Service) EmergencyAccess(ctx context.Context, patient chain.Address, purpose string, code chain.EmergencyReason, note string) (chain.Hash, uint64, error) {
-	body := &chain.EmergencyAccess{Version: chain.EmergencyAccessVersion, Patient: patient, Purpose: purpose, ReasonCode: code}
+// on the ledger. When the ledger would need a co-signature this node does not have, it says so
+// (ErrCoSignNeeded) and what to ask an authority for, before submitting anything.
+func (r *Service) EmergencyAccess(ctx context.Context, e Emergency) (chain.Hash, uint64, error) {
+	body := &chain.EmergencyAccess{Version: chain.EmergencyAccessVersion, Patient: e.Patient, Purpose: e.Purpose, ReasonCode: e.ReasonCode,
+		CoSigner: e.CoSigner, CoSig: e.CoSig}
 	if err := body.Validate(); err != nil {
 		return chain.Hash{}, 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
+	var window uint64
+	var count uint32
+	if err := r.query(ctx, func(view state.View) error {
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		window, count, err = state.EmergencyAccessesIn(view, r.self, now)
+		return err
+	}); err != nil {
+		return chain.Hash{}, 0, err
+	}
+	hours := state.EmergencyWindowMs / 3_600_000
+	switch {
+	case count >= state.MaxEmergencyPerWindow:
+		return chain.Hash{}, 0, fmt.Errorf("%w: this provider opened %d break-glass accesses in this %d h window, the cap even with co-signatures",
+			ErrAccessRefused, count, hours)
+	case count > 0 && !body.CoSigned():
+		return chain.Hash{}, 0, fmt.Errorf("%w: a second break-glass access within %d h needs an authority's co-signature: ask an authority to run "+
+			"`medledger records cosign --home AUTHORITY_HOME --provider %s --patient %s --purpose %s --reason-code %s` and pass its co_signer and co_sig "+
+			"(--co-signer, --co-sig)", ErrCoSignNeeded, hours, r.self, e.Patient, e.Purpose, e.ReasonCode)
+	case body.CoSigned():
+		if err := body.VerifyCoSig(r.chainID, r.keys.Signing.Public(), window, count+1); err != nil {
+			return chain.Hash{}, 0, fmt.Errorf("%w: the co-signature is not for this access (window %d, access %d of the window: it names the "+
+				"provider, patient, purpose and reason code, and a window's accesses in turn): ask for a fresh one: %w", ErrCoSignNeeded, window, count+1, err)
+		}
+	}
 	h, height, err := r.submit(ctx, chain.TxEmergencyAccess, body, true)
-	r.log.Info("break-glass access (the note is kept here only)", "patient", patient, "reason", code, "note", note, "tx", h.Short(), "err", err)
+	r.log.Info("break-glass access (the note is kept here only)", "patient", e.Patient, "reason", e.ReasonCode, "co_signed", body.CoSigned(),
+		"note", e.Note, "tx", h.Short(), "err", err)
 	return h, height, err
+}
+
+// CoSignature is an authority's co-signature of a provider's next break-glass access.
+type CoSignature struct {
+	CoSigner chain.PubKey    `json:"co_signer"`
+	CoSig    chain.Signature `json:"co_sig"`
+	Window   uint64          `json:"window"`
+	Ordinal  uint32          `json:"ordinal"`
+}
+
+// CoSignEmergency co-signs, with authority key key, provider's next break-glass access to
+// patient for purpose and code: the access's window and ordinal come from the ledger at the
+// tip, so the co-signature is good for exactly that access (if it commits in the same window).
+// key must be a current authority's and not the provider's.
+func (r *Service) CoSignEmergency(ctx context.Context, key chain.PrivKey, provider, patient chain.Address, purpose string,
+	code chain.EmergencyReason) (*CoSignature, error) {
+	body := &chain.EmergencyAccess{Version: chain.EmergencyAccessVersion, Patient: patient, Purpose: purpose, ReasonCode: code}
+	if err := body.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	var providerKey chain.PubKey
+	var window uint64
+	var count uint32
+	if err := r.query(ctx, func(view state.View) error {
+		next, _, err := state.Authorities(view)
+		if err != nil {
+			return err
+		}
+		if !next.Contains(key.Public()) {
+			return fmt.Errorf("%w: this node's authority key %s is not in the current authority set", ErrAccessRefused, key.Public().Short())
+		}
+		m, err := state.Member(view, provider)
+		if err != nil {
+			return err
+		}
+		if m == nil || m.Role != chain.RoleProvider {
+			return fmt.Errorf("%w: %s is not a registered provider", ErrBadRequest, provider)
+		}
+		if m.Key == key.Public() {
+			return fmt.Errorf("%w: an authority cannot co-sign its own break-glass access", ErrBadRequest)
+		}
+		providerKey = m.Key
+		if p, err := state.Patient(view, patient); err != nil || p == nil {
+			return errors.Join(err, fmt.Errorf("%w: %s is not a registered patient", ErrBadRequest, patient))
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		window, count, err = state.EmergencyAccessesIn(view, provider, now)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if count >= state.MaxEmergencyPerWindow {
+		return nil, fmt.Errorf("%w: provider %s opened %d break-glass accesses in this window, the cap even with co-signatures", ErrAccessRefused, provider, count)
+	}
+	body.CoSign(key, r.chainID, providerKey, window, count+1)
+	r.log.Info("co-signed a break-glass access", "provider", provider, "patient", patient, "reason", code, "window", window, "ordinal", count+1)
+	return &CoSignature{CoSigner: body.CoSigner, CoSig: body.CoSig, Window: window, Ordinal: count + 1}, nil
 }

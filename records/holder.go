@@ -2,8 +2,10 @@ package records
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medledger/medledger/chain"
@@ -58,41 +60,13 @@ func (r *Service) Push(ctx context.Context, from peer.ID, req *exchange.PushRequ
 
 // Fetch is the blob protocol's fetch handler. The ledger decides: the requester must be a
 // registered provider holding a current consent (or emergency access) for this record and
-// purpose. Every decision on a record held here is journalled durably before the answer goes
-// out, and the journal reaches the ledger even across a crash.
+// purpose. The holder decides only on a fresh view of the ledger, and each request id at most
+// once, across restarts: a request already in the journal or on the ledger is refused. Every
+// decision on a record held here is journalled durably before the answer goes out, and the
+// journal reaches the ledger even across a crash.
 func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequest) *exchange.FetchResponse {
 	refuse := func(st exchange.Status, reason string) *exchange.FetchResponse {
 		return &exchange.FetchResponse{Status: st, Reason: reason}
-	}
-	var rec *state.RecordState
-	var prov *state.ProviderRecord
-	var cerr error
-	err := r.query(ctx, func(view state.View) error {
-		var err error
-		if rec, err = state.Record(view, req.Record); err != nil || rec == nil {
-			return err
-		}
-		if prov, err = state.Provider(view, req.Requester.Address()); err != nil || prov == nil {
-			return err
-		}
-		now, err := tipTime(view)
-		if err != nil {
-			return err
-		}
-		_, cerr = state.CheckAccess(view, now, req.Requester.Address(), rec, req.Purpose, req.Emergency)
-		return nil
-	})
-	switch {
-	case err != nil:
-		return refuse(exchange.StatusError, "ledger unavailable")
-	case rec == nil:
-		return refuse(exchange.StatusNotFound, "no such record on this node's ledger")
-	case rec.Erased:
-		return refuse(exchange.StatusNotFound, "record erased")
-	case !r.blobs.Has(rec.CiphertextHash):
-		return refuse(exchange.StatusNotFound, "not held here")
-	case prov == nil:
-		return refuse(exchange.StatusRefused, "requester is not a registered provider")
 	}
 	// A request is good only from the node it names and at the holder it names: a copy taken
 	// from the ledger, or sent to several holders, is refused before it costs an entry.
@@ -107,15 +81,79 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 	if now, maxMs := r.now().UnixMilli(), maxRequestSkew.Milliseconds(); req.IssuedMs < now-maxMs || req.IssuedMs > now+maxMs {
 		return refuse(exchange.StatusRefused, "request time too far from the holder's clock")
 	}
-	if !r.firstUse(req.ID()) {
-		// One signed request, one read: a replay within the time window would be served
-		// without a ledger entry of its own.
+	id := req.ID()
+	switch r.claim(id) {
+	case claimBusy:
+		return refuse(exchange.StatusError, "holder busy")
+	case claimTaken:
 		return refuse(exchange.StatusRefused, "request already used: sign a new one")
+	}
+	defer r.release(id)
+	// One signed request, one decision, also after a restart: a decided request is in the
+	// journal until the ledger has it. The journal is asked first, since its flusher removes an
+	// entry only once the ledger holds it, so between the two questions nothing slips through.
+	if used, err := r.journal.Has(id); err != nil {
+		return refuse(exchange.StatusError, "audit journal unavailable")
+	} else if used {
+		return refuse(exchange.StatusRefused, "request already used: sign a new one")
+	}
+	var rec *state.RecordState
+	var prov *state.ProviderRecord
+	var cerr error
+	var logged, stale, throttled bool
+	err := r.query(ctx, func(view state.View) error {
+		var err error
+		if stale, err = r.stale(view); err != nil || stale {
+			return err
+		}
+		a, err := state.Access(view, id)
+		if err != nil {
+			return err
+		}
+		if logged = a != nil; logged {
+			return nil
+		}
+		if rec, err = state.Record(view, req.Record); err != nil || rec == nil {
+			return err
+		}
+		if prov, err = state.Provider(view, req.Requester.Address()); err != nil || prov == nil {
+			return err
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		if _, cerr = state.CheckAccess(view, now, req.Requester.Address(), rec, req.Purpose, req.Emergency); cerr != nil {
+			throttled, err = state.RefusalThrottled(view, req.Requester.Address(), rec, now)
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		return refuse(exchange.StatusError, "ledger unavailable")
+	case stale:
+		// It cannot judge: a consent may have been revoked in the blocks it has not seen. Not
+		// a refusal (nothing is logged); the requester asks the next holder.
+		return refuse(exchange.StatusError, ErrStaleView.Error())
+	case logged:
+		return refuse(exchange.StatusRefused, "request already used: sign a new one")
+	case rec == nil:
+		return refuse(exchange.StatusNotFound, "no such record on this node's ledger")
+	case rec.Erased:
+		return refuse(exchange.StatusNotFound, "record erased")
+	case !r.blobs.Has(rec.CiphertextHash):
+		return refuse(exchange.StatusNotFound, "not held here")
+	case prov == nil:
+		return refuse(exchange.StatusRefused, "requester is not a registered provider")
 	}
 	if cerr != nil {
 		reason := truncateReason(consentReason(cerr))
-		if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: reason}); err != nil {
-			return refuse(exchange.StatusError, "audit journal unavailable")
+		// Refusals are logged at a bounded rate per requester and record: the ledger keeps one
+		// an hour, and this node journals no more than that.
+		if !throttled && r.shouldLogRefusal(refusalKey{req.Requester.Address(), rec.ID}) {
+			if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessRefused, Reason: reason}); err != nil {
+				return refuse(exchange.StatusError, "audit journal unavailable")
+			}
 		}
 		return refuse(exchange.StatusRefused, reason)
 	}
@@ -136,28 +174,61 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 	if err != nil {
 		return refuse(exchange.StatusNotFound, "not held here")
 	}
-	if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessServed}); err != nil {
-		return refuse(exchange.StatusError, "audit journal unavailable")
+	if !r.hideServes.Load() {
+		if err := r.logAccess(chain.AccessEntry{Request: *req, Outcome: chain.AccessServed}); err != nil {
+			return refuse(exchange.StatusError, "audit journal unavailable")
+		}
 	}
 	return &exchange.FetchResponse{Status: exchange.StatusOK, Ciphertext: ct, Envelopes: []envelope.Envelope{env}}
 }
 
-// firstUse records a request id and reports whether this holder sees it for the first time
-// within the request-time window (older ids are refused by the time check anyway).
-func (r *Service) firstUse(id chain.Hash) bool {
+// ErrStaleView is a holder's answer when its last block is too old to judge a consent by.
+var ErrStaleView = errors.New("holder's ledger view is stale")
+
+// stale reports whether the view's last block is older, by this node's clock, than the
+// freshness bound.
+func (r *Service) stale(view state.View) (bool, error) {
+	_, tipMs, err := state.Tip(view)
+	if err != nil {
+		return false, err
+	}
+	bound := r.staleAfter
+	if bound == 0 {
+		p, err := state.Params(view)
+		if err != nil {
+			return false, err
+		}
+		bound = max(staleBlocks*time.Duration(p.BlockIntervalMs)*time.Millisecond, minStaleAfter)
+	}
+	return r.now().UnixMilli()-tipMs > bound.Milliseconds(), nil
+}
+
+type claimResult int
+
+const (
+	claimOK claimResult = iota
+	claimTaken
+	claimBusy
+)
+
+// claim marks request id as being decided by this holder; a concurrent decision of the same id
+// is refused (claimTaken), and beyond maxInflight decisions at once so is any (claimBusy).
+func (r *Service) claim(id chain.Hash) claimResult {
 	r.limMu.Lock()
 	defer r.limMu.Unlock()
-	now := r.now()
-	if _, ok := r.used[id]; ok {
-		return false
+	switch {
+	case r.inflight[id]:
+		return claimTaken
+	case len(r.inflight) >= maxInflight:
+		return claimBusy
 	}
-	if len(r.used) >= 1024 {
-		for k, t := range r.used {
-			if now.Sub(t) > 2*maxRequestSkew {
-				delete(r.used, k)
-			}
-		}
-	}
-	r.used[id] = now
-	return true
+	r.inflight[id] = true
+	return claimOK
+}
+
+// release ends the decision of request id; what was decided is in the journal by now.
+func (r *Service) release(id chain.Hash) {
+	r.limMu.Lock()
+	defer r.limMu.Unlock()
+	delete(r.inflight, id)
 }

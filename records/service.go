@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -41,6 +42,22 @@ const (
 	journalResubmitAfter = 15 * time.Second
 	// maxRequestSkew is how far a request's IssuedMs may be from the holder's clock.
 	maxRequestSkew = 10 * time.Minute
+	// staleBlocks and minStaleAfter set the default freshness bound of a holder: it decides a
+	// request only if its last block is at most this much older than its clock (staleBlocks
+	// genesis block intervals, at least minStaleAfter). The network finalizes an empty block
+	// every interval when idle, so an older tip means this node is behind or cut off.
+	staleBlocks   = 3
+	minStaleAfter = 5 * time.Second
+	// holderFirstByte is how long a fetcher waits for a holder's first byte; holderMinRate
+	// (bytes per second) and holderSlack bound the rest of one holder's answer, by the record's
+	// anchored size. Past either the holder is struck and the next one asked.
+	holderFirstByte = 2 * time.Second
+	holderMinRate   = 256 << 10
+	holderSlack     = 2 * time.Second
+	// maxInflight bounds the request ids a holder is deciding at once; maxRefusalKeys the
+	// (requester, record) pairs whose last logged refusal it remembers.
+	maxInflight    = 4096
+	maxRefusalKeys = 4096
 	// holderLookup bounds a DHT holder search.
 	holderLookup = 3 * time.Second
 	// pushRatePerPeer and pushBurstPerPeer pace replication pushes to one peer, well below the
@@ -64,6 +81,8 @@ type Net interface {
 	Peers() []string
 	Provide(ctx context.Context, key chain.Hash) error
 	FindHolders(ctx context.Context, key chain.Hash, max int) ([]peer.ID, error)
+	// Penalize strikes a peer that stalled or served a bad copy (p2p.Host.Penalize).
+	Penalize(p peer.ID, reason error)
 }
 
 // indexedRecord is what the node remembers of an anchor outside the state: enough to find a
@@ -106,6 +125,10 @@ type Service struct {
 	now     func() time.Time
 	nodeKey chain.PubKey // raw Ed25519 key of this node's libp2p identity: requests are addressed to it
 
+	// receipts holds this node's receipts of reads served by remote holders until the
+	// ledger has them.
+	receipts *journal.Receipts
+
 	txMu sync.Mutex // own transactions: nonce allocation and submission in order
 
 	mu        sync.RWMutex
@@ -117,14 +140,20 @@ type Service struct {
 	seenReq   map[chain.Hash]bool
 
 	submitted map[chain.Hash]time.Time // access entries submitted, by request id (flush goroutine only)
+	sentRc    map[chain.Hash]time.Time // receipts submitted, by request id (flush goroutine only)
 	flushNow  chan struct{}
 
 	pushQ    chan pushJob
 	provideQ chan chain.Hash
 	pace     *frame.PeerLimits // replication pushes per peer
 	limMu    sync.Mutex
-	refused  map[refusalKey]time.Time // last logged own refusal (under limMu)
-	used     map[chain.Hash]time.Time // request ids this holder has decided on, within the skew window (under limMu)
+	refused  map[refusalKey]time.Time // last logged refusal per (requester, record) (under limMu)
+	inflight map[chain.Hash]bool      // request ids being decided now (under limMu); decided ones are in the journal or on the ledger
+
+	staleAfter time.Duration // fixed freshness bound; zero: from the ledger's block interval
+	firstByte  time.Duration // holderFirstByte, shorter in tests
+	// hideServes makes Fetch serve without journalling: a test's dishonest holder.
+	hideServes atomic.Bool
 }
 
 // Config assembles a Service. Every field but Replicas and Now is required.
@@ -144,6 +173,10 @@ type Config struct {
 	// NodeKey is the raw Ed25519 key of this node's libp2p identity; default: read from
 	// Net.LibP2P().ID().
 	NodeKey chain.PubKey
+	// StaleAfter is how much older than this node's clock its last block may be for it to
+	// decide fetches as a holder; zero means staleBlocks block intervals of the ledger's
+	// parameters, at least minStaleAfter.
+	StaleAfter time.Duration
 }
 
 // New opens the blob store and journal under cfg.BlobDir.
@@ -153,6 +186,10 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	j, err := journal.Open(cfg.BlobDir + "/journal")
+	if err != nil {
+		return nil, err
+	}
+	rc, err := journal.OpenReceipts(cfg.BlobDir + "/receipts")
 	if err != nil {
 		return nil, err
 	}
@@ -171,12 +208,13 @@ func New(cfg Config) (*Service, error) {
 	return &Service{nodeKey: cfg.NodeKey,
 		chainID: cfg.ChainID, keys: cfg.Keys, self: cfg.Keys.ID(), keyID: cfg.Keys.Encryption.Public().KeyID(),
 		ledger: cfg.Ledger, net: cfg.Net, blobs: st, journal: j, fhir: v,
+		receipts: rc, sentRc: make(map[chain.Hash]time.Time), inflight: make(map[chain.Hash]bool), staleAfter: cfg.StaleAfter, firstByte: holderFirstByte,
 		licence: cfg.LicenceFile, readLic: cfg.ReadLicence, replica: cfg.Replicas, log: cfg.Log, now: cfg.Now,
 		records: make(map[chain.Hash]indexedRecord), byPatient: make(map[chain.Address][]chain.Hash),
 		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
 		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
 		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
-		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), refused: make(map[refusalKey]time.Time), used: make(map[chain.Hash]time.Time),
+		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), refused: make(map[refusalKey]time.Time),
 	}, nil
 }
 

@@ -144,6 +144,9 @@ type AccessJSON struct {
 	RefusedButReceived bool   `json:"refused_but_received,omitempty"`
 	CoSigned           bool   `json:"co_signed,omitempty"`
 	AfterRevocation    bool   `json:"after_revocation,omitempty"`
+	// EmergencyReason is the reason code of the break-glass access an emergency read was
+	// made under.
+	EmergencyReason string `json:"emergency_reason,omitempty"`
 }
 
 // Accesses returns every logged access (served and refused) to a patient's records.
@@ -169,7 +172,7 @@ func (r *Service) Accesses(ctx context.Context, patient chain.Address) ([]Access
 					rc.Emergency, chain.AccessServed.String()
 			}
 			if v.Emergency != nil {
-				j.CoSigned, j.AfterRevocation = v.Emergency.CoSigned, v.Emergency.AfterRevocation
+				j.CoSigned, j.AfterRevocation, j.EmergencyReason = v.Emergency.CoSigned, v.Emergency.AfterRevocation, v.Emergency.ReasonCode.String()
 			}
 			out = append(out, j)
 		}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medledger/medledger/chain"
@@ -18,11 +21,19 @@ import (
 // or did not validate (those wrap ErrMalformed). Fetch does not check the ciphertext against the
 // anchored hash: FetchFrom does.
 func Fetch(ctx context.Context, h host.Host, chainID string, to peer.ID, req *chain.AccessRequest) (*FetchResponse, error) {
+	return FetchWithin(ctx, h, chainID, to, req, 0)
+}
+
+// FetchWithin is Fetch with a deadline for the holder's first byte: a holder that has sent
+// nothing firstByte after the request went out is abandoned with an error wrapping ErrStalled
+// (zero: no such deadline). The whole exchange stays bounded by ctx and the stream timeout, so
+// a caller bounds a holder that starts answering and then trickles with ctx's deadline.
+func FetchWithin(ctx context.Context, h host.Host, chainID string, to peer.ID, req *chain.AccessRequest, firstByte time.Duration) (*FetchResponse, error) {
 	if err := req.Validate(); err != nil {
 		return nil, fmt.Errorf("blobs: fetch: %w", err)
 	}
 	body := chain.Encode(&Request{Version: MessageVersion, Kind: KindFetch, Fetch: chain.Encode(req)})
-	out, err := roundTrip(ctx, h, chainID, to, body, MaxFetchResponseBytes)
+	out, err := roundTrip(ctx, h, chainID, to, body, MaxFetchResponseBytes, firstByte)
 	if err != nil {
 		return nil, fmt.Errorf("blobs: fetch from %s: %w", to, err)
 	}
@@ -44,7 +55,7 @@ func Push(ctx context.Context, h host.Host, chainID string, to peer.ID, req *Pus
 		return err
 	}
 	body := chain.Encode(&Request{Version: MessageVersion, Kind: KindPush, Push: req})
-	out, err := roundTrip(ctx, h, chainID, to, body, MaxPushResponseBytes)
+	out, err := roundTrip(ctx, h, chainID, to, body, MaxPushResponseBytes, 0)
 	if err != nil {
 		return fmt.Errorf("blobs: push to %s: %w", to, err)
 	}
@@ -64,8 +75,10 @@ func Push(ctx context.Context, h host.Host, chainID string, to peer.ID, req *Pus
 }
 
 // roundTrip opens a stream to to, sends one request frame, and reads one response frame of at
-// most limit bytes. Any failure resets the stream; so does ctx ending.
-func roundTrip(ctx context.Context, h host.Host, chainID string, to peer.ID, body []byte, limit int) ([]byte, error) {
+// most limit bytes. Any failure resets the stream; so does ctx ending, and, with firstByte > 0,
+// no byte of the answer firstByte after the request was sent (a timer, not a stream deadline:
+// some transports ignore deadlines).
+func roundTrip(ctx context.Context, h host.Host, chainID string, to peer.ID, body []byte, limit int, firstByte time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, streamTimeout)
 	defer cancel()
 	s, err := h.NewStream(ctx, to, ProtocolID(chainID))
@@ -91,8 +104,22 @@ func roundTrip(ctx context.Context, h host.Host, chainID string, to peer.ID, bod
 	if err := s.CloseWrite(); err != nil {
 		return fail("close request", err)
 	}
-	out, err := frame.Read(s, limit)
+	rd := &firstByteReader{Stream: s}
+	if firstByte > 0 {
+		stall := time.AfterFunc(firstByte, func() {
+			if !rd.got.Load() {
+				rd.stalled.Store(true)
+				_ = s.Reset()
+			}
+		})
+		defer stall.Stop()
+	}
+	out, err := frame.Read(rd, limit)
 	if err != nil {
+		if rd.stalled.Load() && ctx.Err() == nil {
+			_ = s.Reset()
+			return nil, fmt.Errorf("%w: no answer within %s", ErrStalled, firstByte)
+		}
 		if fault := (*frame.SenderFault)(nil); errors.As(err, &fault) {
 			err = fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
@@ -100,6 +127,21 @@ func roundTrip(ctx context.Context, h host.Host, chainID string, to peer.ID, bod
 	}
 	_ = s.Close()
 	return out, nil
+}
+
+// firstByteReader notes when the first byte of an answer arrives.
+type firstByteReader struct {
+	network.Stream
+	got     atomic.Bool
+	stalled atomic.Bool
+}
+
+func (f *firstByteReader) Read(p []byte) (int, error) {
+	n, err := f.Stream.Read(p)
+	if n > 0 {
+		f.got.Store(true)
+	}
+	return n, err
 }
 
 // FetchFrom asks holders in order for the record of req with the same signed request, and

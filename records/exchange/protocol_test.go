@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -354,4 +355,34 @@ func TestStopServer(t *testing.T) {
 	// After stop the protocol is gone.
 	_, err := Fetch(ctx, client, testChain, holder.ID(), accessRequest(t, signingKey(t, 1), chain.Sum256([]byte("r")), 2))
 	require.Error(t, err)
+}
+
+// A holder that answers nothing within the first-byte deadline is abandoned with ErrStalled,
+// long before the stream timeout; one that answers in time is read whole.
+func TestFetchWithinStalledHolder(t *testing.T) {
+	ctx := testCtx(t)
+	hosts := newNet(t, 3)
+	client, prompt, staller := hosts[0], hosts[1], hosts[2]
+	record := chain.Sum256([]byte("record"))
+	sl := sealed(t, record, "blood pressure 120/80", 1)
+	release := make(chan struct{})
+	defer close(release)
+	stalling := newHandler()
+	stalling.fetchFn = func(*chain.AccessRequest) *FetchResponse {
+		<-release
+		return &FetchResponse{Status: StatusOK, Ciphertext: sl.Ciphertext, Envelopes: sl.Envelopes}
+	}
+	t.Cleanup(Serve(staller, testChain, stalling, ServerOptions{})) // after release is closed
+	handler, _ := serve(t, prompt, ServerOptions{})
+	handler.records[record] = sl
+	key := signingKey(t, 1)
+
+	// The near miss: a prompt holder under a deadline of the same order.
+	resp, err := FetchWithin(ctx, client, testChain, prompt.ID(), accessRequest(t, key, record, 1), 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, StatusOK, resp.Status)
+
+	_, err = FetchWithin(ctx, client, testChain, staller.ID(), accessRequest(t, key, record, 2), 100*time.Millisecond)
+	require.ErrorIs(t, err, ErrStalled)
+	require.NoError(t, ctx.Err(), "the stall cost the whole test deadline")
 }

@@ -39,6 +39,9 @@ var (
 	ErrMalformed = errors.New("blobs: malformed message")
 	// ErrRateLimited: a peer opened streams faster than ServerOptions.Rate and Burst allow.
 	ErrRateLimited = errors.New("blobs: rate limit exceeded")
+	// ErrStalled: a holder sent no byte of its answer within the first-byte deadline
+	// (FetchWithin).
+	ErrStalled = errors.New("blobs: holder stalled")
 )
 
 // Message size limits, in bytes. Every frame's length prefix is checked against the limit of the

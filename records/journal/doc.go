@@ -1,6 +1,7 @@
 // Package journal is a holder's durable journal of access entries it has decided (a fetch
 // served or refused) but not yet seen logged on the ledger: one fsynced file per request id, so
-// an access served just before a crash is still logged after restart.
+// an access served just before a crash is still logged after restart; and a requester's
+// journal of receipts (Receipts) for reads it received, in its own directory.
 package journal
 
 import "errors"

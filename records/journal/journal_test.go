@@ -138,3 +138,53 @@ func tempFiles(t *testing.T, dir string) []string {
 	}))
 	return found
 }
+
+// The used-request check of a holder asks Has: an entry is there from Add until Remove, also
+// for a fresh Journal on the same directory (a restart).
+func TestJournalHas(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir)
+	require.NoError(t, err)
+	e := accessEntry(t, 1, chain.AccessServed)
+	id := e.Request.ID()
+	has, err := j.Has(id)
+	require.NoError(t, err)
+	require.False(t, has)
+	require.NoError(t, j.Add(e))
+	j2, err := Open(dir)
+	require.NoError(t, err)
+	has, err = j2.Has(id)
+	require.NoError(t, err)
+	require.True(t, has)
+	other := accessEntry(t, 2, chain.AccessServed)
+	has, err = j2.Has(other.Request.ID())
+	require.NoError(t, err)
+	require.False(t, has, "another request id of the same record")
+	require.NoError(t, j2.Remove(id))
+	has, err = j.Has(id)
+	require.NoError(t, err)
+	require.False(t, has)
+}
+
+func TestReceiptsDurableAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenReceipts(dir)
+	require.NoError(t, err)
+	j.SetLogger(nil)
+	rc := chain.AccessReceipt{Request: *accessRequest(t, signingKey(t, 1), chain.Sum256([]byte("record")), 1), CiphertextHash: chain.Sum256([]byte("ct"))}
+	require.NoError(t, j.Add(rc))
+	require.Error(t, j.Add(chain.AccessReceipt{Request: rc.Request}), "a receipt without a ciphertext hash is refused")
+	// A stray file that is not a receipt is set aside, not returned.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, chain.Sum256([]byte("x")).String()), []byte("junk"), 0o600))
+
+	j2, err := OpenReceipts(dir)
+	require.NoError(t, err)
+	j2.SetLogger(nil)
+	got, err := j2.Pending()
+	require.NoError(t, err)
+	require.Equal(t, []chain.AccessReceipt{rc}, got)
+	require.NoError(t, j2.Remove(rc.Request.ID()))
+	got, err = j2.Pending()
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
