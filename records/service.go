@@ -131,9 +131,9 @@ type Service struct {
 	timing       repairTiming
 	repairCursor int // where the next pull pass starts in order (repair goroutine only)
 
-	limMu    sync.Mutex
-	refused  map[refusalKey]time.Time // last logged own refusal (under limMu)
-	used     map[chain.Hash]time.Time // request ids this holder has decided on, within the skew window (under limMu)
+	limMu   sync.Mutex
+	refused map[refusalKey]time.Time // last logged own refusal (under limMu)
+	used    map[chain.Hash]time.Time // request ids this holder has decided on, within the skew window (under limMu)
 }
 
 // Config assembles a Service. Every field but Replicas and Now is required.
@@ -152,7 +152,7 @@ type Config struct {
 	// configurations that set [records] replicas still load.
 	Replicas int
 	Log      *slog.Logger
-	Now         func() time.Time // time.Now if nil
+	Now      func() time.Time // time.Now if nil
 	// NodeKey is the raw Ed25519 key of this node's libp2p identity; default: read from
 	// Net.LibP2P().ID().
 	NodeKey chain.PubKey
