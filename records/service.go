@@ -123,17 +123,17 @@ type Service struct {
 	pushQ    chan pushJob
 	provideQ chan chain.Hash
 	pace     *frame.PeerLimits // replication pushes per peer
+	limMu    sync.Mutex
+	refused  map[refusalKey]time.Time // last logged own refusal (under limMu)
+	used     map[chain.Hash]time.Time // request ids this holder has decided on, within the skew window (under limMu)
 
-	place        placeCache   // placement input of the latest tip (assign.go)
-	unpushed     *unpushed    // records not yet confirmed by every holder (unpushed.go)
+	// Replication by the ledger's placement (assign.go, replication.go, repair.go).
+	place        placeCache   // placement input of the latest tip
+	unpushed     *unpushed    // records not yet confirmed by every holder
 	pushQuota    *memberQuota // what each member may push here
 	pullQuota    *memberQuota // what each member may pull from here
 	timing       repairTiming
 	repairCursor int // where the next pull pass starts in order (repair goroutine only)
-
-	limMu   sync.Mutex
-	refused map[refusalKey]time.Time // last logged own refusal (under limMu)
-	used    map[chain.Hash]time.Time // request ids this holder has decided on, within the skew window (under limMu)
 }
 
 // Config assembles a Service. Every field but Replicas and Now is required.
