@@ -226,10 +226,19 @@ func newRecFixture(t *testing.T) *recFixture {
 // newRecFixtureWith is newRecFixture with the replica's mempool bounds set.
 func newRecFixtureWith(t *testing.T, mempool replica.MempoolConfig) *recFixture {
 	t.Helper()
+	return newRecFixtureParams(t, mempool, nil)
+}
+
+// newRecFixtureParams is newRecFixtureWith with the genesis parameters adjusted by set.
+func newRecFixtureParams(t *testing.T, mempool replica.MempoolConfig, set func(*chain.Params)) *recFixture {
+	t.Helper()
 	key := testKey(t, "records-authority")
 	licKey := testKey(t, "records-licensing-board")
 	params := chain.DefaultParams()
 	params.TimeoutProposeMs, params.TimeoutVoteMs, params.TimeoutDeltaMs, params.BlockIntervalMs = 400, 200, 100, 50
+	if set != nil {
+		set(&params)
+	}
 	g := &chain.Genesis{
 		Version: chain.GenesisVersion, ChainID: "records-test", TimeMs: time.Now().UnixMilli(),
 		Authorities:          []chain.Authority{{Key: key.Public(), Name: "solo"}},

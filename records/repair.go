@@ -103,14 +103,14 @@ func (r *Service) Pull(ctx context.Context, from peer.ID, req *exchange.PullRequ
 // repairLoop is the holder's repair: after start and every repair interval it looks for
 // records the ledger assigns to this node that it holds no copy of, and pulls them.
 func (r *Service) repairLoop(ctx context.Context) {
-	wait := r.timing.first
+	wait := r.timing.pullFirst
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		wait = r.timing.every
+		wait = r.timing.pullEvery
 		r.repairPass(ctx)
 	}
 }
@@ -122,11 +122,14 @@ type pullJob struct {
 }
 
 // repairPass walks the next repairScan records of the index (from where the last pass
-// stopped), and pulls up to repairBatch of those this node should hold but lacks.
+// stopped), and pulls up to repairBatch of those this node should hold but lacks. Passes run
+// one at a time.
 func (r *Service) repairPass(ctx context.Context) {
 	if r.net.LibP2P() == nil {
 		return
 	}
+	r.repairMu.Lock()
+	defer r.repairMu.Unlock()
 	type cand struct{ id, hash chain.Hash }
 	var missing []cand
 	r.mu.RLock()
@@ -135,10 +138,10 @@ func (r *Service) repairPass(ctx context.Context) {
 		id := r.order[(r.repairCursor+i)%n]
 		missing = append(missing, cand{id, r.records[id].CiphertextHash})
 	}
+	r.mu.RUnlock()
 	if n > 0 {
 		r.repairCursor = (r.repairCursor + min(repairScan, n)) % n
 	}
-	r.mu.RUnlock()
 	// Stat outside the lock and outside the ledger view.
 	kept := missing[:0]
 	for _, c := range missing {

@@ -40,13 +40,16 @@ const (
 	pushBackoff  = time.Second
 )
 
-// repairTiming is the schedule of the repair passes (tests shorten it).
+// repairTiming is the schedule of the repair passes (tests shorten it): the author's re-push
+// and the holder's pull each run first after start, then every interval.
 type repairTiming struct {
-	every, first, grace time.Duration
+	pushFirst, pushEvery time.Duration
+	pullFirst, pullEvery time.Duration
+	grace                time.Duration
 }
 
 func defaultRepairTiming() repairTiming {
-	return repairTiming{every: repairEvery, first: repairFirst, grace: repairGrace}
+	return repairTiming{pushFirst: repairFirst, pushEvery: repairEvery, pullFirst: repairFirst, pullEvery: repairEvery, grace: repairGrace}
 }
 
 // pushAsync queues a record for replication to its assigned holders and, when it carries the
@@ -179,14 +182,14 @@ func (r *Service) pushTo(ctx context.Context, p peer.ID, req *exchange.PushReque
 // the records of its unpushed list, so a crash between commit and push, or a holder that was
 // unreachable, is made whole.
 func (r *Service) repushLoop(ctx context.Context) {
-	wait := r.timing.first
+	wait := r.timing.pushFirst
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		wait = r.timing.every
+		wait = r.timing.pushEvery
 		r.repushPass(ctx)
 	}
 }

@@ -133,7 +133,8 @@ type Service struct {
 	pushQuota    *memberQuota // what each member may push here
 	pullQuota    *memberQuota // what each member may pull from here
 	timing       repairTiming
-	repairCursor int // where the next pull pass starts in order (repair goroutine only)
+	repairMu     sync.Mutex // one pull pass at a time
+	repairCursor int        // where the next pull pass starts in order (under repairMu)
 }
 
 // Config assembles a Service. Every field but Replicas and Now is required.

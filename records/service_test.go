@@ -78,6 +78,7 @@ func TestRecordService(t *testing.T) {
 		{"fetch skew overflow", testFetchSkewOverflow},
 		{"fetch replay", testFetchReplay},
 		{"push refusals", testPushRefusals},
+		{"placement follows licences", testPlacementFollowsLicences},
 		{"erase", testErase},
 		{"journal", testJournal},
 	} {
