@@ -171,6 +171,9 @@ func (r *Service) peersOf(a Assignment) []peer.ID {
 // assigns them. Never an unassigned peer: the DHT could only add peers MayHold accepts, and
 // those are already listed, so it is not asked.
 func (r *Service) holders(ctx context.Context, id chain.Hash) []peer.ID {
+	if r.net.LibP2P() == nil {
+		return nil // no network: nobody to ask
+	}
 	var a Assignment
 	err := r.query(ctx, func(view state.View) error {
 		rec, err := state.Record(view, id)
