@@ -37,6 +37,27 @@ type Params struct {
 	// DefaultEnrolmentWindowMs (24 hours). See EnrolmentQuota.
 	EnrolmentsPerWindow uint32 `json:"enrolments_per_window,omitempty"`
 	EnrolmentWindowMs   uint32 `json:"enrolment_window_ms,omitempty"`
+	// Replicas is how many member nodes besides its author hold each record's ciphertext,
+	// chosen by rendezvous hashing over the active providers (records/placement). Every node
+	// must compute the same holders, so it is a network parameter; 0 means DefaultReplicas.
+	Replicas uint32 `json:"replicas,omitempty"`
+}
+
+// DefaultReplicas is the number of holders besides the author when Params.Replicas is 0: with
+// the author, three copies, so a record survives two member nodes lost at once. MaxReplicas
+// bounds it (every push and every repair pass scales with it).
+const (
+	DefaultReplicas = 2
+	MaxReplicas     = 16
+)
+
+// ReplicaCount returns the number of holders of a record besides its author, the default
+// applied.
+func (p *Params) ReplicaCount() int {
+	if p.Replicas == 0 {
+		return DefaultReplicas
+	}
+	return int(p.Replicas)
 }
 
 // Defaults of the enrolment rate bound: a practice enrols at most 500 patients a day, far above
@@ -87,6 +108,8 @@ func (p *Params) Validate() error {
 		return fmt.Errorf("chain: params: max_block_bytes must be 1024..%d", MaxBlockBytes)
 	case p.TimeoutProposeMs == 0 || p.TimeoutVoteMs == 0:
 		return fmt.Errorf("chain: params: timeouts must be positive")
+	case p.Replicas > MaxReplicas:
+		return fmt.Errorf("chain: params: replicas must be 0..%d", MaxReplicas)
 	}
 	return nil
 }

@@ -98,4 +98,15 @@ func TestParamsValidate(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Fatalf("params at the hard limits: %v", err)
 	}
+	if p.ReplicaCount() != chain.DefaultReplicas {
+		t.Fatalf("replicas 0 counts %d, want the default %d", p.ReplicaCount(), chain.DefaultReplicas)
+	}
+	p.Replicas = chain.MaxReplicas
+	if err := p.Validate(); err != nil || p.ReplicaCount() != chain.MaxReplicas {
+		t.Fatalf("replicas at the limit: %v, count %d", err, p.ReplicaCount())
+	}
+	p.Replicas++
+	if err := p.Validate(); err == nil {
+		t.Fatal("replicas above the limit validated")
+	}
 }

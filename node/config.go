@@ -41,7 +41,9 @@ type RecordsSection struct {
 	Licence string `toml:"licence"`
 	// BlobDir holds encrypted record blobs, key envelopes and the pending access journal.
 	BlobDir string `toml:"blob_dir"`
-	// Replicas is how many other nodes the author pushes each new record's ciphertext to.
+	// Replicas is ignored, kept so that existing config files load: how many nodes hold each
+	// record is the network's genesis parameter params.replicas (default 2), because every node
+	// must compute the same holders (docs/records.md, Placement).
 	Replicas int `toml:"replicas"`
 }
 
@@ -173,7 +175,7 @@ func FormatConfig(c Config) []byte {
 	p("licence = %s\n", quote(c.Records.Licence))
 	p("# Encrypted record blobs, key envelopes and the pending-access journal. Default \"blobs\".\n")
 	p("blob_dir = %s\n", quote(c.Records.BlobDir))
-	p("# Other nodes each new record's ciphertext is replicated to. Default 2.\n")
+	p("# Ignored: the genesis params.replicas decides how many nodes hold each record.\n")
 	p("replicas = %d\n\n", c.Records.Replicas)
 	p("[log]\n")
 	p("# debug, info, warn or error. Default \"info\".\n")

@@ -138,6 +138,8 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return n, err
 	}
+	// Provider records in the DHT are accepted only from the holders the ledger assigns.
+	n.members.mayHold = n.records.MayHold
 	n.stopBlobs = exchange.Serve(n.host.LibP2P(), g.ChainID, n.records, exchange.ServerOptions{
 		Log: log, Penalize: n.host.Penalize,
 		Rate: blobServerRate, Burst: 2 * blobServerRate,

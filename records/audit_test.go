@@ -232,6 +232,9 @@ func (h fixedHandler) Fetch(context.Context, peer.ID, *chain.AccessRequest) *exc
 func (fixedHandler) Push(context.Context, peer.ID, *exchange.PushRequest) error {
 	return fmt.Errorf("%w: not here", exchange.ErrRefused)
 }
+func (fixedHandler) Pull(context.Context, peer.ID, *exchange.PullRequest) *exchange.FetchResponse {
+	return &exchange.FetchResponse{Status: exchange.StatusRefused, Reason: "not here"}
+}
 
 // TestRemoteReads runs a requester and holders over an in-memory libp2p network: a stalled and
 // a tampering holder cost a strike each and the read goes on to an honest one; every remote
@@ -285,6 +288,8 @@ func TestRemoteReads(t *testing.T) {
 		c.Keys, c.Net, c.NodeKey, c.BlobDir, c.LicenceFile = readerKeys, netB, kB, bDir, filepath.Join(bDir, "no-licence")
 	})
 	bSvc.firstByte = 300 * time.Millisecond
+	// The fetch path against holders in this order (placement has its own tests).
+	bSvc.holderOrder = func(chain.Hash) []peer.ID { return netB.holders }
 	b := f.run(bSvc)
 
 	p := f.newPatient("nia", true)

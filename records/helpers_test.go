@@ -3,6 +3,7 @@ package records
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -199,9 +200,10 @@ type recFixture struct {
 	log     *slog.Logger
 	// peer is the libp2p identity test requests come from (RequesterNode); nodeKey is this
 	// node's (Holder).
-	peer    peer.ID
-	peerKey chain.PubKey
-	nodeKey chain.PubKey
+	peer     peer.ID
+	peerKey  chain.PubKey
+	nodePeer peer.ID
+	nodeKey  chain.PubKey
 }
 
 // testPeer returns a fresh libp2p identity and its raw Ed25519 key.
@@ -224,10 +226,19 @@ func newRecFixture(t *testing.T) *recFixture {
 // newRecFixtureWith is newRecFixture with the replica's mempool bounds set.
 func newRecFixtureWith(t *testing.T, mempool replica.MempoolConfig) *recFixture {
 	t.Helper()
+	return newRecFixtureParams(t, mempool, nil)
+}
+
+// newRecFixtureParams is newRecFixtureWith with the genesis parameters adjusted by set.
+func newRecFixtureParams(t *testing.T, mempool replica.MempoolConfig, set func(*chain.Params)) *recFixture {
+	t.Helper()
 	key := testKey(t, "records-authority")
 	licKey := testKey(t, "records-licensing-board")
 	params := chain.DefaultParams()
 	params.TimeoutProposeMs, params.TimeoutVoteMs, params.TimeoutDeltaMs, params.BlockIntervalMs = 400, 200, 100, 50
+	if set != nil {
+		set(&params)
+	}
 	g := &chain.Genesis{
 		Version: chain.GenesisVersion, ChainID: "records-test", TimeMs: time.Now().UnixMilli(),
 		Authorities:          []chain.Authority{{Key: key.Public(), Name: "solo"}},
@@ -243,7 +254,7 @@ func newRecFixtureWith(t *testing.T, mempool replica.MempoolConfig) *recFixture 
 	}
 	f.keys = f.newProviderKeys("this-node")
 	f.peer, f.peerKey = testPeer(t)
-	_, f.nodeKey = testPeer(t)
+	f.nodePeer, f.nodeKey = testPeer(t)
 	lic := f.licence(f.keys)
 	require.NoError(t, os.WriteFile(f.licFile, chain.Encode(&lic), 0o600))
 	return f
@@ -284,9 +295,21 @@ func (f *recFixture) newProviderKeys(name string) *Keys {
 	return &Keys{Signing: testKey(f.t, "provider-"+name), Encryption: ek}
 }
 
+// nodeOf is the libp2p identity of a test provider's node, derived from its provider key.
+func nodeOf(t testing.TB, k *Keys) (peer.ID, chain.PubKey) {
+	t.Helper()
+	seed := sha256.Sum256([]byte("node-of-" + k.ID().String()))
+	sk, err := p2pcrypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed[:]))
+	require.NoError(t, err)
+	id, err := peer.IDFromPrivateKey(sk)
+	require.NoError(t, err)
+	key, err := NodeKeyOf(id)
+	require.NoError(t, err)
+	return id, key
+}
+
 func (f *recFixture) licence(k *Keys) chain.Licence {
-	var nodeKey chain.PubKey // stands in for the provider's libp2p identity
-	copy(nodeKey[:], k.ID().String())
+	_, nodeKey := nodeOf(f.t, k) // the provider's libp2p identity
 	if k == f.keys {
 		nodeKey = f.nodeKey // this node: holders log only requests addressed to their own node key
 	}
@@ -445,6 +468,28 @@ func (f *recFixture) registerProvider(name string) *Keys {
 	k := f.newProviderKeys(name)
 	f.submit(k.Signing, chain.TxRegisterProvider, &chain.RegisterProvider{Licence: f.licence(k), EncryptionKey: k.Encryption.Public().Bytes()})
 	return k
+}
+
+// unassigned registers providers named name-0, name-1, ... until one is outside record id's
+// assignment with slack, and returns it.
+func (f *recFixture) unassigned(r *Service, id chain.Hash, name string) *Keys {
+	f.t.Helper()
+	rec := f.record(id)
+	for i := range 32 {
+		k := f.registerProvider(fmt.Sprintf("%s-%d", name, i))
+		_, key := nodeOf(f.t, k)
+		var a Assignment
+		f.view(func(v state.View) {
+			var err error
+			a, err = r.assignment(v, rec, holdSlack)
+			require.NoError(f.t, err)
+		})
+		if !a.Includes(key) {
+			return k
+		}
+	}
+	f.t.Fatal("every provider registered is assigned the record")
+	return nil
 }
 
 // grant has patient consent to grantee reading every record for purpose TREAT until expires.

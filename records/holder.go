@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -15,13 +16,37 @@ import (
 	"github.com/medledger/medledger/wallet/envelope"
 )
 
-// Push is the blob protocol's store handler: it keeps a copy of a record its author pushes, once
-// the anchor is on this node's ledger and the ciphertext matches it.
+// Push is the blob protocol's store handler. This node keeps a copy only if the ledger says it
+// should: the record is anchored with this ciphertext hash and not erased, this node is one of
+// its assigned holders (one place of slack), and the pushing node belongs to an active provider
+// that is the record's author, or another assigned holder repairing a replica, and signed the
+// push with that provider's key. A pushing member is held to its quota (memberQuota): beyond
+// it the push is refused with StatusBusy and may be sent again later.
 func (r *Service) Push(ctx context.Context, from peer.ID, req *exchange.PushRequest) error {
-	var rec *state.RecordState
-	var err error
+	fromKey, err := NodeKeyOf(from)
+	if err != nil {
+		return fmt.Errorf("%w: the pushing peer's identity is not a member node key", exchange.ErrRefused)
+	}
+	var (
+		rec    *state.RecordState
+		pusher *state.MemberRecord
+		active bool
+		assign Assignment
+	)
 	if err := r.query(ctx, func(view state.View) error {
-		rec, err = state.Record(view, req.Record)
+		var err error
+		if rec, err = state.Record(view, req.Record); err != nil || rec == nil || rec.Erased {
+			return err
+		}
+		if pusher, err = state.MemberByNode(view, fromKey); err != nil {
+			return err
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		active = pusher != nil && pusher.Role == chain.RoleProvider && pusher.ActiveAt(now)
+		assign, err = r.assignment(view, rec, holdSlack)
 		return err
 	}); err != nil {
 		return err
@@ -32,10 +57,23 @@ func (r *Service) Push(ctx context.Context, from peer.ID, req *exchange.PushRequ
 	case rec.Erased:
 		// Also stops a replayed push from bringing an erased record back.
 		return fmt.Errorf("%w: record %s is erased", exchange.ErrRefused, req.Record.Short())
-	case rec.Author != req.Sender.Address():
-		return fmt.Errorf("%w: only the author may push record %s", exchange.ErrRefused, req.Record.Short())
+	case !active:
+		return fmt.Errorf("%w: the pushing node is not an active provider's", exchange.ErrRefused)
+	case pusher.Key != req.Sender:
+		return fmt.Errorf("%w: push signed with another key than the pushing node's provider's", exchange.ErrRefused)
+	case pusher.ID != rec.Author && !slices.Contains(assign.Holders, fromKey):
+		return fmt.Errorf("%w: only the author or an assigned holder may push record %s", exchange.ErrRefused, req.Record.Short())
 	case rec.CiphertextHash != req.CiphertextHash:
 		return fmt.Errorf("%w: ciphertext hash does not match the anchor of record %s", exchange.ErrRefused, req.Record.Short())
+	case !assign.Includes(r.nodeKey):
+		return fmt.Errorf("%w: the ledger does not assign record %s to this node", exchange.ErrRefused, req.Record.Short())
+	}
+	size := len(req.Ciphertext)
+	for i := range req.Envelopes {
+		size += len(req.Envelopes[i].Wrapped) + 64
+	}
+	if err := r.pushQuota.take(pusher.ID, size, r.now()); err != nil {
+		return err
 	}
 	if len(req.Ciphertext) > 0 {
 		if got := chain.Sum256(req.Ciphertext); got != rec.CiphertextHash {

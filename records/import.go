@@ -214,6 +214,15 @@ func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 		from   int
 		to     int
 	}
+	// Listed as unpushed before the anchors are submitted: if this node stops between commit
+	// and push, the re-push pass finds them after its restart.
+	ids := make([]chain.Hash, len(recs))
+	for i := range recs {
+		ids[i] = recs[i].anchor.ID
+	}
+	if err := r.unpushed.add(ids, r.now()); err != nil {
+		r.log.Warn("records not listed for re-push", "records", len(ids), "err", err)
+	}
 	// Submit every chunk first, then wait: the chunks can share blocks.
 	var waits []pending
 	defer func() {

@@ -54,6 +54,7 @@ func (r *Service) indexBlock(b *chain.Block) {
 					continue
 				}
 				r.records[a.ID] = indexedRecord{Patient: a.Patient, Author: tx.Signer.Address(), CiphertextHash: a.CiphertextHash}
+				r.order = append(r.order, a.ID)
 				r.byPatient[a.Patient] = append(r.byPatient[a.Patient], a.ID)
 			}
 		case *chain.ConsentGrant:

@@ -210,28 +210,6 @@ func (r *Service) fetchOne(ctx context.Context, h peer.ID, hreq *chain.AccessReq
 	return resp, nil
 }
 
-// holders lists peers to ask for a record: DHT providers first, then every other connected peer.
-func (r *Service) holders(ctx context.Context, id chain.Hash) []peer.ID {
-	lctx, cancel := context.WithTimeout(ctx, holderLookup)
-	defer cancel()
-	found, _ := r.net.FindHolders(lctx, id, 8)
-	seen := map[peer.ID]bool{}
-	var out []peer.ID
-	for _, p := range found {
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
-		}
-	}
-	for _, s := range r.net.Peers() {
-		if p, err := peer.Decode(s); err == nil && !seen[p] {
-			seen[p] = true
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // newRequest signs a request for record id addressed to the holder node holder.
 func (r *Service) newRequest(id chain.Hash, purpose string, emergency bool, holder chain.PubKey) *chain.AccessRequest {
 	req := &chain.AccessRequest{Record: id, RequesterNode: r.nodeKey, Holder: holder, Purpose: purpose, Emergency: emergency,

@@ -61,7 +61,8 @@ const (
 	// holderLookup bounds a DHT holder search.
 	holderLookup = 3 * time.Second
 	// pushRatePerPeer and pushBurstPerPeer pace replication pushes to one peer, well below the
-	// blob server's per-peer limit (node/node.go: blobServerRate).
+	// blob server's per-peer limit (node/node.go: blobServerRate) and the holders' per-member
+	// quota (quotaRate).
 	pushRatePerPeer  = 40
 	pushBurstPerPeer = 40
 	pushWorkers      = 4
@@ -120,7 +121,6 @@ type Service struct {
 	fhir    *fhir.Validator
 	licence string
 	readLic func(path string) (*chain.Licence, error)
-	replica int
 	log     *slog.Logger
 	now     func() time.Time
 	nodeKey chain.PubKey // raw Ed25519 key of this node's libp2p identity: requests are addressed to it
@@ -134,6 +134,7 @@ type Service struct {
 	mu        sync.RWMutex
 	indexed   uint64
 	records   map[chain.Hash]indexedRecord
+	order     []chain.Hash // records in anchoring order: the repair pass walks it
 	byPatient map[chain.Address][]chain.Hash
 	consents  map[chain.Address][]chain.Hash
 	accesses  map[chain.Address][]chain.Hash
@@ -154,6 +155,18 @@ type Service struct {
 	firstByte  time.Duration // holderFirstByte, shorter in tests
 	// hideServes makes Fetch serve without journalling: a test's dishonest holder.
 	hideServes atomic.Bool
+	// holderOrder, set by tests only, replaces the ledger's placement as the list of holders a
+	// read tries, so the fetch path can be tested against holders that misbehave in a given order.
+	holderOrder func(id chain.Hash) []peer.ID
+
+	// Replication by the ledger's placement (assign.go, replication.go, repair.go).
+	place        placeCache   // placement input of the latest tip
+	unpushed     *unpushed    // records not yet confirmed by every holder
+	pushQuota    *memberQuota // what each member may push here
+	pullQuota    *memberQuota // what each member may pull from here
+	timing       repairTiming
+	repairMu     sync.Mutex // one pull pass at a time
+	repairCursor int        // where the next pull pass starts in order (under repairMu)
 }
 
 // Config assembles a Service. Every field but Replicas and Now is required.
@@ -167,9 +180,12 @@ type Config struct {
 	// fs.ErrNotExist: the node then runs unregistered).
 	LicenceFile string
 	ReadLicence func(path string) (*chain.Licence, error)
-	Replicas    int
-	Log         *slog.Logger
-	Now         func() time.Time // time.Now if nil
+	// Replicas is ignored: how many nodes hold a record is the network's genesis parameter
+	// (chain.Params.Replicas), since every node must compute the same holders. Kept so that
+	// configurations that set [records] replicas still load.
+	Replicas int
+	Log      *slog.Logger
+	Now      func() time.Time // time.Now if nil
 	// NodeKey is the raw Ed25519 key of this node's libp2p identity; default: read from
 	// Net.LibP2P().ID().
 	NodeKey chain.PubKey
@@ -193,6 +209,10 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	up, err := openUnpushed(cfg.BlobDir + "/unpushed")
+	if err != nil {
+		return nil, err
+	}
 	v, err := fhir.NewValidator()
 	if err != nil {
 		return nil, err
@@ -209,12 +229,14 @@ func New(cfg Config) (*Service, error) {
 		chainID: cfg.ChainID, keys: cfg.Keys, self: cfg.Keys.ID(), keyID: cfg.Keys.Encryption.Public().KeyID(),
 		ledger: cfg.Ledger, net: cfg.Net, blobs: st, journal: j, fhir: v,
 		receipts: rc, sentRc: make(map[chain.Hash]time.Time), inflight: make(map[chain.Hash]bool), staleAfter: cfg.StaleAfter, firstByte: holderFirstByte,
-		licence: cfg.LicenceFile, readLic: cfg.ReadLicence, replica: cfg.Replicas, log: cfg.Log, now: cfg.Now,
+		licence: cfg.LicenceFile, readLic: cfg.ReadLicence, log: cfg.Log, now: cfg.Now,
 		records: make(map[chain.Hash]indexedRecord), byPatient: make(map[chain.Address][]chain.Hash),
 		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
 		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
 		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
-		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), refused: make(map[refusalKey]time.Time),
+		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), unpushed: up, timing: defaultRepairTiming(),
+		pushQuota: newMemberQuota("push", quotaBytes, quotaWindow, quotaRate), pullQuota: newMemberQuota("pull", quotaBytes, quotaWindow, quotaRate),
+		refused: make(map[refusalKey]time.Time),
 	}, nil
 }
 
@@ -225,12 +247,14 @@ func (r *Service) ProviderID() chain.Address { return r.self }
 // until ctx ends.
 func (r *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(5 + pushWorkers)
+	wg.Add(7 + pushWorkers)
 	for range pushWorkers {
 		go func() { defer wg.Done(); r.pushWorker(ctx) }()
 	}
 	go func() { defer wg.Done(); r.provideWorker(ctx) }()
 	go func() { defer wg.Done(); r.reprovideLoop(ctx) }()
+	go func() { defer wg.Done(); r.repushLoop(ctx) }()
+	go func() { defer wg.Done(); r.repairLoop(ctx) }()
 	go func() { defer wg.Done(); r.registerSelf(ctx) }()
 	go func() { defer wg.Done(); r.follow(ctx) }()
 	go func() { defer wg.Done(); r.flushLoop(ctx) }()

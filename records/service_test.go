@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/stretchr/testify/require"
 
 	"github.com/medledger/medledger/chain"
@@ -80,6 +81,7 @@ func TestRecordService(t *testing.T) {
 		{"stale holder", testStaleHolder},
 		{"refusal limit", testRefusalLimit},
 		{"push refusals", testPushRefusals},
+		{"placement follows licences", testPlacementFollowsLicences},
 		{"erase", testErase},
 		{"journal", testJournal},
 	} {
@@ -458,30 +460,55 @@ func testPushRefusals(t *testing.T, f *recFixture, r *running) {
 	st := f.record(id)
 	ct, err := r.blobs.Get(st.CiphertextHash)
 	require.NoError(t, err)
-	b := f.registerProvider("pusher")
-	push := func(k *Keys, rec, hash chain.Hash, ciphertext []byte) error {
+	push := func(from peer.ID, k *Keys, rec, hash chain.Hash, ciphertext []byte) error {
 		req := &exchange.PushRequest{Record: rec, CiphertextHash: hash, Ciphertext: ciphertext}
 		req.Sign(k.Signing, f.g.ChainID)
-		return r.Push(ctx, "", req)
+		return r.Push(ctx, from, req)
 	}
+	self := f.nodePeer // the author's node: this one
 
-	err = push(b, id, st.CiphertextHash, ct)
+	// A provider the ledger does not assign the record to may not push it, even signed by
+	// itself from its own node.
+	b := f.unassigned(r.Service, id, "pusher")
+	bPeer, _ := nodeOf(t, b)
+	err = push(bPeer, b, id, st.CiphertextHash, ct)
 	require.ErrorIs(t, err, exchange.ErrRefused)
-	require.Contains(t, err.Error(), "only the author")
+	require.Contains(t, err.Error(), "only the author or an assigned holder")
+	// The author's key from another node, or another key from the author's node: refused.
+	err = push(bPeer, f.keys, id, st.CiphertextHash, ct)
+	require.ErrorIs(t, err, exchange.ErrRefused)
+	require.Contains(t, err.Error(), "signed with another key")
+	err = push(self, b, id, st.CiphertextHash, ct)
+	require.ErrorIs(t, err, exchange.ErrRefused)
+	require.Contains(t, err.Error(), "signed with another key")
+	// A node that is no member's, and a peer id without an Ed25519 key.
+	err = push(f.peer, f.keys, id, st.CiphertextHash, ct)
+	require.ErrorIs(t, err, exchange.ErrRefused)
+	require.Contains(t, err.Error(), "not an active provider's")
+	require.ErrorIs(t, push("", f.keys, id, st.CiphertextHash, ct), exchange.ErrRefused)
 
 	forged := []byte("not the anchored ciphertext")
-	err = push(f.keys, id, chain.Sum256(forged), forged)
+	err = push(self, f.keys, id, chain.Sum256(forged), forged)
 	require.ErrorIs(t, err, exchange.ErrRefused)
 	require.Contains(t, err.Error(), "does not match the anchor")
 	require.False(t, r.blobs.Has(chain.Sum256(forged)))
 
-	require.ErrorIs(t, push(f.keys, randomHash(t), st.CiphertextHash, ct), exchange.ErrNotFound)
-	require.NoError(t, push(f.keys, id, st.CiphertextHash, ct), "the author's own push is accepted")
+	require.ErrorIs(t, push(self, f.keys, randomHash(t), st.CiphertextHash, ct), exchange.ErrNotFound)
+	require.NoError(t, push(self, f.keys, id, st.CiphertextHash, ct), "the author's own push is accepted")
+
+	// Over the member's quota the push is refused for now (StatusBusy), not for ever.
+	saved := r.pushQuota
+	r.pushQuota = newMemberQuota("push", len(ct)*3/2, time.Minute, 100)
+	require.NoError(t, push(self, f.keys, id, st.CiphertextHash, ct))
+	err = push(self, f.keys, id, st.CiphertextHash, ct)
+	require.ErrorIs(t, err, exchange.ErrBusy)
+	require.NotErrorIs(t, err, exchange.ErrRefused)
+	r.pushQuota = saved
 
 	// After erasure no push, not even the author's replay, brings the record back.
 	f.erase(p, id)
 	f.waitFor("blob shredded", func() bool { return !r.blobs.Has(st.CiphertextHash) })
-	err = push(f.keys, id, st.CiphertextHash, ct)
+	err = push(self, f.keys, id, st.CiphertextHash, ct)
 	require.ErrorIs(t, err, exchange.ErrRefused)
 	require.Contains(t, err.Error(), "erased")
 	require.False(t, r.blobs.Has(st.CiphertextHash))

@@ -68,7 +68,7 @@ Benchmarks report figures; nothing here is a pass/fail test. Progress goes to st
 	cmd.Flags().IntVar(&o.records, "records", 10000, "FHIR resources to import in the records phase (0 skips the phase)")
 	cmd.Flags().BoolVar(&o.recordsOnly, "records-only", false, "skip the transaction load steps; run only the records phase")
 	cmd.Flags().Float64Var(&o.recordMiB, "record-mib", 1, "size of the large record whose fetch-and-decrypt latency is measured, MiB")
-	cmd.Flags().IntVar(&o.recordReplicas, "record-replicas", -1, "set [records] replicas in every node's config before start (-1: keep testnet init's value)")
+	cmd.Flags().IntVar(&o.recordReplicas, "record-replicas", -1, "set the genesis params.replicas (record holders besides the author, 1..16) before start (-1: the default 2)")
 	return cmd
 }
 

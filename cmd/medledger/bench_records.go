@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -670,13 +669,17 @@ func printRecordsBench(w io.Writer, r *recordsReport, authorities, cores int) {
 }
 
 // startBenchNetwork starts the bench's network like startNetwork; with replicas ≥ 0 it first
-// sets [records] replicas in every node's config.toml (the records phase's --record-replicas).
+// sets the genesis params.replicas of every node's genesis.json (the records phase's
+// --record-replicas: the network decides how many nodes hold a record, not each node).
 func startBenchNetwork(ctx context.Context, w io.Writer, o benchOptions) (*procnet.Network, error) {
 	if o.recordReplicas < 0 {
 		return startNetwork(ctx, w, o.n, o.dir, o.basePort, "warn")
 	}
 	if o.n < 1 {
 		return nil, fmt.Errorf("--authorities must be at least 1")
+	}
+	if o.recordReplicas < 1 || o.recordReplicas > chain.MaxReplicas {
+		return nil, fmt.Errorf("--record-replicas must be 1..%d (or -1 for the genesis default %d)", chain.MaxReplicas, chain.DefaultReplicas)
 	}
 	bin, err := selfBinary()
 	if err != nil {
@@ -699,14 +702,14 @@ func startBenchNetwork(ctx context.Context, w io.Writer, o benchOptions) (*procn
 	}
 	nw.LogLevel = "warn"
 	for i := range o.n {
-		if err := setReplicas(filepath.Join(nw.Home(i), "config.toml"), o.recordReplicas); err != nil {
+		if err := setReplicas(filepath.Join(nw.Home(i), "genesis.json"), o.recordReplicas); err != nil {
 			return nil, err
 		}
 		if err := nw.Start(i); err != nil {
 			return nw, err
 		}
 	}
-	fmt.Fprintf(w, "started %d node processes in %s with [records] replicas = %d (logs: %s)\n", o.n, dir, o.recordReplicas, filepath.Join(dir, "node<i>.log"))
+	fmt.Fprintf(w, "started %d node processes in %s with genesis params.replicas = %d (logs: %s)\n", o.n, dir, o.recordReplicas, filepath.Join(dir, "node<i>.log"))
 	for i := range o.n {
 		if _, err := nw.WaitHeight(ctx, i, 1, 2*time.Minute); err != nil {
 			return nw, err
@@ -715,19 +718,18 @@ func startBenchNetwork(ctx context.Context, w io.Writer, o benchOptions) (*procn
 	return nw, nil
 }
 
-var replicasLine = regexp.MustCompile(`(?m)^replicas\s*=\s*\d+\s*$`)
-
-// setReplicas rewrites the replicas key (in [records], the only one of that name) of a node's
-// config.toml.
+// setReplicas sets params.replicas in a node's genesis.json (every node gets the same file).
 func setReplicas(path string, n int) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	if len(replicasLine.FindAllIndex(b, -1)) != 1 {
-		return fmt.Errorf("%s: want exactly one \"replicas = <n>\" line to set --record-replicas", path)
+	g, err := chain.ParseGenesisJSON(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return os.WriteFile(path, replicasLine.ReplaceAll(b, fmt.Appendf(nil, "replicas = %d", n)), 0o644)
+	g.Params.Replicas = uint32(n)
+	return os.WriteFile(path, g.JSON(), 0o644)
 }
 
 // heights describes every node's height, for an error message.

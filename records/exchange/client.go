@@ -70,8 +70,44 @@ func Push(ctx context.Context, h host.Host, chainID string, to peer.ID, req *Pus
 		return fmt.Errorf("%w: push to %s: %s", ErrRefused, to, resp.Reason)
 	case StatusNotFound:
 		return fmt.Errorf("%w: push to %s: %s", ErrNotFound, to, resp.Reason)
+	case StatusBusy:
+		return fmt.Errorf("%w: push to %s: %s", ErrBusy, to, resp.Reason)
 	}
 	return fmt.Errorf("blobs: push to %s failed: %s", to, resp.Reason)
+}
+
+// Pull asks holder to for the record of req (a replica repair). It returns the response if
+// the holder served a ciphertext that hashes to req.CiphertextHash; otherwise an error wrapping
+// ErrRefused, ErrNotFound or ErrBusy with the holder's reason, ErrTampered for a copy that does
+// not match, or ErrMalformed for a response that does not validate.
+func Pull(ctx context.Context, h host.Host, chainID string, to peer.ID, req *PullRequest) (*FetchResponse, error) {
+	req.Version = MessageVersion
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("blobs: pull: %w", err)
+	}
+	body := chain.Encode(&Request{Version: MessageVersion, Kind: KindPull, Pull: req})
+	out, err := roundTrip(ctx, h, chainID, to, body, MaxFetchResponseBytes, 0)
+	if err != nil {
+		return nil, fmt.Errorf("blobs: pull from %s: %w", to, err)
+	}
+	resp, err := decodeFetchResponse(out)
+	if err != nil {
+		return nil, fmt.Errorf("blobs: pull from %s: %w", to, err)
+	}
+	switch resp.Status {
+	case StatusOK:
+		if got := chain.Sum256(resp.Ciphertext); got != req.CiphertextHash {
+			return nil, fmt.Errorf("%w: %s served %s for record %s, anchored %s", ErrTampered, to, got.Short(), req.Record.Short(), req.CiphertextHash.Short())
+		}
+		return resp, nil
+	case StatusRefused:
+		return nil, fmt.Errorf("%w: pull from %s: %s", ErrRefused, to, resp.Reason)
+	case StatusNotFound:
+		return nil, fmt.Errorf("%w: pull from %s: %s", ErrNotFound, to, resp.Reason)
+	case StatusBusy:
+		return nil, fmt.Errorf("%w: pull from %s: %s", ErrBusy, to, resp.Reason)
+	}
+	return nil, fmt.Errorf("blobs: pull from %s failed: %s", to, resp.Reason)
 }
 
 // roundTrip opens a stream to to, sends one request frame, and reads one response frame of at

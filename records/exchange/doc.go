@@ -20,6 +20,13 @@
 //   - A push carries a PushRequest signed by the sending provider (DomainPush): the record, its
 //     ciphertext hash, optionally the ciphertext itself and any envelopes. The server checks the
 //     signature and that the ciphertext hashes to CiphertextHash before its Handler sees it.
+//   - A pull carries a PullRequest (record id and anchored ciphertext hash): a holder the ledger
+//     assigns to the record repairs its replica. The Handler decides on the stream's peer id
+//     and answers with a FetchResponse carrying the ciphertext and every envelope it holds; the
+//     client checks the ciphertext against the hash. Not a read: nothing is logged.
+//
+// A holder over a sender's quota answers StatusBusy (ErrBusy): the same request may succeed
+// later.
 //
 // Malformed frames, bad signatures, hash mismatches and rate-limit abuse are reported through
 // ServerOptions.Penalize. The handler is called at most once per stream and only with a request

@@ -21,7 +21,8 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add(push)
 	f.Add(chain.Encode(&Request{Version: MessageVersion, Kind: KindPush, Push: envOnly}))
 	f.Add(chain.Encode(&Request{Version: MessageVersion, Kind: KindFetch}))
-	f.Add([]byte{0x84, 0x01, 0x02, 0xf6, 0x87})
+	f.Add(chain.Encode(&Request{Version: MessageVersion, Kind: KindPull, Pull: &PullRequest{Version: MessageVersion, Record: record, CiphertextHash: sl.CiphertextHash()}}))
+	f.Add([]byte{0x85, 0x01, 0x02, 0xf6, 0xf6, 0x87})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := DecodeRequest(data)
@@ -42,6 +43,10 @@ func FuzzDecodeRequest(f *testing.F) {
 		case KindPush:
 			_ = r.Push.VerifySig(testChain)
 			_ = r.Push.CheckCiphertext()
+		case KindPull:
+			if len(data) > MaxPullRequestBytes {
+				t.Fatalf("accepted a pull of %d bytes", len(data))
+			}
 		default:
 			t.Fatalf("accepted kind %d", r.Kind)
 		}

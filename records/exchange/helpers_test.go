@@ -88,8 +88,10 @@ type testHandler struct {
 	records map[chain.Hash]*envelope.Sealed // by record id
 	fetchFn func(*chain.AccessRequest) *FetchResponse
 	pushErr error
+	pullFn  func(*PullRequest) *FetchResponse
 	fetches atomic.Int32
 	pushes  atomic.Int32
+	pulls   atomic.Int32
 	called  chan struct{} // receives on every handler call, if not nil
 }
 
@@ -124,7 +126,23 @@ func (h *testHandler) Push(_ context.Context, _ peer.ID, req *PushRequest) error
 	return nil
 }
 
-func (h *testHandler) calls() int { return int(h.fetches.Load() + h.pushes.Load()) }
+// Pull serves a held record with all its envelopes, or what pullFn says.
+func (h *testHandler) Pull(_ context.Context, _ peer.ID, req *PullRequest) *FetchResponse {
+	h.pulls.Add(1)
+	h.called <- struct{}{}
+	if h.pullFn != nil {
+		return h.pullFn(req)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, ok := h.records[req.Record]
+	if !ok {
+		return &FetchResponse{Status: StatusNotFound, Reason: "no such record"}
+	}
+	return &FetchResponse{Status: StatusOK, Ciphertext: s.Ciphertext, Envelopes: s.Envelopes}
+}
+
+func (h *testHandler) calls() int { return int(h.fetches.Load() + h.pushes.Load() + h.pulls.Load()) }
 
 // penalties records Penalize calls.
 type penalties struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -159,6 +160,74 @@ func TestPushOK(t *testing.T) {
 	require.NotErrorIs(t, err, ErrRefused)
 	require.NotContains(t, err.Error(), "/secret/path")
 	pen.none(t)
+}
+
+// TestPushBusy: a handler's quota refusal travels as StatusBusy and comes back as ErrBusy.
+func TestPushBusy(t *testing.T) {
+	ctx := testCtx(t)
+	hosts := newNet(t, 2)
+	client, holder := hosts[0], hosts[1]
+	handler, pen := serve(t, holder, ServerOptions{})
+	record := chain.Sum256([]byte("record"))
+	handler.pushErr = fmt.Errorf("%w: 64 MiB a minute", ErrBusy)
+	err := Push(ctx, client, testChain, holder.ID(), pushRequest(t, signingKey(t, 2), record, sealed(t, record, "body", 1)))
+	require.ErrorIs(t, err, ErrBusy)
+	require.NotErrorIs(t, err, ErrRefused)
+	require.Contains(t, err.Error(), "64 MiB a minute")
+	pen.none(t)
+}
+
+// TestPull: a pull returns the held copy with its envelopes; a copy that does not hash to the
+// asked hash is ErrTampered; refusals, absence and quota come back as their errors.
+func TestPull(t *testing.T) {
+	ctx := testCtx(t)
+	hosts := newNet(t, 2)
+	client, holder := hosts[0], hosts[1]
+	handler, pen := serve(t, holder, ServerOptions{})
+	record := chain.Sum256([]byte("record"))
+	sl := sealed(t, record, "body", 3)
+	handler.records[record] = sl
+	resp, err := Pull(ctx, client, testChain, holder.ID(), &PullRequest{Record: record, CiphertextHash: sl.CiphertextHash()})
+	require.NoError(t, err)
+	require.Equal(t, sl.Ciphertext, resp.Ciphertext)
+	require.Equal(t, sl.Envelopes, resp.Envelopes)
+
+	_, err = Pull(ctx, client, testChain, holder.ID(), &PullRequest{Record: record, CiphertextHash: chain.Sum256([]byte("other"))})
+	require.ErrorIs(t, err, ErrTampered)
+	_, err = Pull(ctx, client, testChain, holder.ID(), &PullRequest{Record: chain.Sum256([]byte("absent")), CiphertextHash: sl.CiphertextHash()})
+	require.ErrorIs(t, err, ErrNotFound)
+	for st, want := range map[Status]error{StatusRefused: ErrRefused, StatusBusy: ErrBusy} {
+		handler.pullFn = func(*PullRequest) *FetchResponse { return &FetchResponse{Status: st, Reason: "because"} }
+		_, err = Pull(ctx, client, testChain, holder.ID(), &PullRequest{Record: record, CiphertextHash: sl.CiphertextHash()})
+		require.ErrorIs(t, err, want)
+		require.Contains(t, err.Error(), "because")
+	}
+	_, err = Pull(ctx, client, testChain, holder.ID(), &PullRequest{Record: record})
+	require.ErrorIs(t, err, ErrMalformed, "a pull without a hash is not sent")
+	require.Equal(t, int32(5), handler.pulls.Load())
+	pen.none(t)
+}
+
+// TestRequestKindsExclusive: a request carrying the field of another kind does not decode.
+func TestRequestKindsExclusive(t *testing.T) {
+	record := chain.Sum256([]byte("record"))
+	sl := sealed(t, record, "body", 1)
+	pull := &PullRequest{Version: MessageVersion, Record: record, CiphertextHash: sl.CiphertextHash()}
+	push := pushRequest(t, signingKey(t, 2), record, sl)
+	fetch := chain.Encode(accessRequest(t, signingKey(t, 2), record, 1))
+	for name, r := range map[string]*Request{
+		"pull with push":  {Version: MessageVersion, Kind: KindPull, Pull: pull, Push: push},
+		"pull with fetch": {Version: MessageVersion, Kind: KindPull, Pull: pull, Fetch: fetch},
+		"pull without":    {Version: MessageVersion, Kind: KindPull},
+		"push with pull":  {Version: MessageVersion, Kind: KindPush, Push: push, Pull: pull},
+		"fetch with pull": {Version: MessageVersion, Kind: KindFetch, Fetch: fetch, Pull: pull},
+	} {
+		_, err := DecodeRequest(chain.Encode(r))
+		require.ErrorIs(t, err, ErrMalformed, name)
+	}
+	ok, err := DecodeRequest(chain.Encode(&Request{Version: MessageVersion, Kind: KindPull, Pull: pull}))
+	require.NoError(t, err)
+	require.Equal(t, KindPull, ok.Kind)
 }
 
 func TestPushBadSignatureRefusedAndPenalized(t *testing.T) {

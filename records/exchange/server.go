@@ -38,8 +38,13 @@ type Handler interface {
 	Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequest) *FetchResponse
 	// Push stores a pushed record. nil accepts (StatusOK); an error wrapping ErrRefused is sent
 	// as StatusRefused with the error's text as the reason, one wrapping ErrNotFound as
-	// StatusNotFound; any other error is logged and sent as StatusError "internal error".
+	// StatusNotFound, one wrapping ErrBusy as StatusBusy; any other error is logged and sent
+	// as StatusError "internal error".
 	Push(ctx context.Context, from peer.ID, req *PushRequest) error
+	// Pull answers a replica pull like a fetch: StatusOK with the ciphertext and the envelopes
+	// held, or a refusal. It is where the holder checks that the ledger assigns the record to
+	// the requesting node. A nil or invalid response is sent as StatusError.
+	Pull(ctx context.Context, from peer.ID, req *PullRequest) *FetchResponse
 }
 
 // ServerOptions configures Serve.
@@ -166,6 +171,8 @@ func (s *server) handleStream(st network.Stream) {
 		resp = s.fetch(ctx, from, req.Fetch)
 	case KindPush:
 		resp = s.push(ctx, from, req.Push)
+	case KindPull:
+		resp = s.answer(from, req.Pull.Record, "pull", s.handler.Pull(ctx, from, req.Pull))
 	}
 	out := chain.Encode(resp)
 	if err := frame.Write(st, out); err != nil {
@@ -190,16 +197,20 @@ func (s *server) fetch(ctx context.Context, from peer.ID, data []byte) *FetchRes
 		s.strike(from, "bad access request", err)
 		return &FetchResponse{Version: MessageVersion, Status: StatusError, Reason: reason("invalid access request: " + err.Error())}
 	}
-	resp := s.handler.Fetch(ctx, from, ar)
+	return s.answer(from, ar.Record, "fetch", s.handler.Fetch(ctx, from, ar))
+}
+
+// answer makes a handler's fetch or pull response sendable: versioned, reason fitted, valid.
+func (s *server) answer(from peer.ID, record chain.Hash, kind string, resp *FetchResponse) *FetchResponse {
 	if resp == nil {
-		s.log.Error("blobs: fetch handler returned no response", "peer", from, "record", ar.Record)
+		s.log.Error("blobs: "+kind+" handler returned no response", "peer", from, "record", record)
 		return &FetchResponse{Version: MessageVersion, Status: StatusError, Reason: "internal error"}
 	}
 	out := *resp
 	out.Version = MessageVersion
 	out.Reason = reason(out.Reason)
 	if err := out.Validate(); err != nil {
-		s.log.Error("blobs: fetch handler returned an invalid response", "peer", from, "record", ar.Record, "err", err)
+		s.log.Error("blobs: "+kind+" handler returned an invalid response", "peer", from, "record", record, "err", err)
 		return &FetchResponse{Version: MessageVersion, Status: StatusError, Reason: "internal error"}
 	}
 	return &out
@@ -222,6 +233,8 @@ func (s *server) push(ctx context.Context, from peer.ID, p *PushRequest) *PushRe
 		return &PushResponse{Version: MessageVersion, Status: StatusRefused, Reason: reason(err.Error())}
 	case errors.Is(err, ErrNotFound):
 		return &PushResponse{Version: MessageVersion, Status: StatusNotFound, Reason: reason(err.Error())}
+	case errors.Is(err, ErrBusy):
+		return &PushResponse{Version: MessageVersion, Status: StatusBusy, Reason: reason(err.Error())}
 	}
 	s.log.Error("blobs: push handler", "peer", from, "record", p.Record, "err", err)
 	return &PushResponse{Version: MessageVersion, Status: StatusError, Reason: fmt.Sprintf("internal error storing record %s", p.Record.Short())}

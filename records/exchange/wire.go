@@ -42,6 +42,9 @@ var (
 	// ErrStalled: a holder sent no byte of its answer within the first-byte deadline
 	// (FetchWithin).
 	ErrStalled = errors.New("blobs: holder stalled")
+	// ErrBusy: the holder refused for now because the sender is over its quota (StatusBusy);
+	// the same request may succeed later.
+	ErrBusy = errors.New("blobs: over quota, retry later")
 )
 
 // Message size limits, in bytes. Every frame's length prefix is checked against the limit of the
@@ -52,6 +55,8 @@ const (
 	MaxPushRequestBytes = envelope.MaxCiphertextLen + envelope.MaxEnvelopes*envelope.MaxEnvelopeLen + 512
 	// MaxFetchRequestBytes bounds a Request that carries a fetch (an encoded AccessRequest).
 	MaxFetchRequestBytes = chain.MaxAccessRequestBytes + 64
+	// MaxPullRequestBytes bounds a Request that carries a pull (two hashes).
+	MaxPullRequestBytes = 128
 	// MaxRequestBytes bounds a Request frame: the larger of the two kinds.
 	MaxRequestBytes = MaxPushRequestBytes + 64
 	// MaxFetchResponseBytes bounds an encoded FetchResponse.
@@ -67,6 +72,10 @@ type RequestKind uint8
 const (
 	KindFetch RequestKind = 1
 	KindPush  RequestKind = 2
+	// KindPull: a holder the ledger assigns to a record asks for its ciphertext and envelopes
+	// (replica repair). Answered with a FetchResponse; no consent check and no access entry,
+	// because copying ciphertext between assigned holders is not a read.
+	KindPull RequestKind = 3
 )
 
 func (k RequestKind) String() string {
@@ -75,18 +84,22 @@ func (k RequestKind) String() string {
 		return "fetch"
 	case KindPush:
 		return "push"
+	case KindPull:
+		return "pull"
 	}
 	return fmt.Sprintf("kind-%d", uint8(k))
 }
 
 // Request is the one message a client sends on a stream: a fetch (Fetch holds an encoded,
-// signed chain.AccessRequest and Push is nil) or a push (Push is set and Fetch is empty).
+// signed chain.AccessRequest), a push (Push is set) or a pull (Pull is set); the fields of the
+// other kinds are empty.
 type Request struct {
 	_       struct{} `cbor:",toarray"`
 	Version uint8
 	Kind    RequestKind
 	Fetch   []byte
 	Push    *PushRequest
+	Pull    *PullRequest
 }
 
 // Validate checks the request's envelope: version, kind, and that exactly the field of its kind
@@ -98,15 +111,19 @@ func (r *Request) Validate() error {
 	}
 	switch r.Kind {
 	case KindFetch:
-		if len(r.Fetch) == 0 || r.Push != nil {
-			return fmt.Errorf("%w: a fetch carries an access request and no push", ErrMalformed)
+		if len(r.Fetch) == 0 || r.Push != nil || r.Pull != nil {
+			return fmt.Errorf("%w: a fetch carries an access request and no push or pull", ErrMalformed)
 		}
 		if len(r.Fetch) > chain.MaxAccessRequestBytes {
 			return fmt.Errorf("%w: access request of %d bytes, limit %d", ErrTooLarge, len(r.Fetch), chain.MaxAccessRequestBytes)
 		}
 	case KindPush:
-		if r.Push == nil || len(r.Fetch) != 0 {
-			return fmt.Errorf("%w: a push carries a push request and no access request", ErrMalformed)
+		if r.Push == nil || len(r.Fetch) != 0 || r.Pull != nil {
+			return fmt.Errorf("%w: a push carries a push request and no access request or pull", ErrMalformed)
+		}
+	case KindPull:
+		if r.Pull == nil || len(r.Fetch) != 0 || r.Push != nil {
+			return fmt.Errorf("%w: a pull carries a pull request and nothing else", ErrMalformed)
 		}
 	default:
 		return fmt.Errorf("%w: unknown request kind %d", ErrMalformed, uint8(r.Kind))
@@ -115,8 +132,8 @@ func (r *Request) Validate() error {
 }
 
 // DecodeRequest decodes and validates a request frame's body (at most MaxRequestBytes,
-// canonical). A fetch is at most MaxFetchRequestBytes; a push's PushRequest is validated
-// (PushRequest.Validate) but neither signature is checked.
+// canonical). A fetch is at most MaxFetchRequestBytes and a pull MaxPullRequestBytes; a push's
+// PushRequest and a pull's PullRequest are validated, but no signature is checked.
 func DecodeRequest(data []byte) (*Request, error) {
 	var r Request
 	if err := chain.DecodeCanonical("blob request", data, MaxRequestBytes, &r); err != nil {
@@ -128,12 +145,41 @@ func DecodeRequest(data []byte) (*Request, error) {
 	if r.Kind == KindFetch && len(data) > MaxFetchRequestBytes {
 		return nil, fmt.Errorf("%w: fetch request of %d bytes, limit %d", ErrTooLarge, len(data), MaxFetchRequestBytes)
 	}
-	if r.Kind == KindPush {
+	switch r.Kind {
+	case KindPush:
 		if err := r.Push.Validate(); err != nil {
+			return nil, err
+		}
+	case KindPull:
+		if len(data) > MaxPullRequestBytes {
+			return nil, fmt.Errorf("%w: pull request of %d bytes, limit %d", ErrTooLarge, len(data), MaxPullRequestBytes)
+		}
+		if err := r.Pull.Validate(); err != nil {
 			return nil, err
 		}
 	}
 	return &r, nil
+}
+
+// PullRequest asks a holder for a record's ciphertext and every envelope it holds, for a
+// replica the ledger assigns to the requester. It is not signed: the holder decides on the
+// stream's authenticated peer id, whose key the ledger binds to a member.
+type PullRequest struct {
+	_              struct{} `cbor:",toarray"`
+	Version        uint8
+	Record         chain.Hash
+	CiphertextHash chain.Hash // the anchored hash the requester will check the copy against
+}
+
+// Validate checks the request's form.
+func (p *PullRequest) Validate() error {
+	switch {
+	case p.Version != MessageVersion:
+		return fmt.Errorf("%w: pull request version %d (this build understands %d)", chain.ErrUnknownVersion, p.Version, MessageVersion)
+	case p.Record.IsZero() || p.CiphertextHash.IsZero():
+		return fmt.Errorf("%w: pull without a record id or ciphertext hash", ErrMalformed)
+	}
+	return nil
 }
 
 // PushRequest sends a record's ciphertext and/or envelopes to a holder. It is signed by the
@@ -242,6 +288,9 @@ const (
 	StatusNotFound Status = 3
 	// StatusError: the request was invalid, or the holder failed; Reason says which.
 	StatusError Status = 4
+	// StatusBusy: the sender is over its quota at this holder (pushes or pulled bytes per
+	// member); Reason says which. The same request may be sent again later.
+	StatusBusy Status = 5
 )
 
 func (s Status) String() string {
@@ -254,11 +303,13 @@ func (s Status) String() string {
 		return "not found"
 	case StatusError:
 		return "error"
+	case StatusBusy:
+		return "busy"
 	}
 	return fmt.Sprintf("status-%d", uint8(s))
 }
 
-func (s Status) valid() bool { return s >= StatusOK && s <= StatusError }
+func (s Status) valid() bool { return s >= StatusOK && s <= StatusBusy }
 
 // FetchResponse answers a fetch. Ciphertext and Envelopes are set only with StatusOK, which
 // always carries a ciphertext; Reason only with another status.
