@@ -114,11 +114,10 @@ func initNet(dir string, n, basePort int, rnd io.Reader, now time.Time) error {
 			return err
 		}
 		// Every testnet node is a licensed provider registered by genesis: the nodes must know
-		// one another's node keys before the first block, since they admit only members.
-		pk, err := chain.GenerateKey(rnd)
-		if err != nil {
-			return err
-		}
+		// one another's node keys before the first block, since they admit only members. Its
+		// provider key is its authority key, so the ledger links the authority to its licence:
+		// an authority whose licence lapses or is revoked gets an automatic removal proposal.
+		pk := keys[i]
 		if err := node.WriteKeyFile(node.Resolve(string(home), c.Records.ProviderKey), pk); err != nil {
 			return err
 		}
