@@ -7,7 +7,7 @@ SIM_N     ?= 4
 CYCLES    ?= 1000
 FUZZTIME  ?= 20s
 # Packages whose code runs concurrently (store, node, p2p); the pure cores have none.
-RACE_PKGS := ./chain/store/... ./consensus/reactor/... ./node/... ./p2p/... ./sync/...
+RACE_PKGS := ./chain/store/... ./consensus/reactor/... ./node/... ./p2p/... ./records/...
 
 .PHONY: all build test race sim mutants crash fuzz lint bench bench-core demo clean
 
