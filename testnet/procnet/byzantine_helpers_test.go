@@ -241,6 +241,8 @@ func blockJSON(t *testing.T, nw *procnet.Network, i int, h uint64, out any) {
 // statusJSON is the part of GET /v1/status these tests read beyond procnet.Status.
 type statusJSON struct {
 	Height      uint64          `json:"height"`
+	NodeID      string          `json:"node_id"`
+	Peers       []string        `json:"peers"`
 	Authorities []authorityJSON `json:"authorities"`
 	Mempool     struct {
 		Txs int `json:"txs"`
