@@ -81,8 +81,8 @@ func (h *Host) startDHT(boot []peer.AddrInfo, client bool) error {
 // judgeDHTRequest drops the provider records of an ADD_PROVIDER request unless the ledger
 // assigns its sender as a holder of the key (kad-dht stores only a sender's own record): the
 // handler then finds no record to store, answers with an error and closes the stream. The
-// network's rendezvous key is open to every member. A refused announcement is a strike, not a
-// ban: the sender may have a newer view of the assignment than ours.
+// network's rendezvous key is open to every member. A refused announcement is dropped without a
+// strike: the sender's view of the assignment may differ from ours.
 func (h *Host) judgeDHTRequest(_ context.Context, s network.Stream, req *dhtpb.Message) {
 	if req.GetType() != dhtpb.Message_ADD_PROVIDER {
 		return
@@ -91,9 +91,12 @@ func (h *Host) judgeDHTRequest(_ context.Context, s network.Stream, req *dhtpb.M
 	if h.mayProvide(p, req.GetKey()) {
 		return
 	}
+	// Dropped, not struck: an honest holder announces records our ledger does not show yet (its
+	// anchor commits here a moment later) or no longer assigns to it (a membership change moved
+	// them), and every such announcement would count towards a ban. What it costs is bounded by
+	// the DHT's own request limits.
 	req.ProviderPeers = nil
 	h.stats.providersRefused.Add(1)
-	h.Penalize(p, fmt.Errorf("p2p: provider record for a key it is not assigned"))
 }
 
 // mayProvide reports whether p may announce the DHT key mhKey (a multihash).

@@ -646,7 +646,7 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 			return err
 		}
 	}
-	s.say("%d authority nodes are running, and each has registered itself on the ledger as a licensed provider.", nw.N)
+	s.say("%d authority nodes are running, and each is a licensed provider registered on the ledger by genesis (its licence binds its signing key to its node's libp2p key: the nodes admit only members).", nw.N)
 	s.detail("node%d is the practice:   provider id %s", s.practice, s.provider[s.practice])
 	s.detail("node%d is the specialist: provider id %s", s.specialist, s.provider[s.specialist])
 
