@@ -201,6 +201,11 @@ func (a *API) readRecord(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "emergency: want true or false")
 		return
 	}
+	if emergency && r.URL.Query().Get("purpose") == "" {
+		// A break-glass read's purpose is ETREAT unless named, as POST /v1/emergency's is: the
+		// access it opened is for that purpose.
+		purpose = "ETREAT"
+	}
 	res, err := a.records.Read(r.Context(), id, purpose, emergency)
 	if err != nil {
 		a.recordError(w, "read record", err)
