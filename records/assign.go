@@ -192,3 +192,26 @@ func (r *Service) holders(ctx context.Context, id chain.Hash) []peer.ID {
 	}
 	return r.peersOf(a)
 }
+
+// replicaPeer reads what judging a replica push or pull needs, in one view: the record (nil if
+// unknown or erased), the member whose node key is peerKey (nil if none), whether it is a
+// provider active at the tip, and the record's holders with slack.
+func (r *Service) replicaPeer(ctx context.Context, id chain.Hash, peerKey chain.PubKey) (rec *state.RecordState, m *state.MemberRecord, active bool, assign Assignment, err error) {
+	err = r.query(ctx, func(view state.View) error {
+		var err error
+		if rec, err = state.Record(view, id); err != nil || rec == nil || rec.Erased {
+			return err
+		}
+		if m, err = state.MemberByNode(view, peerKey); err != nil {
+			return err
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		active = m != nil && m.Role == chain.RoleProvider && m.ActiveAt(now)
+		assign, err = r.assignment(view, rec, holdSlack)
+		return err
+	})
+	return rec, m, active, assign, err
+}

@@ -27,28 +27,8 @@ func (r *Service) Push(ctx context.Context, from peer.ID, req *exchange.PushRequ
 	if err != nil {
 		return fmt.Errorf("%w: the pushing peer's identity is not a member node key", exchange.ErrRefused)
 	}
-	var (
-		rec    *state.RecordState
-		pusher *state.MemberRecord
-		active bool
-		assign Assignment
-	)
-	if err := r.query(ctx, func(view state.View) error {
-		var err error
-		if rec, err = state.Record(view, req.Record); err != nil || rec == nil || rec.Erased {
-			return err
-		}
-		if pusher, err = state.MemberByNode(view, fromKey); err != nil {
-			return err
-		}
-		now, err := tipTime(view)
-		if err != nil {
-			return err
-		}
-		active = pusher != nil && pusher.Role == chain.RoleProvider && pusher.ActiveAt(now)
-		assign, err = r.assignment(view, rec, holdSlack)
-		return err
-	}); err != nil {
+	rec, pusher, active, assign, err := r.replicaPeer(ctx, req.Record, fromKey)
+	if err != nil {
 		return err
 	}
 	switch {

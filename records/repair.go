@@ -41,28 +41,8 @@ func (r *Service) Pull(ctx context.Context, from peer.ID, req *exchange.PullRequ
 	if err != nil {
 		return refuse(exchange.StatusRefused, "the pulling peer's identity is not a member node key")
 	}
-	var (
-		rec    *state.RecordState
-		puller *state.MemberRecord
-		active bool
-		assign Assignment
-	)
-	if err := r.query(ctx, func(view state.View) error {
-		var err error
-		if rec, err = state.Record(view, req.Record); err != nil || rec == nil || rec.Erased {
-			return err
-		}
-		if puller, err = state.MemberByNode(view, fromKey); err != nil {
-			return err
-		}
-		now, err := tipTime(view)
-		if err != nil {
-			return err
-		}
-		active = puller != nil && puller.Role == chain.RoleProvider && puller.ActiveAt(now)
-		assign, err = r.assignment(view, rec, holdSlack)
-		return err
-	}); err != nil {
+	rec, puller, active, assign, err := r.replicaPeer(ctx, req.Record, fromKey)
+	if err != nil {
 		return refuse(exchange.StatusError, "ledger unavailable")
 	}
 	switch {
