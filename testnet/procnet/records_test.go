@@ -435,6 +435,9 @@ func TestRecordStory(t *testing.T) {
 	require.NoError(t, r.nw.Kill(victim))
 	t.Logf("killed node%d (kill -9) right after it served (holder %s)", victim, holder)
 	require.NoError(t, r.nw.Start(victim))
+	// The steps below ask node0's API, which may be the node just restarted: wait until it answers.
+	_, err = r.nw.WaitHeight(context.Background(), victim, 1, startTimeout)
+	require.NoError(t, err, "node%d after its restart", victim)
 	obsNode := (victim + 1) % 4
 	r.waitAccesses(obsNode, pat, "the served read logged once after the crash", func(l []records.AccessJSON) bool {
 		return countAccesses(l, newCond, r.prov[1], "served") == before+1
