@@ -163,7 +163,8 @@ func TestTicketMakesCandidate(t *testing.T) {
 	}
 	// Gossip: the open topic carries C's payloads, the other is closed to it both ways.
 	waitFor(t, "M to count C on the open topic", func() bool {
-		return slices.Contains(m.topic("small").ps.ListPeers(), c.PeerID())
+		return slices.Contains(m.topic("small").ps.ListPeers(), c.PeerID()) &&
+			slices.Contains(c.topic("small").ps.ListPeers(), m.PeerID())
 	})
 	if err := c.Publish("large", []byte("ok on a closed topic")); err != nil {
 		t.Fatal(err)
@@ -337,6 +338,40 @@ func TestFreshIdentityThrottle(t *testing.T) {
 	a.refuse(ids[0])
 	if a.secured(network.DirInbound, ids[0], ip1) {
 		t.Fatal("a refused stranger let in")
+	}
+}
+
+// An expelled stranger is refused for firstRefusal, twice as long each time in a row up to
+// strangerRefusal, and starts again after a quiet strangerRefusal.
+func TestStrangerRefusalDoubles(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	a := newAdmitter(NewMemAdmission(), newPolicy(testChain), func() time.Time { return now }, 0)
+	_, pub, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPublicKey(pub)
+	ip := ma.StringCast("/ip4/10.0.0.1/tcp/4001")
+	refusedFor := func() time.Duration {
+		t.Helper()
+		start := now
+		for !a.secured(network.DirInbound, id, ip) {
+			now = now.Add(time.Second)
+		}
+		return now.Sub(start)
+	}
+	want := []time.Duration{firstRefusal, 2 * firstRefusal, 4 * firstRefusal, 8 * firstRefusal, strangerRefusal, strangerRefusal}
+	for i, w := range want {
+		a.refuse(id)
+		if got := refusedFor(); got != w {
+			t.Fatalf("refusal %d lasted %s, want %s", i+1, got, w)
+		}
+	}
+	now = now.Add(strangerRefusal + time.Second)
+	a.secured(network.DirInbound, id, ip) // forgets the quiet stranger's history
+	a.refuse(id)
+	if got := refusedFor(); got != firstRefusal {
+		t.Fatalf("after a quiet period: refused for %s, want %s", got, firstRefusal)
 	}
 }
 

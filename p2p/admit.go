@@ -18,7 +18,10 @@ import (
 const (
 	// strangerGrace is how long a stranger may stay connected to present a ticket.
 	strangerGrace = 10 * time.Second
-	// strangerRefusal is how long a stranger that let its grace pass is refused.
+	// A stranger that let its grace pass is refused for firstRefusal, twice as long each time
+	// it does so again, up to strangerRefusal; it is forgotten after a quiet strangerRefusal.
+	// The first refusal is short because an honest practice under load may miss its grace once.
+	firstRefusal    = 10 * time.Second
 	strangerRefusal = 2 * time.Minute
 	// freshPerIP new stranger identities are let in per remote IP per freshWindow.
 	freshPerIP  = 8
@@ -49,7 +52,8 @@ type admitter struct {
 
 	mu         sync.Mutex
 	candidates map[peer.ID]candidate
-	refused    map[peer.ID]time.Time // until
+	refused    map[peer.ID]refusal
+	presenting map[peer.ID]int // join streams being served, per peer
 	fresh      map[netip.Addr]*freshIDs
 	tracked    map[peer.ID]Class // connected peers: class at their last check
 	timers     map[peer.ID]*time.Timer
@@ -59,6 +63,11 @@ type admitter struct {
 type candidate struct {
 	until time.Time
 	ip    netip.Addr
+}
+
+type refusal struct {
+	until time.Time
+	times int // refusals in a row, for the doubling
 }
 
 type freshIDs struct {
@@ -79,7 +88,7 @@ func newAdmitter(adm Admission, pol policy, now func() time.Time, grace time.Dur
 	}
 	return &admitter{
 		adm: adm, pol: pol, now: now, grace: grace,
-		candidates: map[peer.ID]candidate{}, refused: map[peer.ID]time.Time{},
+		candidates: map[peer.ID]candidate{}, refused: map[peer.ID]refusal{}, presenting: map[peer.ID]int{},
 		fresh: map[netip.Addr]*freshIDs{}, tracked: map[peer.ID]Class{}, timers: map[peer.ID]*time.Timer{},
 	}
 }
@@ -117,12 +126,14 @@ func (a *admitter) secured(dir network.Direction, p peer.ID, remote ma.Multiaddr
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if until, ok := a.refused[p]; ok {
-		if now.Before(until) {
+	if r, ok := a.refused[p]; ok {
+		if now.Before(r.until) {
 			a.counts.refusedStrangers++
 			return false
 		}
-		delete(a.refused, p)
+		if now.Sub(r.until) > strangerRefusal {
+			delete(a.refused, p)
+		}
 	}
 	ip, ok := remoteIP(remote)
 	if !ok {
@@ -183,14 +194,16 @@ func (a *admitter) admit(p peer.ID, remote ma.Multiaddr) bool {
 	return true
 }
 
-// refuse remembers a stranger as refused for strangerRefusal.
+// refuse refuses a stranger for firstRefusal, doubled for each refusal in a row up to
+// strangerRefusal.
 func (a *admitter) refuse(p peer.ID) {
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.refused) >= maxRefused {
-		for q, until := range a.refused {
-			if !now.Before(until) {
+	r, ok := a.refused[p]
+	if !ok && len(a.refused) >= maxRefused {
+		for q, old := range a.refused {
+			if now.Sub(old.until) > strangerRefusal {
 				delete(a.refused, q)
 			}
 		}
@@ -198,7 +211,24 @@ func (a *admitter) refuse(p peer.ID) {
 			return // the fresh-identity throttle still holds it back
 		}
 	}
-	a.refused[p] = now.Add(strangerRefusal)
+	if ok && now.Sub(r.until) > strangerRefusal {
+		r.times = 0 // quiet long enough: start again
+	}
+	r.times++
+	r.until = now.Add(min(strangerRefusal, firstRefusal<<min(r.times-1, 8)))
+	a.refused[p] = r
+}
+
+// present marks p as presenting a ticket (+1) or done with it (-1): its grace does not end
+// while it is presenting (the join stream has its own deadline).
+func (a *admitter) present(p peer.ID, delta int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n := a.presenting[p] + delta; n > 0 {
+		a.presenting[p] = n
+	} else {
+		delete(a.presenting, p)
+	}
 }
 
 // connected records p's class as of its new connection and, for a stranger, arms the grace
@@ -267,8 +297,14 @@ func (a *admitter) changed(connected []peer.ID) (out []peer.ID) {
 }
 
 // graceOver ends p's grace timer; it reports whether p is still a stranger, to be expelled.
-func (a *admitter) graceOver(p peer.ID) bool {
+// A stranger presenting a ticket right now gets another grace instead.
+func (a *admitter) graceOver(p peer.ID, expel func(peer.ID)) bool {
 	a.mu.Lock()
+	if a.presenting[p] > 0 {
+		a.timers[p] = time.AfterFunc(a.grace, func() { expel(p) })
+		a.mu.Unlock()
+		return false
+	}
 	delete(a.timers, p)
 	a.mu.Unlock()
 	return a.class(p) == Stranger

@@ -524,6 +524,11 @@ func (h *Host) joinWithTicket(p peer.ID) {
 	}
 	if err := h.Join(h.ctx, p, h.ticket); err != nil {
 		h.log.Warn("p2p: join", "peer", p, "err", err)
+		// Not left connected as a stranger until p expels it: disconnect, and the bootstrap
+		// loop dials and presents the ticket again.
+		if !errors.Is(err, ErrTicketRefused) {
+			_ = h.host.Network().ClosePeer(p)
+		}
 	}
 }
 

@@ -58,6 +58,8 @@ func (h *Host) handleJoin(s network.Stream) {
 		h.answerJoin(s, joinAlready)
 		return
 	}
+	h.adm.present(p, +1)
+	defer h.adm.present(p, -1)
 	ticket, err := frame.Read(s, MaxTicketBytes)
 	if err != nil {
 		_ = s.Reset()
@@ -210,7 +212,7 @@ func (h *Host) closePeer(p peer.ID) {
 
 // expel disconnects a stranger whose grace passed without a ticket, and refuses it for a while.
 func (h *Host) expel(p peer.ID) {
-	if !h.adm.graceOver(p) || h.host.Network().Connectedness(p) != network.Connected {
+	if !h.adm.graceOver(p, h.expel) || h.host.Network().Connectedness(p) != network.Connected {
 		return
 	}
 	h.adm.refuse(p)

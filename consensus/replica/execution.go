@@ -190,6 +190,9 @@ func (r *Replica) commit(b *chain.Block, cert *chain.CommitCert, now int64, out 
 		Nonce: func(pub chain.PubKey) (uint64, error) { return state.Nonce(view, pub.Address()) },
 		Check: r.checker(view, b.Header.Time),
 	})...)
+	for _, tx := range r.mempool.DueOwn(now, ownResendMs, ownResendMax) {
+		out.Resend = append(out.Resend, &Message{Version: MessageVersion, Tx: tx})
+	}
 	start.Busy = r.mempool.Executable()
 	r.engine.NewHeight(start, now)
 	r.publish()

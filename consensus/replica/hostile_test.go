@@ -293,3 +293,36 @@ func TestStatusAheadAsksForBlocks(t *testing.T) {
 		t.Fatalf("after a status of height 7 at height 0: %+v", out.Unicast)
 	}
 }
+
+// A transaction submitted here is sent again, directly, every ownResendMs while it stays
+// pending (gossip delivers a payload once: one published while this node had no peer would be
+// lost); one that committed is not.
+func TestOwnPendingTransactionsAreResent(t *testing.T) {
+	r, st, g, _, out := startReplica(t, 1)
+	k := key(t, 77)
+	if _, _, err := r.SubmitTx(patientTx(t, k, 1), g.TimeMs); err != nil {
+		t.Fatal(err)
+	}
+	now, pending := driveObserved(t, r, out.Timeouts, g.TimeMs, func() bool { return st.Height() >= 2 }, nil)
+	gap := chain.NewTx(k, chainID, chain.TxConsentRevoke, 3, &chain.ConsentRevoke{Consent: chain.Hash{1}})
+	if _, _, err := r.SubmitTx(gap, now); err != nil {
+		t.Fatal(err)
+	}
+	sentAt := []int64{now}
+	driveObserved(t, r, pending, now, func() bool { return len(sentAt) >= 3 }, func(o Output) {
+		for _, m := range o.Resend {
+			if m.Tx == nil {
+				continue
+			}
+			if m.Tx.Hash() != gap.Hash() {
+				t.Fatalf("resent %s, which is not pending", m.Tx.Hash().Short())
+			}
+			sentAt = append(sentAt, o.Committed[len(o.Committed)-1].Header.Time)
+		}
+	})
+	for i := 1; i < len(sentAt); i++ {
+		if d := sentAt[i] - sentAt[i-1]; d < ownResendMs || d > ownResendMs+2*int64(g.Params.BlockIntervalMs) {
+			t.Fatalf("resent %d ms after the previous send, want about %d", d, ownResendMs)
+		}
+	}
+}

@@ -92,6 +92,7 @@ type Mempool struct {
 	txs      map[chain.Hash]*entry
 	signers  map[chain.PubKey]*signerQueue
 	evidence map[chain.Hash]*entry // by offence key
+	own      map[chain.Hash]*entry // submitted at this node, resent until they leave
 	order    []*entry              // arrival order; removed entries are skipped and compacted lazily
 	seq      uint64
 	bytes    int
@@ -110,6 +111,7 @@ type entry struct {
 	reg     bool   // counted against the registration quota
 	offence chain.Hash
 	gone    bool
+	sentAt  int64 // own transactions: when this node last sent it (ms)
 }
 
 type signerQueue struct {
@@ -126,6 +128,7 @@ func NewMempool(chainID string, cfg MempoolConfig) *Mempool {
 		chainID: chainID, cfg: cfg,
 		txs: make(map[chain.Hash]*entry), signers: make(map[chain.PubKey]*signerQueue),
 		evidence: make(map[chain.Hash]*entry),
+		own:      make(map[chain.Hash]*entry),
 	}
 }
 
@@ -276,6 +279,7 @@ func (m *Mempool) remove(e *entry) {
 	}
 	e.gone = true
 	delete(m.txs, e.hash)
+	delete(m.own, e.hash)
 	m.bytes -= e.size
 	if e.reg {
 		m.regCount--
@@ -336,6 +340,40 @@ func compareU64(a, b uint64) int {
 		return 1
 	}
 	return 0
+}
+
+// Own transactions are sent again, directly to every peer, while they stay pending: gossip
+// delivers a payload once, and a transaction published while this node had no peer, or whose
+// only receivers restarted, would otherwise wait in this pool until its TTL.
+const (
+	ownResendMs  = 10_000 // a pending own transaction is resent this long after its last send
+	ownResendMax = 16     // resent per commit at most, oldest first
+)
+
+// MarkOwn records that h was submitted at this node and sent at now.
+func (m *Mempool) MarkOwn(h chain.Hash, now int64) {
+	if e := m.txs[h]; e != nil {
+		e.sentAt = now
+		m.own[h] = e
+	}
+}
+
+// DueOwn returns up to max own transactions last sent at least every ms before now, oldest
+// first, and records them as sent now.
+func (m *Mempool) DueOwn(now, every int64, max int) []*chain.Tx {
+	var due []*entry
+	for _, e := range m.own {
+		if now-e.sentAt >= every {
+			due = append(due, e)
+		}
+	}
+	slices.SortFunc(due, func(a, b *entry) int { return compareU64(a.seq, b.seq) })
+	var out []*chain.Tx
+	for _, e := range due[:min(max, len(due))] {
+		e.sentAt = now
+		out = append(out, e.tx)
+	}
+	return out
 }
 
 // Verified reports whether h's signature was checked on entry (state.VerifiedSet).

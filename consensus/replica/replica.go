@@ -233,6 +233,7 @@ func (r *Replica) SubmitTx(tx *chain.Tx, now int64) (chain.Hash, Output, error) 
 	if err != nil {
 		return h, Output{}, err
 	}
+	r.mempool.MarkOwn(h, now)
 	out := Output{Broadcast: []*Message{{Version: MessageVersion, Tx: tx}}}
 	r.hurry(now)
 	if err := r.drain(now, &out); err != nil {

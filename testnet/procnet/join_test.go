@@ -49,7 +49,10 @@ func TestLicensedPracticeJoins(t *testing.T) {
 		_, _ = cmd.Process.Wait()
 		if t.Failed() {
 			out, _ := os.ReadFile(filepath.Join(home, "node.log"))
-			t.Logf("---- practice node log ----\n%s", tail(string(out), 4000))
+			t.Logf("---- practice node log: head ----\n%s", head(string(out), 4000))
+			t.Logf("---- practice node log: tail ----\n%s", tail(string(out), 3000))
+			n0, _ := os.ReadFile(nw.LogPath(0))
+			t.Logf("---- node0's p2p lines ----\n%s", tail(grepLines(string(n0), "p2p:"), 4000))
 		}
 	})
 	cfg, err := node.LoadConfig(home)
@@ -165,6 +168,24 @@ func getJSON(ctx context.Context, base, home, path string, out any) error {
 		return fmt.Errorf("%s: %s", path, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func head(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func grepLines(s, substr string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 func tail(s string, n int) string {
