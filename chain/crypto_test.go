@@ -402,3 +402,31 @@ func addL(sig chain.Signature) chain.Signature {
 	}
 	return sig
 }
+
+// VerifyTxSigs finds exactly the bad signatures of a batch, and agrees with VerifySig.
+func TestVerifyTxSigs(t *testing.T) {
+	const chainID = "medledger-test"
+	var txs []*chain.Tx
+	for i := range 10 {
+		k, err := chain.PrivKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, chain.NewTx(k, chainID, chain.TxConsentRevoke, uint64(i+1), &chain.ConsentRevoke{Consent: chain.Hash{1}}))
+	}
+	for i, err := range chain.VerifyTxSigs(chainID, txs) {
+		if err != nil {
+			t.Fatalf("valid tx %d: %v", i, err)
+		}
+	}
+	txs[3].Sig[0] ^= 1
+	txs[7].Nonce++
+	for i, err := range chain.VerifyTxSigs(chainID, txs) {
+		if bad := i == 3 || i == 7; bad != (err != nil) {
+			t.Fatalf("tx %d: err %v", i, err)
+		}
+	}
+	if errs := chain.VerifyTxSigs("other-chain", txs[:2]); errs[0] == nil || errs[1] == nil {
+		t.Fatal("another chain's transactions verified")
+	}
+}

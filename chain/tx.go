@@ -192,3 +192,33 @@ func validateChainID(id string) error {
 	}
 	return nil
 }
+
+// VerifyTxSigs checks the signatures of txs against chainID, in one batch when there are
+// several (about twice as fast as one by one), and returns one error per transaction, nil for
+// each valid one. A failed batch is checked again one by one to tell which failed.
+func VerifyTxSigs(chainID string, txs []*Tx) []error {
+	errs := make([]error, len(txs))
+	if len(txs) < 2 {
+		for i, tx := range txs {
+			errs[i] = tx.VerifySig(chainID)
+		}
+		return errs
+	}
+	bv := NewBatchVerifier()
+	for i, tx := range txs {
+		if tx.ChainID != chainID {
+			errs[i] = fmt.Errorf("chain: transaction for chain %q, this is %q", tx.ChainID, chainID)
+			continue
+		}
+		bv.Add(tx.Signer, DomainTx, chainID, tx.SignedBytes(), tx.Sig)
+	}
+	if ok, _ := bv.Verify(); ok {
+		return errs
+	}
+	for i, tx := range txs {
+		if errs[i] == nil {
+			errs[i] = tx.VerifySig(chainID)
+		}
+	}
+	return errs
+}

@@ -90,6 +90,9 @@ type StoreSection struct {
 type MempoolSection struct {
 	MaxTxs   int `toml:"max_txs"`
 	MaxBytes int `toml:"max_bytes"`
+	// MaxRegistrations bounds pending registrations by signers the ledger does not know yet
+	// (patients being enrolled, practices registering); 0 means the default, 256.
+	MaxRegistrations int `toml:"max_registrations"`
 }
 
 // LogSection configures the node's structured log on standard error.
@@ -163,7 +166,10 @@ func FormatConfig(c Config) []byte {
 	p("[mempool]\n")
 	p("# Pending-transaction limits; submissions beyond them get 503. Defaults 10000 and 16777216 (16 MiB).\n")
 	p("max_txs = %d\n", c.Mempool.MaxTxs)
-	p("max_bytes = %d\n\n", c.Mempool.MaxBytes)
+	p("max_bytes = %d\n", c.Mempool.MaxBytes)
+	p("# Pending registrations by signers the ledger does not know yet (enrolments, new practices):\n")
+	p("# a separate small quota, so that strangers cannot fill the pool. 0 means the default 256.\n")
+	p("max_registrations = %d\n\n", c.Mempool.MaxRegistrations)
 	p("[records]\n")
 	p("# Provider signing key (hex Ed25519 seed): authors records, signs access requests and audit\n")
 	p("# entries. Created at first start. Default \"keys/provider.key\".\n")
@@ -265,8 +271,8 @@ func (c *Config) Validate() error {
 		// it the record of what this authority signed: it could then sign twice.
 		return fmt.Errorf("store.sync %q: an authority node must use \"every-commit\"", c.Store.Sync)
 	}
-	if c.Mempool.MaxTxs < 1 || c.Mempool.MaxBytes < 1024 {
-		return fmt.Errorf("mempool: max_txs must be positive and max_bytes at least 1024")
+	if c.Mempool.MaxTxs < 1 || c.Mempool.MaxBytes < 1024 || c.Mempool.MaxRegistrations < 0 {
+		return fmt.Errorf("mempool: max_txs must be positive, max_bytes at least 1024 and max_registrations not negative")
 	}
 	if c.Records.ProviderKey == "" || c.Records.EncryptionKey == "" || c.Records.BlobDir == "" {
 		return fmt.Errorf("records: provider_key, encryption_key and blob_dir are required")

@@ -95,7 +95,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if n.store, err = badger.Open(h.DataDir(), badger.Options{Store: store.Options{Sync: policy, KeepVersions: cfg.Store.KeepVersions}, Logger: log}); err != nil {
 		return n, fmt.Errorf("node: open store: %w", err)
 	}
-	rep, err := replica.New(replica.Config{Genesis: g, Key: key, Mempool: replica.MempoolConfig{MaxTxs: cfg.Mempool.MaxTxs, MaxBytes: cfg.Mempool.MaxBytes}}, n.store)
+	rep, err := replica.New(replica.Config{Genesis: g, Key: key, Mempool: replica.MempoolConfig{MaxTxs: cfg.Mempool.MaxTxs, MaxBytes: cfg.Mempool.MaxBytes, MaxRegistrations: cfg.Mempool.MaxRegistrations}}, n.store)
 	if err != nil {
 		return n, err
 	}

@@ -12,6 +12,7 @@ import (
 // calls (committed state is the View passed in), so one Machine may serve every height.
 type Machine struct {
 	chainID string
+	sigs    SigCache // nil: every check verifies
 }
 
 // New returns the state machine for chainID.

@@ -114,7 +114,8 @@ func (e *executor) registerPatient(tx *chain.Tx, id chain.Address, b *chain.Regi
 	if err != nil {
 		return fmt.Errorf("state: enroller: %w", trimState(err))
 	}
-	if err := b.VerifyEnrolment(enroller.Key, e.m.chainID, tx.Signer); err != nil {
+	check := func() error { return b.VerifyEnrolment(enroller.Key, e.m.chainID, tx.Signer) }
+	if err := e.m.verifySig(enrolmentKey(enroller.Key, tx.Signer, b), check); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	limit, windowMs := e.params.EnrolmentQuota()

@@ -468,3 +468,50 @@ func TestAutomaticProposalRefiledAfterExpiry(t *testing.T) {
 		t.Fatalf("open after refiling: %+v", ps)
 	}
 }
+
+// countingCache is a SigCache that remembers passes and counts the checks it ran.
+type countingCache struct {
+	passed map[chain.Hash]bool
+	ran    int
+}
+
+func (c *countingCache) Verify(key chain.Hash, check func() error) error {
+	if c.passed[key] {
+		return nil
+	}
+	c.ran++
+	if err := check(); err != nil {
+		return err
+	}
+	c.passed[key] = true
+	return nil
+}
+
+// A SigCache spares repeated co-signature checks and never lets a bad one pass: the key names
+// the enroller's key, the patient, the encryption key and the signature.
+func TestEnrolmentThroughSigCache(t *testing.T) {
+	n := newNet(t, 1)
+	doc, alice, bob := testKey(t, "doc"), testKey(t, "alice"), testKey(t, "bob")
+	n.apply(n.memberTx(doc, n.licenceFor(chain.RoleProvider, doc.Public(), n.lic, n.time+1e9)))
+	cache := &countingCache{passed: map[chain.Hash]bool{}}
+	m := n.m.WithSigCache(cache)
+	good := chain.NewTx(alice, testChain, chain.TxRegisterPatient, 1, chain.NewEnrolment(doc, id(doc), testChain, alice.Public(), encKey(alice)))
+	for range 3 {
+		if err := m.CheckTx(n.view, good, n.time, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cache.ran != 1 {
+		t.Fatalf("the co-signature was verified %d times, want once", cache.ran)
+	}
+	// The same signature over another patient's keys, or with the encryption key swapped.
+	stolen := chain.NewEnrolment(doc, id(doc), testChain, alice.Public(), encKey(alice))
+	for _, tx := range []*chain.Tx{
+		chain.NewTx(bob, testChain, chain.TxRegisterPatient, 1, stolen),
+		chain.NewTx(alice, testChain, chain.TxRegisterPatient, 1, &chain.RegisterPatient{EncryptionKey: encKey(bob), Enroller: id(doc), EnrollerSig: stolen.EnrollerSig}),
+	} {
+		if err := m.CheckTx(n.view, tx, n.time, nil); err == nil || !strings.Contains(err.Error(), "invalid signature") {
+			t.Fatalf("CheckTx of a reused co-signature: %v", err)
+		}
+	}
+}

@@ -12,8 +12,6 @@ import (
 	"github.com/medledger/medledger/node"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -666,70 +664,6 @@ func printRecordsBench(w io.Writer, r *recordsReport, authorities, cores int) {
 		fmt.Fprintf(tw, "fetch-and-decrypt, %s (%s)\tp50 %.1f ms, p99 %.1f ms, %.0f MiB/s at p50 (%d reads)\n", s.Kind, s.Nodes, s.P50Ms, s.P99Ms, s.MiBps, s.Samples)
 	}
 	_ = tw.Flush()
-}
-
-// startBenchNetwork starts the bench's network like startNetwork; with replicas ≥ 0 it first
-// sets the genesis params.replicas of every node's genesis.json (the records phase's
-// --record-replicas: the network decides how many nodes hold a record, not each node).
-func startBenchNetwork(ctx context.Context, w io.Writer, o benchOptions) (*procnet.Network, error) {
-	if o.recordReplicas < 0 {
-		return startNetwork(ctx, w, o.n, o.dir, o.basePort, "warn")
-	}
-	if o.n < 1 {
-		return nil, fmt.Errorf("--authorities must be at least 1")
-	}
-	if o.recordReplicas < 1 || o.recordReplicas > chain.MaxReplicas {
-		return nil, fmt.Errorf("--record-replicas must be 1..%d (or -1 for the genesis default %d)", chain.MaxReplicas, chain.DefaultReplicas)
-	}
-	bin, err := selfBinary()
-	if err != nil {
-		return nil, err
-	}
-	dir, basePort := o.dir, o.basePort
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "medledger-net-"); err != nil {
-			return nil, err
-		}
-	}
-	if basePort == 0 {
-		if basePort, err = procnet.FreeBasePort(o.n); err != nil {
-			return nil, err
-		}
-	}
-	nw, err := procnet.Init(ctx, bin, dir, o.n, basePort)
-	if err != nil {
-		return nil, err
-	}
-	nw.LogLevel = "warn"
-	for i := range o.n {
-		if err := setReplicas(filepath.Join(nw.Home(i), "genesis.json"), o.recordReplicas); err != nil {
-			return nil, err
-		}
-		if err := nw.Start(i); err != nil {
-			return nw, err
-		}
-	}
-	fmt.Fprintf(w, "started %d node processes in %s with genesis params.replicas = %d (logs: %s)\n", o.n, dir, o.recordReplicas, filepath.Join(dir, "node<i>.log"))
-	for i := range o.n {
-		if _, err := nw.WaitHeight(ctx, i, 1, 2*time.Minute); err != nil {
-			return nw, err
-		}
-	}
-	return nw, nil
-}
-
-// setReplicas sets params.replicas in a node's genesis.json (every node gets the same file).
-func setReplicas(path string, n int) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	g, err := chain.ParseGenesisJSON(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	g.Params.Replicas = uint32(n)
-	return os.WriteFile(path, g.JSON(), 0o644)
 }
 
 // heights describes every node's height, for an error message.

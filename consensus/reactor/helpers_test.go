@@ -133,6 +133,7 @@ type rawMessage struct {
 	SyncBlocks []any
 	SyncCerts  []any
 	Status     uint64
+	Txs        []any
 }
 
 // garbageProposal is a proposal signed by key for height/0 whose signed header is well formed

@@ -106,6 +106,8 @@ func judge(gate *replica.Gate, seen *seenSet, rt route, data []byte) judgement {
 		j = judgeVote(gate, h)
 	case h.Tx != nil:
 		j = judgeTx(gate, h)
+	case len(h.Txs) > 0:
+		j = judgeTxs(gate, h)
 	default:
 		m, err := replica.DecodeMessage(data)
 		if err != nil {
@@ -126,7 +128,7 @@ func judge(gate *replica.Gate, seen *seenSet, rt route, data []byte) judgement {
 // routeOf is the topic a message kind travels on; sync messages have none (viaDirect).
 func routeOf(h *replica.Head) route {
 	switch {
-	case h.Tx != nil:
+	case h.Tx != nil || len(h.Txs) > 0:
 		return viaTxs
 	case h.Proposal != nil:
 		return viaProposals
@@ -256,6 +258,45 @@ func judgeTx(gate *replica.Gate, h *replica.Head) judgement {
 		return j
 	}
 	return accept(replica.Inbound{Msg: &replica.Message{Version: replica.MessageVersion, Tx: h.Tx}, Verified: true, Tx: &chk})
+}
+
+// judgeTxs judges a batch of transactions as judgeTx judges each, with their signatures
+// verified in one batch: the batch is rejected if any transaction would be (its sender vouched
+// for a forged signature), accepted with the transactions the Gate accepted if there are any
+// (gossip relays the whole batch), and ignored otherwise, as junk if any transaction was.
+func judgeTxs(gate *replica.Gate, h *replica.Head) judgement {
+	verdicts, chks, errs := gate.Txs(h.Txs)
+	var txs []*chain.Tx
+	var kept []replica.TxCheck
+	junk, junks := false, 0
+	var why error
+	for i, v := range verdicts {
+		switch v {
+		case replica.Reject:
+			return reject(fmt.Errorf("reactor: batch entry %d: %w", i, errs[i]))
+		case replica.Ignore:
+			if isJunk(errs[i]) {
+				junk, junks = true, junks+1
+			}
+			if why == nil {
+				why = errs[i]
+			}
+		default:
+			txs, kept = append(txs, h.Txs[i]), append(kept, chks[i])
+		}
+	}
+	if len(txs) == 0 {
+		j := ignore(why)
+		j.junk = junk
+		return j
+	}
+	j := accept(replica.Inbound{Msg: &replica.Message{Version: replica.MessageVersion, Txs: txs}, Verified: true, TxChecks: kept})
+	// A batch mostly of junk earns a junk strike even though some of it is kept: otherwise
+	// one valid transaction would carry any amount of junk past the strikes.
+	if 2*junks > len(h.Txs) {
+		j.junk, j.err = true, why
+	}
+	return j
 }
 
 // isJunk says whether an ignored transaction counts towards a junk strike: a signer the ledger

@@ -237,3 +237,82 @@ func TestSeenSetEvictsLeastRecentlyUsed(t *testing.T) {
 		t.Errorf("after eviction: 0:%v 1:%v 2:%v 3:%v len %d", s.has(h(0)), s.has(h(1)), s.has(h(2)), s.has(h(3)), s.len())
 	}
 }
+
+// A batch of transactions is judged as each would be, with one batch signature check: accepted
+// with what the Gate kept (and a check per transaction), rejected whole for one forged
+// signature, ignored when nothing in it is kept, and a junk strike when junk is most of it.
+func TestJudgeTransactionBatches(t *testing.T) {
+	n := newTestNet(t)
+	gate := n.replica(t).Gate()
+	body := &chain.RegisterPatient{EncryptionKey: []byte("patient-encryption-key")}
+	batch := func(txs ...*chain.Tx) []byte {
+		return (&replica.Message{Version: replica.MessageVersion, Txs: txs}).Encode()
+	}
+	good := func(nonce uint64) *chain.Tx {
+		return chain.NewTx(n.keys[0], testChain, chain.TxRegisterPatient, nonce, body)
+	}
+	junk := func(i int) *chain.Tx {
+		return chain.NewTx(testKey(t, 60+i), testChain, chain.TxRegisterPatient, 2, body)
+	}
+
+	j := judge(gate, newSeenSet(16), viaTxs, batch(good(2), good(3), junk(0)))
+	if j.verdict != p2p.Accept || len(j.in.Msg.Txs) != 2 || len(j.in.TxChecks) != 2 || !j.in.Verified || j.junk {
+		t.Fatalf("a batch of two good transactions and one junk: %v, %d kept, junk=%v (%v)", j.verdict, len(j.in.Msg.Txs), j.junk, j.err)
+	}
+	forged := good(4)
+	forged.Sig[0] ^= 1
+	if j := judge(gate, newSeenSet(16), viaTxs, batch(good(2), forged)); j.verdict != p2p.Reject {
+		t.Fatalf("a batch with a forged signature: %v (%v)", j.verdict, j.err)
+	}
+	if j := judge(gate, newSeenSet(16), viaTxs, batch(junk(1), junk(2))); j.verdict != p2p.Ignore || !j.junk {
+		t.Fatalf("a batch of junk: %v junk=%v", j.verdict, j.junk)
+	}
+	if j := judge(gate, newSeenSet(16), viaTxs, batch(good(2), junk(3), junk(4))); j.verdict != p2p.Accept || !j.junk {
+		t.Fatalf("a batch mostly of junk: %v junk=%v", j.verdict, j.junk)
+	}
+	// On the votes topic a batch is out of place: its sender's fault.
+	if j := judge(gate, newSeenSet(16), viaVotes, batch(good(2))); j.verdict != p2p.Reject {
+		t.Fatalf("a batch on the votes topic: %v", j.verdict)
+	}
+	// Empty and oversized batches do not decode.
+	if j := judge(gate, newSeenSet(16), viaTxs, chain.Encode(&rawMessage{Version: replica.MessageVersion, Txs: []any{}})); j.verdict != p2p.Reject {
+		t.Fatalf("an empty batch: %v", j.verdict)
+	}
+}
+
+// The batcher sends what it collects as one message after its delay, a lone transaction in
+// the single form, and a batch that would outgrow the topic's limit in several messages.
+func TestTxBatcher(t *testing.T) {
+	n := newTestNet(t)
+	sent := make(chan []byte, 16)
+	b := newTxBatcher(func(data []byte) { sent <- data })
+	defer b.close()
+	body := &chain.RegisterPatient{EncryptionKey: []byte("patient-encryption-key")}
+	for i := range 5 {
+		b.add(chain.NewTx(n.keys[0], testChain, chain.TxRegisterPatient, uint64(i+2), body))
+	}
+	m, err := replica.DecodeMessage(<-sent)
+	if err != nil || len(m.Txs) != 5 {
+		t.Fatalf("batch of 5: %v, %d transactions", err, len(m.Txs))
+	}
+	b.add(chain.NewTx(n.keys[0], testChain, chain.TxRegisterPatient, 9, body))
+	if m, err := replica.DecodeMessage(<-sent); err != nil || m.Tx == nil {
+		t.Fatalf("a lone transaction: %v %+v", err, m)
+	}
+	big := &chain.RegisterPatient{EncryptionKey: make([]byte, 30<<10)}
+	for i := range 5 {
+		b.add(chain.NewTx(n.keys[0], testChain, chain.TxRegisterPatient, uint64(i+10), big))
+	}
+	total := 0
+	for total < 5 {
+		data := <-sent
+		if len(data) > MaxGossipTxBytes {
+			t.Fatalf("a batch of %d bytes, limit %d", len(data), MaxGossipTxBytes)
+		}
+		m, err := replica.DecodeMessage(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += max(len(m.Txs), 1)
+	}
+}

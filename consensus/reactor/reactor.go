@@ -72,6 +72,7 @@ type Reactor struct {
 
 	hints chan replica.Inbound
 	inbox chan replica.Inbound
+	txs   *txBatcher
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -113,6 +114,11 @@ func New(net Network, gate *replica.Gate, cfg Config) (*Reactor, error) {
 	}
 	net.HandleDirect(r.validator(viaDirect))
 	net.HandleDirectHead(r.headValidator)
+	r.txs = newTxBatcher(func(data []byte) {
+		if err := net.Publish(TopicTxs, data); err != nil {
+			r.log.Debug("reactor: publish", "kind", "txs", "err", err)
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.wg.Add(1)
@@ -123,6 +129,7 @@ func New(net Network, gate *replica.Gate, cfg Config) (*Reactor, error) {
 // Close stops moving messages to Inbox. The Network stays the caller's to close.
 func (r *Reactor) Close() {
 	r.once.Do(func() {
+		r.txs.close()
 		r.cancel()
 		r.wg.Wait()
 	})
@@ -131,10 +138,14 @@ func (r *Reactor) Close() {
 // Inbox returns the channel of judged messages and hints. It is never closed.
 func (r *Reactor) Inbox() <-chan replica.Inbound { return r.inbox }
 
-// Broadcast sends m to the network without blocking: transactions, proposals and votes on
-// their topic, a proposal over the gossip limit directly to every connected peer. Sync
+// Broadcast sends m to the network without blocking: transactions (in batches, see
+// txBatcher), proposals and votes on their topic, a proposal over the gossip limit directly to every connected peer. Sync
 // messages are not broadcast (use Send).
 func (r *Reactor) Broadcast(m *replica.Message) {
+	if m.Tx != nil {
+		r.txs.add(m.Tx)
+		return
+	}
 	data := m.Encode()
 	var topic string
 	var limit int
@@ -203,6 +214,10 @@ func (r *Reactor) validator(rt route) p2p.Validator {
 			r.stats.accepted.Add(1)
 			if rt == viaDirect && j.in.Msg.Vote != nil {
 				r.relayVote(data)
+			}
+			if j.junk && r.junk.add(from) {
+				r.stats.junkStrikes.Add(1)
+				r.net.Penalize(from, fmt.Errorf("reactor: %d junk transactions within %v, the last: %w", junkPerStrike, junkWindow, j.err))
 			}
 			return p2p.Accept, &j
 		case j.dedup:

@@ -207,34 +207,72 @@ func (g *Gate) Vote(v *chain.Vote) (Verdict, error) {
 // replica skip work already done.
 func (g *Gate) Tx(tx *chain.Tx) (Verdict, TxCheck, error) {
 	pos := g.pos.Load()
-	if tx.ChainID != g.chainID {
-		return Reject, TxCheck{}, fmt.Errorf("replica: transaction for chain %q", tx.ChainID)
-	}
-	m, err := member(pos, tx.Signer)
-	if err != nil {
-		return Ignore, TxCheck{}, err
-	}
-	chk := TxCheck{Member: m}
-	executable := false
-	if !tx.Kind.UsesNonce() {
-		if !m.Certifying {
-			return Ignore, chk, fmt.Errorf("%w: evidence must be signed by an authority", ErrNotMember)
-		}
-		executable = true
-	} else {
-		switch {
-		case !m.Registered && !(tx.Kind.IsRegistration() && tx.Nonce == 1):
-			return Ignore, chk, fmt.Errorf("%w: %s may only register itself", ErrNotMember, tx.Signer.Short())
-		case tx.Nonce <= m.Nonce:
-			return Ignore, chk, fmt.Errorf("%w: nonce %d, ledger is at %d", ErrStaleNonce, tx.Nonce, m.Nonce)
-		case tx.Nonce > m.Nonce+g.nonceWindow:
-			return Ignore, chk, fmt.Errorf("%w: nonce %d, ledger is at %d", ErrNonceGap, tx.Nonce, m.Nonce)
-		}
-		executable = tx.Nonce == m.Nonce+1
+	v, chk, executable, err := g.txStanding(pos, tx)
+	if v != Accept {
+		return v, chk, err
 	}
 	if err := tx.VerifySig(g.chainID); err != nil {
 		return Reject, chk, err
 	}
+	return g.txState(pos, tx, chk, executable)
+}
+
+// Txs judges a batch of transactions as Tx judges each, with their signatures verified in one
+// batch. It returns one verdict, check and error per transaction.
+func (g *Gate) Txs(txs []*chain.Tx) ([]Verdict, []TxCheck, []error) {
+	pos := g.pos.Load()
+	verdicts, chks, errs := make([]Verdict, len(txs)), make([]TxCheck, len(txs)), make([]error, len(txs))
+	executable := make([]bool, len(txs))
+	var toVerify []*chain.Tx
+	var at []int
+	for i, tx := range txs {
+		verdicts[i], chks[i], executable[i], errs[i] = g.txStanding(pos, tx)
+		if verdicts[i] == Accept {
+			toVerify, at = append(toVerify, tx), append(at, i)
+		}
+	}
+	for j, err := range chain.VerifyTxSigs(g.chainID, toVerify) {
+		i := at[j]
+		if err != nil {
+			verdicts[i], errs[i] = Reject, err
+			continue
+		}
+		verdicts[i], chks[i], errs[i] = g.txState(pos, txs[i], chks[i], executable[i])
+	}
+	return verdicts, chks, errs
+}
+
+// txStanding is Tx's cheap part: the chain, the signer's standing and the nonce window. Accept
+// means "go on to the signature".
+func (g *Gate) txStanding(pos *position, tx *chain.Tx) (v Verdict, chk TxCheck, executable bool, err error) {
+	if tx.ChainID != g.chainID {
+		return Reject, TxCheck{}, false, fmt.Errorf("replica: transaction for chain %q", tx.ChainID)
+	}
+	m, err := member(pos, tx.Signer)
+	if err != nil {
+		return Ignore, TxCheck{}, false, err
+	}
+	chk = TxCheck{Member: m}
+	if !tx.Kind.UsesNonce() {
+		if !m.Certifying {
+			return Ignore, chk, false, fmt.Errorf("%w: evidence must be signed by an authority", ErrNotMember)
+		}
+		return Accept, chk, true, nil
+	}
+	switch {
+	case !m.Registered && !(tx.Kind.IsRegistration() && tx.Nonce == 1):
+		return Ignore, chk, false, fmt.Errorf("%w: %s may only register itself", ErrNotMember, tx.Signer.Short())
+	case tx.Nonce <= m.Nonce:
+		return Ignore, chk, false, fmt.Errorf("%w: nonce %d, ledger is at %d", ErrStaleNonce, tx.Nonce, m.Nonce)
+	case tx.Nonce > m.Nonce+g.nonceWindow:
+		return Ignore, chk, false, fmt.Errorf("%w: nonce %d, ledger is at %d", ErrNonceGap, tx.Nonce, m.Nonce)
+	}
+	return Accept, chk, tx.Nonce == m.Nonce+1, nil
+}
+
+// txState is Tx's last part, after the signature: an executable transaction is checked
+// against the state.
+func (g *Gate) txState(pos *position, tx *chain.Tx, chk TxCheck, executable bool) (Verdict, TxCheck, error) {
 	if executable {
 		if err := g.machine.CheckTx(pos.view, tx, pos.lastBlockTime, verifiedOne(tx.Hash())); err != nil {
 			return Ignore, chk, fmt.Errorf("%w: %w", ErrRefusedByState, err)

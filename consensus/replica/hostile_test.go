@@ -326,3 +326,26 @@ func TestOwnPendingTransactionsAreResent(t *testing.T) {
 		}
 	}
 }
+
+// A batch of transactions enters the mempool as its transactions would one by one; a forged
+// one in it is the sender's fault, and the rest still enter.
+func TestTransactionBatchEntersTheMempool(t *testing.T) {
+	r, _, g, _, _ := startReplica(t, 1)
+	a, b := patientTx(t, key(t, 81), 1), patientTx(t, key(t, 82), 1)
+	if _, err := r.Handle("peer", &Message{Version: MessageVersion, Txs: []*chain.Tx{a, b}}, g.TimeMs+1); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Mempool().Has(a.Hash()) || !r.Mempool().Has(b.Hash()) {
+		t.Fatal("a batch's transactions are not pending")
+	}
+	forged := patientTx(t, key(t, 83), 1)
+	forged.Sig[0] ^= 1
+	c := patientTx(t, key(t, 84), 1)
+	_, err := r.Handle("peer", &Message{Version: MessageVersion, Txs: []*chain.Tx{forged, c}}, g.TimeMs+2)
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a batch with a forged transaction: %v, want ErrInvalid", err)
+	}
+	if !r.Mempool().Has(c.Hash()) || r.Mempool().Has(forged.Hash()) {
+		t.Fatal("the batch's good transaction is missing, or the forged one entered")
+	}
+}

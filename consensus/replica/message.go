@@ -14,8 +14,9 @@ import (
 const MessageVersion = 1
 
 // Message is what replicas exchange. Exactly one group of fields is set:
-// Proposal+Block, Vote, Tx, SyncFrom (a sync request), SyncBlocks+SyncCerts (a sync answer), or
-// Status.
+// Proposal+Block, Vote, Tx, SyncFrom (a sync request), SyncBlocks+SyncCerts (a sync answer),
+// Status, or Txs (a batch of transactions: gossip carries transactions in batches, since a
+// message's fixed costs, in pubsub and in judging, dwarf a 300-byte transaction's).
 type Message struct {
 	_          struct{} `cbor:",toarray"`
 	Version    uint8
@@ -30,7 +31,11 @@ type Message struct {
 	// a round stalls: a node that signs nothing (a full node, an authority removed from the set)
 	// sends no votes, so without it a peer behind would never learn that it could catch up.
 	Status uint64
+	Txs    []*chain.Tx
 }
+
+// MaxTxBatch bounds the transactions of one Txs message.
+const MaxTxBatch = 1024
 
 // Kind names the message for logs and metrics.
 func (m *Message) Kind() string {
@@ -47,6 +52,8 @@ func (m *Message) Kind() string {
 		return "sync-response"
 	case m.Status != 0:
 		return "status"
+	case len(m.Txs) > 0:
+		return "txs"
 	}
 	return "empty"
 }
@@ -116,6 +123,12 @@ func (m *Message) Validate() error {
 	if m.Status != 0 {
 		kinds++
 	}
+	if m.Txs != nil {
+		kinds++
+		if err := validateTxs(m.Txs); err != nil {
+			return err
+		}
+	}
 	if kinds != 1 {
 		return fmt.Errorf("replica: message must carry exactly one kind of content, has %d", kinds)
 	}
@@ -134,6 +147,7 @@ type Head struct {
 	SyncFrom uint64
 	Sync     int // blocks in a sync response
 	Status   uint64
+	Txs      []*chain.Tx
 }
 
 // Kind names the message for logs and metrics.
@@ -151,6 +165,8 @@ func (h *Head) Kind() string {
 		return "sync-response"
 	case h.Status != 0:
 		return "status"
+	case len(h.Txs) > 0:
+		return "txs"
 	}
 	return "empty"
 }
@@ -166,6 +182,7 @@ type wireHead struct {
 	SyncBlocks []cbor.RawMessage
 	SyncCerts  []cbor.RawMessage
 	Status     uint64
+	Txs        []*chain.Tx
 }
 
 type blockHead struct {
@@ -186,7 +203,7 @@ func DecodeHead(data []byte) (*Head, error) {
 	if w.Version != MessageVersion {
 		return nil, fmt.Errorf("%w: replica message version %d", chain.ErrUnknownVersion, w.Version)
 	}
-	h := &Head{Proposal: w.Proposal, Vote: w.Vote, Tx: w.Tx, SyncFrom: w.SyncFrom, Sync: len(w.SyncBlocks), Status: w.Status}
+	h := &Head{Proposal: w.Proposal, Vote: w.Vote, Tx: w.Tx, SyncFrom: w.SyncFrom, Sync: len(w.SyncBlocks), Status: w.Status, Txs: w.Txs}
 	kinds := 0
 	if w.Proposal != nil || w.Block != nil {
 		kinds++
@@ -228,19 +245,40 @@ func DecodeHead(data []byte) (*Head, error) {
 	if w.Status != 0 {
 		kinds++
 	}
+	if w.Txs != nil {
+		kinds++
+		if err := validateTxs(w.Txs); err != nil {
+			return nil, err
+		}
+	}
 	if kinds != 1 {
 		return nil, fmt.Errorf("replica: message must carry exactly one kind of content, has %d", kinds)
 	}
 	return h, nil
 }
 
+func validateTxs(txs []*chain.Tx) error {
+	if len(txs) == 0 || len(txs) > MaxTxBatch {
+		return fmt.Errorf("replica: a batch of %d transactions (1..%d)", len(txs), MaxTxBatch)
+	}
+	for i, tx := range txs {
+		if tx == nil {
+			return fmt.Errorf("replica: batch entry %d is empty", i)
+		}
+		if err := tx.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ErrShortHead says a prefix of a message ends before the part a decoder needs.
 var ErrShortHead = errors.New("replica: message head cut short")
 
-// CBOR heads of the arrays DecodeProposalHead steps into: a message (the nine fields of
+// CBOR heads of the arrays DecodeProposalHead steps into: a message (the ten fields of
 // wireHead) and a block (version, header, transactions).
 const (
-	cborMessageArray = 0x80 | 9
+	cborMessageArray = 0x80 | 10
 	cborBlockArray   = 0x80 | 3
 )
 

@@ -74,8 +74,10 @@ type Inbound struct {
 	// Verified says this node's transport already checked the message's signatures (its Gate
 	// ran in a gossip validator), so the replica does not verify them a second time.
 	Verified bool
-	// Tx is what the Gate found for a transaction, so the replica does not repeat it.
-	Tx *TxCheck
+	// Tx is what the Gate found for a transaction, so the replica does not repeat it; TxChecks
+	// the same for each transaction of a batch (Msg.Txs), when the Gate judged them.
+	Tx       *TxCheck
+	TxChecks []TxCheck
 	// Size is the message's encoded size, if the transport knows it (for buffer bounds).
 	Size int
 }
@@ -114,7 +116,7 @@ func New(cfg Config, st store.Store) (*Replica, error) {
 	}
 	r := &Replica{
 		cfg: cfg, chainID: g.ChainID, consensusID: chain.ConsensusID(g.ChainID, g.Hash()), params: g.Params, store: st,
-		machine: state.New(g.ChainID),
+		machine: state.New(g.ChainID).WithSigCache(newSigCache()),
 		mempool: NewMempool(g.ChainID, cfg.Mempool),
 		exec:    newExecCache(),
 		future:  newFutureBuffer(cfg.Future),
@@ -409,6 +411,19 @@ func (r *Replica) handle(in Inbound, now int64, out *Output) error {
 		}
 		r.hurry(now)
 		return nil
+	case len(m.Txs) > 0:
+		var invalid error
+		for i, tx := range m.Txs {
+			var chk *TxCheck
+			if len(in.TxChecks) == len(m.Txs) {
+				chk = &in.TxChecks[i]
+			}
+			if _, err := r.addTx(tx, chk, in.Verified); err != nil && !Refused(err) && invalid == nil {
+				invalid = fmt.Errorf("%w: batch entry %d: %w", ErrInvalid, i, err)
+			}
+		}
+		r.hurry(now)
+		return invalid
 	case m.SyncFrom != 0:
 		return r.serveSync(in.From, m.SyncFrom, out)
 	case len(m.SyncBlocks) > 0:
