@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -14,7 +15,7 @@ import (
 )
 
 func nodeCmd() *cobra.Command {
-	var home, cpuProfile string
+	var home, cpuProfile, memProfile string
 	cmd := &cobra.Command{
 		Use:   "node --home HOME",
 		Short: "Run a node in the foreground until SIGINT or SIGTERM",
@@ -60,10 +61,32 @@ stops the API, the replica, the libp2p host and the store in that order and exit
 					}
 				}()
 			}
+			if memProfile != "" {
+				defer func() {
+					if err := writeHeapProfile(memProfile); err != nil {
+						log.Error("heap profile", "err", err)
+					}
+				}()
+			}
 			return n.Run(ctx)
 		},
 	}
 	cmd.Flags().StringVar(&home, "home", "", "the node's home directory")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the node stops (diagnostics)")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile (live objects, after a GC) to this file when the node stops (diagnostics)")
 	return cmd
+}
+
+// writeHeapProfile writes the live heap (after a collection) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
