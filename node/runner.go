@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -37,11 +38,21 @@ type Hooks struct {
 type submission struct {
 	tx    *chain.Tx
 	reply chan submitResult
+	// A batch instead of tx: transactions the Gate accepted, with what it found.
+	batch      []*chain.Tx
+	chks       []replica.TxCheck
+	batchReply chan batchResult
 }
 
 type submitResult struct {
 	hash chain.Hash
 	err  error
+}
+
+type batchResult struct {
+	hashes []chain.Hash
+	errs   []error
+	err    error
 }
 
 // NewRunner wires a replica to a transport. now is the clock (time.Now in production).
@@ -86,6 +97,15 @@ func (r *Runner) Run(ctx context.Context) error {
 				r.emit(out)
 			}
 		case s := <-r.submits:
+			if s.batch != nil {
+				hashes, errs, out, err := r.rep.SubmitTxs(s.batch, s.chks, r.ms())
+				s.batchReply <- batchResult{hashes, errs, err}
+				if errors.Is(err, replica.ErrHalted) {
+					return err
+				}
+				r.emit(out)
+				continue
+			}
 			hash, out, err := r.rep.SubmitTx(s.tx, r.ms())
 			if errors.Is(err, replica.ErrHalted) {
 				s.reply <- submitResult{hash, err}
@@ -113,6 +133,51 @@ func (r *Runner) Submit(ctx context.Context, tx *chain.Tx) (chain.Hash, error) {
 	case <-ctx.Done():
 		return chain.Hash{}, ctx.Err()
 	}
+}
+
+// SubmitBatch submits txs: the Gate judges them on the caller's goroutine (form, standing,
+// nonce window, signatures in one batch, the state check), so that the replica's loop, which
+// also runs consensus, only adds the accepted ones to the mempool, all in one step. It returns
+// one hash and one error per transaction; err is set only if the replica did not answer.
+func (r *Runner) SubmitBatch(ctx context.Context, txs []*chain.Tx) ([]chain.Hash, []error, error) {
+	hashes, errs := make([]chain.Hash, len(txs)), make([]error, len(txs))
+	verdicts, chks, gerrs := r.rep.Gate().Txs(txs)
+	var ok []*chain.Tx
+	var okChks []replica.TxCheck
+	var at []int
+	for i, v := range verdicts {
+		hashes[i] = txs[i].Hash()
+		switch v {
+		case replica.Accept:
+			ok, okChks, at = append(ok, txs[i]), append(okChks, chks[i]), append(at, i)
+		case replica.Reject:
+			errs[i] = fmt.Errorf("%w: %w", replica.ErrInvalid, gerrs[i])
+		default:
+			errs[i] = gerrs[i]
+		}
+	}
+	if len(ok) == 0 {
+		return hashes, errs, nil
+	}
+	reply := make(chan batchResult, 1)
+	select {
+	case r.submits <- submission{batch: ok, chks: okChks, batchReply: reply}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	var res batchResult
+	select {
+	case res = <-reply:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	if res.err != nil {
+		return nil, nil, res.err
+	}
+	for j, i := range at {
+		hashes[i], errs[i] = res.hashes[j], res.errs[j]
+	}
+	return hashes, errs, nil
 }
 
 // Query runs f on the runner's goroutine, where reading the replica is safe. Once the runner

@@ -244,6 +244,30 @@ func (r *Replica) SubmitTx(tx *chain.Tx, now int64) (chain.Hash, Output, error) 
 	return h, out, nil
 }
 
+// SubmitTxs adds transactions the Gate accepted (chks[i] is what it found for txs[i]) in one
+// step, and broadcasts each one admitted. It returns one hash and one error per transaction;
+// the error is ErrHalted (wrapped) only if the replica stopped.
+func (r *Replica) SubmitTxs(txs []*chain.Tx, chks []TxCheck, now int64) ([]chain.Hash, []error, Output, error) {
+	hashes, errs := make([]chain.Hash, len(txs)), make([]error, len(txs))
+	var out Output
+	for i, tx := range txs {
+		var chk *TxCheck
+		if i < len(chks) {
+			chk = &chks[i]
+		}
+		hashes[i], errs[i] = r.addTx(tx, chk, chk != nil)
+		if errs[i] == nil {
+			r.mempool.MarkOwn(hashes[i], now)
+			out.Broadcast = append(out.Broadcast, &Message{Version: MessageVersion, Tx: tx})
+		}
+	}
+	r.hurry(now)
+	if err := r.drain(now, &out); err != nil {
+		return hashes, errs, out, fmt.Errorf("%w: %w", ErrHalted, err)
+	}
+	return hashes, errs, out, nil
+}
+
 // hurry starts an idle height early when an executable transaction is pending.
 func (r *Replica) hurry(now int64) {
 	if r.mempool.Executable() && r.engine.Step() == consensus.StepNewHeight {
