@@ -95,7 +95,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if n.store, err = badger.Open(h.DataDir(), badger.Options{Store: store.Options{Sync: policy, KeepVersions: cfg.Store.KeepVersions}, Logger: log}); err != nil {
 		return n, fmt.Errorf("node: open store: %w", err)
 	}
-	rep, err := replica.New(replica.Config{Genesis: g, Key: key, Mempool: replica.MempoolConfig{MaxTxs: cfg.Mempool.MaxTxs, MaxBytes: cfg.Mempool.MaxBytes, MaxRegistrations: cfg.Mempool.MaxRegistrations}}, n.store)
+	rep, err := replica.New(replica.Config{Genesis: g, Key: key, Mempool: replica.MempoolConfig{MaxTxs: cfg.Mempool.MaxTxs, MaxBytes: cfg.Mempool.MaxBytes, MaxRegistrations: cfg.Mempool.MaxRegistrations, MaxRegistrationBytes: cfg.Mempool.MaxRegistrations * registrationBytes}}, n.store)
 	if err != nil {
 		return n, err
 	}
@@ -173,6 +173,10 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	}
 	return n, nil
 }
+
+// registrationBytes is the byte quota of pending registrations per configured registration
+// (the default quota is 256 registrations and 2 MiB).
+const registrationBytes = 8 << 10
 
 func (n *Node) committed(b *chain.Block) {
 	n.commits.committed(b)

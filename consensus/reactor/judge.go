@@ -3,6 +3,8 @@ package reactor
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/consensus/replica"
@@ -114,6 +116,9 @@ func judge(gate *replica.Gate, seen *seenSet, rt route, data []byte) judgement {
 			return reject(err).withKey(key)
 		}
 		j = accept(replica.Inbound{Msg: m})
+		if len(m.SyncBlocks) > 0 {
+			j.in.VerifiedTxs = preverify(gate.ChainID(), m.SyncBlocks)
+		}
 	}
 	j.in.Size = len(data)
 	switch {
@@ -123,6 +128,41 @@ func judge(gate *replica.Gate, seen *seenSet, rt route, data []byte) judgement {
 		j.height = h.Vote.Height
 	}
 	return j.withKey(key)
+}
+
+// preverify checks the signatures of the transactions of a sync answer's blocks on every core
+// (in batches), so that the replica's loop, which executes the blocks one after the other,
+// does not check them one core at a time. It returns the hashes of those that verified; a bad
+// one is left for the replica, whose execution of its block then fails.
+func preverify(chainID string, blocks []*chain.Block) map[chain.Hash]struct{} {
+	var txs []*chain.Tx
+	for _, b := range blocks {
+		txs = append(txs, b.Txs...)
+	}
+	if len(txs) == 0 {
+		return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), (len(txs)+63)/64)
+	ok := make([]bool, len(txs))
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(txs)/workers, (w+1)*len(txs)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, err := range chain.VerifyTxSigs(chainID, txs[lo:hi]) {
+				ok[lo+i] = err == nil
+			}
+		}()
+	}
+	wg.Wait()
+	set := make(map[chain.Hash]struct{}, len(txs))
+	for i, tx := range txs {
+		if ok[i] {
+			set[tx.Hash()] = struct{}{}
+		}
+	}
+	return set
 }
 
 // routeOf is the topic a message kind travels on; sync messages have none (viaDirect).

@@ -316,3 +316,32 @@ func TestTxBatcher(t *testing.T) {
 		total += max(len(m.Txs), 1)
 	}
 }
+
+// preverify vouches for exactly the transactions of a sync answer whose signatures verify.
+func TestPreverifySyncAnswer(t *testing.T) {
+	n := newTestNet(t)
+	body := &chain.RegisterPatient{EncryptionKey: []byte("patient-encryption-key")}
+	var blocks []*chain.Block
+	var all []*chain.Tx
+	for b := range 3 {
+		var txs []*chain.Tx
+		for i := range 70 {
+			tx := chain.NewTx(n.keys[0], testChain, chain.TxRegisterPatient, uint64(b*100+i+1), body)
+			txs = append(txs, tx)
+		}
+		all = append(all, txs...)
+		blocks = append(blocks, &chain.Block{Version: chain.BlockVersion, Txs: txs})
+	}
+	forged := blocks[1].Txs[5]
+	forged.Sig[0] ^= 1
+	set := preverify(testChain, blocks)
+	for _, tx := range all {
+		_, ok := set[tx.Hash()]
+		if ok == (tx == forged) {
+			t.Fatalf("transaction %s: vouched for %v", tx.Hash().Short(), ok)
+		}
+	}
+	if preverify(testChain, []*chain.Block{{Version: chain.BlockVersion}}) != nil {
+		t.Fatal("an empty answer vouches for something")
+	}
+}

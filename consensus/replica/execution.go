@@ -158,6 +158,25 @@ func (r *Replica) buildBlock(req *consensus.BlockRequest, now int64, out *Output
 	return b, nil
 }
 
+// verified is the signatures this replica has checked: the mempool's and, while a sync answer
+// is applied, the transport's.
+func (r *Replica) verified() state.VerifiedSet {
+	if r.syncVerified == nil {
+		return r.mempool
+	}
+	return syncVerifiedSet{r.mempool, r.syncVerified}
+}
+
+type syncVerifiedSet struct {
+	mempool *Mempool
+	sync    map[chain.Hash]struct{}
+}
+
+func (s syncVerifiedSet) Verified(h chain.Hash) bool {
+	_, ok := s.sync[h]
+	return ok || s.mempool.Verified(h)
+}
+
 // commit executes (or reuses the execution of) a finalized block, stores it atomically with its
 // certificate and state changes, brings the mempool up to date and moves consensus to the next
 // height. A finalized block that does not match this replica's chain or does not execute here
@@ -171,7 +190,7 @@ func (r *Replica) commit(b *chain.Block, cert *chain.CommitCert, now int64, out 
 			return fmt.Errorf("replica: finalized block %d does not follow this chain: %w", b.Header.Height, err)
 		}
 		var err error
-		outcome, err = r.machine.ApplyBlock(r.store.State(), &b.Header, b.Txs, r.mempool)
+		outcome, err = r.machine.ApplyBlock(r.store.State(), &b.Header, b.Txs, r.verified())
 		if err != nil {
 			return fmt.Errorf("replica: finalized block %d does not execute here: %w", b.Header.Height, err)
 		}

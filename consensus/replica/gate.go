@@ -165,6 +165,9 @@ func (g *Gate) AwaitsSync(p PeerID) bool {
 	return m != nil && (*m)[p]
 }
 
+// ChainID is the chain the Gate judges for.
+func (g *Gate) ChainID() string { return g.chainID }
+
 // Height is the height being decided as of the last publication.
 func (g *Gate) Height() uint64 { return g.pos.Load().height }
 

@@ -78,6 +78,9 @@ type Inbound struct {
 	// the same for each transaction of a batch (Msg.Txs), when the Gate judged them.
 	Tx       *TxCheck
 	TxChecks []TxCheck
+	// VerifiedTxs holds the hashes of the transactions of a sync answer's blocks whose
+	// signatures the transport already checked (in parallel, off the replica's loop).
+	VerifiedTxs map[chain.Hash]struct{}
 	// Size is the message's encoded size, if the transport knows it (for buffer bounds).
 	Size int
 }
@@ -96,10 +99,12 @@ type Replica struct {
 	machine     *state.Machine
 	engine      *consensus.Engine
 	mempool     *Mempool
-	exec        *execCache
-	future      *futureBuffer
-	sync        *blockSync
-	gate        *Gate
+	// syncVerified is the transport's VerifiedTxs while a sync answer is applied.
+	syncVerified map[chain.Hash]struct{}
+	exec         *execCache
+	future       *futureBuffer
+	sync         *blockSync
+	gate         *Gate
 
 	current, next *chain.AuthoritySet // sets certifying the deciding height and the one after
 	lastBlockTime int64
@@ -451,6 +456,8 @@ func (r *Replica) handle(in Inbound, now int64, out *Output) error {
 	case m.SyncFrom != 0:
 		return r.serveSync(in.From, m.SyncFrom, out)
 	case len(m.SyncBlocks) > 0:
+		r.syncVerified = in.VerifiedTxs
+		defer func() { r.syncVerified = nil }()
 		return r.applySync(in.From, m, now, out)
 	case m.Status != 0:
 		// A claim, not a proof: at worst it makes this replica ask that peer for blocks (at
