@@ -36,7 +36,10 @@ type catchUpReport struct {
 	Seconds     float64 `json:"seconds"`
 	HeadSeconds float64 `json:"head_seconds"`
 	// TxPerSec is history_txs ÷ seconds: start-up, admission and sync together.
-	TxPerSec     float64 `json:"history_tx_per_sec"`
+	TxPerSec float64 `json:"history_tx_per_sec"`
+	// SyncTxPerSec is history_txs ÷ (seconds − api_seconds): the sync alone, without the
+	// process's start-up.
+	SyncTxPerSec float64 `json:"sync_tx_per_sec"`
 	BlocksPerSec float64 `json:"blocks_per_sec"`
 	CPUSeconds   float64 `json:"node_cpu_seconds"` // the full node's CPU until target_height
 	RSSMB        float64 `json:"rss_mb"`           // VmRSS at target_height
@@ -101,6 +104,9 @@ func (b *bencher) catchUpPhase(ctx context.Context, o benchOptions) (*catchUpRep
 		r.TxPerSec = float64(r.HistoryTxs) / r.Seconds
 		r.BlocksPerSec = float64(r.TargetHeight) / r.Seconds
 	}
+	if d := r.Seconds - r.APISeconds; d > 0 {
+		r.SyncTxPerSec = float64(r.HistoryTxs) / d
+	}
 	err = procnet.WaitFor(ctx, time.Minute, 50*time.Millisecond, "the full node at the head", func(ctx context.Context) (bool, error) {
 		st, err := f.status(ctx)
 		if err != nil {
@@ -113,8 +119,8 @@ func (b *bencher) catchUpPhase(ctx context.Context, o benchOptions) (*catchUpRep
 	if err != nil {
 		r.Note = joinNote(r.Note, trimLog(err.Error()))
 	}
-	fmt.Fprintf(b.progress, "  API after %.2f s, height %d after %.2f s (%.0f tx/s of history, %.1f blocks/s), at the head after %.2f s %s\n",
-		r.APISeconds, r.TargetHeight, r.Seconds, r.TxPerSec, r.BlocksPerSec, r.HeadSeconds, r.Note)
+	fmt.Fprintf(b.progress, "  API after %.2f s, height %d after %.2f s (%.0f tx/s of history, %.0f after the API was up; %.1f blocks/s), at the head after %.2f s %s\n",
+		r.APISeconds, r.TargetHeight, r.Seconds, r.TxPerSec, r.SyncTxPerSec, r.BlocksPerSec, r.HeadSeconds, r.Note)
 	return r, f
 }
 

@@ -114,8 +114,8 @@ func printBench(w io.Writer, r *benchReport) {
 		}
 	}
 	if c := r.CatchUp; c != nil {
-		row("fresh node catching up to the head", fmt.Sprintf("%.0f tx/s of history (%d txs, %d blocks in %.1f s; API after %.1f s; at the head after %.1f s; %.1f s CPU) %s",
-			c.TxPerSec, c.HistoryTxs, c.TargetHeight, c.Seconds, c.APISeconds, c.HeadSeconds, c.CPUSeconds, c.Note),
+		row("fresh node catching up to the head", fmt.Sprintf("%.0f tx/s of history (%d txs, %d blocks in %.1f s; API after %.1f s, so %.0f tx/s syncing; at the head after %.1f s; %.1f s CPU, RSS %.0f MB) %s",
+			c.TxPerSec, c.HistoryTxs, c.TargetHeight, c.Seconds, c.APISeconds, c.SyncTxPerSec, c.HeadSeconds, c.CPUSeconds, c.RSSMB, c.Note),
 			fmt.Sprintf("≥ %d tx/s, or a verified snapshot", targetCatchUpTxPerS), met(c.TxPerSec >= targetCatchUpTxPerS, c.TxPerSec > 0))
 	}
 	if rs := r.Restart; rs != nil {
