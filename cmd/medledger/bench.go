@@ -219,7 +219,7 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	if err != nil {
 		return err
 	}
-	b := &bencher{nw: nw, g: g, progress: progress, step: o.step}
+	b := newBencher(nw, g, progress, o.step)
 	if b.enrollers, err = benchEnrollers(ctx, nw); err != nil {
 		return err
 	}
@@ -264,7 +264,11 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 			return nil
 		}
 		// Idle again: does memory come back down, or does it stay with the chain?
-		time.Sleep(3 * time.Second)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(3 * time.Second):
+		}
 		rep.RSS.AfterLoadMB, rep.RSS.AfterHeight = b.rss(), b.height(ctx)
 		fmt.Fprintf(progress, "idle RSS after the load at height %d: %s MB\n", rep.RSS.AfterHeight, fmtMBs(rep.RSS.AfterLoadMB))
 	}

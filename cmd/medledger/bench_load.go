@@ -35,8 +35,8 @@ type bencher struct {
 	mu    sync.Mutex
 	watch map[string]time.Time // tx hash → submit time, while measuring latency
 	lat   *latencies
-	// cum[h] is the number of transactions in node0's blocks 1..h that follow has seen (cum[0]
-	// = 0), so a catch-up knows how much history lies below a height.
+	// cum[h] is the number of transactions in node0's blocks 1..h that follow has seen, so a
+	// catch-up knows how much history lies below a height. newBencher sets cum[0] = 0.
 	cum []int64
 }
 
@@ -55,6 +55,10 @@ func (b *bencher) txsUpTo(h uint64) (int64, bool) {
 		return 0, false
 	}
 	return b.cum[h], true
+}
+
+func newBencher(nw *procnet.Network, g *chain.Genesis, progress io.Writer, step time.Duration) *bencher {
+	return &bencher{nw: nw, g: g, progress: progress, step: step, cum: []int64{0}}
 }
 
 type signedTx struct {
@@ -92,9 +96,6 @@ func (b *bencher) presign(n int) []signedTx {
 // follow polls node0 and counts every committed block and transaction; while a latency step
 // runs it records, for each watched transaction, the time it was first seen final.
 func (b *bencher) follow(ctx context.Context) {
-	b.mu.Lock()
-	b.cum = []int64{0}
-	b.mu.Unlock()
 	var next uint64 = 1
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
