@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,7 +57,8 @@ and measures, in one run, every figure of issue 10's table it can (docs/bench.md
 
 With --cpuprofile DIR every node runs with 'medledger node --cpuprofile DIR/node<i>.pprof' (the
 full node DIR/full.pprof, node1 after its restart DIR/node1-restart.pprof); the nodes stop with
-SIGTERM, so the profiles are complete for 'go tool pprof'.
+SIGTERM, so the profiles are complete for 'go tool pprof'. --memprofile DIR does the same with
+'medledger node --memprofile DIR/node<i>.heap' (the live heap when the node stops).
 
 Benchmarks report figures; nothing here is a pass/fail test. Progress goes to stderr.`,
 		Args: cobra.NoArgs,
@@ -78,6 +80,7 @@ Benchmarks report figures; nothing here is a pass/fail test. Progress goes to st
 	cmd.Flags().Float64Var(&o.recordMiB, "record-mib", 1, "size of the large record whose fetch-and-decrypt latency is measured, MiB")
 	cmd.Flags().IntVar(&o.recordReplicas, "record-replicas", -1, "set the genesis params.replicas (record holders besides the author, 1..16) before start (-1: the default 2)")
 	cmd.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "directory for a CPU profile of every node (DIR/node<i>.pprof, written when the node stops)")
+	cmd.Flags().StringVar(&o.memProfile, "memprofile", "", "directory for a heap profile of every node (DIR/node<i>.heap: live objects when the node stops)")
 	cmd.Flags().DurationVar(&o.overload, "overload", 30*time.Second, "length of the overload step at twice the sustained load, followed by a recovery step at the sustained load (0 skips both)")
 	cmd.Flags().BoolVar(&o.catchUp, "catch-up", true, "after the other phases, time a fresh full node syncing the chain")
 	cmd.Flags().BoolVar(&o.restart, "restart", true, "at the end, time node1's restart (SIGTERM, start, API up, back at the head)")
@@ -93,7 +96,7 @@ type benchOptions struct {
 	recordsOnly                      bool
 	recordMiB                        float64
 	recordReplicas                   int
-	cpuProfile                       string
+	cpuProfile, memProfile           string
 	overload                         time.Duration
 	catchUp, restart                 bool
 }
@@ -137,9 +140,9 @@ type benchReport struct {
 	Restart  *restartReport  `json:"restart,omitempty"`
 	// Note says what the run could not measure, and why.
 	Note string `json:"note,omitempty"`
-	// CPUProfiles lists the profile files written (with --cpuprofile).
-	CPUProfiles []string `json:"cpu_profiles,omitempty"`
-	Dir         string   `json:"dir"`
+	// Profiles lists the profile files written (with --cpuprofile, --memprofile).
+	Profiles []string `json:"profiles,omitempty"`
+	Dir      string   `json:"dir"`
 }
 
 // rssReport is each node's resident memory at the bench's milestones, MB, with node0's chain
@@ -203,7 +206,7 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	rep.BatchCeiling = rep.BatchVerifyPerCore * float64(rep.Cores) / float64(o.n)
 	fmt.Fprintf(progress, "  %.0f verifications/s/core one by one, %.0f in batches of %d\n", rep.VerifyPerCore, rep.BatchVerifyPerCore, rep.BatchSize)
 
-	nw, err := startBenchNodes(ctx, progress, o)
+	nw, err := startBenchNetwork(ctx, progress, o)
 	var full *fullNode // the catch-up phase's node, stopped with the network
 	defer func() {
 		if full != nil {
@@ -215,6 +218,9 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 		return err
 	}
 	rep.Dir = nw.Dir
+	if o.cpuProfile != "" || o.memProfile != "" {
+		fmt.Fprintf(progress, "profiles (written as the nodes stop): %s\n", strings.Join(nw.Args[0], " "))
+	}
 	g, err := nw.Genesis()
 	if err != nil {
 		return err
@@ -311,13 +317,13 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 		return nil
 	}
 	// The profiles are written as the nodes stop: stop them before the report names them.
-	if o.cpuProfile != "" {
+	if o.cpuProfile != "" || o.memProfile != "" {
 		err := shutdownNetwork(progress, nw)
 		nw = nil
 		if err != nil {
 			return err
 		}
-		rep.CPUProfiles = listProfiles(o.cpuProfile)
+		rep.Profiles = listProfiles(o)
 	}
 	if o.json {
 		enc := json.NewEncoder(stdout)

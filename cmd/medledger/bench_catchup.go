@@ -57,10 +57,7 @@ func (b *bencher) catchUpPhase(ctx context.Context, o benchOptions) (*catchUpRep
 		r.Note = "no full node: " + err.Error()
 		return r, nil
 	}
-	var args []string
-	if o.cpuProfile != "" {
-		args = profileArgs(o.cpuProfile, "full")
-	}
+	args := profileArgs(o, "full")
 	// Let the follower reach the head first, so the history below the target is known.
 	r.TargetHeight = b.height(ctx)
 	_ = procnet.WaitFor(ctx, time.Minute, 50*time.Millisecond, "follower at the head", func(context.Context) (bool, error) {

@@ -3,99 +3,68 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/testnet/procnet"
 )
 
 // The phases of `medledger bench` after the load search: overload and recovery, node restart;
-// and the network's start with CPU profiles. Catch-up is in bench_catchup.go.
+// and the nodes' profile arguments. Catch-up is in bench_catchup.go.
 
-// startBenchNodes creates the bench's testnet and starts every node, as startNetwork does, with
-// two additions: with --record-replicas ≥ 0 it first sets the genesis params.replicas of every
-// node's genesis.json (the network decides how many nodes hold a record), and with --cpuprofile
-// each node writes a CPU profile to DIR/node<i>.pprof.
-func startBenchNodes(ctx context.Context, w io.Writer, o benchOptions) (*procnet.Network, error) {
-	if o.n < 1 {
-		return nil, fmt.Errorf("--authorities must be at least 1")
-	}
-	if o.recordReplicas >= 0 && (o.recordReplicas < 1 || o.recordReplicas > chain.MaxReplicas) {
-		return nil, fmt.Errorf("--record-replicas must be 1..%d (or -1 for the genesis default %d)", chain.MaxReplicas, chain.DefaultReplicas)
-	}
-	bin, err := selfBinary()
-	if err != nil {
-		return nil, err
-	}
-	dir, basePort := o.dir, o.basePort
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "medledger-net-"); err != nil {
-			return nil, err
-		}
-	}
-	if basePort == 0 {
-		if basePort, err = procnet.FreeBasePort(o.n); err != nil {
-			return nil, err
-		}
-	}
-	nw, err := procnet.Init(ctx, bin, dir, o.n, basePort)
-	if err != nil {
-		return nil, err
-	}
-	nw.LogLevel = "warn"
-	if o.cpuProfile != "" {
-		if err := os.MkdirAll(o.cpuProfile, 0o755); err != nil {
-			return nil, err
-		}
-		nw.Args = make(map[int][]string, o.n)
-		for i := range o.n {
-			nw.Args[i] = profileArgs(o.cpuProfile, "node"+strconv.Itoa(i))
-		}
-	}
-	for i := range o.n {
-		if o.recordReplicas >= 0 {
-			if err := setReplicas(filepath.Join(nw.Home(i), "genesis.json"), o.recordReplicas); err != nil {
+// benchNodeArgs are the authorities' extra arguments (procnet.Network.Args) for the profiles
+// the bench was asked for; it creates the profile directories.
+func benchNodeArgs(o benchOptions) (map[int][]string, error) {
+	for _, dir := range []string{o.cpuProfile, o.memProfile} {
+		if dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return nil, err
 			}
 		}
-		if err := nw.Start(i); err != nil {
-			return nw, err
-		}
 	}
-	fmt.Fprintf(w, "started %d node processes in %s (logs: %s)", o.n, dir, filepath.Join(dir, "node<i>.log"))
-	if o.recordReplicas >= 0 {
-		fmt.Fprintf(w, " with genesis params.replicas = %d", o.recordReplicas)
-	}
-	if o.cpuProfile != "" {
-		fmt.Fprintf(w, ", CPU profiles in %s", o.cpuProfile)
-	}
-	fmt.Fprintln(w)
+	args := make(map[int][]string, o.n)
 	for i := range o.n {
-		if _, err := nw.WaitHeight(ctx, i, 1, 2*time.Minute); err != nil {
-			return nw, err
-		}
+		args[i] = profileArgs(o, "node"+strconv.Itoa(i))
 	}
-	return nw, nil
+	return args, nil
 }
 
-// profileArgs are the node arguments that write a CPU profile DIR/name.pprof (absolute: the
-// path must not depend on the child's working directory).
-func profileArgs(dir, name string) []string {
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
+// profileArgs are the node arguments that write the profiles asked for: a CPU profile
+// CPUDIR/name.pprof and a heap profile MEMDIR/name.heap, both written when the node stops
+// (absolute paths: they must not depend on the child's working directory).
+func profileArgs(o benchOptions, name string) []string {
+	var a []string
+	if o.cpuProfile != "" {
+		a = append(a, "--cpuprofile", absPath(filepath.Join(o.cpuProfile, name+".pprof")))
 	}
-	return []string{"--cpuprofile", filepath.Join(dir, name+".pprof")}
+	if o.memProfile != "" {
+		a = append(a, "--memprofile", absPath(filepath.Join(o.memProfile, name+".heap")))
+	}
+	return a
 }
 
-// listProfiles returns the profiles in dir, for the report.
-func listProfiles(dir string) []string {
-	m, _ := filepath.Glob(filepath.Join(dir, "*.pprof"))
-	return m
+func absPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}
+
+// listProfiles returns the profiles written, for the report.
+func listProfiles(o benchOptions) []string {
+	var out []string
+	if o.cpuProfile != "" {
+		m, _ := filepath.Glob(filepath.Join(o.cpuProfile, "*.pprof"))
+		out = append(out, m...)
+	}
+	if o.memProfile != "" {
+		m, _ := filepath.Glob(filepath.Join(o.memProfile, "*.heap"))
+		out = append(out, m...)
+	}
+	return out
 }
 
 // height is node0's height now (0 if it does not answer).
@@ -181,9 +150,9 @@ func (b *bencher) restartPhase(ctx context.Context, i int, o benchOptions) *rest
 		r.Note = joinNote(r.Note, trimLog(err.Error()))
 	}
 	r.StopSeconds = time.Since(t0).Seconds()
-	if o.cpuProfile != "" {
-		// The first run's profile is complete now; the restarted node writes its own.
-		nw.Args[i] = profileArgs(o.cpuProfile, fmt.Sprintf("node%d-restart", i))
+	if nw.Args != nil {
+		// The first run's profiles are complete now; the restarted node writes its own.
+		nw.Args[i] = profileArgs(o, fmt.Sprintf("node%d-restart", i))
 	}
 	t1 := time.Now()
 	if err := nw.Start(i); err != nil {

@@ -128,9 +128,9 @@ func printBench(w io.Writer, r *benchReport) {
 	if r.Note != "" {
 		fmt.Fprintf(w, "\nNote: %s\n", r.Note)
 	}
-	if len(r.CPUProfiles) > 0 {
-		fmt.Fprintf(w, "\nCPU profiles (go tool pprof):\n")
-		for _, p := range r.CPUProfiles {
+	if len(r.Profiles) > 0 {
+		fmt.Fprintf(w, "\nProfiles (go tool pprof):\n")
+		for _, p := range r.Profiles {
 			fmt.Fprintf(w, "  %s\n", p)
 		}
 	}
