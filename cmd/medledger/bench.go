@@ -1,27 +1,23 @@
 package main
 
 import (
-	"net/http"
-
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"github.com/medledger/medledger/node"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/node"
 	"github.com/medledger/medledger/testnet/procnet"
 )
 
@@ -29,9 +25,9 @@ func benchCmd() *cobra.Command {
 	var o benchOptions
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure a local network of authority node processes: throughput, latency, CPU and memory",
+		Short: "Measure a local network of authority node processes: throughput, latency, CPU, memory, overload, catch-up and restart",
 		Long: `bench starts a local testnet with each authority as its own 'medledger node' process on 127.0.0.1
-and measures, in one run:
+and measures, in one run, every figure of issue 10's table it can (docs/bench.md):
 
   - this machine's Ed25519 verification rate per core (one by one, as the mempool verifies, and in
     batches), and from it the verification ceiling of the network: a transaction costs one
@@ -44,11 +40,25 @@ and measures, in one run:
     from /proc/<pid>/stat, summed over all nodes) and its ratio to the ceiling;
   - at half that load: submit-to-final latency p50/p99 (from the batch request to the first poll
     of node0 that shows the transaction in a committed block);
-  - peak RSS of each node (VmHWM from /proc/<pid>/status);
+  - RSS of each node (VmRSS from /proc/<pid>/status): idle after start, peak during the sustained
+    step and the overload, idle after the load, at the end; and the peak (VmHWM);
+  - overload (--overload, default 30s; 0 skips): twice the sustained load, how it was answered
+    (accepted, refused for load with 503, other refusals, unanswered; answer times), then a step
+    at the sustained load compared with the fresh network's;
   - with --records N (default 10000; 0 skips): N FHIR resources imported at node0 as Bundles of
     100 (records/s, node CPU per record), grant-to-first-read latency on node2, and
     fetch-and-decrypt latency of a --record-mib record, local and fetched from a peer.
-    --records-only skips the load steps.
+    --records-only skips the load steps;
+  - catch-up (--catch-up, default on): a fresh full node (no authority key, a licence from the
+    testnet's licensing authority as its ticket, node0 as bootstrap) syncs the whole chain: time
+    to node0's height and transactions of history replayed per second;
+  - restart (--restart, default on): node1 stopped with SIGTERM and started again: time until
+    its API answers and until it is back at node0's height.
+
+With --cpuprofile DIR every node runs with 'medledger node --cpuprofile DIR/node<i>.pprof' (the
+full node DIR/full.pprof, node1 after its restart DIR/node1-restart.pprof); the nodes stop with
+SIGTERM, so the profiles are complete for 'go tool pprof'. --memprofile DIR does the same with
+'medledger node --memprofile DIR/node<i>.heap' (the live heap when the node stops).
 
 Benchmarks report figures; nothing here is a pass/fail test. Progress goes to stderr.`,
 		Args: cobra.NoArgs,
@@ -69,6 +79,11 @@ Benchmarks report figures; nothing here is a pass/fail test. Progress goes to st
 	cmd.Flags().BoolVar(&o.recordsOnly, "records-only", false, "skip the transaction load steps; run only the records phase")
 	cmd.Flags().Float64Var(&o.recordMiB, "record-mib", 1, "size of the large record whose fetch-and-decrypt latency is measured, MiB")
 	cmd.Flags().IntVar(&o.recordReplicas, "record-replicas", -1, "set the genesis params.replicas (record holders besides the author, 1..16) before start (-1: the default 2)")
+	cmd.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "directory for a CPU profile of every node (DIR/node<i>.pprof, written when the node stops)")
+	cmd.Flags().StringVar(&o.memProfile, "memprofile", "", "directory for a heap profile of every node (DIR/node<i>.heap: live objects when the node stops)")
+	cmd.Flags().DurationVar(&o.overload, "overload", 30*time.Second, "length of the overload step at twice the sustained load, followed by a recovery step at the sustained load (0 skips both)")
+	cmd.Flags().BoolVar(&o.catchUp, "catch-up", true, "after the other phases, time a fresh full node syncing the chain")
+	cmd.Flags().BoolVar(&o.restart, "restart", true, "at the end, time node1's restart (SIGTERM, start, API up, back at the head)")
 	return cmd
 }
 
@@ -81,6 +96,9 @@ type benchOptions struct {
 	recordsOnly                      bool
 	recordMiB                        float64
 	recordReplicas                   int
+	cpuProfile, memProfile           string
+	overload                         time.Duration
+	catchUp, restart                 bool
 }
 
 // benchReport is the JSON document --json writes.
@@ -110,31 +128,69 @@ type benchReport struct {
 	LatencySamples int     `json:"latency_samples"`
 	LatencyMissing int     `json:"latency_not_final"`
 
-	PeakRSSMB []float64      `json:"peak_rss_mb"`
-	Steps     []benchStep    `json:"steps"`
-	Records   *recordsReport `json:"records,omitempty"`
-	Dir       string         `json:"dir"`
+	// Memory per node, MB: VmRSS sampled at each point, the peak of 250 ms samples during a
+	// step, and the kernel's high-water mark (VmHWM) at the end.
+	RSS       rssReport `json:"rss"`
+	PeakRSSMB []float64 `json:"peak_rss_mb"`
+
+	Steps    []benchStep     `json:"steps"`
+	Overload *overloadReport `json:"overload,omitempty"`
+	Records  *recordsReport  `json:"records,omitempty"`
+	CatchUp  *catchUpReport  `json:"catch_up,omitempty"`
+	Restart  *restartReport  `json:"restart,omitempty"`
+	// Note says what the run could not measure, and why.
+	Note string `json:"note,omitempty"`
+	// Profiles lists the profile files written (with --cpuprofile, --memprofile).
+	Profiles []string `json:"profiles,omitempty"`
+	Dir      string   `json:"dir"`
+}
+
+// rssReport is each node's resident memory at the bench's milestones, MB, with node0's chain
+// height at each (the issue wants memory flat as the chain grows).
+type rssReport struct {
+	IdleMB        []float64 `json:"idle_mb"` // after start and provider registration, before load
+	IdleHeight    uint64    `json:"idle_height"`
+	LoadMB        []float64 `json:"load_peak_mb,omitempty"`     // peak during the sustained step
+	OverloadMB    []float64 `json:"overload_peak_mb,omitempty"` // peak during the overload step
+	AfterLoadMB   []float64 `json:"after_load_mb,omitempty"`    // idle again, after the load phases drained
+	AfterHeight   uint64    `json:"after_load_height,omitempty"`
+	EndMB         []float64 `json:"end_mb"` // after every phase but the restart
+	EndHeight     uint64    `json:"end_height"`
+	LoadStepIndex int       `json:"load_step,omitempty"` // 1-based index in steps of the step LoadMB comes from
 }
 
 // benchStep is one load step's outcome.
 type benchStep struct {
 	Target       float64 `json:"target_tx_per_sec"`
+	Seconds      float64 `json:"seconds"`
 	Offered      float64 `json:"offered_tx_per_sec"`
 	Committed    float64 `json:"committed_tx_per_sec"`
+	Accepted     int     `json:"accepted"`
 	Refused      int     `json:"refused"`
-	BacklogStart int     `json:"backlog_start"`
-	BacklogEnd   int     `json:"backlog_end"`
-	MaxMempool   int     `json:"max_mempool"`
-	Blocks       float64 `json:"blocks_per_sec"`
-	CPUPerTxMs   float64 `json:"node_cpu_ms_per_tx"`
-	Sustained    bool    `json:"sustained"`
-	Note         string  `json:"note,omitempty"`
+	RefusedLoad  int     `json:"refused_for_load"` // 503, or its message in a batch answer
+	RefusedOther int     `json:"refused_other"`
+	Failed       int     `json:"unanswered"` // no answer within 30 s, or the connection failed
+	// AnswerP50Ms and AnswerP99Ms: time from a batch request to its answer, accepted or refused.
+	AnswerP50Ms  float64   `json:"answer_p50_ms"`
+	AnswerP99Ms  float64   `json:"answer_p99_ms"`
+	BacklogStart int       `json:"backlog_start"`
+	BacklogEnd   int       `json:"backlog_end"`
+	DrainSeconds float64   `json:"drain_seconds"` // after the step, until the backlog committed
+	MaxMempool   int       `json:"max_mempool"`
+	Blocks       float64   `json:"blocks_per_sec"`
+	CPUPerTxMs   float64   `json:"node_cpu_ms_per_tx"`
+	RSSMaxMB     []float64 `json:"rss_max_mb"`
+	Sustained    bool      `json:"sustained"`
+	Note         string    `json:"note,omitempty"`
 	committedIn  int
 }
 
 func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (err error) {
 	if o.step < 3*time.Second {
 		return fmt.Errorf("--duration must be at least 3s")
+	}
+	if o.overload != 0 && o.overload < 3*time.Second {
+		return fmt.Errorf("--overload must be 0 (skip) or at least 3s")
 	}
 	if o.recordsOnly && o.records <= 0 {
 		return fmt.Errorf("--records-only with --records %d leaves nothing to measure", o.records)
@@ -151,75 +207,76 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	fmt.Fprintf(progress, "  %.0f verifications/s/core one by one, %.0f in batches of %d\n", rep.VerifyPerCore, rep.BatchVerifyPerCore, rep.BatchSize)
 
 	nw, err := startBenchNetwork(ctx, progress, o)
-	defer func() { err = joinErr(err, shutdownNetwork(progress, nw)) }()
+	var full *fullNode // the catch-up phase's node, stopped with the network
+	defer func() {
+		if full != nil {
+			err = joinErr(err, full.stop())
+		}
+		err = joinErr(err, shutdownNetwork(progress, nw))
+	}()
 	if err != nil {
 		return err
 	}
 	rep.Dir = nw.Dir
+	if o.cpuProfile != "" || o.memProfile != "" {
+		fmt.Fprintf(progress, "profiles (written as the nodes stop): %s\n", strings.Join(nw.Args[0], " "))
+	}
 	g, err := nw.Genesis()
 	if err != nil {
 		return err
 	}
-	b := &bencher{nw: nw, g: g, progress: progress, step: o.step}
+	b := newBencher(nw, g, progress, o.step)
 	if b.enrollers, err = benchEnrollers(ctx, nw); err != nil {
 		return err
 	}
 	b.keyLen, rep.TxBytes = sizeEncryptionKey(g.ChainID, 300)
 	go b.follow(ctx)
+	rep.RSS.IdleMB, rep.RSS.IdleHeight = b.rss(), b.height(ctx)
+	fmt.Fprintf(progress, "idle RSS at height %d: %s MB\n", rep.RSS.IdleHeight, fmtMBs(rep.RSS.IdleMB))
 
 	if !o.recordsOnly {
-		// Find the sustained load: double until a step fails, then bisect between the last good and
-		// the first bad rate.
-		var good, bad float64
-		var best *benchStep
-		rate := float64(o.startRate)
-		for steps := 0; steps < o.maxSteps && ctx.Err() == nil; steps++ {
-			s, err := b.runStep(ctx, rate, nil)
-			if err != nil {
-				return err
-			}
-			rep.Steps = append(rep.Steps, *s)
-			if s.Sustained {
-				good = rate
-				if best == nil || s.Offered > best.Offered {
-					best = &rep.Steps[len(rep.Steps)-1]
-				}
-			} else {
-				bad = rate
-			}
-			switch {
-			case bad == 0:
-				rate *= 2
-			case good == 0:
-				rate /= 2
-			default:
-				rate = (good + bad) / 2
-				if bad-good < 0.1*good {
-					steps = o.maxSteps // close enough
-				}
-			}
-			if rate < 10 {
-				break
-			}
-		}
-		if ctx.Err() != nil {
-			return nil
+		best, err := b.search(ctx, o, &rep)
+		if err != nil || ctx.Err() != nil {
+			return err
 		}
 		if best == nil {
-			return fmt.Errorf("no load step was sustained; see the steps above and the logs in %s", nw.Dir)
+			// Not fatal: the phases that need no sustained load still run.
+			rep.Note = joinNote(rep.Note, fmt.Sprintf("no load step was sustained (see the steps and the logs in %s): no latency, load RSS or overload figures", nw.Dir))
+			fmt.Fprintf(progress, "%s\n", rep.Note)
 		}
+	}
+	if best := rep.bestStep(); best != nil && ctx.Err() == nil {
 		rep.SustainedOffered, rep.Committed, rep.BlocksPerSec, rep.CPUPerTxMs = best.Offered, best.Committed, best.Blocks, best.CPUPerTxMs
 		rep.RatioToCeiling = rep.Committed / rep.Ceiling
+		rep.RSS.LoadMB = best.RSSMaxMB
 
 		// Latency at half the sustained load.
 		lat := &latencies{}
 		half := best.Offered / 2
 		fmt.Fprintf(progress, "latency at half load (%.0f tx/s)...\n", half)
-		if _, err := b.runStep(ctx, half, lat); err != nil {
+		if _, err := b.runStep(ctx, half, o.step, lat); err != nil {
 			return err
 		}
 		rep.LatencyOffered = half
 		rep.LatencyP50Ms, rep.LatencyP99Ms, rep.LatencySamples, rep.LatencyMissing = lat.summary()
+
+		if o.overload > 0 && ctx.Err() == nil {
+			if rep.Overload, err = b.overloadPhase(ctx, best, o.overload); err != nil {
+				return err
+			}
+			rep.RSS.OverloadMB = rep.Overload.Step.RSSMaxMB
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		// Idle again: does memory come back down, or does it stay with the chain?
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(3 * time.Second):
+		}
+		rep.RSS.AfterLoadMB, rep.RSS.AfterHeight = b.rss(), b.height(ctx)
+		fmt.Fprintf(progress, "idle RSS after the load at height %d: %s MB\n", rep.RSS.AfterHeight, fmtMBs(rep.RSS.AfterLoadMB))
 	}
 	if o.records > 0 && ctx.Err() == nil {
 		rr, err := runRecords(ctx, nw, g, progress, o.records, o.recordMiB, rep.VerifyPerCore, rep.Cores)
@@ -231,13 +288,42 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 		}
 		rep.Records = rr
 	}
+	if o.catchUp && ctx.Err() == nil {
+		rep.CatchUp, full = b.catchUpPhase(ctx, o)
+		if full != nil {
+			err := full.stop()
+			full = nil
+			if err != nil {
+				rep.CatchUp.Note = joinNote(rep.CatchUp.Note, err.Error())
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
 
+	rep.RSS.EndMB, rep.RSS.EndHeight = b.rss(), b.height(ctx)
 	for i := range nw.N {
 		u, err := nw.Usage(i)
 		if err != nil {
 			return err
 		}
-		rep.PeakRSSMB = append(rep.PeakRSSMB, float64(u.PeakRSS)/(1<<20))
+		rep.PeakRSSMB = append(rep.PeakRSSMB, bytesToMB(u.PeakRSS))
+	}
+	if o.restart && nw.N > 1 && ctx.Err() == nil {
+		rep.Restart = b.restartPhase(ctx, 1, o)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	// The profiles are written as the nodes stop: stop them before the report names them.
+	if o.cpuProfile != "" || o.memProfile != "" {
+		err := shutdownNetwork(progress, nw)
+		nw = nil
+		if err != nil {
+			return err
+		}
+		rep.Profiles = listProfiles(o)
 	}
 	if o.json {
 		enc := json.NewEncoder(stdout)
@@ -246,6 +332,60 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	}
 	printBench(stdout, &rep)
 	return nil
+}
+
+// search finds the sustained load: it doubles the rate until a step fails, then bisects between
+// the last good and the first bad rate, and returns the sustained step with the highest offered
+// load.
+func (b *bencher) search(ctx context.Context, o benchOptions, rep *benchReport) (*benchStep, error) {
+	var good, bad float64
+	best := -1
+	rate := float64(o.startRate)
+	for steps := 0; steps < o.maxSteps && ctx.Err() == nil; steps++ {
+		s, err := b.runStep(ctx, rate, o.step, nil)
+		if err != nil {
+			return nil, err
+		}
+		rep.Steps = append(rep.Steps, *s)
+		if s.Sustained {
+			good = rate
+			if best < 0 || s.Offered > rep.Steps[best].Offered {
+				best = len(rep.Steps) - 1
+			}
+		} else {
+			bad = rate
+		}
+		switch {
+		case bad == 0:
+			rate *= 2
+		case good == 0:
+			rate /= 2
+		default:
+			rate = (good + bad) / 2
+			if bad-good < 0.1*good {
+				steps = o.maxSteps // close enough
+			}
+		}
+		if rate < 10 {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, nil
+	}
+	if best < 0 {
+		return nil, nil
+	}
+	rep.RSS.LoadStepIndex = best + 1
+	return &rep.Steps[best], nil
+}
+
+// bestStep is the sustained step the search settled on, if any.
+func (r *benchReport) bestStep() *benchStep {
+	if r.RSS.LoadStepIndex < 1 || r.RSS.LoadStepIndex > len(r.Steps) {
+		return nil
+	}
+	return &r.Steps[r.RSS.LoadStepIndex-1]
 }
 
 func joinArgs(a []string) string {
@@ -357,368 +497,4 @@ func sizeEncryptionKey(chainID string, target int) (keyLen, txBytes int) {
 	}
 	keyLen = max(1, target-(probe(100)-100))
 	return keyLen, probe(keyLen)
-}
-
-// bencher drives load at a network and follows node0's chain.
-type bencher struct {
-	nw       *procnet.Network
-	g        *chain.Genesis
-	progress io.Writer
-	step     time.Duration
-	keyLen   int
-	// enrollers are the nodes' provider keys, which co-sign the patient registrations.
-	enrollers []chain.PrivKey
-
-	accepted  atomic.Int64 // transactions accepted by any node, ever
-	committed atomic.Int64 // transactions in blocks committed on node0, as seen by follow
-	blocks    atomic.Int64
-
-	mu      sync.Mutex
-	watch   map[string]time.Time // tx hash → submit time, while measuring latency
-	lat     *latencies
-	maxPool int
-}
-
-type signedTx struct {
-	enc  []byte
-	hash string
-}
-
-// presign makes n unique signed patient registrations, on every core.
-func (b *bencher) presign(n int) []signedTx {
-	out := make([]signedTx, n)
-	workers := runtime.NumCPU()
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += workers {
-				k, err := chain.GenerateKey(rand.Reader)
-				if err != nil {
-					panic(err)
-				}
-				enc := make([]byte, b.keyLen)
-				_, _ = rand.Read(enc)
-				e := b.enrollers[i%len(b.enrollers)]
-				tx := chain.NewTx(k, b.g.ChainID, chain.TxRegisterPatient, 1, chain.NewEnrolment(e, e.Public().Address(), b.g.ChainID, k.Public(), enc))
-				raw := tx.Encode()
-				out[i] = signedTx{enc: raw, hash: chain.Sum256(raw).String()}
-			}
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
-// follow polls node0 and counts every committed block and transaction; while a latency step
-// runs it records, for each watched transaction, the time it was first seen final.
-func (b *bencher) follow(ctx context.Context) {
-	var next uint64 = 1
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := b.nw.Status(qctx, 0)
-		for err == nil && next <= st.Height {
-			var blk *procnet.Block
-			if blk, err = b.nw.Block(qctx, 0, next); err != nil {
-				break
-			}
-			now := time.Now()
-			b.mu.Lock()
-			if b.lat != nil {
-				for _, h := range blk.Txs {
-					if t0, ok := b.watch[h]; ok {
-						b.lat.add(now.Sub(t0))
-						delete(b.watch, h)
-					}
-				}
-			}
-			b.mu.Unlock()
-			b.committed.Add(int64(blk.TxCount))
-			b.blocks.Add(1)
-			next++
-		}
-		cancel()
-	}
-}
-
-// mempools returns the largest mempool among the nodes now.
-func (b *bencher) mempools(ctx context.Context) int {
-	m := 0
-	for i := range b.nw.N {
-		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if st, err := b.nw.Status(qctx, i); err == nil {
-			if n, ok := st.MempoolTxs(); ok {
-				m = max(m, n)
-			}
-		}
-		cancel()
-	}
-	return m
-}
-
-func (b *bencher) cpu() (time.Duration, error) {
-	var sum time.Duration
-	for i := range b.nw.N {
-		u, err := b.nw.Usage(i)
-		if err != nil {
-			return 0, err
-		}
-		sum += u.CPU
-	}
-	return sum, nil
-}
-
-// runStep offers rate tx/s for one step, spread evenly over the nodes' batch APIs, and measures
-// the steady part of it (after a warm-up of a quarter of the step, at most 3 s). With lat set,
-// it records submit-to-final latency of every accepted transaction instead.
-func (b *bencher) runStep(ctx context.Context, rate float64, lat *latencies) (*benchStep, error) {
-	s := &benchStep{Target: rate, BacklogStart: int(b.accepted.Load() - b.committed.Load())}
-	total := int(rate*b.step.Seconds()) + b.nw.N
-	fmt.Fprintf(b.progress, "step: %.0f tx/s for %s (signing %d transactions)...\n", rate, b.step, total)
-	txs := b.presign(total)
-	if lat != nil {
-		b.mu.Lock()
-		b.lat, b.watch = lat, make(map[string]time.Time, total)
-		b.mu.Unlock()
-	}
-	warmup := min(b.step/4, 3*time.Second)
-	var refused, offered atomic.Int64
-	var lastRefusal atomic.Value
-	stepCtx, cancel := context.WithTimeout(ctx, b.step)
-	defer cancel()
-	start := time.Now()
-	var wg sync.WaitGroup
-	per := rate / float64(b.nw.N)
-	for i := range b.nw.N {
-		mine := txs[i*len(txs)/b.nw.N : (i+1)*len(txs)/b.nw.N]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(50 * time.Millisecond)
-			defer tick.Stop()
-			sent := 0
-			for sent < len(mine) {
-				select {
-				case <-stepCtx.Done():
-					return
-				case <-tick.C:
-				}
-				due := min(len(mine), int(per*time.Since(start).Seconds()))
-				if due <= sent {
-					continue
-				}
-				batch := mine[sent:min(due, sent+5000)]
-				enc := make([][]byte, len(batch))
-				for k, t := range batch {
-					enc[k] = t.enc
-				}
-				t0 := time.Now()
-				if lat != nil {
-					b.mu.Lock()
-					for _, t := range batch {
-						b.watch[t.hash] = t0
-					}
-					b.mu.Unlock()
-				}
-				// The request outlives the step if it must: a batch cut off at the step's end
-				// would count as refused.
-				rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-				res, err := b.nw.SubmitEncoded(rctx, i, enc)
-				rcancel()
-				sent += len(batch)
-				if err != nil {
-					refused.Add(int64(len(batch)))
-					lastRefusal.Store(err.Error())
-					if lat != nil {
-						b.mu.Lock()
-						for _, t := range batch {
-							delete(b.watch, t.hash)
-						}
-						b.mu.Unlock()
-					}
-					continue
-				}
-				b.accepted.Add(int64(res.Accepted))
-				refused.Add(int64(len(res.Errors)))
-				if len(res.Errors) > 0 {
-					lastRefusal.Store(string(res.Errors[0]))
-				}
-				if time.Since(start) >= warmup {
-					offered.Add(int64(len(batch)))
-				}
-				if lat != nil && len(res.Errors) > 0 {
-					b.mu.Lock()
-					for _, e := range res.Errors {
-						var be struct {
-							Index int `json:"index"`
-						}
-						if decodeLoose(e, &be) && be.Index < len(batch) {
-							delete(b.watch, batch[be.Index].hash)
-						}
-					}
-					b.mu.Unlock()
-				}
-			}
-		}()
-	}
-	// Measure the steady window.
-	select {
-	case <-ctx.Done():
-		return s, nil
-	case <-time.After(warmup):
-	}
-	c0, blk0, w0 := b.committed.Load(), b.blocks.Load(), time.Now()
-	cpu0, err := b.cpu()
-	if err != nil {
-		return nil, err
-	}
-	poll := time.NewTicker(500 * time.Millisecond)
-	for done := false; !done; {
-		select {
-		case <-stepCtx.Done():
-			done = true
-		case <-poll.C:
-			s.MaxMempool = max(s.MaxMempool, b.mempools(ctx))
-		}
-	}
-	poll.Stop()
-	c1, blk1, window := b.committed.Load(), b.blocks.Load(), time.Since(w0).Seconds()
-	cpu1, err := b.cpu()
-	if err != nil {
-		return nil, err
-	}
-	wg.Wait()
-	s.Offered = float64(offered.Load()) / window
-	s.committedIn = int(c1 - c0)
-	s.Committed = float64(c1-c0) / window
-	s.Blocks = float64(blk1-blk0) / window
-	if s.committedIn > 0 {
-		s.CPUPerTxMs = float64(cpu1-cpu0) / float64(time.Millisecond) / float64(s.committedIn)
-	}
-	s.Refused = int(refused.Load())
-	s.BacklogEnd = int(b.accepted.Load() - b.committed.Load())
-	// Sustained: every transaction accepted, the APIs took the offered rate, and what waits
-	// (accepted, not yet committed) at the step's end is at most maxBacklog seconds of load. A
-	// backlog that grows without bound exceeds that within a step; the committed rate over a
-	// few seconds is too coarse (whole blocks) to decide alone.
-	// Commits must also keep up: with the mempool bounded, a backlog cannot outgrow the cap, so
-	// an overloaded network can pass the backlog test while committing far less than offered.
-	// 85% leaves room for whole-block granularity.
-	keepsUp := s.Committed >= 0.85*s.Offered
-	s.Sustained = s.Refused == 0 && s.Offered >= 0.95*rate && keepsUp && float64(s.BacklogEnd) <= maxBacklog*max(s.Offered, rate)
-	switch {
-	case s.Refused > 0:
-		s.Note = fmt.Sprintf("%d refused (%v)", s.Refused, lastRefusal.Load())
-	case s.Offered < 0.95*rate:
-		s.Note = "the APIs did not take the load"
-	case !keepsUp:
-		s.Note = "commits fall behind the load"
-	case !s.Sustained:
-		s.Note = "backlog grows"
-	}
-	if s.BacklogStart > 0 {
-		s.Note += fmt.Sprintf(" (started with %d from the previous step)", s.BacklogStart)
-	}
-	fmt.Fprintf(b.progress, "  offered %.0f tx/s, committed %.0f tx/s, %.2f blocks/s, %.3f ms CPU/tx, backlog %d, mempool max %d, sustained=%v %s\n",
-		s.Offered, s.Committed, s.Blocks, s.CPUPerTxMs, s.BacklogEnd, s.MaxMempool, s.Sustained, s.Note)
-
-	// Let the backlog drain before the next step, so steps do not overlap.
-	drain := max(2*time.Minute, 4*b.step)
-	err = procnet.WaitFor(ctx, drain, 100*time.Millisecond, "backlog drained", func(context.Context) (bool, error) {
-		if lat != nil {
-			b.mu.Lock()
-			n := len(b.watch)
-			b.mu.Unlock()
-			return n == 0, nil
-		}
-		return b.committed.Load() >= b.accepted.Load(), nil
-	})
-	if err != nil && ctx.Err() == nil {
-		fmt.Fprintf(b.progress, "  %v (continuing)\n", err)
-	}
-	if lat != nil {
-		b.mu.Lock()
-		lat.missing = len(b.watch)
-		b.lat, b.watch = nil, nil
-		b.mu.Unlock()
-	}
-	return s, nil
-}
-
-// maxBacklog is the most accepted-but-uncommitted load, in seconds of the offered rate, at the
-// end of a sustained step: about three block intervals.
-const maxBacklog = 3.0
-
-// latencies collects submit-to-final times.
-type latencies struct {
-	mu      sync.Mutex
-	d       []time.Duration
-	missing int
-}
-
-func (l *latencies) add(d time.Duration) {
-	l.mu.Lock()
-	l.d = append(l.d, d)
-	l.mu.Unlock()
-}
-
-func (l *latencies) summary() (p50, p99 float64, n, missing int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.d) == 0 {
-		return 0, 0, 0, l.missing
-	}
-	slices.Sort(l.d)
-	q := func(p float64) float64 {
-		return float64(l.d[min(len(l.d)-1, int(p*float64(len(l.d))))]) / float64(time.Millisecond)
-	}
-	return q(0.50), q(0.99), len(l.d), l.missing
-}
-
-func printBench(w io.Writer, r *benchReport) {
-	if len(r.Steps) == 0 { // --records-only
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "MedLedger bench: %d authorities (separate processes), %d cores, records phase only\n\n", r.Authorities, r.Cores)
-		fmt.Fprintf(tw, "Ed25519 verifications/s per core\t%.0f one by one, %.0f in batches of %d\n", r.VerifyPerCore, r.BatchVerifyPerCore, r.BatchSize)
-		fmt.Fprintf(tw, "verification ceiling (per core × %d cores ÷ %d nodes)\t%.0f tx/s (batched: %.0f)\n", r.Cores, r.Authorities, r.Ceiling, r.BatchCeiling)
-		for i, m := range r.PeakRSSMB {
-			fmt.Fprintf(tw, "peak RSS node%d\t%.0f MB\n", i, m)
-		}
-		_ = tw.Flush()
-		if r.Records != nil {
-			printRecordsBench(w, r.Records, r.Authorities, r.Cores)
-		}
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "MedLedger bench: %d authorities (separate processes), %d cores, %d-byte transactions, %.0fs steps\n\n", r.Authorities, r.Cores, r.TxBytes, r.StepSeconds)
-	fmt.Fprintf(tw, "step\ttarget tx/s\toffered tx/s\tcommitted tx/s\tblocks/s\tCPU ms/tx\tmax mempool\tsustained\t\n")
-	for i, s := range r.Steps {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.3f\t%d\t%v\t%s\n", i+1, s.Target, s.Offered, s.Committed, s.Blocks, s.CPUPerTxMs, s.MaxMempool, s.Sustained, s.Note)
-	}
-	_ = tw.Flush()
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "Ed25519 verifications/s per core\t%.0f one by one, %.0f in batches of %d\n", r.VerifyPerCore, r.BatchVerifyPerCore, r.BatchSize)
-	fmt.Fprintf(tw, "verification ceiling (per core × %d cores ÷ %d nodes)\t%.0f tx/s (batched: %.0f)\n", r.Cores, r.Authorities, r.Ceiling, r.BatchCeiling)
-	fmt.Fprintf(tw, "highest sustained offered load\t%.0f tx/s\n", r.SustainedOffered)
-	fmt.Fprintf(tw, "committed at that load\t%.0f tx/s (%.0f%% of the ceiling)\n", r.Committed, 100*r.RatioToCeiling)
-	fmt.Fprintf(tw, "blocks per second\t%.2f\n", r.BlocksPerSec)
-	fmt.Fprintf(tw, "node CPU per committed tx (all nodes)\t%.3f ms\n", r.CPUPerTxMs)
-	fmt.Fprintf(tw, "submit-to-final at %.0f tx/s\tp50 %.0f ms, p99 %.0f ms (%d samples, %d not final)\n", r.LatencyOffered, r.LatencyP50Ms, r.LatencyP99Ms, r.LatencySamples, r.LatencyMissing)
-	for i, m := range r.PeakRSSMB {
-		fmt.Fprintf(tw, "peak RSS node%d\t%.0f MB\n", i, m)
-	}
-	_ = tw.Flush()
-	if r.Records != nil {
-		printRecordsBench(w, r.Records, r.Authorities, r.Cores)
-	}
 }

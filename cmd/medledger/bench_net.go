@@ -53,6 +53,9 @@ func startBenchNetwork(ctx context.Context, w io.Writer, o benchOptions) (*procn
 		return nil, err
 	}
 	nw.LogLevel = "warn"
+	if nw.Args, err = benchNodeArgs(o); err != nil {
+		return nw, err
+	}
 	for i := range o.n {
 		if err := tuneBenchHome(nw.Home(i), o.recordReplicas); err != nil {
 			return nil, err
