@@ -163,13 +163,13 @@ func (t *Tree) Commit(cs state.ChangeSet) (chain.Hash, int64, error) {
 		if c.Delete {
 			_, _, err = t.mt.Remove(c.Key)
 		} else {
-			// IAVL rejects nil values; an empty value is a value.
-			v := c.Value
-			if v == nil {
-				v = []byte{}
-			}
-			// IAVL keeps the slices it is given; the caller may reuse theirs.
-			_, err = t.mt.Set(slices.Clone(c.Key), slices.Clone(v))
+			// IAVL keeps the slices it is given and the caller may reuse theirs: copy both
+			// into one allocation. IAVL rejects nil values; an empty value is a value.
+			buf := make([]byte, len(c.Key)+len(c.Value))
+			k, v := buf[:len(c.Key):len(c.Key)], buf[len(c.Key):]
+			copy(k, c.Key)
+			copy(v, c.Value)
+			_, err = t.mt.Set(k, v)
 		}
 		if err != nil {
 			t.mt.Rollback()

@@ -82,10 +82,14 @@ func decodeBlockMeta(b []byte) (blockMeta, error) {
 }
 
 // Core implements Store over a KV: the commit protocol, recovery and pruning, written once for
-// every backend. Commits are serialized by mu; reads take it only to snapshot the committed
-// height, then read data at or below it, which commits never change.
+// every backend. Writes are serialized by mu. Reads take only pubMu, to snapshot the committed
+// height, then read data at or below it, which commits never change; so a commit in progress
+// (which may wait on fsyncs) does not hold up reads of the state it is replacing.
 type Core struct {
-	mu         sync.RWMutex
+	mu sync.RWMutex
+	// pubMu guards height, root, lastHash, hasGenesis and closed for readers; writers hold mu
+	// and also pubMu when they change them.
+	pubMu      sync.RWMutex
 	kv         KV
 	tree       *statetree.Tree
 	opts       Options
@@ -241,21 +245,21 @@ func (c *Core) deleteBlocksFrom(from uint64) error {
 }
 
 func (c *Core) Height() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.pubMu.RLock()
+	defer c.pubMu.RUnlock()
 	return c.height
 }
 
 func (c *Core) StateRoot() chain.Hash {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.pubMu.RLock()
+	defer c.pubMu.RUnlock()
 	return c.root
 }
 
 // committed returns the committed height, or an error once closed.
 func (c *Core) committed() (uint64, bool, error) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.pubMu.RLock()
+	defer c.pubMu.RUnlock()
 	if c.closed {
 		return 0, false, errClosed
 	}
@@ -528,7 +532,9 @@ func (c *Core) InitGenesis(g *chain.Genesis, cs state.ChangeSet) (chain.Hash, er
 	if err := c.writeFlatAndMarker(cs, marker{height: 0, root: root}); err != nil {
 		return fail(err)
 	}
+	c.pubMu.Lock()
 	c.height, c.root, c.hasGenesis = 0, root, true
+	c.pubMu.Unlock()
 	return root, nil
 }
 
@@ -606,7 +612,9 @@ func (c *Core) Commit(b *chain.Block, cert *chain.CommitCert, cs state.ChangeSet
 	if err := c.writeFlatAndMarker(cs, marker{height: h, root: root}); err != nil {
 		return fail(err)
 	}
+	c.pubMu.Lock()
 	c.height, c.root, c.lastHash = h, root, blockHash
+	c.pubMu.Unlock()
 	// 4. Pruning, after the commit point: a crash in it leaves the block committed.
 	if err := c.prune(); err != nil {
 		c.broken = err
@@ -682,7 +690,9 @@ func (c *Core) Close() error {
 	if c.closed {
 		return nil
 	}
+	c.pubMu.Lock()
 	c.closed = true
+	c.pubMu.Unlock()
 	c.flatMu.Lock()
 	c.flatOK, c.flatClosed = false, true
 	c.flatMu.Unlock()
