@@ -77,8 +77,14 @@ func (t *Tree) newMutable() *iavl.MutableTree {
 	// skipFastStorageUpgrade: IAVL's "fast node" index mirrors the latest version and must be
 	// rebuilt after every rollback; reads walk the tree instead, which is O(log n) and simpler
 	// to reason about after a crash.
-	return iavl.NewMutableTree(t.db, nodeCacheSize, true, iavl.NewNopLogger(), iavl.AsyncPruningOption(false))
+	return iavl.NewMutableTree(t.db, nodeCacheSize, true, iavl.NewNopLogger(), iavl.AsyncPruningOption(false),
+		iavl.FlushThresholdOption(flushThreshold))
 }
+
+// flushThreshold is the size at which IAVL writes its batch of a version early. IAVL's default
+// (100 kB) turned a 2,000-key block into dozens of synced Badger transactions; the store's KV
+// splits a batch at Badger's transaction cap anyway, so one batch per version is what we want.
+const flushThreshold = 1 << 40
 
 // adopt makes mt the tree's mutable tree and caches its latest version.
 func (t *Tree) adopt(mt *iavl.MutableTree) error {
@@ -157,13 +163,13 @@ func (t *Tree) Commit(cs state.ChangeSet) (chain.Hash, int64, error) {
 		if c.Delete {
 			_, _, err = t.mt.Remove(c.Key)
 		} else {
-			// IAVL rejects nil values; an empty value is a value.
-			v := c.Value
-			if v == nil {
-				v = []byte{}
-			}
-			// IAVL keeps the slices it is given; the caller may reuse theirs.
-			_, err = t.mt.Set(slices.Clone(c.Key), slices.Clone(v))
+			// IAVL keeps the slices it is given and the caller may reuse theirs: copy both
+			// into one allocation. IAVL rejects nil values; an empty value is a value.
+			buf := make([]byte, len(c.Key)+len(c.Value))
+			k, v := buf[:len(c.Key):len(c.Key)], buf[len(c.Key):]
+			copy(k, c.Key)
+			copy(v, c.Value)
+			_, err = t.mt.Set(k, v)
 		}
 		if err != nil {
 			t.mt.Rollback()
@@ -332,4 +338,45 @@ func (t *Tree) Close() error {
 		return fmt.Errorf("statetree: close: %w", err)
 	}
 	return nil
+}
+
+// ChangedKeys lists the keys that version changed (set or deleted) relative to version-1. The
+// store uses it in recovery to undo what a commit interrupted after the tree saved version may
+// have written to its latest-value index.
+func (t *Tree) ChangedKeys(version int64) ([][]byte, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if version < 1 || version > t.version || t.latest == nil {
+		return nil, fmt.Errorf("statetree: no changes of version %d (latest %d)", version, t.version)
+	}
+	var keys [][]byte
+	err := t.latest.TraverseStateChanges(version+1, version+1, func(_ int64, cs *iavl.ChangeSet) error {
+		for _, p := range cs.Pairs {
+			keys = append(keys, slices.Clone(p.Key))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("statetree: changes of version %d: %w", version, err)
+	}
+	return keys, nil
+}
+
+// Each calls fn with every key and value of the latest version in key order, until fn returns
+// an error. fn must not keep key or value.
+func (t *Tree) Each(fn func(key, value []byte) error) error {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.latest == nil {
+		return nil
+	}
+	var ferr error
+	_, err := t.latest.Iterate(func(k, v []byte) bool {
+		ferr = fn(k, v)
+		return ferr != nil
+	})
+	if err != nil {
+		return fmt.Errorf("statetree: iterate: %w", err)
+	}
+	return ferr
 }

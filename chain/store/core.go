@@ -82,10 +82,14 @@ func decodeBlockMeta(b []byte) (blockMeta, error) {
 }
 
 // Core implements Store over a KV: the commit protocol, recovery and pruning, written once for
-// every backend. Commits are serialized by mu; reads take it only to snapshot the committed
-// height, then read data at or below it, which commits never change.
+// every backend. Writes are serialized by mu. Reads take only pubMu, to snapshot the committed
+// height, then read data at or below it, which commits never change; so a commit in progress
+// (which may wait on fsyncs) does not hold up reads of the state it is replacing.
 type Core struct {
-	mu         sync.RWMutex
+	mu sync.RWMutex
+	// pubMu guards height, root, lastHash, hasGenesis and closed for readers; writers hold mu
+	// and also pubMu when they change them.
+	pubMu      sync.RWMutex
 	kv         KV
 	tree       *statetree.Tree
 	opts       Options
@@ -97,6 +101,13 @@ type Core struct {
 	// broken is set when a commit failed half way: the kv may hold a partial commit, which only
 	// recovery on open removes, so further commits are refused until the store is reopened.
 	broken error
+
+	// flatMu guards the latest-value index's visible height (flat.go): reads of it hold flatMu
+	// for reading, and the commit's last batch, which moves it, holds it for writing.
+	flatMu     sync.RWMutex
+	flatOK     bool   // the index holds the state at flatAt
+	flatAt     uint64 // its height
+	flatClosed bool
 }
 
 // Open opens a store over db and runs recovery: it rolls the state tree back to the commit marker
@@ -147,9 +158,16 @@ func (c *Core) recover(raw []byte) error {
 		if err := c.kv.Delete(keyGenesis); err != nil {
 			return fmt.Errorf("store: recover: %w", err)
 		}
+		if err := c.wipeFlat(); err != nil {
+			return err
+		}
 		return c.deleteBlocksFrom(1)
 	}
 	m, err := decodeMarker(raw)
+	if err != nil {
+		return err
+	}
+	fh, flatOK, err := c.flatHeight()
 	if err != nil {
 		return err
 	}
@@ -157,7 +175,15 @@ func (c *Core) recover(raw []byte) error {
 	case v < int64(m.height):
 		return fmt.Errorf("store: state tree is at version %d, behind the commit marker %d: storage is corrupt", v, m.height)
 	case v > int64(m.height):
-		// The crash came after the tree saved the next version but before the marker.
+		// The crash came after the tree saved the next version but before the marker. The
+		// commit may have written part of that version to the latest-value index: restore the
+		// keys it changed while the tree still has both versions.
+		if v == int64(m.height)+1 && flatOK && (fh == m.height || fh == m.height+1) {
+			if err := c.undoFlat(m.height); err != nil {
+				return err
+			}
+			fh = m.height
+		}
 		if err := c.tree.Rollback(int64(m.height)); err != nil {
 			return fmt.Errorf("store: recover: %w", err)
 		}
@@ -165,10 +191,17 @@ func (c *Core) recover(raw []byte) error {
 	if got := c.tree.Root(); got != m.root {
 		return fmt.Errorf("store: state root %s at height %d does not match the commit marker %s: storage is corrupt", got.Short(), m.height, m.root.Short())
 	}
+	if !flatOK || fh != m.height {
+		// No index, or one an older binary left behind its commits.
+		if err := c.rebuildFlat(m.height); err != nil {
+			return err
+		}
+	}
 	if err := c.deleteBlocksFrom(m.height + 1); err != nil {
 		return err
 	}
 	c.height, c.root, c.hasGenesis = m.height, m.root, true
+	c.flatOK, c.flatAt = true, m.height
 	if m.height > 0 {
 		meta, err := c.blockMeta(m.height)
 		if err != nil {
@@ -212,21 +245,21 @@ func (c *Core) deleteBlocksFrom(from uint64) error {
 }
 
 func (c *Core) Height() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.pubMu.RLock()
+	defer c.pubMu.RUnlock()
 	return c.height
 }
 
 func (c *Core) StateRoot() chain.Hash {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.pubMu.RLock()
+	defer c.pubMu.RUnlock()
 	return c.root
 }
 
 // committed returns the committed height, or an error once closed.
 func (c *Core) committed() (uint64, bool, error) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.pubMu.RLock()
+	defer c.pubMu.RUnlock()
 	if c.closed {
 		return 0, false, errClosed
 	}
@@ -241,11 +274,7 @@ func (c *Core) State() state.View {
 	if !ok {
 		return errView{} // nothing committed: every key is absent
 	}
-	v, err := c.tree.ViewAt(int64(h))
-	if err != nil {
-		return errView{fmt.Errorf("store: state at %d: %w", h, err)}
-	}
-	return v
+	return flatView{c: c, h: h}
 }
 
 // errView answers every read with err (nil: every key absent).
@@ -500,21 +529,38 @@ func (c *Core) InitGenesis(g *chain.Genesis, cs state.ChangeSet) (chain.Hash, er
 	if v != 0 {
 		return fail(fmt.Errorf("store: genesis state saved as version %d, want 0", v))
 	}
-	if err := c.writeMarker(marker{height: 0, root: root}); err != nil {
+	if err := c.writeFlatAndMarker(cs, marker{height: 0, root: root}); err != nil {
 		return fail(err)
 	}
+	c.pubMu.Lock()
 	c.height, c.root, c.hasGenesis = 0, root, true
+	c.pubMu.Unlock()
 	return root, nil
 }
 
-// writeMarker writes the commit marker, the commit point, after everything else of the commit.
-// Under SyncEveryCommit the KV made each earlier write durable before it returned and makes the
-// marker durable before this returns, so a marker that survives a power loss implies that
-// everything written before it survived too (docs/storage.md, "Sync policy").
-func (c *Core) writeMarker(m marker) error {
-	if err := c.kv.Set(keyMarker, m.encode()); err != nil {
+// writeFlatAndMarker writes cs to the latest-value index and then the commit marker, the commit
+// point, in one batch after everything else of the commit. The KV applies a batch in order, in
+// atomic parts durable in order under SyncEveryCommit, and makes the last (with the marker)
+// durable before this returns, so a marker that survives a power loss implies that everything
+// written before it survived too (docs/storage.md, "Sync policy"). Reads of the index are held
+// off while the batch is written, and then see height m.height.
+func (c *Core) writeFlatAndMarker(cs state.ChangeSet, m marker) error {
+	b := c.kv.NewBatch()
+	defer b.Close()
+	if err := stageFlat(b, cs, m.height); err != nil {
+		return err
+	}
+	if err := b.Set(keyMarker, m.encode()); err != nil {
 		return fmt.Errorf("store: write commit marker %d: %w", m.height, err)
 	}
+	c.flatMu.Lock()
+	defer c.flatMu.Unlock()
+	if err := b.Write(); err != nil {
+		// The index may hold part of the new state: reads go to the tree until reopened.
+		c.flatOK = false
+		return fmt.Errorf("store: write commit marker %d: %w", m.height, err)
+	}
+	c.flatOK, c.flatAt = true, m.height
 	return nil
 }
 
@@ -562,11 +608,13 @@ func (c *Core) Commit(b *chain.Block, cert *chain.CommitCert, cs state.ChangeSet
 	if v != int64(h) {
 		return fail(fmt.Errorf("store: state of block %d saved as version %d", h, v))
 	}
-	// 3. The marker: the commit point.
-	if err := c.writeMarker(marker{height: h, root: root}); err != nil {
+	// 3. The latest-value index and the marker, the commit point.
+	if err := c.writeFlatAndMarker(cs, marker{height: h, root: root}); err != nil {
 		return fail(err)
 	}
+	c.pubMu.Lock()
 	c.height, c.root, c.lastHash = h, root, blockHash
+	c.pubMu.Unlock()
 	// 4. Pruning, after the commit point: a crash in it leaves the block committed.
 	if err := c.prune(); err != nil {
 		c.broken = err
@@ -642,6 +690,11 @@ func (c *Core) Close() error {
 	if c.closed {
 		return nil
 	}
+	c.pubMu.Lock()
 	c.closed = true
+	c.pubMu.Unlock()
+	c.flatMu.Lock()
+	c.flatOK, c.flatClosed = false, true
+	c.flatMu.Unlock()
 	return errors.Join(c.tree.Close(), c.kv.Close())
 }

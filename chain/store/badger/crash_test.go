@@ -162,6 +162,9 @@ func TestCrashRecovery(t *testing.T) {
 				}
 			}
 		}
+		if err := storetest.CheckLatestState(ref, s, storetest.StateKeys()); err != nil {
+			t.Fatalf("cycle %d (seed %d): %v", cycle, seed, err)
+		}
 		if height > 0 {
 			h := uint64(r.Int64N(int64(height) + 1))
 			p, err := s.Prove(h, []byte("k/00007"))

@@ -178,6 +178,9 @@ func TestPowerLoss(t *testing.T) {
 		if got, want := s.StateRoot(), ref.StateRoot(); got != want {
 			t.Fatalf("%s: state root at %d is %s, replay gives %s", what, height, got.Short(), want.Short())
 		}
+		if err := storetest.CheckLatestState(ref, s, storetest.StateKeys()); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
 		// Every block: a lost value-log page shows up as a block that no longer reads back.
 		for h := uint64(1); h <= height; h++ {
 			b, err := s.Block(h)
@@ -328,6 +331,9 @@ func TestPowerLossSignStateSyncNone(t *testing.T) {
 		}
 		if s.StateRoot() != ref.StateRoot() {
 			t.Fatalf("%s: state root at %d differs from the replay", what, s.Height())
+		}
+		if err := storetest.CheckLatestState(ref, s, storetest.StateKeys()); err != nil {
+			t.Fatalf("%s: %v", what, err)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)

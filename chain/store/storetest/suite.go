@@ -261,7 +261,13 @@ func testClosedStoreErrors(t *testing.T, b Backend, opts store.Options) {
 var tinySpec = BlockSpec{Txs: 2, TxBytes: 40}
 
 func tinyChanges(h uint64) state.ChangeSet {
-	return state.ChangeSet{Changes: []state.Change{{Key: fmt.Appendf(nil, "t/%d", h%4), Value: fmt.Appendf(nil, "v%d", h)}}}
+	// One key set and another deleted, so that recovery of the latest-value index sees both.
+	set := state.Change{Key: fmt.Appendf(nil, "t/%d", h%4), Value: fmt.Appendf(nil, "v%d", h)}
+	del := state.Change{Key: fmt.Appendf(nil, "t/%d", (h+1)%4), Delete: true}
+	if h%4 == 3 {
+		return state.ChangeSet{Changes: []state.Change{del, set}}
+	}
+	return state.ChangeSet{Changes: []state.Change{set, del}}
 }
 
 // tinyBlock is block h of chain seed on top of s.
@@ -323,6 +329,7 @@ func testTornCommit(t *testing.T, b Backend, opts store.Options) {
 		switch s.Height() {
 		case base:
 			before++
+			require.NoError(t, CheckLatestState(clean, s, StateKeys()), "crash at write %d", n)
 			_, err := s.HeightOf(blk.Hash())
 			require.ErrorIs(t, err, store.ErrNotFound)
 			_, err = s.Block(base + 1)
@@ -333,6 +340,7 @@ func testTornCommit(t *testing.T, b Backend, opts store.Options) {
 			requireSame(t, clean, s, fmt.Sprintf("crash at write %d, recovered to %d", n, base))
 		case base + 1:
 			after++
+			require.NoError(t, CheckLatestState(withTorn, s, StateKeys()), "crash at write %d", n)
 			got, err := s.HeightOf(blk.Hash())
 			require.NoError(t, err)
 			require.Equal(t, uint64(base+1), got)
@@ -358,6 +366,7 @@ func requireSame(t *testing.T, ref, s store.Store, what string) {
 		require.NoError(t, err, what)
 		require.Equal(t, want.Hash(), got.Hash(), "%s: block %d", what, h)
 	}
+	require.NoError(t, CheckLatestState(ref, s, StateKeys()), what)
 }
 
 // requirePruned checks that exactly the state versions pruning keeps are readable.
