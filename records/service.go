@@ -206,10 +206,6 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx, reacted, err := openIndex(cfg.BlobDir+"/index", cfg.Log)
-	if err != nil {
-		return nil, err
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -217,6 +213,10 @@ func New(cfg Config) (*Service, error) {
 		if cfg.NodeKey, err = NodeKeyOf(cfg.Net.LibP2P().ID()); err != nil {
 			return nil, fmt.Errorf("records: this node's identity: %w", err)
 		}
+	}
+	idx, reacted, err := openIndex(cfg.BlobDir+"/index", cfg.Log)
+	if err != nil {
+		return nil, err
 	}
 	return &Service{nodeKey: cfg.NodeKey,
 		chainID: cfg.ChainID, keys: cfg.Keys, self: cfg.Keys.ID(), keyID: cfg.Keys.Encryption.Public().KeyID(),
