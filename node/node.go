@@ -261,7 +261,7 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-// Close releases the API listener, the reactor, the libp2p host and the store. Run calls it; call it
+// Close releases the API listener, the reactor, the record index, the libp2p host and the store. Run calls it; call it
 // directly only for a node that was opened and never run.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
@@ -275,6 +275,11 @@ func (n *Node) Close() error {
 		}
 		if n.reactor != nil {
 			n.reactor.Close()
+		}
+		if n.records != nil {
+			if err := n.records.Close(); err != nil {
+				n.closeErr = errors.Join(n.closeErr, fmt.Errorf("node: close record index: %w", err))
+			}
 		}
 		if n.host != nil {
 			if err := n.host.Close(); err != nil {

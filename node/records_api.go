@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/records"
+	"github.com/medledger/medledger/records/index"
 )
 
 // DefaultPurpose is the purpose of use of a read that names none: treatment (HL7 v3 ActReason).
@@ -33,6 +35,8 @@ func (a *API) attachRecords(r *records.Service, commits *commitHub) {
 // RecordsJSON is the answer listing records (import, amend, list).
 type RecordsJSON struct {
 	Records any `json:"records"`
+	// Next is the after parameter of the next page of a list, empty after the last page.
+	Next string `json:"next,omitempty"`
 }
 
 // recordStatus maps a record-service error to an HTTP status and a one-line message.
@@ -109,17 +113,39 @@ func (a *API) amendRecord(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, RecordsJSON{Records: []records.ImportedRecord{*out}})
 }
 
+// pageParams reads a patient list's page from the query: after (the next cursor of the previous
+// page) and limit (default and at most index.MaxPage).
+func pageParams(w http.ResponseWriter, r *http.Request) (records.Page, bool) {
+	p := records.Page{After: r.URL.Query().Get("after")}
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a positive number", l))
+			return p, false
+		}
+		p.Limit = min(n, index.MaxPage)
+	}
+	return p, true
+}
+
+// Patient lists answer one page (at most index.MaxPage entries); "next", when present, is the
+// after parameter of the next page.
+
 func (a *API) listRecords(w http.ResponseWriter, r *http.Request) {
 	patient, ok := a.patientParam(w, r)
 	if !ok {
 		return
 	}
-	out, err := a.records.List(r.Context(), patient)
+	page, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
+	out, next, err := a.records.ListPage(r.Context(), patient, page)
 	if err != nil {
 		a.recordError(w, "list records", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, RecordsJSON{Records: out})
+	writeJSON(w, http.StatusOK, RecordsJSON{Records: out, Next: next})
 }
 
 func (a *API) listConsents(w http.ResponseWriter, r *http.Request) {
@@ -127,7 +153,11 @@ func (a *API) listConsents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	out, err := a.records.Consents(r.Context(), patient)
+	page, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
+	out, next, err := a.records.ConsentsPage(r.Context(), patient, page)
 	if err != nil {
 		a.recordError(w, "list consents", err)
 		return
@@ -135,7 +165,7 @@ func (a *API) listConsents(w http.ResponseWriter, r *http.Request) {
 	if out == nil {
 		out = []records.ConsentJSON{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"consents": out})
+	writeJSON(w, http.StatusOK, pageJSON("consents", out, next))
 }
 
 func (a *API) listAccesses(w http.ResponseWriter, r *http.Request) {
@@ -143,12 +173,25 @@ func (a *API) listAccesses(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	out, err := a.records.Accesses(r.Context(), patient)
+	page, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
+	out, next, err := a.records.AccessesPage(r.Context(), patient, page)
 	if err != nil {
 		a.recordError(w, "list accesses", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"accesses": out})
+	writeJSON(w, http.StatusOK, pageJSON("accesses", out, next))
+}
+
+// pageJSON is a page of a list under name, with the next page's cursor if there is one.
+func pageJSON(name string, items any, next string) map[string]any {
+	m := map[string]any{name: items}
+	if next != "" {
+		m["next"] = next
+	}
+	return m
 }
 
 func purposeParam(w http.ResponseWriter, r *http.Request) (string, bool) {

@@ -145,6 +145,7 @@ func (f *recFixture) newRecords() *records.Service {
 		NodeKey: testNodeKey,
 	})
 	require.NoError(f.t, err)
+	f.t.Cleanup(func() { _ = r.Close() })
 	return r
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/records/exchange"
+	"github.com/medledger/medledger/records/index"
 )
 
 // Penalize: the peerless net strikes no one.
@@ -35,6 +36,7 @@ func (f *recFixture) newRecordsWith(adjust func(*Config)) *Service {
 	adjust(&cfg)
 	r, err := New(cfg)
 	require.NoError(f.t, err)
+	f.t.Cleanup(func() { _ = r.Close() })
 	return r
 }
 
@@ -366,7 +368,13 @@ func TestRemoteReads(t *testing.T) {
 
 // accessIDs is the request ids of patient's access list, in ledger order.
 func accessIDs(r *Service, patient chain.Address) []chain.Hash {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return append([]chain.Hash(nil), r.accesses[patient]...)
+	refs, _, err := r.idx.Accesses(patient, "", index.MaxPage)
+	if err != nil {
+		panic(err)
+	}
+	var ids []chain.Hash
+	for _, a := range refs {
+		ids = append(ids, a.Request)
+	}
+	return ids
 }

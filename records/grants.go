@@ -14,14 +14,7 @@ import (
 // wrapForGrantee wraps the data key of every record this node authored for patient to grantee,
 // where the ledger says grantee may now read it, and pushes the new envelopes to replicas.
 func (r *Service) wrapForGrantee(ctx context.Context, patient, grantee chain.Address) {
-	r.mu.RLock()
-	var mine []chain.Hash
-	for _, id := range r.byPatient[patient] {
-		if r.records[id].Author == r.self {
-			mine = append(mine, id)
-		}
-	}
-	r.mu.RUnlock()
+	mine := r.authoredFor(patient)
 	if len(mine) == 0 {
 		return
 	}

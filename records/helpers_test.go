@@ -327,6 +327,7 @@ func (f *recFixture) newRecords() *Service {
 		LicenceFile: f.licFile, ReadLicence: readLicence, Log: f.log, NodeKey: f.nodeKey,
 	})
 	require.NoError(f.t, err)
+	f.t.Cleanup(func() { _ = r.Close() }) // after Run's cleanup (registered later, runs first)
 	return r
 }
 

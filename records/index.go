@@ -2,22 +2,47 @@ package records
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/records/index"
 )
 
-// follow indexes every committed block in order and reacts to consent and erasure.
+// openIndex opens the persisted per-patient index in dir and returns it with the last block
+// whose effects were carried out.
+func openIndex(dir string, log *slog.Logger) (*index.Index, uint64, error) {
+	idx, err := index.Open(dir, index.Options{Logger: log})
+	if err != nil {
+		return nil, 0, fmt.Errorf("records: %w", err)
+	}
+	reacted, err := idx.Reacted()
+	if err != nil {
+		_ = idx.Close()
+		return nil, 0, fmt.Errorf("records: %w", err)
+	}
+	return idx, min(reacted, idx.Height()), nil
+}
+
+// Close releases the index. Call it after Run has returned.
+func (r *Service) Close() error { return r.idx.Close() }
+
+// follow applies every committed block to the persisted index, in order, from the last one
+// applied (not from block 1: a restart does not replay the chain), and then reacts to it
+// (consent and erasure); the last block reacted to is persisted after the reaction, so a crash
+// between the two repeats the (idempotent) reaction rather than skipping it.
 func (r *Service) follow(ctx context.Context) {
 	wake, unsubscribe := r.ledger.Subscribe()
 	defer unsubscribe()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	r.checkIndex(ctx)
 	for {
-		for {
+		for ctx.Err() == nil {
 			// Only this goroutine advances indexed.
 			r.mu.RLock()
 			next := r.indexed + 1
@@ -26,8 +51,17 @@ func (r *Service) follow(ctx context.Context) {
 			if err != nil || b == nil {
 				break
 			}
-			r.indexBlock(b)
+			if err := r.idx.ApplyBlock(b); err != nil {
+				r.log.Error("record index: block not indexed", "height", next, "err", err)
+				break
+			}
 			r.react(ctx, b)
+			if err := r.idx.SetReacted(next); err != nil {
+				r.log.Warn("record index: reaction not persisted", "height", next, "err", err)
+			}
+			r.mu.Lock()
+			r.indexed = next
+			r.mu.Unlock()
 		}
 		select {
 		case <-ctx.Done():
@@ -38,53 +72,80 @@ func (r *Service) follow(ctx context.Context) {
 	}
 }
 
-// indexBlock adds a block's records, consents and accesses to the per-patient index.
-func (r *Service) indexBlock(b *chain.Block) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, tx := range b.Txs {
-		body, err := chain.DecodePayload(tx.Kind, tx.Payload)
-		if err != nil {
-			continue
-		}
-		switch v := body.(type) {
-		case *chain.AnchorRecords:
-			for _, a := range v.Records {
-				if _, ok := r.records[a.ID]; ok {
-					continue
-				}
-				r.records[a.ID] = indexedRecord{Patient: a.Patient, Author: tx.Signer.Address(), CiphertextHash: a.CiphertextHash}
-				r.order = append(r.order, a.ID)
-				r.byPatient[a.Patient] = append(r.byPatient[a.Patient], a.ID)
-			}
-		case *chain.ConsentGrant:
-			p := tx.Signer.Address()
-			r.consents[p] = append(r.consents[p], tx.Hash())
-		case *chain.EmergencyAccess:
-			r.consents[v.Patient] = append(r.consents[v.Patient], tx.Hash())
-		case *chain.AccessLog:
-			for i := range v.Entries {
-				r.indexAccessLocked(&v.Entries[i].Request)
-			}
-		case *chain.AccessReceipts:
-			for i := range v.Receipts {
-				r.indexAccessLocked(&v.Receipts[i].Request)
-			}
-		}
-	}
-	r.indexed = b.Header.Height
-}
-
-// indexAccessLocked adds a request logged by its holder or received by its requester to its
-// patient's access list, once.
-func (r *Service) indexAccessLocked(req *chain.AccessRequest) {
-	id := req.ID()
-	rec, ok := r.records[req.Record]
-	if !ok || r.seenReq[id] {
+// checkIndex empties the index if the ledger's block at the index's tip is not the one the
+// index applied (another chain in this data directory), so it is rebuilt from block 1.
+func (r *Service) checkIndex(ctx context.Context) {
+	h, hash := r.idx.Tip()
+	if h == 0 {
 		return
 	}
-	r.seenReq[id] = true
-	r.accesses[rec.Patient] = append(r.accesses[rec.Patient], id)
+	b, err := r.ledger.Block(ctx, h)
+	if err != nil || b == nil || b.Hash() == hash {
+		return // the same chain, or a ledger behind its index (it catches up with the same blocks)
+	}
+	r.log.Warn("record index: built from another chain; rebuilding", "height", h)
+	if err := r.idx.Reset(); err != nil {
+		r.log.Error("record index: reset", "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.indexed = 0
+	r.mu.Unlock()
+}
+
+// indexedRecord is what the index holds of record id; ok is false if it is not indexed.
+func (r *Service) indexedRecord(id chain.Hash) (index.Record, bool) {
+	rec, ok, err := r.idx.Record(id)
+	if err != nil {
+		r.log.Error("record index", "record", id.Short(), "err", err)
+	}
+	return rec, ok && err == nil
+}
+
+// authoredFor is the ids of patient's records that this node authored.
+func (r *Service) authoredFor(patient chain.Address) []chain.Hash {
+	var mine []chain.Hash
+	after := ""
+	for {
+		page, next, err := r.idx.Records(patient, after, index.MaxPage)
+		if err != nil {
+			r.log.Error("record index", "patient", patient, "err", err)
+			return mine
+		}
+		for _, rec := range page {
+			if rec.Author == r.self {
+				mine = append(mine, rec.ID)
+			}
+		}
+		if next == "" {
+			return mine
+		}
+		after = next
+	}
+}
+
+// indexScan returns up to n records in anchor order from position from (wrapping), and how
+// many the index holds: the repair pass walks the index with it.
+func (r *Service) indexScan(from, n int) ([]index.Record, int) {
+	recs, total, err := r.idx.Scan(uint64(from), n)
+	if err != nil {
+		r.log.Error("record index: scan", "err", err)
+	}
+	return recs, int(total)
+}
+
+// heldRecords is the ids of every indexed record whose ciphertext this node holds.
+func (r *Service) heldRecords() []chain.Hash {
+	var held []chain.Hash
+	if err := r.idx.Each(func(rec index.Record) bool {
+		if r.blobs.Has(rec.CiphertextHash) {
+			held = append(held, rec.ID)
+		}
+		return true
+	}); err != nil {
+		r.log.Error("record index: walk", "err", err)
+	}
+	return held
 }
 
 // react does what a holder must after a block: wrap data keys for new grantees of records this
@@ -117,9 +178,7 @@ func (r *Service) react(ctx context.Context, b *chain.Block) {
 // shred deletes an erased record's ciphertext and envelopes; it reports whether this node held
 // (or authored) the record.
 func (r *Service) shred(id chain.Hash) bool {
-	r.mu.RLock()
-	rec, ok := r.records[id]
-	r.mu.RUnlock()
+	rec, ok := r.indexedRecord(id)
 	if !ok {
 		return false
 	}

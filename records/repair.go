@@ -112,13 +112,10 @@ func (r *Service) repairPass(ctx context.Context) {
 	defer r.repairMu.Unlock()
 	type cand struct{ id, hash chain.Hash }
 	var missing []cand
-	r.mu.RLock()
-	n := len(r.order)
-	for i := 0; i < min(repairScan, n); i++ {
-		id := r.order[(r.repairCursor+i)%n]
-		missing = append(missing, cand{id, r.records[id].CiphertextHash})
+	recs, n := r.indexScan(r.repairCursor, repairScan)
+	for _, rec := range recs {
+		missing = append(missing, cand{rec.ID, rec.CiphertextHash})
 	}
-	r.mu.RUnlock()
 	if n > 0 {
 		r.repairCursor = (r.repairCursor + min(repairScan, n)) % n
 	}

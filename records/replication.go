@@ -267,14 +267,7 @@ func (r *Service) reprovideLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		wait = reprovideEvery
-		r.mu.RLock()
-		var held []chain.Hash
-		for id, rec := range r.records {
-			if r.blobs.Has(rec.CiphertextHash) {
-				held = append(held, id)
-			}
-		}
-		r.mu.RUnlock()
+		held := r.heldRecords()
 		for _, id := range held {
 			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := r.net.Provide(pctx, id)

@@ -146,6 +146,7 @@ func (m *mesh) start(t *testing.T, nd *meshNode) {
 	svc, err := New(Config{ChainID: m.f.g.ChainID, Keys: nd.keys, Ledger: m.f.ledger, Net: &replNet{h: nd.host}, BlobDir: nd.blobDir,
 		LicenceFile: nd.licFile, ReadLicence: readLicence, Log: m.f.log, NodeKey: nd.key})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = svc.Close() })
 	svc.timing = m.timing
 	nd.gate.svc.Store(svc)
 	nd.run = m.f.run(svc)

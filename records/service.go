@@ -17,6 +17,7 @@ import (
 	"github.com/medledger/medledger/node/fhir"
 	"github.com/medledger/medledger/p2p/frame"
 	"github.com/medledger/medledger/records/blobstore"
+	"github.com/medledger/medledger/records/index"
 	"github.com/medledger/medledger/records/journal"
 	"github.com/medledger/medledger/wallet/envelope"
 )
@@ -86,15 +87,6 @@ type Net interface {
 	Penalize(p peer.ID, reason error)
 }
 
-// indexedRecord is what the node remembers of an anchor outside the state: enough to find a
-// patient's records and to delete a blob after erasure (the state forgets the ciphertext hash).
-// Nothing here identifies a person.
-type indexedRecord struct {
-	Patient        chain.Address
-	Author         chain.Address
-	CiphertextHash chain.Hash
-}
-
 // Keys are the node's provider identity: the signing key that authors records, signs access
 // requests and audit entries, and the HPKE key records are wrapped to.
 type Keys struct {
@@ -107,8 +99,8 @@ func (k *Keys) ID() chain.Address { return k.Signing.Public().Address() }
 
 // Service is the node's record service: FHIR import, sealing, blob storage and replication,
 // fetches with consent checks and audit, and the reactions to committed consent and erasure
-// transactions. Its index of records, consents and accesses per patient is rebuilt from the
-// ledger at start.
+// transactions. Its index of records, consents and accesses per patient (records/index) is
+// persisted beside the blobs and follows the ledger block by block.
 type Service struct {
 	chainID string
 	keys    *Keys
@@ -131,14 +123,11 @@ type Service struct {
 
 	txMu sync.Mutex // own transactions: nonce allocation and submission in order
 
-	mu        sync.RWMutex
-	indexed   uint64
-	records   map[chain.Hash]indexedRecord
-	order     []chain.Hash // records in anchoring order: the repair pass walks it
-	byPatient map[chain.Address][]chain.Hash
-	consents  map[chain.Address][]chain.Hash
-	accesses  map[chain.Address][]chain.Hash
-	seenReq   map[chain.Hash]bool
+	// idx is the persisted per-patient index (records/index.go follows the ledger into it);
+	// indexed is the last block this service indexed and reacted to (under mu).
+	idx     *index.Index
+	mu      sync.RWMutex
+	indexed uint64
 
 	submitted map[chain.Hash]time.Time // access entries submitted, by request id (flush goroutine only)
 	sentRc    map[chain.Hash]time.Time // receipts submitted, by request id (flush goroutine only)
@@ -225,14 +214,16 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("records: this node's identity: %w", err)
 		}
 	}
+	idx, reacted, err := openIndex(cfg.BlobDir+"/index", cfg.Log)
+	if err != nil {
+		return nil, err
+	}
 	return &Service{nodeKey: cfg.NodeKey,
 		chainID: cfg.ChainID, keys: cfg.Keys, self: cfg.Keys.ID(), keyID: cfg.Keys.Encryption.Public().KeyID(),
 		ledger: cfg.Ledger, net: cfg.Net, blobs: st, journal: j, fhir: v,
 		receipts: rc, sentRc: make(map[chain.Hash]time.Time), inflight: make(map[chain.Hash]bool), staleAfter: cfg.StaleAfter, firstByte: holderFirstByte,
 		licence: cfg.LicenceFile, readLic: cfg.ReadLicence, log: cfg.Log, now: cfg.Now,
-		records: make(map[chain.Hash]indexedRecord), byPatient: make(map[chain.Address][]chain.Hash),
-		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
-		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
+		idx: idx, indexed: reacted, submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
 		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
 		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), unpushed: up, timing: defaultRepairTiming(),
 		pushQuota: newMemberQuota("push", quotaBytes, quotaWindow, quotaRate), pullQuota: newMemberQuota("pull", quotaBytes, quotaWindow, quotaRate),

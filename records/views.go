@@ -2,11 +2,13 @@ package records
 
 import (
 	"context"
-	"slices"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/records/index"
 )
 
 // RecordJSON describes one record version as the ledger knows it.
@@ -44,15 +46,60 @@ func recordJSON(rec *state.RecordState) RecordJSON {
 
 func msTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
 
-// List returns a patient's records (every version, in anchor order) from the ledger.
+// Page asks for one page of a patient list: the entries after the cursor a previous page
+// returned (empty: from the first), at most Limit of them (0: index.DefaultPage; never more
+// than index.MaxPage). A page's answer comes with the cursor of the next page, empty after the
+// last. An unknown cursor is ErrBadRequest.
+type Page struct {
+	After string
+	Limit int
+}
+
+// pageErr maps the index's cursor error to the service's.
+func pageErr(err error) error {
+	if errors.Is(err, index.ErrBadCursor) {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return err
+}
+
+// allPages collects every page of a patient list.
+func allPages[T any](page func(p Page) ([]T, string, error)) ([]T, error) {
+	var out []T
+	p := Page{Limit: index.MaxPage}
+	for {
+		items, next, err := page(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+		if next == "" {
+			return out, nil
+		}
+		p.After = next
+	}
+}
+
+// List returns a patient's records (every version, in anchor order) from the ledger, every page
+// of ListPage.
 func (r *Service) List(ctx context.Context, patient chain.Address) ([]RecordJSON, error) {
-	r.mu.RLock()
-	ids := slices.Clone(r.byPatient[patient])
-	r.mu.RUnlock()
-	out := make([]RecordJSON, 0, len(ids))
-	err := r.query(ctx, func(view state.View) error {
-		for _, id := range ids {
-			rec, err := state.Record(view, id)
+	out, err := allPages(func(p Page) ([]RecordJSON, string, error) { return r.ListPage(ctx, patient, p) })
+	if out == nil && err == nil {
+		out = []RecordJSON{}
+	}
+	return out, err
+}
+
+// ListPage returns one page of a patient's records in anchor order, and the next page's cursor.
+func (r *Service) ListPage(ctx context.Context, patient chain.Address, p Page) ([]RecordJSON, string, error) {
+	recs, next, err := r.idx.Records(patient, p.After, p.Limit)
+	if err != nil {
+		return nil, "", pageErr(err)
+	}
+	out := make([]RecordJSON, 0, len(recs))
+	err = r.query(ctx, func(view state.View) error {
+		for _, ir := range recs {
+			rec, err := state.Record(view, ir.ID)
 			if err != nil {
 				return err
 			}
@@ -62,7 +109,7 @@ func (r *Service) List(ctx context.Context, patient chain.Address) ([]RecordJSON
 		}
 		return nil
 	})
-	return out, err
+	return out, next, err
 }
 
 // ConsentJSON is one consent (or emergency access) of a patient.
@@ -88,13 +135,20 @@ type ConsentJSON struct {
 }
 
 // Consents returns every consent and emergency access of a patient, with whether each is in
-// force at the last block's time.
+// force at the last block's time (every page of ConsentsPage); nil if there is none.
 func (r *Service) Consents(ctx context.Context, patient chain.Address) ([]ConsentJSON, error) {
-	r.mu.RLock()
-	ids := slices.Clone(r.consents[patient])
-	r.mu.RUnlock()
+	return allPages(func(p Page) ([]ConsentJSON, string, error) { return r.ConsentsPage(ctx, patient, p) })
+}
+
+// ConsentsPage returns one page of a patient's consents and emergency accesses in ledger order,
+// and the next page's cursor.
+func (r *Service) ConsentsPage(ctx context.Context, patient chain.Address, p Page) ([]ConsentJSON, string, error) {
+	ids, next, err := r.idx.Consents(patient, p.After, p.Limit)
+	if err != nil {
+		return nil, "", pageErr(err)
+	}
 	var out []ConsentJSON
-	err := r.query(ctx, func(view state.View) error {
+	err = r.query(ctx, func(view state.View) error {
 		now, err := tipTime(view)
 		if err != nil {
 			return err
@@ -121,7 +175,7 @@ func (r *Service) Consents(ctx context.Context, patient chain.Address) ([]Consen
 		}
 		return nil
 	})
-	return out, err
+	return out, next, err
 }
 
 // AccessJSON is one logged access to a patient's record, as its holder logged it, its requester
@@ -149,13 +203,29 @@ type AccessJSON struct {
 	EmergencyReason string `json:"emergency_reason,omitempty"`
 }
 
-// Accesses returns every logged access (served and refused) to a patient's records.
+// Accesses returns every logged access (served and refused) to a patient's records (every page
+// of AccessesPage).
 func (r *Service) Accesses(ctx context.Context, patient chain.Address) ([]AccessJSON, error) {
-	r.mu.RLock()
-	ids := slices.Clone(r.accesses[patient])
-	r.mu.RUnlock()
+	out, err := allPages(func(p Page) ([]AccessJSON, string, error) { return r.AccessesPage(ctx, patient, p) })
+	if out == nil && err == nil {
+		out = []AccessJSON{}
+	}
+	return out, err
+}
+
+// AccessesPage returns one page of the logged accesses to a patient's records, in the order the
+// ledger first logged each, and the next page's cursor.
+func (r *Service) AccessesPage(ctx context.Context, patient chain.Address, p Page) ([]AccessJSON, string, error) {
+	refs, next, err := r.idx.Accesses(patient, p.After, p.Limit)
+	if err != nil {
+		return nil, "", pageErr(err)
+	}
+	ids := make([]chain.Hash, len(refs))
+	for i, a := range refs {
+		ids[i] = a.Request
+	}
 	out := []AccessJSON{}
-	err := r.query(ctx, func(view state.View) error {
+	err = r.query(ctx, func(view state.View) error {
 		views, err := state.AccessesOf(view, patient, ids)
 		if err != nil {
 			return err
@@ -178,5 +248,5 @@ func (r *Service) Accesses(ctx context.Context, patient chain.Address) ([]Access
 		}
 		return nil
 	})
-	return out, err
+	return out, next, err
 }
