@@ -69,6 +69,7 @@ Benchmarks report figures; nothing here is a pass/fail test. Progress goes to st
 	cmd.Flags().BoolVar(&o.recordsOnly, "records-only", false, "skip the transaction load steps; run only the records phase")
 	cmd.Flags().Float64Var(&o.recordMiB, "record-mib", 1, "size of the large record whose fetch-and-decrypt latency is measured, MiB")
 	cmd.Flags().IntVar(&o.recordReplicas, "record-replicas", -1, "set the genesis params.replicas (record holders besides the author, 1..16) before start (-1: the default 2)")
+	cmd.Flags().StringVar(&o.cpuProfileDir, "cpuprofile", "", "write each node's CPU profile to DIR/node<i>.pprof (until the node stops)")
 	return cmd
 }
 
@@ -81,6 +82,7 @@ type benchOptions struct {
 	recordsOnly                      bool
 	recordMiB                        float64
 	recordReplicas                   int
+	cpuProfileDir                    string
 }
 
 // benchReport is the JSON document --json writes.

@@ -670,15 +670,13 @@ func printRecordsBench(w io.Writer, r *recordsReport, authorities, cores int) {
 
 // startBenchNetwork starts the bench's network like startNetwork; with replicas ≥ 0 it first
 // sets the genesis params.replicas of every node's genesis.json (the records phase's
-// --record-replicas: the network decides how many nodes hold a record, not each node).
+// --record-replicas: the network decides how many nodes hold a record, not each node). With
+// --cpuprofile DIR each node i writes a CPU profile to DIR/node<i>.pprof until it stops.
 func startBenchNetwork(ctx context.Context, w io.Writer, o benchOptions) (*procnet.Network, error) {
-	if o.recordReplicas < 0 {
-		return startNetwork(ctx, w, o.n, o.dir, o.basePort, "warn")
-	}
 	if o.n < 1 {
 		return nil, fmt.Errorf("--authorities must be at least 1")
 	}
-	if o.recordReplicas < 1 || o.recordReplicas > chain.MaxReplicas {
+	if o.recordReplicas >= 0 && (o.recordReplicas < 1 || o.recordReplicas > chain.MaxReplicas) {
 		return nil, fmt.Errorf("--record-replicas must be 1..%d (or -1 for the genesis default %d)", chain.MaxReplicas, chain.DefaultReplicas)
 	}
 	bin, err := selfBinary()
@@ -701,15 +699,30 @@ func startBenchNetwork(ctx context.Context, w io.Writer, o benchOptions) (*procn
 		return nil, err
 	}
 	nw.LogLevel = "warn"
-	for i := range o.n {
-		if err := setReplicas(filepath.Join(nw.Home(i), "genesis.json"), o.recordReplicas); err != nil {
+	if o.cpuProfileDir != "" {
+		if err := os.MkdirAll(o.cpuProfileDir, 0o755); err != nil {
 			return nil, err
+		}
+		nw.Args = map[int][]string{}
+	}
+	for i := range o.n {
+		if o.recordReplicas >= 0 {
+			if err := setReplicas(filepath.Join(nw.Home(i), "genesis.json"), o.recordReplicas); err != nil {
+				return nil, err
+			}
+		}
+		if o.cpuProfileDir != "" {
+			nw.Args[i] = []string{"--cpuprofile", filepath.Join(o.cpuProfileDir, fmt.Sprintf("node%d.pprof", i))}
 		}
 		if err := nw.Start(i); err != nil {
 			return nw, err
 		}
 	}
-	fmt.Fprintf(w, "started %d node processes in %s with genesis params.replicas = %d (logs: %s)\n", o.n, dir, o.recordReplicas, filepath.Join(dir, "node<i>.log"))
+	replicas := "the genesis default"
+	if o.recordReplicas >= 0 {
+		replicas = fmt.Sprint(o.recordReplicas)
+	}
+	fmt.Fprintf(w, "started %d node processes in %s with genesis params.replicas = %s (logs: %s)\n", o.n, dir, replicas, filepath.Join(dir, "node<i>.log"))
 	for i := range o.n {
 		if _, err := nw.WaitHeight(ctx, i, 1, 2*time.Minute); err != nil {
 			return nw, err
