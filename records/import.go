@@ -253,8 +253,10 @@ func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 			out = append(out, ImportedRecord{ID: rec.anchor.ID, ResourceType: rec.anchor.ResourceType, Version: rec.anchor.Version, Height: h})
 		}
 	}
-	for _, rec := range recs {
-		r.pushAsync(rec.anchor.ID, rec.anchor.CiphertextHash, rec.sealed.Ciphertext, rec.sealed.Envelopes)
+	jobs := make([]pushJob, len(recs))
+	for i, rec := range recs {
+		jobs[i] = pushJob{id: rec.anchor.ID, hash: rec.anchor.CiphertextHash, ciphertext: rec.sealed.Ciphertext, envs: rec.sealed.Envelopes}
 	}
+	r.pushAllAsync(jobs)
 	return out, nil
 }

@@ -144,7 +144,7 @@ type Service struct {
 	sentRc    map[chain.Hash]time.Time // receipts submitted, by request id (flush goroutine only)
 	flushNow  chan struct{}
 
-	pushQ    chan pushJob
+	pushQ    chan []pushJob // batches (replication.go)
 	provideQ chan chain.Hash
 	pace     *frame.PeerLimits // replication pushes per peer
 	limMu    sync.Mutex
@@ -233,7 +233,7 @@ func New(cfg Config) (*Service, error) {
 		records: make(map[chain.Hash]indexedRecord), byPatient: make(map[chain.Address][]chain.Hash),
 		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
 		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
-		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
+		pushQ: make(chan []pushJob, pushQueueLen), provideQ: make(chan chain.Hash, 1<<16),
 		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), unpushed: up, timing: defaultRepairTiming(),
 		pushQuota: newMemberQuota("push", quotaBytes, quotaWindow, quotaRate), pullQuota: newMemberQuota("pull", quotaBytes, quotaWindow, quotaRate),
 		refused: make(map[refusalKey]time.Time),
