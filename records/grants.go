@@ -2,6 +2,7 @@ package records
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -78,11 +79,15 @@ func (r *Service) wrapForGrantee(ctx context.Context, patient, grantee chain.Add
 		}
 		files, hashes = files[:0], hashes[:0]
 	}
+	// One batch for the grantee: one HPKE encapsulation for all these records, and this node's
+	// own batch keys opened once per import rather than once per record.
+	batch := envelope.NewBatch(rand.Reader, r.chainID)
+	defer batch.Close()
 	for _, j := range jobs {
 		if _, err := r.blobs.Envelope(j.rec.ID, to.KeyID()); err == nil {
 			continue
 		}
-		env, err := r.wrapKey(j.rec, to)
+		env, err := r.wrapKeyIn(batch, j.rec, to)
 		if err != nil {
 			r.log.Warn("wrap for grantee", "record", j.rec.ID.Short(), "err", err)
 			continue
@@ -115,6 +120,11 @@ func (r *Service) wrap(rec *state.RecordState, to envelope.PublicKey) (envelope.
 
 // wrapKey is wrap without storing.
 func (r *Service) wrapKey(rec *state.RecordState, to envelope.PublicKey) (envelope.Envelope, error) {
+	return r.wrapKeyIn(nil, rec, to)
+}
+
+// wrapKeyIn is wrapKey in batch (a single envelope if batch is nil).
+func (r *Service) wrapKeyIn(batch *envelope.Batch, rec *state.RecordState, to envelope.PublicKey) (envelope.Envelope, error) {
 	ct, err := r.blobs.Get(rec.CiphertextHash)
 	if err != nil {
 		return envelope.Envelope{}, err
@@ -124,6 +134,9 @@ func (r *Service) wrapKey(rec *state.RecordState, to envelope.PublicKey) (envelo
 		return envelope.Envelope{}, err
 	}
 	s := &envelope.Sealed{Ciphertext: ct, Envelopes: []envelope.Envelope{own}}
+	if batch != nil {
+		return batch.WrapFor(r.keys.Encryption, s, r.context(rec), to)
+	}
 	return envelope.WrapFor(r.keys.Encryption, s, r.context(rec), to)
 }
 

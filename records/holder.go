@@ -233,7 +233,9 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 	if err != nil && rec.Author == r.self {
 		to, perr := envelope.ParsePublicKey(prov.EncryptionKey)
 		if perr == nil {
-			env, err = r.wrap(rec, to)
+			if env, err = r.wrapKey(rec, to); err == nil {
+				r.storeWrapped(rec.ID, env)
+			}
 		}
 	}
 	if err != nil {
@@ -303,3 +305,26 @@ func (r *Service) release(id chain.Hash) {
 	defer r.limMu.Unlock()
 	delete(r.inflight, id)
 }
+
+// storeWrapped keeps an envelope wrapped on demand, in the background: the read it was made for
+// does not wait behind the store's other writes (a grant's wrapping stores a whole patient's
+// envelopes at once), and an envelope not kept is only wrapped again at the next read. At most
+// maxBackgroundStores wait at once; beyond, the envelope is not kept.
+func (r *Service) storeWrapped(record chain.Hash, env envelope.Envelope) {
+	select {
+	case r.storeSem <- struct{}{}:
+	default:
+		return
+	}
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		defer func() { <-r.storeSem }()
+		if err := r.blobs.PutEnvelope(record, env); err != nil {
+			r.log.Warn("keep an envelope wrapped on demand", "record", record.Short(), "err", err)
+		}
+	}()
+}
+
+// maxBackgroundStores bounds storeWrapped's writes in flight.
+const maxBackgroundStores = 64

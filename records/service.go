@@ -145,6 +145,8 @@ type Service struct {
 	flushNow  chan struct{}
 
 	pushQ    chan []pushJob // batches (replication.go)
+	storeSem chan struct{}  // envelopes wrapped on demand being kept (holder.go: storeWrapped)
+	bg       sync.WaitGroup // storeWrapped's writes
 	provideQ chan chain.Hash
 	pace     *frame.PeerLimits // replication pushes per peer
 	limMu    sync.Mutex
@@ -233,7 +235,7 @@ func New(cfg Config) (*Service, error) {
 		records: make(map[chain.Hash]indexedRecord), byPatient: make(map[chain.Address][]chain.Hash),
 		consents: make(map[chain.Address][]chain.Hash), accesses: make(map[chain.Address][]chain.Hash),
 		seenReq: make(map[chain.Hash]bool), submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
-		pushQ: make(chan []pushJob, pushQueueLen), provideQ: make(chan chain.Hash, 1<<16),
+		pushQ: make(chan []pushJob, pushQueueLen), storeSem: make(chan struct{}, maxBackgroundStores), provideQ: make(chan chain.Hash, 1<<16),
 		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), unpushed: up, timing: defaultRepairTiming(),
 		pushQuota: newMemberQuota("push", quotaBytes, quotaWindow, quotaRate), pullQuota: newMemberQuota("pull", quotaBytes, quotaWindow, quotaRate),
 		refused: make(map[refusalKey]time.Time),
@@ -259,6 +261,7 @@ func (r *Service) Run(ctx context.Context) {
 	go func() { defer wg.Done(); r.follow(ctx) }()
 	go func() { defer wg.Done(); r.flushLoop(ctx) }()
 	wg.Wait()
+	r.bg.Wait()
 }
 
 // registerSelf registers the provider from its licence file, once, retrying until it is on

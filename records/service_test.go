@@ -391,7 +391,7 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 	require.NoError(t, r.blobs.RemoveEnvelope(id, bKey))
 	require.False(t, hasEnv())
 	served()
-	require.True(t, hasEnv())
+	f.waitFor("the envelope wrapped on demand kept", hasEnv)
 
 	// An expired consent is no consent.
 	_, now := f.tip()

@@ -50,8 +50,9 @@ type Batch struct {
 	rand    io.Reader
 	chainID string
 
-	mu   sync.Mutex
-	keys map[chain.Hash]*batchKey
+	mu     sync.Mutex
+	keys   map[chain.Hash]*batchKey
+	opened openedKeys // priv's batch keys opened by WrapFor
 }
 
 type batchKey struct {
@@ -61,7 +62,7 @@ type batchKey struct {
 
 // NewBatch starts a batch for records of chainID. rand is as for Seal.
 func NewBatch(rand io.Reader, chainID string) *Batch {
-	return &Batch{rand: randOrDefault(rand), chainID: chainID, keys: map[chain.Hash]*batchKey{}}
+	return &Batch{rand: randOrDefault(rand), chainID: chainID, keys: map[chain.Hash]*batchKey{}, opened: openedKeys{m: map[chain.Hash][]byte{}}}
 }
 
 // Seal is Seal with batch envelopes; ctx must name the batch's chain.
@@ -80,6 +81,7 @@ func (b *Batch) Close() {
 		clear(k.key)
 	}
 	b.keys = nil
+	b.opened.clear()
 }
 
 // wrap seals a record's data key to one recipient under the recipient's batch key.
@@ -135,16 +137,24 @@ func (b *Batch) keyFor(to PublicKey, id chain.Hash, p suiteParams) (*batchKey, e
 	return k, nil
 }
 
-// unwrapBatch opens a batch envelope addressed to priv: the batch key, then the data key.
-func unwrapBatch(priv *PrivateKey, e *Envelope, ctx Context, ctxBytes []byte, p suiteParams) ([]byte, error) {
+// unwrapBatch opens a batch envelope addressed to priv: the batch key (from opened if it was
+// opened before), then the data key.
+func unwrapBatch(priv *PrivateKey, e *Envelope, ctx Context, ctxBytes []byte, p suiteParams, opened *openedKeys) ([]byte, error) {
 	hp, rest := e.Wrapped[:p.wrappedLen], e.Wrapped[p.wrappedLen:]
-	bk, err := hpke.Open(priv.key, p.kdf, p.aead, batchKeyInfo(e.Suite, e.RecipientKeyID, ctx.ChainID), hp)
-	if err != nil {
-		return nil, fmt.Errorf("%w: envelope does not authenticate", ErrDecrypt)
-	}
-	defer clear(bk)
-	if len(bk) != DataKeyLen {
-		return nil, fmt.Errorf("%w: batch key is %d bytes", ErrMalformed, len(bk))
+	bk := opened.get(e.RecipientKeyID, ctx.ChainID, hp)
+	if bk == nil {
+		var err error
+		bk, err = hpke.Open(priv.key, p.kdf, p.aead, batchKeyInfo(e.Suite, e.RecipientKeyID, ctx.ChainID), hp)
+		if err != nil {
+			return nil, fmt.Errorf("%w: envelope does not authenticate", ErrDecrypt)
+		}
+		if len(bk) != DataKeyLen {
+			clear(bk)
+			return nil, fmt.Errorf("%w: batch key is %d bytes", ErrMalformed, len(bk))
+		}
+		if !opened.put(e.RecipientKeyID, ctx.ChainID, hp, bk) {
+			defer clear(bk)
+		}
 	}
 	aead, err := chacha20poly1305.NewX(bk)
 	if err != nil {
@@ -155,6 +165,71 @@ func unwrapBatch(priv *PrivateKey, e *Envelope, ctx Context, ctxBytes []byte, p 
 		return nil, fmt.Errorf("%w: envelope does not authenticate", ErrDecrypt)
 	}
 	return key, nil
+}
+
+// openedKeys remembers batch keys opened during one Batch's life (WrapFor), so that wrapping a
+// whole import's records for a new grantee opens the importer's batch key once, not once per
+// record. Keyed by the recipient, the chain and a hash of the HPKE wrapping. Cleared by Close.
+type openedKeys struct {
+	mu sync.Mutex
+	m  map[chain.Hash][]byte
+}
+
+// maxOpenedKeys bounds an openedKeys; beyond it keys are opened again each time.
+const maxOpenedKeys = 1024
+
+func openedKeyID(keyID chain.Hash, chainID string, hp []byte) chain.Hash {
+	return chain.Sum256(chain.Encode(&wrapInfo{Domain: domainBatchKey, RecipientKeyID: keyID, Context: append([]byte(chainID+"\x00"), hp...)}))
+}
+
+func (o *openedKeys) get(keyID chain.Hash, chainID string, hp []byte) []byte {
+	if o == nil {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.m[openedKeyID(keyID, chainID, hp)]
+}
+
+// put keeps bk and reports whether it did (the caller then must not clear it).
+func (o *openedKeys) put(keyID chain.Hash, chainID string, hp, bk []byte) bool {
+	if o == nil {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil || len(o.m) >= maxOpenedKeys {
+		return false
+	}
+	o.m[openedKeyID(keyID, chainID, hp)] = bk
+	return true
+}
+
+func (o *openedKeys) clear() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, k := range o.m {
+		clear(k)
+	}
+	o.m = nil
+}
+
+// WrapFor is WrapFor in the batch: the data key of s goes to to under to's batch key (a batch
+// envelope), and a batch key of priv's that opened an earlier record of this Batch is not
+// opened again. s's body is still decrypted and authenticated first.
+func (b *Batch) WrapFor(priv *PrivateKey, s *Sealed, ctx Context, to PublicKey) (Envelope, error) {
+	if to.IsZero() {
+		return Envelope{}, fmt.Errorf("%w: no recipient key", ErrInvalidKey)
+	}
+	if ctx.ChainID != b.chainID {
+		return Envelope{}, fmt.Errorf("envelope: a batch of chain %q cannot wrap a record of chain %q", b.chainID, ctx.ChainID)
+	}
+	key, _, err := openCached(priv, s, ctx, &b.opened)
+	defer clear(key)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return b.wrap(key, ctx.Bytes(), to)
 }
 
 // batchKeyInfo is the HPKE info of a batch key: it names the recipient and the chain, not a

@@ -129,3 +129,48 @@ func TestBatchTamperEnvelope(t *testing.T) {
 		t.Fatalf("a batch envelope called a single one: %v", err)
 	}
 }
+
+// Batch.WrapFor wraps several records' data keys for a new recipient in a batch; the
+// grantee opens exactly the records wrapped for it.
+func TestBatchWrapFor(t *testing.T) {
+	keys := testKeys(t, 2, 720)
+	author, grantee := keys[0], keys[1]
+	imp := envelope.NewBatch(nil, "medledger-test")
+	var sealed []*envelope.Sealed
+	var ctxs []envelope.Context
+	for i := range 3 {
+		ctx := testContext(fmt.Sprintf("wrapped later %d", i), 1)
+		s, err := imp.Seal(testBody(200+i), ctx, recipients(author))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, ctxs = append(sealed, s), append(ctxs, ctx)
+	}
+	imp.Close()
+	grant := envelope.NewBatch(nil, "medledger-test")
+	for i := range 2 { // the third record is not covered
+		e, err := grant.WrapFor(author, sealed[i], ctxs[i], grantee.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sealed[i].AddEnvelope(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := grant.WrapFor(grantee, sealed[2], ctxs[2], author.Public()); !errors.Is(err, envelope.ErrNoEnvelope) {
+		t.Fatalf("wrapped with a key that has no envelope: %v", err)
+	}
+	grant.Close()
+	for i, s := range sealed {
+		got, err := envelope.Open(grantee, s, ctxs[i])
+		if i == 2 {
+			if !errors.Is(err, envelope.ErrNoEnvelope) {
+				t.Fatalf("record not wrapped for the grantee: %v", err)
+			}
+			continue
+		}
+		if err != nil || !bytes.Equal(got, testBody(200+i)) {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+}

@@ -103,6 +103,12 @@ func WrapFor(priv *PrivateKey, s *Sealed, ctx Context, to PublicKey) (Envelope, 
 
 // open returns the data key and the plaintext of s for priv.
 func open(priv *PrivateKey, s *Sealed, ctx Context) (key, plaintext []byte, err error) {
+	return openCached(priv, s, ctx, nil)
+}
+
+// openCached is open, taking batch keys already opened from (and adding new ones to) opened
+// when it is not nil.
+func openCached(priv *PrivateKey, s *Sealed, ctx Context, opened *openedKeys) (key, plaintext []byte, err error) {
 	if priv == nil || s == nil {
 		return nil, nil, errors.New("envelope: open needs a key and a sealed record")
 	}
@@ -124,7 +130,7 @@ func open(priv *PrivateKey, s *Sealed, ctx Context) (key, plaintext []byte, err 
 			continue
 		}
 		found = true
-		key, uerr := unwrap(priv, e, ctx, ctxBytes)
+		key, uerr := unwrap(priv, e, ctx, ctxBytes, opened)
 		if uerr != nil {
 			err = uerr
 			continue
@@ -168,7 +174,7 @@ func wrap(key, ctxBytes []byte, to PublicKey) (Envelope, error) {
 
 // unwrap opens one envelope addressed to priv: a single one (EnvelopeVersion) or a batch one
 // (EnvelopeVersionBatch).
-func unwrap(priv *PrivateKey, e *Envelope, ctx Context, ctxBytes []byte) ([]byte, error) {
+func unwrap(priv *PrivateKey, e *Envelope, ctx Context, ctxBytes []byte, opened *openedKeys) ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
@@ -180,7 +186,7 @@ func unwrap(priv *PrivateKey, e *Envelope, ctx Context, ctxBytes []byte) ([]byte
 		return nil, err
 	}
 	if e.Version == EnvelopeVersionBatch {
-		key, err := unwrapBatch(priv, e, ctx, ctxBytes, p)
+		key, err := unwrapBatch(priv, e, ctx, ctxBytes, p, opened)
 		if err != nil {
 			return nil, err
 		}
