@@ -12,8 +12,6 @@ import (
 	"github.com/medledger/medledger/node"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -45,14 +43,20 @@ type recordsReport struct {
 
 	RegisterSeconds float64 `json:"register_seconds"`
 
-	ImportSeconds    float64 `json:"import_seconds"`
-	RecordsPerSec    float64 `json:"records_per_sec"`
-	BundleP50Ms      float64 `json:"bundle_p50_ms"`
-	BundleP99Ms      float64 `json:"bundle_p99_ms"`
-	NodeCPUSeconds   float64 `json:"node_cpu_seconds"`  // all nodes, during the import
-	Node0CPUSeconds  float64 `json:"node0_cpu_seconds"` // the importing node alone
-	RecordsPerCPUSec float64 `json:"records_per_node_cpu_second"`
-	CPUPerRecordMs   float64 `json:"node_cpu_ms_per_record"`
+	ImportSeconds float64 `json:"import_seconds"`
+	RecordsPerSec float64 `json:"records_per_sec"`
+	// ReplicatedSeconds is from the first POST until every imported record is on its
+	// params.replicas holders besides node0 (blob files counted in the nodes' homes);
+	// ReplicatedPerSec = records ÷ that time. Zero if replication did not complete in time.
+	Replicas          int     `json:"replicas"`
+	ReplicatedSeconds float64 `json:"replicated_seconds"`
+	ReplicatedPerSec  float64 `json:"replicated_records_per_sec"`
+	BundleP50Ms       float64 `json:"bundle_p50_ms"`
+	BundleP99Ms       float64 `json:"bundle_p99_ms"`
+	NodeCPUSeconds    float64 `json:"node_cpu_seconds"`  // all nodes, during the import
+	Node0CPUSeconds   float64 `json:"node0_cpu_seconds"` // the importing node alone
+	RecordsPerCPUSec  float64 `json:"records_per_node_cpu_second"`
+	CPUPerRecordMs    float64 `json:"node_cpu_ms_per_record"`
 	// VerifyEquivPerRecord is the node CPU per record expressed in Ed25519 verifications of
 	// this machine (same run); RatioToCeiling is records/s ÷ the transaction verification
 	// ceiling (verifications/s per core × cores ÷ authorities).
@@ -275,6 +279,27 @@ func runRecords(ctx context.Context, nw *procnet.Network, g *chain.Genesis, prog
 	}
 	fmt.Fprintf(progress, "  %d records in %.1f s: %.0f records/s; bundle p50 %.0f ms, p99 %.0f ms; node CPU %.1f s (node0 %.1f s)\n",
 		n, rep.ImportSeconds, rep.RecordsPerSec, rep.BundleP50Ms, rep.BundleP99Ms, rep.NodeCPUSeconds, rep.Node0CPUSeconds)
+
+	// Replication: every record on its replicas (nodes other than node0).
+	rep.Replicas = int(g.Params.Replicas)
+	if rep.Replicas > 0 && nw.N > rep.Replicas {
+		want := rep.Replicas * n
+		deadline := time.Now().Add(replicationWait)
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			if rb.replicaBlobs() >= want {
+				rep.ReplicatedSeconds = time.Since(start).Seconds()
+				rep.ReplicatedPerSec = float64(n) / rep.ReplicatedSeconds
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if rep.ReplicatedSeconds > 0 {
+			fmt.Fprintf(progress, "  replicated: all %d records on their %d replicas %.1f s after the first POST: %.0f records/s\n",
+				n, rep.Replicas, rep.ReplicatedSeconds, rep.ReplicatedPerSec)
+		} else {
+			fmt.Fprintf(progress, "  replicated: %d of %d replica copies after %s\n", rb.replicaBlobs(), want, replicationWait)
+		}
+	}
 
 	// Grant to first read.
 	if err := rb.grants(ctx, pats[:min(grantSamples, p)], providers[rep.GrantReader], rep); err != nil {
@@ -657,6 +682,9 @@ func printRecordsBench(w io.Writer, r *recordsReport, authorities, cores int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "patient registrations (%d, one batch, to commit)\t%.1f s\n", r.Patients+1, r.RegisterSeconds)
 	fmt.Fprintf(tw, "import: records/s\t%.0f (%d records in %.1f s; per 100-record bundle p50 %.0f ms, p99 %.0f ms)\n", r.RecordsPerSec, r.Records, r.ImportSeconds, r.BundleP50Ms, r.BundleP99Ms)
+	if r.ReplicatedSeconds > 0 {
+		fmt.Fprintf(tw, "import and replication: records/s\t%.0f (every record on its %d replicas %.1f s after the first POST)\n", r.ReplicatedPerSec, r.Replicas, r.ReplicatedSeconds)
+	}
 	fmt.Fprintf(tw, "import: node CPU, all %d nodes\t%.1f s (node0 %.1f s) = %.2f ms per record, %.0f records per core-second\n", authorities, r.NodeCPUSeconds, r.Node0CPUSeconds, r.CPUPerRecordMs, r.RecordsPerCPUSec)
 	fmt.Fprintf(tw, "import vs Ed25519 (same run)\tnode CPU per record = %.1f verifications; records/s = %.1f%% of the tx verification ceiling (%d cores)\n", r.VerifyEquivPerRecord, 100*r.RatioToCeiling, cores)
 	fmt.Fprintf(tw, "grant-to-first-read on node%d\tp50 %.0f ms, p99 %.0f ms, max %.0f ms (%d grants; node0 answered wait=commit at p50 %.0f ms; %d refused polls)\n",
@@ -666,83 +694,6 @@ func printRecordsBench(w io.Writer, r *recordsReport, authorities, cores int) {
 		fmt.Fprintf(tw, "fetch-and-decrypt, %s (%s)\tp50 %.1f ms, p99 %.1f ms, %.0f MiB/s at p50 (%d reads)\n", s.Kind, s.Nodes, s.P50Ms, s.P99Ms, s.MiBps, s.Samples)
 	}
 	_ = tw.Flush()
-}
-
-// startBenchNetwork starts the bench's network like startNetwork; with replicas ≥ 0 it first
-// sets the genesis params.replicas of every node's genesis.json (the records phase's
-// --record-replicas: the network decides how many nodes hold a record, not each node). With
-// --cpuprofile DIR each node i writes a CPU profile to DIR/node<i>.pprof until it stops.
-func startBenchNetwork(ctx context.Context, w io.Writer, o benchOptions) (*procnet.Network, error) {
-	if o.n < 1 {
-		return nil, fmt.Errorf("--authorities must be at least 1")
-	}
-	if o.recordReplicas >= 0 && (o.recordReplicas < 1 || o.recordReplicas > chain.MaxReplicas) {
-		return nil, fmt.Errorf("--record-replicas must be 1..%d (or -1 for the genesis default %d)", chain.MaxReplicas, chain.DefaultReplicas)
-	}
-	bin, err := selfBinary()
-	if err != nil {
-		return nil, err
-	}
-	dir, basePort := o.dir, o.basePort
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "medledger-net-"); err != nil {
-			return nil, err
-		}
-	}
-	if basePort == 0 {
-		if basePort, err = procnet.FreeBasePort(o.n); err != nil {
-			return nil, err
-		}
-	}
-	nw, err := procnet.Init(ctx, bin, dir, o.n, basePort)
-	if err != nil {
-		return nil, err
-	}
-	nw.LogLevel = "warn"
-	if o.cpuProfileDir != "" {
-		if err := os.MkdirAll(o.cpuProfileDir, 0o755); err != nil {
-			return nil, err
-		}
-		nw.Args = map[int][]string{}
-	}
-	for i := range o.n {
-		if o.recordReplicas >= 0 {
-			if err := setReplicas(filepath.Join(nw.Home(i), "genesis.json"), o.recordReplicas); err != nil {
-				return nil, err
-			}
-		}
-		if o.cpuProfileDir != "" {
-			nw.Args[i] = []string{"--cpuprofile", filepath.Join(o.cpuProfileDir, fmt.Sprintf("node%d.pprof", i))}
-		}
-		if err := nw.Start(i); err != nil {
-			return nw, err
-		}
-	}
-	replicas := "the genesis default"
-	if o.recordReplicas >= 0 {
-		replicas = fmt.Sprint(o.recordReplicas)
-	}
-	fmt.Fprintf(w, "started %d node processes in %s with genesis params.replicas = %s (logs: %s)\n", o.n, dir, replicas, filepath.Join(dir, "node<i>.log"))
-	for i := range o.n {
-		if _, err := nw.WaitHeight(ctx, i, 1, 2*time.Minute); err != nil {
-			return nw, err
-		}
-	}
-	return nw, nil
-}
-
-// setReplicas sets params.replicas in a node's genesis.json (every node gets the same file).
-func setReplicas(path string, n int) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	g, err := chain.ParseGenesisJSON(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	g.Params.Replicas = uint32(n)
-	return os.WriteFile(path, g.JSON(), 0o644)
 }
 
 // heights describes every node's height, for an error message.
