@@ -281,7 +281,7 @@ func runRecords(ctx context.Context, nw *procnet.Network, g *chain.Genesis, prog
 		n, rep.ImportSeconds, rep.RecordsPerSec, rep.BundleP50Ms, rep.BundleP99Ms, rep.NodeCPUSeconds, rep.Node0CPUSeconds)
 
 	// Replication: every record on its replicas (nodes other than node0).
-	rep.Replicas = int(g.Params.Replicas)
+	rep.Replicas = g.Params.ReplicaCount()
 	if rep.Replicas > 0 && nw.N > rep.Replicas {
 		want := rep.Replicas * n
 		deadline := time.Now().Add(replicationWait)
