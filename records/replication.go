@@ -63,7 +63,7 @@ func (r *Service) pushAllAsync(jobs []pushJob) {
 	for len(jobs) > 0 {
 		n := min(len(jobs), pushBatchMax)
 		select {
-		case r.pushQ <- jobs[:n]:
+		case r.pushQ <- jobs[:n:n]: // capped: a worker appending to it must not overwrite the next chunk
 		default:
 			r.log.Warn("replication queue full: records left to the repair passes", "records", len(jobs))
 			return
@@ -92,37 +92,49 @@ func (r *Service) provideAsync(id chain.Hash) {
 func (r *Service) pushWorker(ctx context.Context) {
 	var carry []pushJob
 	for {
-		var jobs []pushJob
-		if carry != nil {
-			jobs, carry = carry, nil
-		} else {
+		first := carry
+		if first == nil {
 			select {
 			case <-ctx.Done():
 				return
-			case jobs = <-r.pushQ:
+			case first = <-r.pushQ:
 			}
 		}
-		size := 0
-		for i := range jobs {
-			size += jobs[i].size()
-		}
-	fill:
-		for len(jobs) < pushBatchMax && size < pushBatchBytes {
-			select {
-			case more := <-r.pushQ:
-				for i := range more {
-					if len(jobs) == pushBatchMax || size >= pushBatchBytes {
-						carry = more[i:]
-						break fill
-					}
-					jobs, size = append(jobs, more[i]), size+more[i].size()
-				}
-			default:
-				break fill
-			}
-		}
+		var jobs []pushJob
+		jobs, carry = nextBatch(first, r.pushQ)
 		r.replicate(ctx, jobs)
 	}
+}
+
+// nextBatch makes a batch of first and what else q holds now (without waiting), up to
+// pushBatchMax jobs and pushBatchBytes; what did not fit is carried to the next batch. The
+// batch is a new slice: the queued slices are never appended to.
+func nextBatch(first []pushJob, q <-chan []pushJob) (jobs, carry []pushJob) {
+	jobs = make([]pushJob, 0, pushBatchMax)
+	size := 0
+	add := func(more []pushJob) []pushJob {
+		for i := range more {
+			if len(jobs) == pushBatchMax || (len(jobs) > 0 && size+more[i].size() > pushBatchBytes) {
+				return more[i:]
+			}
+			jobs, size = append(jobs, more[i]), size+more[i].size()
+		}
+		return nil
+	}
+	if carry = add(first); carry != nil {
+		return jobs, carry
+	}
+	for len(jobs) < pushBatchMax && size < pushBatchBytes {
+		select {
+		case more := <-q:
+			if carry = add(more); carry != nil {
+				return jobs, carry
+			}
+		default:
+			return jobs, nil
+		}
+	}
+	return jobs, nil
 }
 
 // Bounds of one push batch (exchange.PushMany): pushBatchBytes stays far below
@@ -178,6 +190,7 @@ func (r *Service) replicate(ctx context.Context, jobs []pushJob) {
 	}
 	targets, ok := r.pushTargets(ctx, jobs)
 	if !ok {
+		r.log.Warn("replicate: holders unknown; records left to the repair passes", "records", len(jobs))
 		return
 	}
 	reqs := make([]*exchange.PushRequest, len(jobs))
@@ -231,11 +244,15 @@ func (r *Service) pushTargets(ctx context.Context, jobs []pushJob) ([][]peer.ID,
 		return nil, false
 	}
 	assigns := make([]*Assignment, len(jobs))
+	missing := 0
 	err := r.query(ctx, func(view state.View) error {
 		for i, job := range jobs {
 			rec, err := state.Record(view, job.id)
 			if err != nil {
 				return err
+			}
+			if rec == nil {
+				missing++
 			}
 			if rec == nil || rec.Erased {
 				continue
@@ -249,7 +266,11 @@ func (r *Service) pushTargets(ctx context.Context, jobs []pushJob) ([][]peer.ID,
 		return nil
 	})
 	if err != nil {
+		r.log.Warn("replicate: ledger unreadable", "err", err)
 		return nil, false
+	}
+	if missing > 0 {
+		r.log.Warn("replicate: records not on this node's ledger; left to the repair passes", "records", missing)
 	}
 	out := make([][]peer.ID, len(jobs))
 	for i, a := range assigns {
