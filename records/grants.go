@@ -2,12 +2,14 @@ package records
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/records/blobstore"
 	"github.com/medledger/medledger/wallet/envelope"
 )
 
@@ -52,26 +54,70 @@ func (r *Service) wrapForGrantee(ctx context.Context, patient, grantee chain.Add
 		r.log.Warn("wrap for grantee", "grantee", grantee, "err", err)
 		return
 	}
-	wrapped := 0
+	// Wrapped in chunks, each stored with one group of fsyncs: a read of one of these records
+	// by the grantee meanwhile is served by wrapping its key on the fly (Fetch).
+	var pushes []pushJob
+	var files []blobstore.RecordFiles
+	var hashes []chain.Hash
+	store := func() {
+		if len(files) == 0 {
+			return
+		}
+		if _, err := r.blobs.PutBatch(files); err != nil {
+			r.log.Warn("wrap for grantee", "grantee", grantee, "err", err)
+		} else {
+			for i, f := range files {
+				pushes = append(pushes, pushJob{id: f.Record, hash: hashes[i], envs: f.Envelopes})
+			}
+		}
+		files, hashes = files[:0], hashes[:0]
+	}
+	// One batch for the grantee: one HPKE encapsulation for all these records, and this node's
+	// own batch keys opened once per import rather than once per record.
+	batch := envelope.NewBatch(rand.Reader, r.chainID)
+	defer batch.Close()
 	for _, j := range jobs {
 		if _, err := r.blobs.Envelope(j.rec.ID, to.KeyID()); err == nil {
 			continue
 		}
-		env, err := r.wrap(j.rec, to)
+		env, err := r.wrapKeyIn(batch, j.rec, to)
 		if err != nil {
 			r.log.Warn("wrap for grantee", "record", j.rec.ID.Short(), "err", err)
 			continue
 		}
-		wrapped++
-		r.pushAsync(j.rec.ID, j.rec.CiphertextHash, nil, []envelope.Envelope{env})
+		files = append(files, blobstore.RecordFiles{Record: j.rec.ID, Envelopes: []envelope.Envelope{env}})
+		hashes = append(hashes, j.rec.CiphertextHash)
+		if len(files) == pushBatchMax {
+			store()
+		}
 	}
-	if wrapped > 0 {
-		r.log.Info("wrapped data keys for a new grantee", "grantee", grantee, "records", wrapped)
+	store()
+	if len(pushes) > 0 {
+		r.pushAllAsync(pushes)
+		r.log.Info("wrapped data keys for a new grantee", "grantee", grantee, "records", len(pushes))
 	}
 }
 
-// wrap opens this node's own envelope of rec and wraps the data key to to.
+// wrap opens this node's own envelope of rec, wraps the data key to to and stores the new
+// envelope.
 func (r *Service) wrap(rec *state.RecordState, to envelope.PublicKey) (envelope.Envelope, error) {
+	env, err := r.wrapKey(rec, to)
+	if err != nil {
+		return envelope.Envelope{}, err
+	}
+	if err := r.blobs.PutEnvelope(rec.ID, env); err != nil {
+		return envelope.Envelope{}, err
+	}
+	return env, nil
+}
+
+// wrapKey is wrap without storing.
+func (r *Service) wrapKey(rec *state.RecordState, to envelope.PublicKey) (envelope.Envelope, error) {
+	return r.wrapKeyIn(nil, rec, to)
+}
+
+// wrapKeyIn is wrapKey in batch (a single envelope if batch is nil).
+func (r *Service) wrapKeyIn(batch *envelope.Batch, rec *state.RecordState, to envelope.PublicKey) (envelope.Envelope, error) {
 	ct, err := r.blobs.Get(rec.CiphertextHash)
 	if err != nil {
 		return envelope.Envelope{}, err
@@ -81,14 +127,10 @@ func (r *Service) wrap(rec *state.RecordState, to envelope.PublicKey) (envelope.
 		return envelope.Envelope{}, err
 	}
 	s := &envelope.Sealed{Ciphertext: ct, Envelopes: []envelope.Envelope{own}}
-	env, err := envelope.WrapFor(r.keys.Encryption, s, r.context(rec), to)
-	if err != nil {
-		return envelope.Envelope{}, err
+	if batch != nil {
+		return batch.WrapFor(r.keys.Encryption, s, r.context(rec), to)
 	}
-	if err := r.blobs.PutEnvelope(rec.ID, env); err != nil {
-		return envelope.Envelope{}, err
-	}
-	return env, nil
+	return envelope.WrapFor(r.keys.Encryption, s, r.context(rec), to)
 }
 
 func (r *Service) context(rec *state.RecordState) envelope.Context {

@@ -23,57 +23,110 @@ import (
 // push with that provider's key. A pushing member is held to its quota (memberQuota): beyond
 // it the push is refused with StatusBusy and may be sent again later.
 func (r *Service) Push(ctx context.Context, from peer.ID, req *exchange.PushRequest) error {
+	return r.PushBatch(ctx, from, []*exchange.PushRequest{req})[0]
+}
+
+// PushBatch is Push for several records from one peer (exchange.BatchHandler): each is judged
+// on its own, and those accepted are stored together (one group of fsyncs). The batch counts
+// as one request against the member's quota, and its bytes as the sum of the records'.
+func (r *Service) PushBatch(ctx context.Context, from peer.ID, reqs []*exchange.PushRequest) []error {
+	errs := make([]error, len(reqs))
 	fromKey, err := NodeKeyOf(from)
 	if err != nil {
-		return fmt.Errorf("%w: the pushing peer's identity is not a member node key", exchange.ErrRefused)
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: the pushing peer's identity is not a member node key", exchange.ErrRefused)
+		}
+		return errs
 	}
+	recs := make([]*state.RecordState, len(reqs))
+	var pusher chain.Address
+	size, accepted := 0, 0
+	for i, req := range reqs {
+		recs[i], pusher, errs[i] = r.judgePush(ctx, fromKey, req)
+		if errs[i] != nil {
+			continue
+		}
+		accepted++
+		size += len(req.Ciphertext)
+		for j := range req.Envelopes {
+			size += len(req.Envelopes[j].Wrapped) + 64
+		}
+	}
+	if accepted == 0 {
+		return errs
+	}
+	if err := r.pushQuota.take(pusher, size, r.now()); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	var files []blobstore.RecordFiles
+	var at []int
+	for i, req := range reqs {
+		if errs[i] != nil {
+			continue
+		}
+		// Envelopes alone (after a grant) only for a record whose ciphertext is here.
+		if len(req.Ciphertext) == 0 && !r.blobs.Has(recs[i].CiphertextHash) {
+			errs[i] = fmt.Errorf("%w: no copy of record %s here for these envelopes", exchange.ErrNotFound, req.Record.Short())
+			continue
+		}
+		f := blobstore.RecordFiles{Record: recs[i].ID, Envelopes: req.Envelopes}
+		if len(req.Ciphertext) > 0 {
+			f.Ciphertext = req.Ciphertext
+		}
+		files, at = append(files, f), append(at, i)
+	}
+	if len(files) == 0 {
+		return errs
+	}
+	if _, err := r.blobs.PutBatch(files); err != nil {
+		for _, i := range at {
+			errs[i] = err
+		}
+		return errs
+	}
+	for _, i := range at {
+		if len(reqs[i].Ciphertext) > 0 {
+			r.provideAsync(recs[i].ID)
+		}
+	}
+	return errs
+}
+
+// judgePush checks one push against the ledger (see Push) and returns the record and the
+// pushing member.
+func (r *Service) judgePush(ctx context.Context, fromKey chain.PubKey, req *exchange.PushRequest) (*state.RecordState, chain.Address, error) {
 	rec, pusher, active, assign, err := r.replicaPeer(ctx, req.Record, fromKey)
 	if err != nil {
-		return err
+		return nil, chain.Address{}, err
 	}
 	switch {
 	case rec == nil:
-		return fmt.Errorf("%w: record %s is not anchored on this node's ledger yet", exchange.ErrNotFound, req.Record.Short())
+		return nil, chain.Address{}, fmt.Errorf("%w: record %s is not anchored on this node's ledger yet", exchange.ErrNotFound, req.Record.Short())
 	case rec.Erased:
 		// Also stops a replayed push from bringing an erased record back.
-		return fmt.Errorf("%w: record %s is erased", exchange.ErrRefused, req.Record.Short())
+		return nil, chain.Address{}, fmt.Errorf("%w: record %s is erased", exchange.ErrRefused, req.Record.Short())
 	case !active:
-		return fmt.Errorf("%w: the pushing node is not an active provider's", exchange.ErrRefused)
+		return nil, chain.Address{}, fmt.Errorf("%w: the pushing node is not an active provider's", exchange.ErrRefused)
 	case pusher.Key != req.Sender:
-		return fmt.Errorf("%w: push signed with another key than the pushing node's provider's", exchange.ErrRefused)
+		return nil, chain.Address{}, fmt.Errorf("%w: push signed with another key than the pushing node's provider's", exchange.ErrRefused)
 	case pusher.ID != rec.Author && !slices.Contains(assign.Holders, fromKey):
-		return fmt.Errorf("%w: only the author or an assigned holder may push record %s", exchange.ErrRefused, req.Record.Short())
+		return nil, chain.Address{}, fmt.Errorf("%w: only the author or an assigned holder may push record %s", exchange.ErrRefused, req.Record.Short())
 	case rec.CiphertextHash != req.CiphertextHash:
-		return fmt.Errorf("%w: ciphertext hash does not match the anchor of record %s", exchange.ErrRefused, req.Record.Short())
+		return nil, chain.Address{}, fmt.Errorf("%w: ciphertext hash does not match the anchor of record %s", exchange.ErrRefused, req.Record.Short())
 	case !assign.Includes(r.nodeKey):
-		return fmt.Errorf("%w: the ledger does not assign record %s to this node", exchange.ErrRefused, req.Record.Short())
-	}
-	size := len(req.Ciphertext)
-	for i := range req.Envelopes {
-		size += len(req.Envelopes[i].Wrapped) + 64
-	}
-	if err := r.pushQuota.take(pusher.ID, size, r.now()); err != nil {
-		return err
+		return nil, chain.Address{}, fmt.Errorf("%w: the ledger does not assign record %s to this node", exchange.ErrRefused, req.Record.Short())
 	}
 	if len(req.Ciphertext) > 0 {
 		if got := chain.Sum256(req.Ciphertext); got != rec.CiphertextHash {
-			return fmt.Errorf("%w: ciphertext does not hash to the anchor of record %s", exchange.ErrRefused, req.Record.Short())
-		}
-		if _, err := r.blobs.PutBatch([]blobstore.RecordFiles{{Record: rec.ID, Ciphertext: req.Ciphertext, Envelopes: req.Envelopes}}); err != nil {
-			return err
-		}
-		r.provideAsync(rec.ID)
-		return nil
-	}
-	if !r.blobs.Has(rec.CiphertextHash) {
-		return fmt.Errorf("%w: no copy of record %s here for these envelopes", exchange.ErrNotFound, req.Record.Short())
-	}
-	for _, e := range req.Envelopes {
-		if err := r.blobs.PutEnvelope(rec.ID, e); err != nil {
-			return err
+			return nil, chain.Address{}, fmt.Errorf("%w: ciphertext does not hash to the anchor of record %s", exchange.ErrRefused, req.Record.Short())
 		}
 	}
-	return nil
+	return rec, pusher.ID, nil
 }
 
 // Fetch is the blob protocol's fetch handler. The ledger decides: the requester must be a
@@ -180,7 +233,9 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 	if err != nil && rec.Author == r.self {
 		to, perr := envelope.ParsePublicKey(prov.EncryptionKey)
 		if perr == nil {
-			env, err = r.wrap(rec, to)
+			if env, err = r.wrapKey(rec, to); err == nil {
+				r.storeWrapped(rec.ID, env)
+			}
 		}
 	}
 	if err != nil {
@@ -250,3 +305,26 @@ func (r *Service) release(id chain.Hash) {
 	defer r.limMu.Unlock()
 	delete(r.inflight, id)
 }
+
+// storeWrapped keeps an envelope wrapped on demand, in the background: the read it was made for
+// does not wait behind the store's other writes (a grant's wrapping stores a whole patient's
+// envelopes at once), and an envelope not kept is only wrapped again at the next read. At most
+// maxBackgroundStores wait at once; beyond, the envelope is not kept.
+func (r *Service) storeWrapped(record chain.Hash, env envelope.Envelope) {
+	select {
+	case r.storeSem <- struct{}{}:
+	default:
+		return
+	}
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		defer func() { <-r.storeSem }()
+		if err := r.blobs.PutEnvelope(record, env); err != nil {
+			r.log.Warn("keep an envelope wrapped on demand", "record", record.Short(), "err", err)
+		}
+	}()
+}
+
+// maxBackgroundStores bounds storeWrapped's writes in flight.
+const maxBackgroundStores = 64

@@ -177,8 +177,11 @@ func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 	if err != nil {
 		return nil, err
 	}
-	// Sealing (HPKE per recipient) runs on every core; the files are then written in one batch
-	// with one fsync per directory rather than per file.
+	// Sealing runs on every core, in one envelope.Batch: one HPKE encapsulation per recipient
+	// for the whole import, and per record only AEADs (each envelope still opens one record for
+	// one recipient). The files are then written with one group of fsyncs.
+	batch := envelope.NewBatch(rand.Reader, r.chainID)
+	defer batch.Close()
 	sealErrs := make([]error, len(recs))
 	var wg sync.WaitGroup
 	workers := min(runtime.GOMAXPROCS(0), len(recs))
@@ -188,7 +191,7 @@ func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 			defer wg.Done()
 			for i := w; i < len(recs); i += workers {
 				a := &recs[i].anchor
-				recs[i].sealed, sealErrs[i] = envelope.Seal(rand.Reader, plain[i], envelope.Context{ChainID: r.chainID, RecordID: a.ID, Version: a.Version}, recipients[i])
+				recs[i].sealed, sealErrs[i] = batch.Seal(plain[i], envelope.Context{ChainID: r.chainID, RecordID: a.ID, Version: a.Version}, recipients[i])
 			}
 		}()
 	}
@@ -253,8 +256,10 @@ func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 			out = append(out, ImportedRecord{ID: rec.anchor.ID, ResourceType: rec.anchor.ResourceType, Version: rec.anchor.Version, Height: h})
 		}
 	}
-	for _, rec := range recs {
-		r.pushAsync(rec.anchor.ID, rec.anchor.CiphertextHash, rec.sealed.Ciphertext, rec.sealed.Envelopes)
+	jobs := make([]pushJob, len(recs))
+	for i, rec := range recs {
+		jobs[i] = pushJob{id: rec.anchor.ID, hash: rec.anchor.CiphertextHash, ciphertext: rec.sealed.Ciphertext, envs: rec.sealed.Envelopes}
 	}
+	r.pushAllAsync(jobs)
 	return out, nil
 }

@@ -337,3 +337,47 @@ func TestRepushAfterRestart(t *testing.T) {
 }
 
 func (*replNet) Penalize(peer.ID, error) {}
+
+// nextBatch loses and repeats no job: queued chunks (sub-slices of one import's jobs) are
+// batched up to pushBatchMax without writing into each other.
+func TestNextBatchKeepsEveryJob(t *testing.T) {
+	all := make([]pushJob, 3*pushBatchMax+5)
+	for i := range all {
+		all[i].id[0], all[i].id[1] = byte(i), byte(i>>8)
+		all[i].ciphertext = []byte{1}
+	}
+	q := make(chan []pushJob, 16)
+	q <- all[:10:10]
+	for from := 10; from < len(all); from += pushBatchMax {
+		q <- all[from:min(from+pushBatchMax, len(all)):min(from+pushBatchMax, len(all))]
+	}
+	seen := map[chain.Hash]int{}
+	var carry []pushJob
+	for {
+		first := carry
+		if first == nil {
+			select {
+			case first = <-q:
+			default:
+			}
+		}
+		if first == nil {
+			break
+		}
+		var jobs []pushJob
+		jobs, carry = nextBatch(first, q)
+		require.LessOrEqual(t, len(jobs), pushBatchMax)
+		for _, j := range jobs {
+			seen[j.id]++
+		}
+	}
+	require.Len(t, seen, len(all))
+	for id, n := range seen {
+		require.Equal(t, 1, n, "job %s", id.Short())
+	}
+	// A job larger than a batch's bytes still goes, alone.
+	big := []pushJob{{ciphertext: make([]byte, pushBatchBytes+1)}, {ciphertext: []byte{1}}}
+	jobs, carry := nextBatch(big, nil)
+	require.Len(t, jobs, 1)
+	require.Len(t, carry, 1)
+}

@@ -133,7 +133,9 @@ type Service struct {
 	sentRc    map[chain.Hash]time.Time // receipts submitted, by request id (flush goroutine only)
 	flushNow  chan struct{}
 
-	pushQ    chan pushJob
+	pushQ    chan []pushJob // batches (replication.go)
+	storeSem chan struct{}  // envelopes wrapped on demand being kept (holder.go: storeWrapped)
+	bg       sync.WaitGroup // storeWrapped's writes
 	provideQ chan chain.Hash
 	pace     *frame.PeerLimits // replication pushes per peer
 	limMu    sync.Mutex
@@ -224,7 +226,7 @@ func New(cfg Config) (*Service, error) {
 		receipts: rc, sentRc: make(map[chain.Hash]time.Time), inflight: make(map[chain.Hash]bool), staleAfter: cfg.StaleAfter, firstByte: holderFirstByte,
 		licence: cfg.LicenceFile, readLic: cfg.ReadLicence, log: cfg.Log, now: cfg.Now,
 		idx: idx, indexed: reacted, submitted: make(map[chain.Hash]time.Time), flushNow: make(chan struct{}, 1),
-		pushQ: make(chan pushJob, 1<<16), provideQ: make(chan chain.Hash, 1<<16),
+		pushQ: make(chan []pushJob, pushQueueLen), storeSem: make(chan struct{}, maxBackgroundStores), provideQ: make(chan chain.Hash, 1<<16),
 		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), unpushed: up, timing: defaultRepairTiming(),
 		pushQuota: newMemberQuota("push", quotaBytes, quotaWindow, quotaRate), pullQuota: newMemberQuota("pull", quotaBytes, quotaWindow, quotaRate),
 		refused: make(map[refusalKey]time.Time),
@@ -250,6 +252,7 @@ func (r *Service) Run(ctx context.Context) {
 	go func() { defer wg.Done(); r.follow(ctx) }()
 	go func() { defer wg.Done(); r.flushLoop(ctx) }()
 	wg.Wait()
+	r.bg.Wait()
 }
 
 // registerSelf registers the provider from its licence file, once, retrying until it is on

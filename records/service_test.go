@@ -3,7 +3,6 @@ package records
 import (
 	"context"
 	"crypto/rand"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -387,11 +386,12 @@ func testFetchDecisions(t *testing.T, f *recFixture, r *running) {
 	served()
 	// The author wraps on demand: with the grantee's envelope gone, the next fetch wraps again.
 	f.waitFor("consent block handled", func() bool { return indexedUpTo(r.Service, grantHeight) })
-	envFile := filepath.Join(f.blobDir, "envelopes", id.String(), bKey.String())
-	require.FileExists(t, envFile)
-	require.NoError(t, os.Remove(envFile))
+	hasEnv := func() bool { _, err := r.blobs.Envelope(id, bKey); return err == nil }
+	require.True(t, hasEnv())
+	require.NoError(t, r.blobs.RemoveEnvelope(id, bKey))
+	require.False(t, hasEnv())
 	served()
-	require.FileExists(t, envFile)
+	f.waitFor("the envelope wrapped on demand kept", hasEnv)
 
 	// An expired consent is no consent.
 	_, now := f.tip()
@@ -542,7 +542,7 @@ func testErase(t *testing.T, f *recFixture, r *running) {
 		envs, err := r.blobs.Envelopes(id)
 		require.NoError(t, err)
 		require.Empty(t, envs)
-		require.NoDirExists(t, filepath.Join(f.blobDir, "envelopes", id.String()))
+		require.NoFileExists(t, filepath.Join(f.blobDir, "envelopes", id.String()))
 
 		_, err = r.Read(ctx, id, testPurpose, false)
 		require.ErrorIs(t, err, ErrRecordErased)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/medledger/medledger/chain"
@@ -102,4 +103,26 @@ func tuneBenchHome(home string, replicas int) error {
 	}
 	cfg.Mempool.MaxRegistrations = benchMaxRegistrations
 	return os.WriteFile(filepath.Join(home, "config.toml"), node.FormatConfig(*cfg), 0o644)
+}
+
+// replicationWait bounds the wait for the import's replicas.
+const replicationWait = 10 * time.Minute
+
+// replicaBlobs counts the ciphertext files on every node but node0.
+func (rb *recBench) replicaBlobs() int {
+	total := 0
+	for i := 1; i < rb.nw.N; i++ {
+		d, err := os.Open(filepath.Join(rb.nw.Home(i), "blobs", "blobs"))
+		if err != nil {
+			continue
+		}
+		names, _ := d.Readdirnames(-1)
+		_ = d.Close()
+		for _, name := range names {
+			if !strings.HasPrefix(name, ".") {
+				total++
+			}
+		}
+	}
+	return total
 }

@@ -43,14 +43,20 @@ type recordsReport struct {
 
 	RegisterSeconds float64 `json:"register_seconds"`
 
-	ImportSeconds    float64 `json:"import_seconds"`
-	RecordsPerSec    float64 `json:"records_per_sec"`
-	BundleP50Ms      float64 `json:"bundle_p50_ms"`
-	BundleP99Ms      float64 `json:"bundle_p99_ms"`
-	NodeCPUSeconds   float64 `json:"node_cpu_seconds"`  // all nodes, during the import
-	Node0CPUSeconds  float64 `json:"node0_cpu_seconds"` // the importing node alone
-	RecordsPerCPUSec float64 `json:"records_per_node_cpu_second"`
-	CPUPerRecordMs   float64 `json:"node_cpu_ms_per_record"`
+	ImportSeconds float64 `json:"import_seconds"`
+	RecordsPerSec float64 `json:"records_per_sec"`
+	// ReplicatedSeconds is from the first POST until every imported record is on its
+	// params.replicas holders besides node0 (blob files counted in the nodes' homes);
+	// ReplicatedPerSec = records ÷ that time. Zero if replication did not complete in time.
+	Replicas          int     `json:"replicas"`
+	ReplicatedSeconds float64 `json:"replicated_seconds"`
+	ReplicatedPerSec  float64 `json:"replicated_records_per_sec"`
+	BundleP50Ms       float64 `json:"bundle_p50_ms"`
+	BundleP99Ms       float64 `json:"bundle_p99_ms"`
+	NodeCPUSeconds    float64 `json:"node_cpu_seconds"`  // all nodes, during the import
+	Node0CPUSeconds   float64 `json:"node0_cpu_seconds"` // the importing node alone
+	RecordsPerCPUSec  float64 `json:"records_per_node_cpu_second"`
+	CPUPerRecordMs    float64 `json:"node_cpu_ms_per_record"`
 	// VerifyEquivPerRecord is the node CPU per record expressed in Ed25519 verifications of
 	// this machine (same run); RatioToCeiling is records/s ÷ the transaction verification
 	// ceiling (verifications/s per core × cores ÷ authorities).
@@ -273,6 +279,27 @@ func runRecords(ctx context.Context, nw *procnet.Network, g *chain.Genesis, prog
 	}
 	fmt.Fprintf(progress, "  %d records in %.1f s: %.0f records/s; bundle p50 %.0f ms, p99 %.0f ms; node CPU %.1f s (node0 %.1f s)\n",
 		n, rep.ImportSeconds, rep.RecordsPerSec, rep.BundleP50Ms, rep.BundleP99Ms, rep.NodeCPUSeconds, rep.Node0CPUSeconds)
+
+	// Replication: every record on its replicas (nodes other than node0).
+	rep.Replicas = g.Params.ReplicaCount()
+	if rep.Replicas > 0 && nw.N > rep.Replicas {
+		want := rep.Replicas * n
+		deadline := time.Now().Add(replicationWait)
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			if rb.replicaBlobs() >= want {
+				rep.ReplicatedSeconds = time.Since(start).Seconds()
+				rep.ReplicatedPerSec = float64(n) / rep.ReplicatedSeconds
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if rep.ReplicatedSeconds > 0 {
+			fmt.Fprintf(progress, "  replicated: all %d records on their %d replicas %.1f s after the first POST: %.0f records/s\n",
+				n, rep.Replicas, rep.ReplicatedSeconds, rep.ReplicatedPerSec)
+		} else {
+			fmt.Fprintf(progress, "  replicated: %d of %d replica copies after %s\n", rb.replicaBlobs(), want, replicationWait)
+		}
+	}
 
 	// Grant to first read.
 	if err := rb.grants(ctx, pats[:min(grantSamples, p)], providers[rep.GrantReader], rep); err != nil {
@@ -655,6 +682,9 @@ func printRecordsBench(w io.Writer, r *recordsReport, authorities, cores int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "patient registrations (%d, one batch, to commit)\t%.1f s\n", r.Patients+1, r.RegisterSeconds)
 	fmt.Fprintf(tw, "import: records/s\t%.0f (%d records in %.1f s; per 100-record bundle p50 %.0f ms, p99 %.0f ms)\n", r.RecordsPerSec, r.Records, r.ImportSeconds, r.BundleP50Ms, r.BundleP99Ms)
+	if r.ReplicatedSeconds > 0 {
+		fmt.Fprintf(tw, "import and replication: records/s\t%.0f (every record on its %d replicas %.1f s after the first POST)\n", r.ReplicatedPerSec, r.Replicas, r.ReplicatedSeconds)
+	}
 	fmt.Fprintf(tw, "import: node CPU, all %d nodes\t%.1f s (node0 %.1f s) = %.2f ms per record, %.0f records per core-second\n", authorities, r.NodeCPUSeconds, r.Node0CPUSeconds, r.CPUPerRecordMs, r.RecordsPerCPUSec)
 	fmt.Fprintf(tw, "import vs Ed25519 (same run)\tnode CPU per record = %.1f verifications; records/s = %.1f%% of the tx verification ceiling (%d cores)\n", r.VerifyEquivPerRecord, 100*r.RatioToCeiling, cores)
 	fmt.Fprintf(tw, "grant-to-first-read on node%d\tp50 %.0f ms, p99 %.0f ms, max %.0f ms (%d grants; node0 answered wait=commit at p50 %.0f ms; %d refused polls)\n",

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 	"sync"
 
 	"github.com/medledger/medledger/chain"
@@ -15,15 +15,16 @@ import (
 )
 
 // Store is a holder's durable, content-addressed store of record ciphertexts (dir/blobs/<hash
-// hex>) and envelopes (dir/envelopes/<record hex>/<recipient key id hex>). Every write goes to a
-// temp file that is fsynced and renamed into place, then the directory is fsynced, so a crash
-// leaves either the whole file or none of it. Reads re-check what they return. A Store is safe
+// hex>) and envelopes (dir/envelopes/<record hex>, one file holding all of a record's envelopes,
+// envset.go). Every write goes to a temp file that is fsynced and renamed into place, then the
+// directory is fsynced, so a crash leaves either the whole file or none of it. Reads re-check what they return. A Store is safe
 // for concurrent use, also by several Stores on the same directory within one process as far as
 // single files go; DeleteRecord is atomic only with respect to the Store it is called on.
 type Store struct {
 	blobs, envelopes string
 	// mu serializes changes to the directory tree (renames into place and deletions) so that a
-	// DeleteRecord is not interleaved with a PutEnvelope of the same record. Reads take no lock:
+	// DeleteRecord is not interleaved with a PutEnvelope of the same record, and two updates of
+	// one record's envelope set do not lose each other's envelope. Reads take no lock:
 	// every file appears by an atomic rename.
 	mu sync.Mutex
 }
@@ -43,16 +44,11 @@ func OpenStore(dir string) (*Store, error) {
 	if _, err := RemoveTemps(s.blobs); err != nil {
 		return nil, fmt.Errorf("blobs: open store: %w", err)
 	}
-	records, err := os.ReadDir(s.envelopes)
-	if err != nil {
+	if _, err := RemoveTemps(s.envelopes); err != nil {
 		return nil, fmt.Errorf("blobs: open store: %w", err)
 	}
-	for _, r := range records {
-		if r.IsDir() {
-			if _, err := RemoveTemps(filepath.Join(s.envelopes, r.Name())); err != nil {
-				return nil, fmt.Errorf("blobs: open store: %w", err)
-			}
-		}
+	if err := migrateEnvelopes(s.envelopes); err != nil {
+		return nil, fmt.Errorf("blobs: open store: %w", err)
 	}
 	return s, nil
 }
@@ -158,17 +154,21 @@ type RecordFiles struct {
 }
 
 // PutBatch stores the ciphertexts and envelopes of several records as durably as Put and
-// PutEnvelope, with fewer fsyncs: each file is written to a temp name, fsynced and renamed, and
-// each directory touched is fsynced once at the end rather than after every file (an import of
-// a hundred records otherwise spends most of its time in directory fsyncs). It returns the
-// ciphertexts' addresses. On error some of the records may be stored, as with separate calls.
+// PutEnvelope, with far fewer fsyncs: every file is written to a temp name, the temp files are
+// fsynced together (concurrently, so the file system commits them in few journal
+// transactions), renamed into place, and each of the two directories is fsynced once. A
+// record's envelopes are merged with those already stored for it. It returns the ciphertexts'
+// addresses (a nil ciphertext stores only envelopes, and its address is zero). On error some of
+// the records may be stored, as with separate calls.
 func (s *Store) PutBatch(recs []RecordFiles) ([]chain.Hash, error) {
 	hashes := make([]chain.Hash, len(recs))
 	for i, r := range recs {
 		switch {
 		case r.Record.IsZero():
 			return nil, fmt.Errorf("%w: envelope for a zero record id", ErrMalformed)
-		case len(r.Ciphertext) == 0:
+		case r.Ciphertext == nil && len(r.Envelopes) == 0:
+			return nil, fmt.Errorf("%w: nothing to store for %s", ErrMalformed, r.Record.Short())
+		case r.Ciphertext != nil && len(r.Ciphertext) == 0:
 			return nil, fmt.Errorf("%w: empty ciphertext", ErrMalformed)
 		case len(r.Ciphertext) > envelope.MaxCiphertextLen:
 			return nil, fmt.Errorf("%w: ciphertext of %d bytes, limit %d", ErrTooLarge, len(r.Ciphertext), envelope.MaxCiphertextLen)
@@ -178,38 +178,68 @@ func (s *Store) PutBatch(recs []RecordFiles) ([]chain.Hash, error) {
 				return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 			}
 		}
-		hashes[i] = chain.Sum256(r.Ciphertext)
+		if r.Ciphertext != nil {
+			hashes[i] = chain.Sum256(r.Ciphertext)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	newDirs := false
+	var files []pendingFile
+	defer func() {
+		for _, f := range files {
+			_ = os.Remove(f.tmp) // those renamed are gone already
+		}
+	}()
+	// A record may appear more than once (an envelope update after its ciphertext): its
+	// envelope set is built up across the batch and written once.
+	sets := map[chain.Hash][]envelope.Envelope{}
+	var order []chain.Hash
 	for i, r := range recs {
-		if err := writeFileRenamed(s.blobs, hashes[i].String(), r.Ciphertext); err != nil {
-			return nil, fmt.Errorf("blobs: store %s: %w", hashes[i].Short(), err)
+		if r.Ciphertext != nil {
+			f, err := writeTemp(s.blobs, hashes[i].String(), r.Ciphertext)
+			if err != nil {
+				return nil, fmt.Errorf("blobs: store %s: %w", hashes[i].Short(), err)
+			}
+			files = append(files, f)
 		}
 		if len(r.Envelopes) == 0 {
 			continue
 		}
-		dir := s.recordDir(r.Record)
-		if _, err := os.Stat(dir); err != nil {
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return nil, fmt.Errorf("blobs: store envelopes of %s: %w", r.Record.Short(), err)
+		set, ok := sets[r.Record]
+		if !ok {
+			var err error
+			if set, err = s.readSet(r.Record); err != nil {
+				return nil, err
 			}
-			newDirs = true
+			order = append(order, r.Record)
 		}
-		for _, e := range r.Envelopes {
-			if err := writeFileRenamed(dir, e.RecipientKeyID.String(), e.Encode()); err != nil {
-				return nil, fmt.Errorf("blobs: store envelope of %s: %w", r.Record.Short(), err)
-			}
+		set, err := mergeEnvelopes(set, r.Envelopes)
+		if err != nil {
+			return nil, fmt.Errorf("blobs: envelopes of %s: %w", r.Record.Short(), err)
 		}
-		if err := SyncDir(dir); err != nil {
-			return nil, err
+		sets[r.Record] = set
+	}
+	for _, rec := range order {
+		f, err := writeTemp(s.envelopes, rec.String(), encodeSet(sets[rec]))
+		if err != nil {
+			return nil, fmt.Errorf("blobs: store envelopes of %s: %w", rec.Short(), err)
 		}
+		files = append(files, f)
+	}
+	if err := syncAll(files); err != nil {
+		return nil, err
+	}
+	for len(files) > 0 {
+		f := files[0]
+		if err := os.Rename(f.tmp, f.path); err != nil {
+			return nil, fmt.Errorf("blobs: store %s: %w", f.path, err)
+		}
+		files = files[1:]
 	}
 	if err := SyncDir(s.blobs); err != nil {
 		return nil, err
 	}
-	if newDirs {
+	if len(order) > 0 {
 		if err := SyncDir(s.envelopes); err != nil {
 			return nil, err
 		}
@@ -217,94 +247,77 @@ func (s *Store) PutBatch(recs []RecordFiles) ([]chain.Hash, error) {
 	return hashes, nil
 }
 
-func (s *Store) recordDir(record chain.Hash) string {
+// recordFile is the file that holds all of record's envelopes.
+func (s *Store) recordFile(record chain.Hash) string {
 	return filepath.Join(s.envelopes, record.String())
 }
 
 // PutEnvelope stores e as record's envelope for e.RecipientKeyID, replacing any earlier one.
 func (s *Store) PutEnvelope(record chain.Hash, e envelope.Envelope) error {
-	if record.IsZero() {
-		return fmt.Errorf("%w: envelope for a zero record id", ErrMalformed)
-	}
-	if err := e.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dir := s.recordDir(record)
-	if err := MkdirDurable(dir); err != nil {
-		return fmt.Errorf("blobs: store envelope of %s: %w", record.Short(), err)
-	}
-	if err := WriteFileAtomic(dir, e.RecipientKeyID.String(), e.Encode()); err != nil {
-		return fmt.Errorf("blobs: store envelope of %s: %w", record.Short(), err)
-	}
-	return nil
+	_, err := s.PutBatch([]RecordFiles{{Record: record, Envelopes: []envelope.Envelope{e}}})
+	return err
 }
 
 // Envelope returns record's envelope for recipient key id keyID (ErrNotFound if none, ErrCorrupt
-// if the stored one does not decode or names another recipient).
+// if the stored set does not decode).
 func (s *Store) Envelope(record, keyID chain.Hash) (envelope.Envelope, error) {
-	e, err := readEnvelope(filepath.Join(s.recordDir(record), keyID.String()), keyID)
-	if errors.Is(err, fs.ErrNotExist) {
-		return envelope.Envelope{}, fmt.Errorf("%w: envelope of %s for %s", ErrNotFound, record.Short(), keyID.Short())
-	}
-	if err != nil {
-		return envelope.Envelope{}, fmt.Errorf("blobs: envelope of %s: %w", record.Short(), err)
-	}
-	return e, nil
-}
-
-func readEnvelope(path string, keyID chain.Hash) (envelope.Envelope, error) {
-	f, err := os.Open(path)
+	set, err := s.readSet(record)
 	if err != nil {
 		return envelope.Envelope{}, err
 	}
-	defer f.Close()
-	data, err := ReadLimited(f, envelope.MaxEnvelopeLen)
-	if err != nil {
-		return envelope.Envelope{}, err
+	for _, e := range set {
+		if e.RecipientKeyID == keyID {
+			return e, nil
+		}
 	}
-	e, err := envelope.DecodeEnvelope(data)
-	if err != nil {
-		return envelope.Envelope{}, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
-	}
-	if e.RecipientKeyID != keyID {
-		return envelope.Envelope{}, fmt.Errorf("%w: %s holds the envelope for %s", ErrCorrupt, path, e.RecipientKeyID.Short())
-	}
-	return *e, nil
+	return envelope.Envelope{}, fmt.Errorf("%w: envelope of %s for %s", ErrNotFound, record.Short(), keyID.Short())
 }
 
 // Envelopes returns every envelope stored for record, ordered by recipient key id; none is an
-// empty result, not an error. A stored envelope that does not decode fails with ErrCorrupt.
+// empty result, not an error. A stored set that does not decode fails with ErrCorrupt.
 func (s *Store) Envelopes(record chain.Hash) ([]envelope.Envelope, error) {
-	dir := s.recordDir(record)
-	entries, err := os.ReadDir(dir)
+	return s.readSet(record)
+}
+
+// RemoveEnvelope deletes record's envelope for keyID, if stored (for tests and tools: a grantee's
+// envelope the author must wrap again on demand).
+func (s *Store) RemoveEnvelope(record, keyID chain.Hash) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set, err := s.readSet(record)
+	if err != nil {
+		return err
+	}
+	kept := slices.DeleteFunc(set, func(e envelope.Envelope) bool { return e.RecipientKeyID == keyID })
+	if len(kept) == 0 {
+		if err := os.Remove(s.recordFile(record)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return SyncDir(s.envelopes)
+	}
+	return WriteFileAtomic(s.envelopes, record.String(), encodeSet(kept))
+}
+
+// readSet reads record's envelope set: nil if there is none.
+func (s *Store) readSet(record chain.Hash) ([]envelope.Envelope, error) {
+	path := s.recordFile(record)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("blobs: envelopes of %s: %w", record.Short(), err)
 	}
-	var out []envelope.Envelope
-	for _, ent := range entries {
-		name := ent.Name()
-		if strings.HasPrefix(name, TempPrefix) {
-			continue
-		}
-		keyID, err := chain.ParseHash(name)
-		if err != nil || ent.IsDir() {
-			return nil, fmt.Errorf("%w: unexpected entry %s", ErrCorrupt, filepath.Join(dir, name))
-		}
-		e, err := readEnvelope(filepath.Join(dir, name), keyID)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("blobs: envelopes of %s: %w", record.Short(), err)
-		}
-		out = append(out, e)
+	defer f.Close()
+	data, err := ReadLimited(f, maxSetLen)
+	if err != nil {
+		return nil, fmt.Errorf("blobs: envelopes of %s: %w", record.Short(), err)
 	}
-	return out, nil
+	set, err := decodeSet(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+	}
+	return set, nil
 }
 
 // DeleteRecord erases a record: its ciphertext (at ciphertextHash; zero skips it) and every
@@ -315,7 +328,7 @@ func (s *Store) DeleteRecord(record, ciphertextHash chain.Hash) error {
 	defer s.mu.Unlock()
 	// Envelopes first: once they are gone the ciphertext is unreadable even if deleting it fails.
 	if !record.IsZero() {
-		if err := os.RemoveAll(s.recordDir(record)); err != nil {
+		if err := os.RemoveAll(s.recordFile(record)); err != nil {
 			return fmt.Errorf("blobs: erase envelopes of %s: %w", record.Short(), err)
 		}
 		if err := SyncDir(s.envelopes); err != nil {

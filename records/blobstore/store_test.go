@@ -99,7 +99,7 @@ func TestStoreAtomicNoTempFiles(t *testing.T) {
 	// A crash mid-write leaves a temp file; it is never served and reopening deletes it.
 	torn := filepath.Join(dir, "blobs", TempPrefix+"123")
 	require.NoError(t, os.WriteFile(torn, []byte("half a blob"), 0o600))
-	tornEnv := filepath.Join(dir, "envelopes", record.String(), TempPrefix+"456")
+	tornEnv := filepath.Join(dir, "envelopes", TempPrefix+"456")
 	require.NoError(t, os.WriteFile(tornEnv, []byte("half an envelope"), 0o600))
 	es, err := s.Envelopes(record)
 	require.NoError(t, err)
@@ -157,6 +157,13 @@ func TestStoreEnvelopesAndDeleteRecord(t *testing.T) {
 	bad.Wrapped = bad.Wrapped[:10]
 	require.Error(t, s.PutEnvelope(record, bad))
 	require.Error(t, s.PutEnvelope(chain.Hash{}, e0))
+
+	require.NoError(t, s.RemoveEnvelope(record, e0.RecipientKeyID))
+	_, err = s.Envelope(record, e0.RecipientKeyID)
+	require.ErrorIs(t, err, ErrNotFound)
+	all, err = s.Envelopes(record)
+	require.NoError(t, err)
+	require.Len(t, all, 2)
 
 	require.NoError(t, s.DeleteRecord(record, h))
 	require.False(t, s.Has(h))
@@ -233,6 +240,52 @@ func TestStorePutBatch(t *testing.T) {
 	require.False(t, s.Has(chain.Sum256([]byte("ct"))), "nothing of a refused batch is written")
 	_, err = s.PutBatch([]RecordFiles{{Record: chain.Sum256([]byte("y"))}})
 	require.ErrorIs(t, err, ErrMalformed)
+}
+
+// A store written with one file per envelope (envelopes/<record>/<key id>) is converted at open
+// to one set file per record, also when a conversion was cut short by a crash.
+func TestStoreMigratesEnvelopeDirs(t *testing.T) {
+	dir := t.TempDir()
+	envDir := filepath.Join(dir, "envelopes")
+	require.NoError(t, os.MkdirAll(envDir, 0o700))
+	var recs []chain.Hash
+	var sls []*envelope.Sealed
+	for i := range 3 {
+		record := chain.Sum256(fmt.Appendf(nil, "old record %d", i))
+		sl := sealed(t, record, "body", 3)
+		rd := filepath.Join(envDir, record.String())
+		require.NoError(t, os.MkdirAll(rd, 0o700))
+		for _, e := range sl.Envelopes {
+			require.NoError(t, os.WriteFile(filepath.Join(rd, e.RecipientKeyID.String()), e.Encode(), 0o600))
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(rd, TempPrefix+"torn"), []byte("half"), 0o600))
+		recs, sls = append(recs, record), append(sls, sl)
+	}
+	// Record 2's conversion was cut short: its set is written, its directory half deleted.
+	require.NoError(t, os.WriteFile(filepath.Join(envDir, recs[2].String()+migrateSuffix), encodeSet(sortedEnvs(sls[2].Envelopes)), 0o600))
+	require.NoError(t, os.Remove(filepath.Join(envDir, recs[2].String(), sls[2].Envelopes[0].RecipientKeyID.String())))
+
+	s, err := OpenStore(dir)
+	require.NoError(t, err)
+	for i, record := range recs {
+		fi, err := os.Stat(filepath.Join(envDir, record.String()))
+		require.NoError(t, err)
+		require.True(t, fi.Mode().IsRegular())
+		all, err := s.Envelopes(record)
+		require.NoError(t, err)
+		require.ElementsMatch(t, sls[i].Envelopes, all)
+	}
+	ents, err := os.ReadDir(envDir)
+	require.NoError(t, err)
+	require.Len(t, ents, len(recs))
+}
+
+func sortedEnvs(es []envelope.Envelope) []envelope.Envelope {
+	out, err := mergeEnvelopes(nil, es)
+	if err != nil {
+		panic(err)
+	}
+	return out
 }
 
 const testChain = "medledger-test"

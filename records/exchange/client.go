@@ -11,6 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multistream"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/p2p/frame"
@@ -63,6 +65,11 @@ func Push(ctx context.Context, h host.Host, chainID string, to peer.ID, req *Pus
 	if err != nil {
 		return fmt.Errorf("blobs: push to %s: %w", to, err)
 	}
+	return pushStatusErr(to, resp)
+}
+
+// pushStatusErr is the error a push answered with resp means (nil: accepted).
+func pushStatusErr(to peer.ID, resp *PushResponse) error {
 	switch resp.Status {
 	case StatusOK:
 		return nil
@@ -115,10 +122,21 @@ func Pull(ctx context.Context, h host.Host, chainID string, to peer.ID, req *Pul
 // no byte of the answer firstByte after the request was sent (a timer, not a stream deadline:
 // some transports ignore deadlines).
 func roundTrip(ctx context.Context, h host.Host, chainID string, to peer.ID, body []byte, limit int, firstByte time.Duration) ([]byte, error) {
+	return roundTripOn(ctx, h, ProtocolID(chainID), to, body, limit, firstByte)
+}
+
+// errProtocolUnsupported: the peer does not speak the protocol asked for.
+var errProtocolUnsupported = errors.New("protocol not supported by the peer")
+
+// roundTripOn is roundTrip on protocol pid.
+func roundTripOn(ctx context.Context, h host.Host, pid protocol.ID, to peer.ID, body []byte, limit int, firstByte time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, streamTimeout)
 	defer cancel()
-	s, err := h.NewStream(ctx, to, ProtocolID(chainID))
+	s, err := h.NewStream(ctx, to, pid)
 	if err != nil {
+		if errors.Is(err, multistream.ErrNotSupported[protocol.ID]{}) {
+			err = fmt.Errorf("%w: %w", errProtocolUnsupported, err)
+		}
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
 	stopReset := context.AfterFunc(ctx, func() { _ = s.Reset() })

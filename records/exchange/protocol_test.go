@@ -16,6 +16,7 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/p2p/frame"
+	"github.com/medledger/medledger/wallet/envelope"
 )
 
 // serve starts a server on h with a fresh handler and penalty recorder.
@@ -454,4 +455,62 @@ func TestFetchWithinStalledHolder(t *testing.T) {
 	_, err = FetchWithin(ctx, client, testChain, staller.ID(), accessRequest(t, key, record, 2), 100*time.Millisecond)
 	require.ErrorIs(t, err, ErrStalled)
 	require.NoError(t, ctx.Err(), "the stall cost the whole test deadline")
+}
+
+// TestPushMany: a batch travels on one stream and gets one result per push; a push with a bad
+// signature is refused alone (and struck), the others are stored; a holder without the batch
+// protocol is reported as ErrBatchUnsupported.
+func TestPushMany(t *testing.T) {
+	ctx := testCtx(t)
+	hosts := newNet(t, 3)
+	client, holder, silent := hosts[0], hosts[1], hosts[2]
+	handler, pen := serve(t, holder, ServerOptions{})
+	key := signingKey(t, 2)
+	var reqs []*PushRequest
+	var sls []*envelope.Sealed
+	for i := range 4 {
+		record := chain.Sum256(fmt.Appendf(nil, "record %d", i))
+		sl := sealed(t, record, fmt.Sprintf("body %d", i), 2)
+		reqs, sls = append(reqs, pushRequest(t, key, record, sl)), append(sls, sl)
+	}
+	reqs[2].Record = chain.Sum256([]byte("not what was signed"))
+	errs, err := PushMany(ctx, client, testChain, holder.ID(), reqs)
+	require.NoError(t, err)
+	require.Len(t, errs, 4)
+	for i, e := range errs {
+		if i == 2 {
+			require.Error(t, e)
+			continue
+		}
+		require.NoError(t, e)
+		require.Equal(t, sls[i], handler.records[reqs[i].Record])
+	}
+	require.Equal(t, int32(3), handler.pushes.Load())
+	got := pen.next(t, ctx)
+	require.ErrorIs(t, got.err, chain.ErrBadSignature)
+	pen.none(t)
+
+	// Handler answers come back per push.
+	handler.pushErr = fmt.Errorf("%w: 64 MiB a minute", ErrBusy)
+	errs, err = PushMany(ctx, client, testChain, holder.ID(), []*PushRequest{reqs[0], reqs[1]})
+	require.NoError(t, err)
+	for _, e := range errs {
+		require.ErrorIs(t, e, ErrBusy)
+	}
+
+	_, err = PushMany(ctx, client, testChain, silent.ID(), reqs[:1])
+	require.ErrorIs(t, err, ErrBatchUnsupported)
+}
+
+func TestPushBatchOversizedRefused(t *testing.T) {
+	b := PushBatch{Version: MessageVersion}
+	require.ErrorIs(t, b.Validate(), ErrMalformed)
+	record := chain.Sum256([]byte("record"))
+	p := pushRequest(t, signingKey(t, 2), record, sealed(t, record, "body", 1))
+	for range MaxPushBatch + 1 {
+		b.Pushes = append(b.Pushes, *p)
+	}
+	require.ErrorIs(t, b.Validate(), ErrMalformed)
+	b.Pushes = b.Pushes[:MaxPushBatch]
+	require.NoError(t, b.Validate())
 }

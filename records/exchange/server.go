@@ -99,10 +99,13 @@ func Serve(h host.Host, chainID string, handler Handler, opts ServerOptions) fun
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	pid := ProtocolID(chainID)
 	h.SetStreamHandler(pid, s.handleStream)
+	bpid := PushBatchProtocolID(chainID)
+	h.SetStreamHandler(bpid, s.handleBatch)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			h.RemoveStreamHandler(pid)
+			h.RemoveStreamHandler(bpid)
 			s.mu.Lock()
 			s.closed = true
 			s.mu.Unlock()
@@ -225,7 +228,11 @@ func (s *server) push(ctx context.Context, from peer.ID, p *PushRequest) *PushRe
 		s.strike(from, "bad push", err)
 		return &PushResponse{Version: MessageVersion, Status: StatusError, Reason: reason("invalid push: " + err.Error())}
 	}
-	err = s.handler.Push(ctx, from, p)
+	return s.pushResult(from, p, s.handler.Push(ctx, from, p))
+}
+
+// pushResult is the response to a push the handler answered with err.
+func (s *server) pushResult(from peer.ID, p *PushRequest, err error) *PushResponse {
 	switch {
 	case err == nil:
 		return &PushResponse{Version: MessageVersion, Status: StatusOK}

@@ -66,3 +66,30 @@ func BenchmarkOpenEnvelopeOnly(b *testing.B) {
 		}
 	}
 }
+
+// A small record (an Observation, ~500 bytes) to three recipients, one by one and in a batch
+// (the import's case: the same recipients for every record of a Bundle).
+func BenchmarkSealSmall3Recipients(b *testing.B) {
+	keys := testKeys(b, 3, 1)
+	body := testBody(500)
+	b.Run("single", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := envelope.Seal(nil, body, testContext("r", 1), recipients(keys...)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("batch100", func(b *testing.B) {
+		var bt *envelope.Batch
+		i := 0
+		for b.Loop() {
+			if i%100 == 0 {
+				bt = envelope.NewBatch(nil, "medledger-test")
+			}
+			i++
+			if _, err := bt.Seal(body, testContext("r", 1), recipients(keys...)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

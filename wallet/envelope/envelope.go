@@ -117,8 +117,8 @@ func (e *Envelope) Encode() []byte { return chain.Encode(e) }
 
 // Validate checks e's form: version, a known suite, a key id, and the wrapped key's length.
 func (e *Envelope) Validate() error {
-	if e.Version != EnvelopeVersion {
-		return fmt.Errorf("%w: envelope version %d (this build understands %d)", chain.ErrUnknownVersion, e.Version, EnvelopeVersion)
+	if e.Version != EnvelopeVersion && e.Version != EnvelopeVersionBatch {
+		return fmt.Errorf("%w: envelope version %d (this build understands %d and %d)", chain.ErrUnknownVersion, e.Version, EnvelopeVersion, EnvelopeVersionBatch)
 	}
 	p, err := params(e.Suite)
 	if err != nil {
@@ -127,8 +127,12 @@ func (e *Envelope) Validate() error {
 	if e.RecipientKeyID.IsZero() {
 		return fmt.Errorf("%w: envelope without a recipient key id", ErrMalformed)
 	}
-	if len(e.Wrapped) != p.wrappedLen {
-		return fmt.Errorf("%w: wrapped key is %d bytes, want %d", ErrMalformed, len(e.Wrapped), p.wrappedLen)
+	want := p.wrappedLen
+	if e.Version == EnvelopeVersionBatch {
+		want += batchWrapExtra
+	}
+	if len(e.Wrapped) != want {
+		return fmt.Errorf("%w: wrapped key is %d bytes, want %d", ErrMalformed, len(e.Wrapped), want)
 	}
 	return nil
 }

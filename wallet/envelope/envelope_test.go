@@ -319,9 +319,14 @@ func TestTamperEnvelope(t *testing.T) {
 	}
 	// Wrong version or suite in an otherwise intact envelope.
 	c := clone(s)
-	c.Envelopes[0].Version = 2
+	c.Envelopes[0].Version = 3
 	if _, err := envelope.Open(k, c, ctx); !errors.Is(err, chain.ErrUnknownVersion) {
-		t.Fatalf("envelope version 2: %v", err)
+		t.Fatalf("envelope version 3: %v", err)
+	}
+	c = clone(s)
+	c.Envelopes[0].Version = envelope.EnvelopeVersionBatch
+	if _, err := envelope.Open(k, c, ctx); !errors.Is(err, envelope.ErrMalformed) {
+		t.Fatalf("a single envelope called a batch one: %v", err)
 	}
 	c = clone(s)
 	c.Envelopes[0].Suite = 2
@@ -523,7 +528,8 @@ func TestDecodeStrict(t *testing.T) {
 		want error
 	}{
 		{"version 0", mod(func(e *envelope.Envelope) { e.Version = 0 }), chain.ErrUnknownVersion},
-		{"version 2", mod(func(e *envelope.Envelope) { e.Version = 2 }), chain.ErrUnknownVersion},
+		{"version 3", mod(func(e *envelope.Envelope) { e.Version = 3 }), chain.ErrUnknownVersion},
+		{"version 2 of a single envelope's length", mod(func(e *envelope.Envelope) { e.Version = envelope.EnvelopeVersionBatch }), envelope.ErrMalformed},
 		{"suite 0", mod(func(e *envelope.Envelope) { e.Suite = 0 }), envelope.ErrUnknownSuite},
 		{"suite 9", mod(func(e *envelope.Envelope) { e.Suite = 9 }), envelope.ErrUnknownSuite},
 		{"zero key id", mod(func(e *envelope.Envelope) { e.RecipientKeyID = chain.ZeroHash }), envelope.ErrMalformed},

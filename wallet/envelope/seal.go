@@ -19,6 +19,12 @@ import (
 //
 // Recipients must be 1..MaxEnvelopes distinct keys.
 func Seal(rand io.Reader, plaintext []byte, ctx Context, recipients []Recipient) (*Sealed, error) {
+	return seal(rand, plaintext, ctx, recipients, wrap)
+}
+
+// seal is Seal with wrapKey wrapping the data key to each recipient.
+func seal(rand io.Reader, plaintext []byte, ctx Context, recipients []Recipient,
+	wrapKey func(key, ctxBytes []byte, to PublicKey) (Envelope, error)) (*Sealed, error) {
 	if err := ctx.Validate(); err != nil {
 		return nil, err
 	}
@@ -60,7 +66,7 @@ func Seal(rand io.Reader, plaintext []byte, ctx Context, recipients []Recipient)
 
 	s := &Sealed{Ciphertext: chain.Encode(&c), Envelopes: make([]Envelope, 0, len(recipients))}
 	for _, r := range recipients {
-		e, err := wrap(key, ctxBytes, r.Key)
+		e, err := wrapKey(key, ctxBytes, r.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -97,6 +103,12 @@ func WrapFor(priv *PrivateKey, s *Sealed, ctx Context, to PublicKey) (Envelope, 
 
 // open returns the data key and the plaintext of s for priv.
 func open(priv *PrivateKey, s *Sealed, ctx Context) (key, plaintext []byte, err error) {
+	return openCached(priv, s, ctx, nil)
+}
+
+// openCached is open, taking batch keys already opened from (and adding new ones to) opened
+// when it is not nil.
+func openCached(priv *PrivateKey, s *Sealed, ctx Context, opened *openedKeys) (key, plaintext []byte, err error) {
 	if priv == nil || s == nil {
 		return nil, nil, errors.New("envelope: open needs a key and a sealed record")
 	}
@@ -118,7 +130,7 @@ func open(priv *PrivateKey, s *Sealed, ctx Context) (key, plaintext []byte, err 
 			continue
 		}
 		found = true
-		key, uerr := unwrap(priv, e, ctxBytes)
+		key, uerr := unwrap(priv, e, ctx, ctxBytes, opened)
 		if uerr != nil {
 			err = uerr
 			continue
@@ -160,8 +172,9 @@ func wrap(key, ctxBytes []byte, to PublicKey) (Envelope, error) {
 	return Envelope{Version: EnvelopeVersion, Suite: to.suite, RecipientKeyID: id, Wrapped: w}, nil
 }
 
-// unwrap opens one envelope addressed to priv.
-func unwrap(priv *PrivateKey, e *Envelope, ctxBytes []byte) ([]byte, error) {
+// unwrap opens one envelope addressed to priv: a single one (EnvelopeVersion) or a batch one
+// (EnvelopeVersionBatch).
+func unwrap(priv *PrivateKey, e *Envelope, ctx Context, ctxBytes []byte, opened *openedKeys) ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
@@ -171,6 +184,17 @@ func unwrap(priv *PrivateKey, e *Envelope, ctxBytes []byte) ([]byte, error) {
 	p, err := params(e.Suite)
 	if err != nil {
 		return nil, err
+	}
+	if e.Version == EnvelopeVersionBatch {
+		key, err := unwrapBatch(priv, e, ctx, ctxBytes, p, opened)
+		if err != nil {
+			return nil, err
+		}
+		if len(key) != DataKeyLen {
+			clear(key)
+			return nil, fmt.Errorf("%w: data key is %d bytes", ErrMalformed, len(key))
+		}
+		return key, nil
 	}
 	key, err := hpke.Open(priv.key, p.kdf, p.aead, wrapInfoBytes(e.Suite, e.RecipientKeyID, ctxBytes), e.Wrapped)
 	if err != nil {
