@@ -36,6 +36,8 @@ func (t *Tree) Prove(version int64, key []byte) (*Proof, error) {
 		return nil, err
 	}
 	p := &Proof{Version: version, Key: slices.Clone(key)}
+	t.mu.RLock() // see view: reads must not overlap a commit
+	defer t.mu.RUnlock()
 	if it == nil || it.Size() == 0 {
 		return p, nil
 	}

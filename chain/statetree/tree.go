@@ -272,7 +272,7 @@ func (t *Tree) ViewAt(version int64) (state.View, error) {
 	if err != nil {
 		return nil, err
 	}
-	return view{it}, nil
+	return view{t: t, it: it}, nil
 }
 
 func (t *Tree) immutable(version int64) (*iavl.ImmutableTree, error) {
@@ -321,9 +321,18 @@ func (t *Tree) Prune(upTo int64) error {
 	return nil
 }
 
-type view struct{ it *iavl.ImmutableTree }
+// view reads one version under the tree's read lock: IAVL's immutable trees share nodes (and
+// the node cache) with the working tree, which a commit mutates, so reads must not overlap one.
+type view struct {
+	t  *Tree
+	it *iavl.ImmutableTree
+}
 
-func (v view) Get(key []byte) ([]byte, error) { return get(v.it, key) }
+func (v view) Get(key []byte) ([]byte, error) {
+	v.t.mu.RLock()
+	defer v.t.mu.RUnlock()
+	return get(v.it, key)
+}
 
 // Close releases the tree's resources; it does not close the DB.
 func (t *Tree) Close() error {

@@ -396,3 +396,46 @@ func TestPrune(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoSuchVersion)
 	require.NoError(t, tr.Close())
 }
+
+// TestViewsReadDuringCommits reads views and proofs of the latest version while commits run
+// (gossip validators and the API read while the replica commits): under -race it caught IAVL's
+// immutable trees sharing nodes with the working tree.
+func TestViewsReadDuringCommits(t *testing.T) {
+	tr, err := Open(iavldb.NewMemDB())
+	require.NoError(t, err)
+	sets := randomChangeSets(7, 200)
+	_, _, err = tr.Commit(sets[0])
+	require.NoError(t, err)
+	done := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(readErr)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			v, err := tr.ViewAt(tr.Version())
+			if err != nil {
+				readErr <- err
+				return
+			}
+			key := []byte(fmt.Sprintf("k%03d", i%200))
+			if _, err := v.Get(key); err != nil {
+				readErr <- err
+				return
+			}
+			if _, err := tr.Prove(tr.Version(), key); err != nil && !errors.Is(err, ErrNoSuchVersion) {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	for _, cs := range sets[1:] {
+		_, _, err := tr.Commit(cs)
+		require.NoError(t, err)
+	}
+	close(done)
+	require.NoError(t, <-readErr)
+}

@@ -57,6 +57,33 @@ func waitByzPeers(t *testing.T, byz *procnettest.Byzantine, n int) {
 	}
 }
 
+// waitByzPeersSteady waits until the attacker has been connected to at least n peers for
+// byzSteady without a break: a connection an honest node is about to close does not count.
+func waitByzPeersSteady(t *testing.T, byz *procnettest.Byzantine, n int) {
+	t.Helper()
+	var since time.Time
+	err := procnet.WaitFor(context.Background(), startTimeout, 200*time.Millisecond, fmt.Sprintf("byzantine connected to %d peers for %s", n, byzSteady), func(ctx context.Context) (bool, error) {
+		var st byzStatus
+		if err := byz.Do(ctx, "status", &st); err != nil {
+			return false, err
+		}
+		if len(st.Peers) < n {
+			since = time.Time{}
+			return false, nil
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return time.Since(since) >= byzSteady, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// byzSteady is how long the attacker's connections must last to count.
+const byzSteady = 2 * time.Second
+
 // waitByzSent waits until the attacker's counter has reached n (published or dropped).
 func waitByzSent(t *testing.T, byz *procnettest.Byzantine, counter string, n int) {
 	t.Helper()

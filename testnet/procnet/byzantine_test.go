@@ -298,13 +298,22 @@ func rejoin(t *testing.T, nw *procnet.Network, byz *procnettest.Byzantine, hones
 	// per new identity, signed with node3's provider key and visible to everyone. Banned
 	// everywhere, the attacker cannot gossip it; it reaches the ledger through an honest node's
 	// API here (any channel to a member would do).
-	rotateNodeKey(t, nw, 3, re.Peer)
-	waitByzPeers(t, byz, len(honest))
+	h := rotateNodeKey(t, nw, 3, re.Peer)
+	// The attacker dials at once; an honest node that has not applied the rotation yet sees a
+	// stranger speaking member protocols and refuses it for a while. Only once every honest
+	// node holds the binding does a connection count, and it must last.
+	for _, i := range honest {
+		if _, err := nw.WaitHeight(context.Background(), i, h, stepTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitByzPeersSteady(t, byz, len(honest))
 	return re.Peer
 }
 
 // rotateNodeKey binds peer (a fresh libp2p identity) to node i's membership on the ledger.
-func rotateNodeKey(t *testing.T, nw *procnet.Network, i int, peerID string) {
+// It returns the height the rotation committed at.
+func rotateNodeKey(t *testing.T, nw *procnet.Network, i int, peerID string) uint64 {
 	t.Helper()
 	p, err := peer.Decode(peerID)
 	if err != nil {
@@ -334,6 +343,13 @@ func rotateNodeKey(t *testing.T, nw *procnet.Network, i int, peerID string) {
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("rotating node%d's node key: %d %s %v", i, code, out, err)
 	}
+	var res struct {
+		Height uint64 `json:"height"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || res.Height == 0 {
+		t.Fatalf("rotating node%d's node key: no commit height in %s (%v)", i, out, err)
+	}
+	return res.Height
 }
 
 // equivocation has the attacker, back under a fresh libp2p identity (the honest nodes refused
