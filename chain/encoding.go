@@ -110,6 +110,20 @@ func DecodeCanonical(what string, data []byte, limit int, v any) error {
 	return decodeCanonical(what, data, limit, v)
 }
 
+// DecodeStored decodes a value this node encoded and stored itself (its state records), with the
+// same strict decoder but without re-encoding it to prove canonical form: the bytes were produced
+// by Encode and are covered by the state root, and the re-encode doubled the cost of every state
+// read on the execution path.
+func DecodeStored(what string, data []byte, limit int, v any) error {
+	if len(data) > limit {
+		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, what, len(data), limit)
+	}
+	if err := decMode.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("chain: decode %s: %w", what, classify(err))
+	}
+	return nil
+}
+
 // DecodeFirst decodes the first CBOR data item of data into v, insisting on its canonical
 // encoding, and returns the bytes after it: for judging a message from a prefix of it (a
 // proposal's signed fields and header, before its transactions arrive). A prefix that ends

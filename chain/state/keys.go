@@ -349,7 +349,7 @@ func get(view View, key []byte, what string, v versioned) (found bool, err error
 	if data == nil {
 		return false, nil
 	}
-	if err := chain.DecodeCanonical(what, data, maxRecordBytes, v); err != nil {
+	if err := chain.DecodeStored(what, data, maxRecordBytes, v); err != nil {
 		return false, fmt.Errorf("state: stored %s: %w", what, err)
 	}
 	if v.version() != RecordVersion {

@@ -108,6 +108,7 @@ type Core struct {
 	flatOK     bool   // the index holds the state at flatAt
 	flatAt     uint64 // its height
 	flatClosed bool
+	latest     *latestCache // values at flatAt, in front of the index (latest.go)
 }
 
 // Open opens a store over db and runs recovery: it rolls the state tree back to the commit marker
@@ -128,7 +129,7 @@ func Open(db KV, opts Options) (*Core, error) {
 }
 
 func open(db KV, opts Options) (*Core, error) {
-	c := &Core{kv: db, opts: opts, root: statetree.EmptyRoot}
+	c := &Core{kv: db, opts: opts, root: statetree.EmptyRoot, latest: newLatestCache(latestCacheBytes)}
 	raw, err := db.Get(keyMarker)
 	if err != nil {
 		return nil, fmt.Errorf("store: read commit marker: %w", err)
@@ -558,8 +559,10 @@ func (c *Core) writeFlatAndMarker(cs state.ChangeSet, m marker) error {
 	if err := b.Write(); err != nil {
 		// The index may hold part of the new state: reads go to the tree until reopened.
 		c.flatOK = false
+		c.latest.clear()
 		return fmt.Errorf("store: write commit marker %d: %w", m.height, err)
 	}
+	c.latest.apply(cs)
 	c.flatOK, c.flatAt = true, m.height
 	return nil
 }

@@ -192,7 +192,14 @@ func (v flatView) Get(key []byte) ([]byte, error) {
 	c := v.c
 	c.flatMu.RLock()
 	if c.flatOK && c.flatAt == v.h {
+		if val, ok := c.latest.get(key); ok {
+			c.flatMu.RUnlock()
+			return val, nil
+		}
 		val, err := c.kv.Get(flatKey(key))
+		if err == nil {
+			c.latest.put(key, val)
+		}
 		c.flatMu.RUnlock()
 		if err != nil {
 			return nil, fmt.Errorf("store: state at %d: %w", v.h, err)

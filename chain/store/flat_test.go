@@ -1,6 +1,8 @@
 package store_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -82,4 +84,42 @@ func TestFlatViewIsSnapshot(t *testing.T) {
 	require.NoError(t, s.Close())
 	_, err = v2.Get(key)
 	require.ErrorIs(t, err, store.ErrClosed)
+}
+
+// Reads of the latest state, which the cache in front of the index answers once a key was read,
+// follow every commit's sets and deletes: checked against the tree's version after each commit.
+func TestLatestStateFollowsCommits(t *testing.T) {
+	s := store.NewMemory()
+	_, err := s.InitGenesis(storetest.Genesis(3), storetest.GenesisState(3))
+	require.NoError(t, err)
+	keys := make([][]byte, 12)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "lat/%02d", i)
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	for range 60 {
+		var cs state.ChangeSet
+		for _, k := range keys { // keys are sorted, as a change set must be
+			switch r.IntN(4) {
+			case 0:
+				cs.Changes = append(cs.Changes, state.Change{Key: k, Value: fmt.Appendf(nil, "v%d", r.IntN(1000))})
+			case 1:
+				cs.Changes = append(cs.Changes, state.Change{Key: k, Delete: true})
+			}
+		}
+		prev, err := storetest.TipHash(s)
+		require.NoError(t, err)
+		b, cert, _ := storetest.GenBlock(3, s.Height()+1, prev, s.StateRoot(), storetest.BlockSpec{Txs: 1})
+		_, err = s.Commit(b, cert, cs)
+		require.NoError(t, err)
+		tree, err := s.StateAt(s.Height())
+		require.NoError(t, err)
+		for _, k := range keys {
+			want, err := tree.Get(k)
+			require.NoError(t, err)
+			got, err := s.State().Get(k)
+			require.NoError(t, err)
+			require.Equal(t, want, got, "key %s at %d", k, s.Height())
+		}
+	}
 }
