@@ -204,7 +204,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := fhir.NewValidator()
+	v, err := fhir.Shared()
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -69,6 +70,20 @@ func NewValidator() (*Validator, error) {
 		return nil, err
 	}
 	return v, nil
+}
+
+var shared struct {
+	once sync.Once
+	v    *Validator
+	err  error
+}
+
+// Shared returns the process's one Validator, compiled on first use: a Validator is immutable,
+// and compiling costs about a second (tens under the race detector), which every record service
+// of a process (tests start many) would otherwise pay again.
+func Shared() (*Validator, error) {
+	shared.once.Do(func() { shared.v, shared.err = NewValidator() })
+	return shared.v, shared.err
 }
 
 // ResourceTypes returns the resource types the validator knows, sorted.
