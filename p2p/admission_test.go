@@ -375,6 +375,36 @@ func TestStrangerRefusalDoubles(t *testing.T) {
 	}
 }
 
+// A member that loses its membership is refused at once, for the first refusal's length, and
+// the bootstrap loop sees it refused.
+func TestDemotedMemberIsRefused(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	mem := NewMemAdmission()
+	a := newAdmitter(mem, newPolicy(testChain), func() time.Time { return now }, 0)
+	_, pub, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPublicKey(pub)
+	ip := ma.StringCast("/ip4/10.0.0.1/tcp/4001")
+	mem.SetClass(id, Member)
+	a.connected(id, func(peer.ID) {})
+	if got := a.changed([]peer.ID{id}); len(got) != 0 || a.refusedNow(id) {
+		t.Fatalf("a member that stays one: changed %v, refused %v", got, a.refusedNow(id))
+	}
+	mem.SetClass(id, Stranger)
+	if got := a.changed([]peer.ID{id}); len(got) != 1 {
+		t.Fatalf("changed = %v, want the demoted member", got)
+	}
+	if !a.refusedNow(id) || a.secured(network.DirInbound, id, ip) {
+		t.Fatal("a demoted member is let back in at once")
+	}
+	now = now.Add(firstRefusal)
+	if a.refusedNow(id) || !a.secured(network.DirInbound, id, ip) {
+		t.Fatal("still refused after the first refusal")
+	}
+}
+
 // The policy table, exhaustively for the protocols the host knows.
 func TestPolicyTable(t *testing.T) {
 	pol := newPolicy(testChain)

@@ -281,7 +281,9 @@ func (a *admitter) disconnected(p peer.ID) {
 }
 
 // changed returns the connected peers whose class differs from the one they were checked with,
-// and records their new class.
+// and records their new class. A peer that fell to Stranger (a member removed, a candidacy
+// expired) is refused as an expelled stranger is: it is no newcomer owed a grace, and the
+// bootstrap loop does not dial it back while it is refused.
 func (a *admitter) changed(connected []peer.ID) (out []peer.ID) {
 	for _, p := range connected {
 		c := a.class(p)
@@ -292,8 +294,23 @@ func (a *admitter) changed(connected []peer.ID) (out []peer.ID) {
 			out = append(out, p)
 		}
 		a.mu.Unlock()
+		if ok && prev != c && c == Stranger {
+			a.refuse(p)
+		}
 	}
 	return out
+}
+
+// refusedNow reports whether p, a stranger, is refused at the moment.
+func (a *admitter) refusedNow(p peer.ID) bool {
+	if a.class(p) != Stranger {
+		return false
+	}
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r, ok := a.refused[p]
+	return ok && now.Before(r.until)
 }
 
 // graceOver ends p's grace timer; it reports whether p is still a stranger, to be expelled.

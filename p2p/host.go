@@ -484,7 +484,10 @@ func (h *Host) keepConnected(ai peer.AddrInfo) {
 	backoff := bootstrapMinBackoff
 	for {
 		wait := bootstrapCheck
-		if h.host.Network().Connectedness(ai.ID) != network.Connected && !h.gate.isBanned(ai.ID) {
+		// A bootstrap peer the ledger does not know is dialled (this node may be behind), but
+		// not while it is refused: one that let its grace pass or lost its membership would
+		// otherwise be reconnected every few seconds and kept for another grace each time.
+		if h.host.Network().Connectedness(ai.ID) != network.Connected && !h.gate.isBanned(ai.ID) && !h.adm.refusedNow(ai.ID) {
 			// This loop owns the backoff: clear the swarm's own (5 s and up per failed
 			// address), which would otherwise make a peer that just came up wait.
 			if sw, ok := h.host.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {

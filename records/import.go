@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
@@ -247,19 +248,48 @@ func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 	}
 	wctx, stop := context.WithTimeout(ctx, commitWait)
 	defer stop()
+	var top uint64
 	for _, w := range waits {
 		h, err := waitCommit(wctx, w.ch)
 		if err != nil {
 			return nil, fmt.Errorf("anchors not committed: %w", err)
 		}
+		top = max(top, h)
 		for _, rec := range recs[w.from:w.to] {
 			out = append(out, ImportedRecord{ID: rec.anchor.ID, ResourceType: rec.anchor.ResourceType, Version: rec.anchor.Version, Height: h})
 		}
 	}
+	r.waitIndexed(wctx, top)
 	jobs := make([]pushJob, len(recs))
 	for i, rec := range recs {
 		jobs[i] = pushJob{id: rec.anchor.ID, hash: rec.anchor.CiphertextHash, ciphertext: rec.sealed.Ciphertext, envs: rec.sealed.Envelopes}
 	}
 	r.pushAllAsync(jobs)
 	return out, nil
+}
+
+// indexWait bounds how long an import waits for the patient index to apply its anchors.
+const indexWait = 2 * time.Second
+
+// waitIndexed returns once the patient index has applied block h (or after indexWait): a client
+// that imports and then lists the patient's records expects to see what it imported, and the
+// index applies blocks after they commit. The anchors are committed either way.
+func (r *Service) waitIndexed(ctx context.Context, h uint64) {
+	ctx, cancel := context.WithTimeout(ctx, indexWait)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r.mu.RLock()
+		done := r.indexed >= h
+		r.mu.RUnlock()
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -125,12 +125,11 @@ func testImportListRead(t *testing.T, f *recFixture, r *running) {
 		require.Equal(t, want[i].JSON, openAs(t, p.enc, f.g.ChainID, rec.ID, 1, ct, penv))
 	}
 
-	f.waitFor("list shows the import", func() bool {
-		l, err := r.List(ctx, p.id())
-		return err == nil && len(l) == len(out)
-	})
+	// Read your writes: the list right after the import's answer shows it (the import waits
+	// for the patient index, which applies blocks after they commit).
 	list, err := r.List(ctx, p.id())
 	require.NoError(t, err)
+	require.Len(t, list, len(out))
 	for i, l := range list {
 		require.Equal(t, out[i].ID, l.ID, "list is in anchor order")
 		require.Equal(t, out[i].ResourceType, l.ResourceType)
