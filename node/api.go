@@ -339,7 +339,8 @@ func (a *API) decodeRawTx(raw []byte) (*chain.Tx, error) {
 // ledger's rules refuse.
 func submitStatus(err error) int {
 	switch {
-	case errors.Is(err, replica.ErrMempoolFull), errors.Is(err, replica.ErrSignerFull), errors.Is(err, replica.ErrRegistrationsFull):
+	case errors.Is(err, replica.ErrMempoolFull), errors.Is(err, replica.ErrSignerFull), errors.Is(err, replica.ErrRegistrationsFull),
+		errors.Is(err, ErrBacklog):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrTxDropped):
 		return http.StatusConflict
@@ -363,6 +364,8 @@ func submitMessage(err error) string {
 		return "too many pending transactions from this signer: retry after the next block"
 	case errors.Is(err, replica.ErrRegistrationsFull):
 		return "too many pending registrations: retry later"
+	case errors.Is(err, ErrBacklog):
+		return err.Error()
 	}
 	return strings.TrimPrefix(err.Error(), replica.ErrInvalid.Error()+": ")
 }
@@ -401,7 +404,13 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
-	h, err := a.b.Submit(ctx, tx)
+	var h chain.Hash
+	if cb, ok := a.b.(clientBacklogger); ok {
+		err = cb.ClientBacklog()
+	}
+	if err == nil {
+		h, err = a.b.Submit(ctx, tx)
+	}
 	if err != nil {
 		code := submitStatus(err)
 		if code == http.StatusInternalServerError {
@@ -522,6 +531,12 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// clientBacklogger is a Backend that refuses clients' transactions while its backlog is full
+// (*Runner does, backlog.go).
+type clientBacklogger interface {
+	ClientBacklog() error
+}
+
 // batchSubmitter is a Backend that judges a batch off the replica's loop and adds it in one
 // step (*Runner does).
 type batchSubmitter interface {
@@ -542,6 +557,12 @@ func (a *API) submitBatchAtOnce(ctx context.Context, w http.ResponseWriter, bs b
 	hashes, errs, err := bs.SubmitBatch(ctx, txs)
 	if err != nil {
 		a.internal(w, "submit batch", err)
+		return
+	}
+	if len(errs) > 0 && !slices.ContainsFunc(errs, func(e error) bool { return !errors.Is(e, ErrBacklog) }) {
+		// The whole batch was refused for the backlog: one 503 says so plainly.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, submitMessage(errs[0]))
 		return
 	}
 	for j, i := range at {

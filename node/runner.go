@@ -23,6 +23,7 @@ type Runner struct {
 	queries chan func(*replica.Replica)
 	timers  timerHeap
 	hooks   Hooks
+	backlog clientBacklog
 }
 
 // Hooks are told, on the runner's goroutine, what became of blocks and transactions. They must
@@ -119,6 +120,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// ClientBacklog returns ErrBacklog (wrapped) while clients' transactions are refused for the
+// backlog (backlog.go); the node's own services submit regardless.
+func (r *Runner) ClientBacklog() error { return r.backlog.check() }
+
 // Submit hands a transaction to the replica's mempool and gossips it.
 func (r *Runner) Submit(ctx context.Context, tx *chain.Tx) (chain.Hash, error) {
 	reply := make(chan submitResult, 1)
@@ -141,6 +146,13 @@ func (r *Runner) Submit(ctx context.Context, tx *chain.Tx) (chain.Hash, error) {
 // one hash and one error per transaction; err is set only if the replica did not answer.
 func (r *Runner) SubmitBatch(ctx context.Context, txs []*chain.Tx) ([]chain.Hash, []error, error) {
 	hashes, errs := make([]chain.Hash, len(txs)), make([]error, len(txs))
+	if err := r.backlog.check(); err != nil {
+		// Refused before any signature is checked: the cheapest answer to overload.
+		for i, tx := range txs {
+			hashes[i], errs[i] = tx.Hash(), err
+		}
+		return hashes, errs, nil
+	}
 	verdicts, chks, gerrs := r.rep.Gate().Txs(txs)
 	var ok []*chain.Tx
 	var okChks []replica.TxCheck
@@ -200,11 +212,14 @@ func (r *Runner) ms() int64 { return r.now().UnixMilli() }
 // emit carries out what one replica call handed back: hooks first (a waiter learns its
 // transaction committed or was dropped), then messages, penalties and timers.
 func (r *Runner) emit(out replica.Output) {
-	if r.hooks.Committed != nil {
-		for _, b := range out.Committed {
+	at := r.now()
+	for _, b := range out.Committed {
+		r.backlog.committed(at, len(b.Txs))
+		if r.hooks.Committed != nil {
 			r.hooks.Committed(b)
 		}
 	}
+	r.backlog.update(at, r.rep.Mempool().Len())
 	if r.hooks.Dropped != nil {
 		for _, d := range out.Dropped {
 			r.hooks.Dropped(d)
