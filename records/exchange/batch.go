@@ -11,7 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/medledger/medledger/chain"
-	"github.com/medledger/medledger/p2p/frame"
 )
 
 // Batched pushes: an author replicating an import sends many records to the same holder. One
@@ -78,88 +77,58 @@ type BatchHandler interface {
 }
 
 // handleBatch serves one batched push stream, with the same rate limit, deadline and strikes
-// as handleStream.
+// as handleStream: each push is judged alone (signature, ciphertext hash, then the handler).
 func (s *server) handleBatch(st network.Stream) {
-	if !s.enter() {
-		_ = st.Reset()
-		return
-	}
-	defer s.wg.Done()
-	from := st.Conn().RemotePeer()
-	if !s.limiter.Allow(from, s.now()) {
-		_ = st.Reset()
-		s.penalize(from, ErrRateLimited)
-		return
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, streamTimeout)
-	defer cancel()
-	stopReset := context.AfterFunc(ctx, func() { _ = st.Reset() })
-	defer stopReset()
-	if err := st.SetDeadline(s.now().Add(streamTimeout)); err != nil {
-		_ = st.Reset()
-		return
-	}
-	body, err := frame.Read(st, MaxPushBatchBytes)
-	if err != nil {
-		_ = st.Reset()
-		if fault := (*frame.SenderFault)(nil); errors.As(err, &fault) {
-			s.strike(from, "bad frame", err)
-		}
-		return
-	}
-	_ = st.CloseRead()
-	var b PushBatch
-	if err := chain.DecodeCanonical("push batch", body, MaxPushBatchBytes, &b); err != nil {
-		err = fmt.Errorf("%w: %w", ErrMalformed, err)
-		_ = st.Reset()
-		s.strike(from, "bad push batch", err)
-		return
-	}
-	if err := b.Validate(); err != nil {
-		_ = st.Reset()
-		s.strike(from, "bad push batch", err)
-		return
-	}
-	results := make([]PushResponse, len(b.Pushes))
-	var ok []*PushRequest
-	var at []int
-	for i := range b.Pushes {
-		p := &b.Pushes[i]
-		err := p.VerifySig(s.chainID)
-		if err == nil {
-			err = p.CheckCiphertext()
+	s.serveStream(st, MaxPushBatchBytes, func(ctx context.Context, from peer.ID, body []byte) []byte {
+		var b PushBatch
+		err := chain.DecodeCanonical("push batch", body, MaxPushBatchBytes, &b)
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrMalformed, err)
+		} else {
+			err = b.Validate()
 		}
 		if err != nil {
-			s.strike(from, "bad push", err)
-			results[i] = PushResponse{Version: MessageVersion, Status: StatusError, Reason: reason("invalid push: " + err.Error())}
-			continue
+			s.strike(from, "bad push batch", err)
+			return nil
 		}
-		ok, at = append(ok, p), append(at, i)
-	}
-	if len(ok) > 0 {
-		var errs []error
-		if bh, is := s.handler.(BatchHandler); is {
-			errs = bh.PushBatch(ctx, from, ok)
-		} else {
-			errs = make([]error, len(ok))
-			for i, p := range ok {
-				errs[i] = s.handler.Push(ctx, from, p)
+		results := make([]PushResponse, len(b.Pushes))
+		var ok []*PushRequest
+		var at []int
+		for i := range b.Pushes {
+			p := &b.Pushes[i]
+			err := p.VerifySig(s.chainID)
+			if err == nil {
+				err = p.CheckCiphertext()
 			}
-		}
-		for j, p := range ok {
-			var err error
-			if j < len(errs) {
-				err = errs[j]
+			if err != nil {
+				s.strike(from, "bad push", err)
+				results[i] = PushResponse{Version: MessageVersion, Status: StatusError, Reason: reason("invalid push: " + err.Error())}
+				continue
 			}
-			results[at[j]] = *s.pushResult(from, p, err)
+			ok, at = append(ok, p), append(at, i)
 		}
+		for j, err := range s.pushAll(ctx, from, ok) {
+			results[at[j]] = *s.pushResult(from, ok[j], err)
+		}
+		return chain.Encode(&PushBatchResponse{Version: MessageVersion, Results: results})
+	})
+}
+
+// pushAll hands the verified pushes to the handler, in one call if it takes batches; one error
+// per push.
+func (s *server) pushAll(ctx context.Context, from peer.ID, ok []*PushRequest) []error {
+	errs := make([]error, len(ok))
+	if len(ok) == 0 {
+		return errs
 	}
-	if err := frame.Write(st, chain.Encode(&PushBatchResponse{Version: MessageVersion, Results: results})); err != nil {
-		_ = st.Reset()
-		s.log.Debug("blobs: write push batch response", "peer", from, "err", err)
-		return
+	if bh, is := s.handler.(BatchHandler); is {
+		copy(errs, bh.PushBatch(ctx, from, ok))
+		return errs
 	}
-	_ = st.Close()
+	for i, p := range ok {
+		errs[i] = s.handler.Push(ctx, from, p)
+	}
+	return errs
 }
 
 // PushMany sends signed pushes to holder to on one stream and returns one error per push (nil:

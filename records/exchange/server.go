@@ -126,11 +126,33 @@ func (s *server) enter() bool {
 	return true
 }
 
-// handleStream serves one inbound stream: rate limit (before reading a byte), deadline, bounded
-// length prefix, decode and verify, then the handler and the response. Garbage framing resets
-// the stream; a request that frames and decodes but does not verify is answered with
-// StatusError. Both strike the peer.
+// handleStream serves one request stream (fetch, push or pull). A request that frames but does
+// not decode resets the stream (it may not even say which response it expects) and strikes the
+// peer; one that decodes but does not verify is answered with StatusError and strikes too.
 func (s *server) handleStream(st network.Stream) {
+	s.serveStream(st, MaxRequestBytes, func(ctx context.Context, from peer.ID, body []byte) []byte {
+		req, err := DecodeRequest(body)
+		if err != nil {
+			s.strike(from, "bad request", err)
+			return nil
+		}
+		var resp any
+		switch req.Kind {
+		case KindFetch:
+			resp = s.fetch(ctx, from, req.Fetch)
+		case KindPush:
+			resp = s.push(ctx, from, req.Push)
+		case KindPull:
+			resp = s.answer(from, req.Pull.Record, "pull", s.handler.Pull(ctx, from, req.Pull))
+		}
+		return chain.Encode(resp)
+	})
+}
+
+// serveStream runs what every inbound stream shares: the rate limit before a byte is read, a
+// deadline, a frame of at most limit bytes (garbage framing strikes the peer), then handle,
+// whose answer it writes; a nil answer resets the stream.
+func (s *server) serveStream(st network.Stream, limit int, handle func(ctx context.Context, from peer.ID, body []byte) []byte) {
 	if !s.enter() {
 		_ = st.Reset()
 		return
@@ -152,7 +174,7 @@ func (s *server) handleStream(st network.Stream) {
 		_ = st.Reset()
 		return
 	}
-	body, err := frame.Read(st, MaxRequestBytes)
+	body, err := frame.Read(st, limit)
 	if err != nil {
 		_ = st.Reset()
 		if fault := (*frame.SenderFault)(nil); errors.As(err, &fault) {
@@ -161,23 +183,11 @@ func (s *server) handleStream(st network.Stream) {
 		return
 	}
 	_ = st.CloseRead()
-	req, err := DecodeRequest(body)
-	if err != nil {
-		// The request may not even say which response it expects: reset.
+	out := handle(ctx, from, body)
+	if out == nil {
 		_ = st.Reset()
-		s.strike(from, "bad request", err)
 		return
 	}
-	var resp any
-	switch req.Kind {
-	case KindFetch:
-		resp = s.fetch(ctx, from, req.Fetch)
-	case KindPush:
-		resp = s.push(ctx, from, req.Push)
-	case KindPull:
-		resp = s.answer(from, req.Pull.Record, "pull", s.handler.Pull(ctx, from, req.Pull))
-	}
-	out := chain.Encode(resp)
 	if err := frame.Write(st, out); err != nil {
 		_ = st.Reset()
 		s.log.Debug("blobs: write response", "peer", from, "err", err)
