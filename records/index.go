@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sort"
 	"time"
@@ -18,7 +19,18 @@ import (
 func openIndex(dir string, log *slog.Logger) (*index.Index, uint64, error) {
 	idx, err := index.Open(dir, index.Options{Logger: log})
 	if err != nil {
-		return nil, 0, fmt.Errorf("records: %w", err)
+		// The index is derived from the chain: one that does not open (Badger can fail to
+		// reopen after a kill -9 in the middle of creating a memtable file) is rebuilt from
+		// block 1 rather than keeping the node down.
+		if log != nil {
+			log.Warn("record index does not open; rebuilding it from the chain", "dir", dir, "err", err)
+		}
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			return nil, 0, fmt.Errorf("records: %w (and removing it: %w)", err, rerr)
+		}
+		if idx, err = index.Open(dir, index.Options{Logger: log}); err != nil {
+			return nil, 0, fmt.Errorf("records: %w", err)
+		}
 	}
 	reacted, err := idx.Reacted()
 	if err != nil {
