@@ -105,7 +105,7 @@ func FuzzDecodePayload(f *testing.F) {
 
 func FuzzDecodeAccessRequest(f *testing.F) {
 	q := testAccessRequest(f, testKey(f, 1), chainA, 1)
-	em := chain.AccessRequest{Record: testHash("r"), RequesterNode: testKey(f, 3).Public(), Holder: testKey(f, 4).Public(),
+	em := chain.AccessRequest{Role: "clinician", Record: testHash("r"), RequesterNode: testKey(f, 3).Public(), Holder: testKey(f, 4).Public(),
 		Purpose: "ETREAT", Emergency: true, IssuedMs: -5, Nonce: 1 << 40}
 	em.Sign(testKey(f, 2), chainB)
 	fuzzDecoder(f, [][]byte{chain.Encode(&q), chain.Encode(&em)}, chain.DecodeAccessRequest)

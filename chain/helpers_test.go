@@ -177,7 +177,7 @@ func testAnchor(label string, v uint64, supersedes chain.Hash) chain.RecordAncho
 // testAccessRequest returns a request for record "record/v1" signed by key for chainID.
 func testAccessRequest(t testing.TB, key chain.PrivKey, chainID string, nonce uint64) chain.AccessRequest {
 	t.Helper()
-	r := chain.AccessRequest{Record: testHash("record/v1"), RequesterNode: testKey(t, 50).Public(), Holder: testKey(t, 51).Public(),
+	r := chain.AccessRequest{Role: "clinician", Record: testHash("record/v1"), RequesterNode: testKey(t, 50).Public(), Holder: testKey(t, 51).Public(),
 		Purpose: "TREAT", IssuedMs: 1_700_000_000_456, Nonce: nonce}
 	r.Sign(key, chainID)
 	return r

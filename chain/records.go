@@ -29,9 +29,18 @@ const (
 // DomainAccess signs AccessRequests.
 const DomainAccess Domain = "medledger/access-request/v1"
 
-// AccessRequestVersion is the access request encoding version. Version 2 binds the request to
-// the requester's node and to the one holder it is addressed to; version 1 is refused.
-const AccessRequestVersion = 2
+// AccessRequestVersion is the access request encoding version. Version 2 bound the request to
+// the requester's node and to the one holder it is addressed to; version 3 adds the role of the
+// person who asked. Earlier versions are refused.
+const AccessRequestVersion = 3
+
+// AccessRolePatient is the access role of a patient reading their own records with their wallet key.
+// Other roles are the requesting practice's staff roles (clinician, operator, …), as it states
+// them: the ledger checks their form, not who holds them.
+const AccessRolePatient = "patient"
+
+// MaxRoleLen bounds an access request's role.
+const MaxRoleLen = 24
 
 // RecordAnchor anchors one version of one record. The record's ciphertext (a blob) lives off the
 // ledger; the anchor fixes its hash and size so every fetcher can check a copy before decrypting.
@@ -382,10 +391,13 @@ type AccessRequest struct {
 	RequesterNode PubKey // raw Ed25519 key of the requester node's libp2p identity
 	Holder        PubKey // raw Ed25519 key of the libp2p identity of the holder addressed
 	Purpose       string
-	Emergency     bool   // read under an EmergencyAccess rather than a consent
-	IssuedMs      int64  // the requester's clock; a holder refuses requests far from its own
-	Nonce         uint64 // random: makes every request, and so its id, unique
-	Sig           Signature
+	Emergency     bool // read under an EmergencyAccess rather than a consent
+	// Role is the role (never the name) of the person at the requester who asked: a staff role
+	// of the practice, or AccessRolePatient; the patient sees it in their audit.
+	Role     string
+	IssuedMs int64  // the requester's clock; a holder refuses requests far from its own
+	Nonce    uint64 // random: makes every request, and so its id, unique
+	Sig      Signature
 }
 
 type accessRequestSigned struct {
@@ -398,6 +410,7 @@ type accessRequestSigned struct {
 	Holder        PubKey
 	Purpose       string
 	Emergency     bool
+	Role          string
 	IssuedMs      int64
 	Nonce         uint64
 }
@@ -405,7 +418,7 @@ type accessRequestSigned struct {
 // SignedBytes is what the requester signs.
 func (r *AccessRequest) SignedBytes() []byte {
 	return Encode(accessRequestSigned{Version: r.Version, ChainID: r.ChainID, Record: r.Record, Requester: r.Requester,
-		RequesterNode: r.RequesterNode, Holder: r.Holder, Purpose: r.Purpose, Emergency: r.Emergency, IssuedMs: r.IssuedMs, Nonce: r.Nonce})
+		RequesterNode: r.RequesterNode, Holder: r.Holder, Purpose: r.Purpose, Emergency: r.Emergency, Role: r.Role, IssuedMs: r.IssuedMs, Nonce: r.Nonce})
 }
 
 // Sign fills in Version, ChainID, Requester and Sig.
@@ -448,7 +461,24 @@ func (r *AccessRequest) Validate() error {
 	if r.Holder == (PubKey{}) {
 		return errors.New("chain: access request without the holder it is addressed to")
 	}
+	if err := ValidateRole(r.Role); err != nil {
+		return err
+	}
 	return validatePurpose(r.Purpose)
+}
+
+// ValidateRole checks an access role's form: 1..MaxRoleLen lower-case letters and hyphens, a
+// role's name and never a person's.
+func ValidateRole(role string) error {
+	if role == "" || len(role) > MaxRoleLen {
+		return fmt.Errorf("chain: access role must be 1..%d characters, got %d", MaxRoleLen, len(role))
+	}
+	for _, c := range role {
+		if (c < 'a' || c > 'z') && c != '-' {
+			return fmt.Errorf("chain: access role %q: only lower-case letters and hyphens", role)
+		}
+	}
+	return nil
 }
 
 // MaxAccessRequestBytes bounds an encoded AccessRequest.

@@ -309,7 +309,14 @@ func TestAccessRequestValidate(t *testing.T) {
 		{"emergency", req(func(r *chain.AccessRequest) { r.Emergency = true }), ""},
 		{"version 0", req(func(r *chain.AccessRequest) { r.Version = 0 }), "access request version 0"},
 		{"version 1", req(func(r *chain.AccessRequest) { r.Version = 1 }), "access request version 1"},
-		{"version 3", req(func(r *chain.AccessRequest) { r.Version = 3 }), "access request version 3"},
+		{"version 2", req(func(r *chain.AccessRequest) { r.Version = 2 }), "access request version 2"},
+		{"version 4", req(func(r *chain.AccessRequest) { r.Version = 4 }), "access request version 4"},
+		{"patient role", req(func(r *chain.AccessRequest) { r.Role = chain.AccessRolePatient }), ""},
+		{"hyphenated role", req(func(r *chain.AccessRequest) { r.Role = "front-desk" }), ""},
+		{"no role", req(func(r *chain.AccessRequest) { r.Role = "" }), "access role must be"},
+		{"role too long", req(func(r *chain.AccessRequest) { r.Role = strings.Repeat("r", chain.MaxRoleLen+1) }), "access role must be"},
+		{"a name, not a role", req(func(r *chain.AccessRequest) { r.Role = "Dr. Jane Smith" }), "only lower-case letters"},
+		{"role invalid UTF-8", req(func(r *chain.AccessRequest) { r.Role = "nurse\xff" }), "only lower-case letters"},
 		{"no requester node", req(func(r *chain.AccessRequest) { r.RequesterNode = chain.PubKey{} }), "without the requester's node key"},
 		{"no holder", req(func(r *chain.AccessRequest) { r.Holder = chain.PubKey{} }), "without the holder it is addressed to"},
 		{"empty chain id", req(func(r *chain.AccessRequest) { r.ChainID = "" }), "chain id must be"},
@@ -387,7 +394,7 @@ func TestRecordListsValidate(t *testing.T) {
 
 func TestAccessRequestSignature(t *testing.T) {
 	key, other := testKey(t, 1), testKey(t, 2)
-	q := chain.AccessRequest{Record: testHash("r"), RequesterNode: testKey(t, 8).Public(), Holder: testKey(t, 9).Public(),
+	q := chain.AccessRequest{Role: "clinician", Record: testHash("r"), RequesterNode: testKey(t, 8).Public(), Holder: testKey(t, 9).Public(),
 		Purpose: "TREAT", IssuedMs: 1_700_000_000_000, Nonce: 42}
 	q.Sign(key, chainA)
 	require.Equal(t, uint8(chain.AccessRequestVersion), q.Version)
@@ -412,7 +419,8 @@ func TestAccessRequestSignature(t *testing.T) {
 		name string
 		edit func(*chain.AccessRequest)
 	}{
-		{"version", func(r *chain.AccessRequest) { r.Version = 3 }},
+		{"version", func(r *chain.AccessRequest) { r.Version = 2 }},
+		{"role", func(r *chain.AccessRequest) { r.Role = "operator" }},
 		{"requester node", func(r *chain.AccessRequest) { r.RequesterNode = other.Public() }},
 		{"holder", func(r *chain.AccessRequest) { r.Holder = other.Public() }},
 		{"record", func(r *chain.AccessRequest) { r.Record[31] ^= 1 }},
@@ -448,14 +456,14 @@ func TestAccessRequestSignature(t *testing.T) {
 	again.Nonce++
 	again.Sign(key, chainA)
 	require.NotEqual(t, q.ID(), again.ID())
-	same := chain.AccessRequest{Record: q.Record, RequesterNode: q.RequesterNode, Holder: q.Holder, Purpose: q.Purpose, IssuedMs: q.IssuedMs, Nonce: q.Nonce}
+	same := chain.AccessRequest{Role: "clinician", Record: q.Record, RequesterNode: q.RequesterNode, Holder: q.Holder, Purpose: q.Purpose, IssuedMs: q.IssuedMs, Nonce: q.Nonce}
 	same.Sign(key, chainA)
 	require.Equal(t, q.ID(), same.ID(), "Ed25519 signatures are deterministic, so the same request has the same id")
 }
 
 // maxAccessRequest is the largest valid request: every variable field at its limit.
 func maxAccessRequest(t testing.TB) chain.AccessRequest {
-	q := chain.AccessRequest{
+	q := chain.AccessRequest{Role: "clinician",
 		Record: testHash("r"), RequesterNode: testKey(t, 8).Public(), Holder: testKey(t, 9).Public(),
 		Purpose: strings.Repeat("é", chain.MaxPurposeLen/2), Emergency: true,
 		IssuedMs: -1 << 63, Nonce: 1<<64 - 1,

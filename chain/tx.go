@@ -39,8 +39,21 @@ const (
 	TxRevokeAttestation TxKind = 13
 	TxRotateKeys        TxKind = 14
 	TxLeave             TxKind = 15
-	// Records (records.go): 20..24.
+	// Records (records.go): 20..24 (20 only, so far).
 	TxAccessReceipt TxKind = 20
+	// Memberships and payments (billing.go): 21..26.
+	TxPlanPublish      TxKind = 21
+	TxPlanRetire       TxKind = 22
+	TxMembershipEnrol  TxKind = 23
+	TxMembershipChange TxKind = 24
+	TxMembershipCancel TxKind = 25
+	TxPaymentRecord    TxKind = 26
+	// Claims (claims.go): 27..31.
+	TxPayerSchedule TxKind = 27
+	TxCoverageSet   TxKind = 28
+	TxClaimSubmit   TxKind = 29
+	TxClaimDecide   TxKind = 30
+	TxClaimDispute  TxKind = 31
 )
 
 // TxRegisterProvider is the former name of TxRegisterMember, kept for callers.
@@ -80,6 +93,28 @@ func (k TxKind) String() string {
 		return "leave"
 	case TxAccessReceipt:
 		return "access-receipt"
+	case TxPlanPublish:
+		return "plan-publish"
+	case TxPlanRetire:
+		return "plan-retire"
+	case TxMembershipEnrol:
+		return "membership-enrol"
+	case TxMembershipChange:
+		return "membership-change"
+	case TxMembershipCancel:
+		return "membership-cancel"
+	case TxPaymentRecord:
+		return "payment-record"
+	case TxPayerSchedule:
+		return "payer-schedule"
+	case TxCoverageSet:
+		return "coverage-set"
+	case TxClaimSubmit:
+		return "claim-submit"
+	case TxClaimDecide:
+		return "claim-decide"
+	case TxClaimDispute:
+		return "claim-dispute"
 	}
 	return fmt.Sprintf("kind-%d", uint16(k))
 }

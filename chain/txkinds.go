@@ -125,7 +125,8 @@ type validatable interface{ Validate() error }
 
 // DecodePayload decodes a transaction's body according to its kind and validates its form. It
 // returns one of *RegisterMember, *RegisterPatient, *RevokeAttestation, *RotateKeys, *Leave (roles.go),
-// *AuthorityPropose, *AuthorityVote, *Evidence, or a record body from records.go.
+// *AuthorityPropose, *AuthorityVote, *Evidence, a record body from records.go, or a billing
+// (billing.go) or claim (claims.go) body.
 func DecodePayload(kind TxKind, payload []byte) (any, error) {
 	var body validatable
 	switch kind {
@@ -161,6 +162,28 @@ func DecodePayload(kind TxKind, payload []byte) (any, error) {
 		body = new(Leave)
 	case TxAccessReceipt:
 		body = new(AccessReceipts)
+	case TxPlanPublish:
+		body = new(PlanPublish)
+	case TxPlanRetire:
+		body = new(PlanRetire)
+	case TxMembershipEnrol:
+		body = new(MembershipEnrol)
+	case TxMembershipChange:
+		body = new(MembershipChange)
+	case TxMembershipCancel:
+		body = new(MembershipCancel)
+	case TxPaymentRecord:
+		body = new(PaymentRecord)
+	case TxPayerSchedule:
+		body = new(PayerSchedule)
+	case TxCoverageSet:
+		body = new(CoverageSet)
+	case TxClaimSubmit:
+		body = new(ClaimSubmit)
+	case TxClaimDecide:
+		body = new(ClaimDecide)
+	case TxClaimDispute:
+		body = new(ClaimDispute)
 	default:
 		return nil, fmt.Errorf("chain: unknown transaction kind %d", kind)
 	}

@@ -21,6 +21,11 @@ import (
 	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/chain/store"
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/node/auditlog"
+	"github.com/medledger/medledger/node/metrics"
+	"github.com/medledger/medledger/node/patientdir"
+	"github.com/medledger/medledger/node/staff"
+	"github.com/medledger/medledger/node/webui"
 	"github.com/medledger/medledger/records"
 )
 
@@ -28,7 +33,13 @@ import (
 // through Query because the replica is single-threaded.
 type Backend interface {
 	Submit(ctx context.Context, tx *chain.Tx) (chain.Hash, error)
+	// Query runs f on the replica's goroutine, between its events: for what only the replica
+	// knows (mempool, round).
 	Query(ctx context.Context, f func(*replica.Replica)) error
+	// Chain is the committed chain for reads that need nothing else (state, blocks,
+	// certificates). Its reads are safe beside commits and do not wait for the replica: a read
+	// of a record or a block never queues behind a block being executed and synced.
+	Chain() store.Store
 }
 
 // NodeInfo is the static part of GET /v1/status.
@@ -48,7 +59,10 @@ const MaxBatchTxs = 10_000
 // apiTimeout bounds the time a request waits for the replica's goroutine.
 const apiTimeout = 10 * time.Second
 
-// API serves the node's HTTP JSON API. Every request needs "Authorization: Bearer <token>".
+// API serves the node's HTTP JSON API. Every request but POST /v1/login needs
+// "Authorization: Bearer <token>": the operator's token (every permission) or a staff user's
+// session token (its role's permissions, staff.Permissions). Every request is written to the
+// local audit log when there is one (attachStaff).
 type API struct {
 	b             Backend
 	info          NodeInfo
@@ -62,35 +76,130 @@ type API struct {
 	// coSigner is this node's authority key, which co-signs break-glass accesses (POST
 	// /v1/emergency/cosign); nil on a full node.
 	coSigner *chain.PrivKey
+	// staff checks staff logins and sessions; nil: only the operator token is accepted.
+	staff *staff.Gate
+	// audit is the local audit log; nil: requests are not logged.
+	audit *auditlog.Log
+	// ops serves /metrics, /healthz and /readyz without a token, and metrics counts record
+	// operations; nil: neither (attachOps).
+	ops     http.Handler
+	metrics *metrics.Metrics
+	// ui serves the practice's web pages (node/webui) under /ui/ and redirects / there; nil:
+	// none. It authenticates by its own session cookie and calls this API in process with the
+	// session's bearer token, so ServeHTTP hands it its paths before any token check.
+	ui http.Handler
+	// patients is the local patient directory an import adds names to; nil: none.
+	patients *patientdir.Dir
+	// billingKeys holds a payer's billing keys, one per provider (claims_keys.go).
+	billingKeys billingKeyStore
+	// billing serves /v1/billing (attachBilling); nil: not attached.
+	billing *billingAPI
+}
+
+// attachOps serves m's routes with the probes p, ahead of the token check, and counts record
+// operations in m.
+func (a *API) attachOps(m *metrics.Metrics, p metrics.Probes) {
+	a.ops, a.metrics = m.Routes(p), m
 }
 
 // NewAPI returns the API handler over b. Bodies are limited to maxBody bytes, batch bodies to
 // maxBatchBytes.
 func NewAPI(b Backend, info NodeInfo, token string, maxBody, maxBatchBytes int64, log *slog.Logger) *API {
 	a := &API{b: b, info: info, token: []byte(token), maxBody: maxBody, maxBatchBytes: maxBatchBytes, log: log, mux: http.NewServeMux()}
-	a.mux.HandleFunc("GET /v1/status", a.status)
-	a.mux.HandleFunc("GET /v1/blocks/{height}", a.block)
-	a.mux.HandleFunc("POST /v1/txs", a.submit)
-	a.mux.HandleFunc("POST /v1/txs/batch", a.submitBatch)
-	a.mux.HandleFunc("GET /v1/accounts/{address}", a.account)
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s (see docs/api.md)", r.Method, r.URL.Path))
-	})
+	a.handle("GET /v1/status", staff.PermStatus, a.status)
+	a.handle("GET /v1/blocks/{height}", staff.PermStatus, a.block)
+	a.handle("POST /v1/txs", staff.PermSubmit, a.submit)
+	a.handle("POST /v1/txs/batch", staff.PermSubmit, a.submitBatch)
+	a.handle("GET /v1/accounts/{address}", staff.PermAccounts, a.account)
+	a.handle("POST /v1/logout", anyone, a.logout)
+	a.mux.HandleFunc("/", a.noRoute)
 	return a
 }
 
-// ServeHTTP checks the bearer token, then dispatches.
+// routeMethods are the methods a path is probed with when its method has no route.
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// noRoute answers a request no pattern matched: 405 with an Allow header when the path has
+// routes for other methods (the catch-all "/" pattern would otherwise hide the mux's own
+// 405), else 404; both in the API's JSON error shape (an OperationOutcome under /fhir).
+func (a *API) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range routeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := a.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeErrorFor(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s: use %s (see docs/api.md)", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+		return
+	}
+	writeErrorFor(w, r, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s (see docs/api.md)", r.Method, r.URL.Path))
+}
+
+// ServeHTTP authenticates the request (staff.go), dispatches it, and writes it to the local
+// audit log.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Metrics and probes need no token and are not written to the audit log (a scraper would
+	// fill it): their answers hold no health information and nothing a token protects.
+	if a.ops != nil && metrics.IsRoute(r.URL.Path) {
+		a.ops.ServeHTTP(w, r)
+		return
+	}
+	if a.ui != nil && webui.IsRoute(r.URL.Path) {
+		a.ui.ServeHTTP(w, r)
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	info := &requestInfo{}
+	r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+	a.serve(sw, r, info)
+	if a.metrics != nil {
+		countRecordOp(a.metrics, r.Pattern, sw.status)
+	}
+	a.writeAudit(r, sw.status, info)
+}
+
+// serve checks the bearer token (the operator's or a session's), then dispatches.
+func (a *API) serve(w http.ResponseWriter, r *http.Request, info *requestInfo) {
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/login" {
+		a.login(w, r, info)
+		return
+	}
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	tok = strings.TrimSpace(tok)
 	switch {
 	case auth == "":
 		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeError(w, http.StatusUnauthorized, "missing Authorization header: send \"Authorization: Bearer <token from HOME/api.token>\"")
+		info.note = "no credentials"
+		writeErrorFor(w, r, http.StatusUnauthorized, "missing Authorization header: send \"Authorization: Bearer <token from HOME/api.token, or a session token from POST /v1/login>\"")
 		return
-	case !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), a.token) != 1:
+	case ok && subtle.ConstantTimeCompare([]byte(tok), a.token) == 1:
+		info.user, info.role = operatorName, staff.RoleOperator
+	case ok && a.staff != nil && strings.HasPrefix(tok, staff.TokenPrefix):
+		p, err := a.staff.Authenticate(tok)
+		if errors.Is(err, staff.ErrNoSession) {
+			info.user, info.role = p.User, p.Role // known when the user was disabled since
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			info.note = "session ended or unknown"
+			writeErrorFor(w, r, http.StatusUnauthorized, err.Error())
+			return
+		}
+		if err != nil {
+			a.internal(w, "session", err)
+			return
+		}
+		info.user, info.role = p.User, p.Role
+	default:
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, "invalid API token")
+		info.note = "invalid token"
+		writeErrorFor(w, r, http.StatusUnauthorized, "invalid API token")
 		return
 	}
 	a.mux.ServeHTTP(w, r)
@@ -111,6 +220,9 @@ type StatusJSON struct {
 	// ProviderID is the node's provider id; ProviderRegistered says whether it is on the ledger.
 	ProviderID         *chain.Address `json:"provider_id"`
 	ProviderRegistered bool           `json:"provider_registered"`
+	// Role is the ledger role of the member at ProviderID (the node's signing key), whatever it
+	// is ("provider", "payer"); null until it is registered. A payer's node is not a provider.
+	Role *chain.Role `json:"role"`
 }
 
 // AuthorityJSON is one member of the authority set.
@@ -192,8 +304,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		st.Mempool = MempoolJSON{Txs: rep.Mempool().Len(), Bytes: rep.Mempool().Bytes()}
 		if a.info.Provider != nil {
 			st.ProviderID = a.info.Provider
-			p, err := state.Provider(s.State(), *a.info.Provider)
-			st.ProviderRegistered = err == nil && p != nil
+			m, err := state.Member(s.State(), *a.info.Provider)
+			if err == nil && m != nil {
+				st.Role = &m.Role
+				st.ProviderRegistered = m.Role == chain.RoleProvider
+			}
 		}
 		if st.Height == 0 {
 			g, err := s.Genesis()
@@ -235,18 +350,15 @@ func (a *API) block(w http.ResponseWriter, r *http.Request) {
 		qerr   error
 		exists bool
 	)
-	err = a.b.Query(ctx, func(rep *replica.Replica) {
-		s := rep.Store()
-		top = s.Height()
-		if height > top {
-			return
+	err = ctx.Err()
+	if s := a.b.Chain(); err == nil {
+		if top = s.Height(); height <= top {
+			exists = true
+			if b, qerr = s.Block(height); qerr == nil {
+				cert, qerr = s.Cert(height)
+			}
 		}
-		exists = true
-		if b, qerr = s.Block(height); qerr != nil {
-			return
-		}
-		cert, qerr = s.Cert(height)
-	})
+	}
 	if err == nil && errors.Is(qerr, store.ErrNotFound) {
 		exists = false
 	} else if err = errors.Join(err, qerr); err != nil {
@@ -427,6 +539,9 @@ func (a *API) submit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, TxAccepted{Hash: h})
 		return
 	}
+	// The server's write timeout is no longer than the wait: without more time the 504 below
+	// would never be written and the client would see the connection close (EOF).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(commitWait + 10*time.Second))
 	wctx, stop := context.WithTimeout(r.Context(), commitWait)
 	defer stop()
 	height, err := waitCommit(wctx, committed)
@@ -448,6 +563,12 @@ type AccountJSON struct {
 	NextNonce uint64        `json:"next_nonce"` // the nonce a new transaction should carry, counting pending ones
 	Patient   bool          `json:"patient"`
 	Provider  bool          `json:"provider"`
+	// Role is the member's role (null for an address that is no member); Active says whether
+	// it is active at the last block's time (registered, unexpired, unrevoked, not left).
+	Role   *chain.Role `json:"role,omitempty"`
+	Active bool        `json:"active"`
+	// Key is the member's current signing key (a provider's is what an authority proposal names).
+	Key *chain.PubKey `json:"key,omitempty"`
 }
 
 func (a *API) account(w http.ResponseWriter, r *http.Request) {
@@ -465,21 +586,23 @@ func (a *API) account(w http.ResponseWriter, r *http.Request) {
 		if out.Nonce, qerr = state.Nonce(view, addr); qerr != nil {
 			return
 		}
-		pat, err := state.Patient(view, addr)
+		m, err := state.Member(view, addr)
 		if qerr = err; err != nil {
 			return
 		}
-		prov, err := state.Provider(view, addr)
-		if qerr = err; err != nil {
-			return
-		}
-		out.Patient, out.Provider = pat != nil, prov != nil
 		out.NextNonce = out.Nonce + 1
-		if pat != nil {
-			out.NextNonce = rep.Mempool().NextNonce(pat.Key, out.Nonce)
-		} else if prov != nil {
-			out.NextNonce = rep.Mempool().NextNonce(prov.Key, out.Nonce)
+		if m == nil {
+			return
 		}
+		_, now, err := state.Tip(view)
+		if qerr = err; err != nil {
+			return
+		}
+		// Any member (a payer too) signs its own transactions: it needs its next nonce and key.
+		out.Patient, out.Provider = m.Role == chain.RolePatient, m.Role == chain.RoleProvider
+		out.Role, out.Active = &m.Role, m.ActiveAt(now)
+		out.NextNonce = rep.Mempool().NextNonce(m.Key, out.Nonce)
+		out.Key = &m.Key
 	})
 	if err = errors.Join(err, qerr); err != nil {
 		a.internal(w, "account", err)

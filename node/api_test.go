@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/medledger/medledger/chain/state"
 	"io"
 	"log/slog"
 	"net/http"
@@ -178,7 +179,7 @@ func TestAPIRejectsBadRequestsWithReasons(t *testing.T) {
 		{"bad height", "GET", "/v1/blocks/abc", "", "", 400, `height "abc"`},
 		{"negative height", "GET", "/v1/blocks/-1", "", "", 400, "positive decimal"},
 		{"unknown endpoint", "GET", "/v1/nothing", "", "", 404, "no endpoint"},
-		{"wrong method", "GET", "/v1/txs", "", "", 404, "no endpoint GET /v1/txs"},
+		{"wrong method", "GET", "/v1/txs", "", "", 405, "GET is not allowed on /v1/txs: use POST"},
 		{"batch malformed", "POST", "/v1/txs/batch", "", `{"txs":"x"}`, 400, "malformed JSON"},
 		{"batch too many", "POST", "/v1/txs/batch", "", manyTxs, 413, "limit 10000"},
 	} {
@@ -299,6 +300,7 @@ func (fullBackend) Submit(context.Context, *chain.Tx) (chain.Hash, error) {
 	return chain.Hash{}, replica.ErrMempoolFull
 }
 func (fullBackend) Query(context.Context, func(*replica.Replica)) error { return nil }
+func (fullBackend) Chain() store.Store                                  { return store.NewMemory() }
 
 func TestAPIMempoolFullIs503(t *testing.T) {
 	api := NewAPI(fullBackend{}, NodeInfo{ChainID: "api-test"}, testToken, 4096, 1<<20, slog.New(slog.DiscardHandler))
@@ -309,5 +311,52 @@ func TestAPIMempoolFullIs503(t *testing.T) {
 	api.ServeHTTP(rec, req)
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "mempool full") {
 		t.Fatalf("got %d %s, want 503 mempool full", rec.Code, rec.Body)
+	}
+}
+
+// TestReadsDoNotWaitForTheReplica holds the replica's goroutine busy (as a long block execution
+// would) and reads a block over the API and the state through the record service's ledger:
+// both answer, because reads of the committed chain go to the store, not through the replica.
+func TestReadsDoNotWaitForTheReplica(t *testing.T) {
+	f := newAPIFixture(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.runner.Chain().Height() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no block committed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	release := make(chan struct{})
+	busy := make(chan struct{})
+	go func() {
+		_ = f.runner.Query(context.Background(), func(*replica.Replica) { close(busy); <-release })
+	}()
+	<-busy
+	defer close(release)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	l := newLedger(f.runner, newCommitHub())
+	if err := l.View(ctx, func(view state.View) error {
+		h, _, err := state.Tip(view)
+		if err == nil && h < 1 {
+			err = fmt.Errorf("tip %d", h)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("state view while the replica is busy: %v", err)
+	}
+	if b, err := l.Block(ctx, 1); err != nil || b == nil {
+		t.Fatalf("block 1 while the replica is busy: %v %v", b, err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/v1/blocks/1", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /v1/blocks/1 while the replica is busy: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/blocks/1: %d", resp.StatusCode)
 	}
 }

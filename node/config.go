@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/medledger/medledger/chain/store"
+	"github.com/medledger/medledger/node/staff"
 )
 
 // Config is a node's config.toml. Every field has a documented default (DefaultConfig and the
@@ -26,7 +28,37 @@ type Config struct {
 	Store   StoreSection   `toml:"store"`
 	Mempool MempoolSection `toml:"mempool"`
 	Records RecordsSection `toml:"records"`
+	Staff   StaffSection   `toml:"staff"`
+	Audit   AuditSection   `toml:"audit"`
 	Log     LogSection     `toml:"log"`
+}
+
+// StaffSection configures staff sessions (users are in HOME/users.json, `medledger users`).
+type StaffSection struct {
+	// IdleTimeoutMinutes ends a session after this long without a request (automatic logoff).
+	IdleTimeoutMinutes int `toml:"idle_timeout_minutes"`
+	// SessionHours ends a session this long after login, however busy.
+	SessionHours int `toml:"session_hours"`
+	// MaxSessions bounds the sessions of all users; MaxSessionsPerUser one user's (a login past
+	// it ends that user's oldest session).
+	MaxSessions        int `toml:"max_sessions"`
+	MaxSessionsPerUser int `toml:"max_sessions_per_user"`
+}
+
+// AuditSection bounds the local audit log, HOME/audit.log.
+type AuditSection struct {
+	// MaxFileMB is the size at which audit.log is rotated to audit.log.1.
+	MaxFileMB int `toml:"max_file_mb"`
+	// KeepFiles is how many rotated files are kept (audit.log.1 … audit.log.N).
+	KeepFiles int `toml:"keep_files"`
+}
+
+// SessionConfig is the [staff] section as the staff package takes it.
+func (s StaffSection) SessionConfig() staff.SessionConfig {
+	return staff.SessionConfig{
+		Idle: time.Duration(s.IdleTimeoutMinutes) * time.Minute, Lifetime: time.Duration(s.SessionHours) * time.Hour,
+		MaxTotal: s.MaxSessions, MaxPerUser: s.MaxSessionsPerUser,
+	}
 }
 
 // RecordsSection configures the node's provider identity and its record blobs.
@@ -54,6 +86,12 @@ type NodeSection struct {
 	// AuthorityKey is the file holding this node's authority signing key (hex Ed25519 seed).
 	// Empty: the node is a full node that verifies and relays but never signs.
 	AuthorityKey string `toml:"authority_key"`
+	// MemoryLimitMB is the node's soft memory limit in MiB (Go's GOMEMLIMIT, which overrides
+	// it): 0 derives it from the other settings (MemoryLimit, about 510 MiB by default).
+	MemoryLimitMB int `toml:"memory_limit_mb"`
+	// ClockOffsetFile, on a test network only, names a file whose duration is added to this
+	// node's clock, so a test drives block time forward (testclock.go). Empty: the wall clock.
+	ClockOffsetFile string `toml:"clock_offset_file"`
 }
 
 // P2PSection configures the libp2p host.
@@ -121,6 +159,8 @@ func DefaultConfig() Config {
 		// API refuses (503) instead of letting a backlog starve consensus of CPU.
 		Mempool: MempoolSection{MaxTxs: 10_000, MaxBytes: 16 << 20},
 		Records: RecordsSection{ProviderKey: "keys/provider.key", EncryptionKey: "keys/encryption.key", Licence: "keys/licence.hex", BlobDir: "blobs", Replicas: 2},
+		Staff:   StaffSection{IdleTimeoutMinutes: 15, SessionHours: 12, MaxSessions: staff.DefaultMaxTotal, MaxSessionsPerUser: staff.DefaultMaxPerUser},
+		Audit:   AuditSection{MaxFileMB: 10, KeepFiles: 10},
 		Log:     LogSection{Level: "info", Format: "text"},
 	}
 }
@@ -134,13 +174,20 @@ func FormatConfig(c Config) []byte {
 	var b bytes.Buffer
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# MedLedger node configuration. Relative paths resolve against the home directory, which\n")
-	p("# also holds genesis.json, data/ (the Badger store) and api.token (the API bearer token).\n\n")
+	p("# also holds genesis.json, data/ (the Badger store), api.token (the operator's API bearer\n")
+	p("# token), users.json (staff accounts) and audit.log (the local audit log).\n\n")
 	p("[node]\n")
 	p("# Name shown in logs.\n")
 	p("name = %s\n", quote(c.Node.Name))
 	p("# This node's authority signing key (hex Ed25519 seed, mode 0600). Leave empty (\"\") for a\n")
 	p("# full node that verifies and relays blocks but never signs. Default \"keys/authority.key\".\n")
-	p("authority_key = %s\n\n", quote(c.Node.AuthorityKey))
+	p("authority_key = %s\n", quote(c.Node.AuthorityKey))
+	p("# Soft memory limit in MiB, a ceiling: the garbage collector works harder as the node nears it.\n")
+	p("# 0 derives it: twice the store's, caches' and mempool's sizes (about 510 MiB). GOMEMLIMIT wins.\n")
+	p("memory_limit_mb = %d\n", c.Node.MemoryLimitMB)
+	p("# Test networks only (chains made by `medledger testnet init`): a file holding a duration added\n")
+	p("# to this node's clock, to drive block time forward (`medledger testnet clock`). Default \"\".\n")
+	p("clock_offset_file = %s\n\n", quote(c.Node.ClockOffsetFile))
 	p("[p2p]\n")
 	p("# libp2p listen multiaddrs, TCP and QUIC. Default port %d on all interfaces.\n", DefaultP2PPort)
 	p("listen = %s\n", quoteList(c.P2P.Listen))
@@ -183,6 +230,21 @@ func FormatConfig(c Config) []byte {
 	p("blob_dir = %s\n", quote(c.Records.BlobDir))
 	p("# Ignored: the genesis params.replicas decides how many nodes hold each record.\n")
 	p("replicas = %d\n\n", c.Records.Replicas)
+	p("[staff]\n")
+	p("# Staff users log in with POST /v1/login (users are in users.json: `medledger users`).\n")
+	p("# A session ends after idle_timeout_minutes without a request (automatic logoff; default 15)\n")
+	p("# and session_hours after login (default 12). A node restart ends every session.\n")
+	p("idle_timeout_minutes = %d\n", c.Staff.IdleTimeoutMinutes)
+	p("session_hours = %d\n", c.Staff.SessionHours)
+	p("# Open sessions of all users (default %d) and of one user (default %d; a login beyond it ends\n", staff.DefaultMaxTotal, staff.DefaultMaxPerUser)
+	p("# that user's oldest session).\n")
+	p("max_sessions = %d\n", c.Staff.MaxSessions)
+	p("max_sessions_per_user = %d\n\n", c.Staff.MaxSessionsPerUser)
+	p("[audit]\n")
+	p("# The local audit log, audit.log: one JSON line per API request. It is rotated to audit.log.1\n")
+	p("# at max_file_mb (default 10) and keep_files rotated files are kept (default 10).\n")
+	p("max_file_mb = %d\n", c.Audit.MaxFileMB)
+	p("keep_files = %d\n\n", c.Audit.KeepFiles)
 	p("[log]\n")
 	p("# debug, info, warn or error. Default \"info\".\n")
 	p("level = %s\n", quote(c.Log.Level))
@@ -266,6 +328,9 @@ func (c *Config) Validate() error {
 	if _, err := c.SyncPolicy(); err != nil {
 		return err
 	}
+	if c.Node.MemoryLimitMB != 0 && c.Node.MemoryLimitMB < minMemoryLimitMB {
+		return fmt.Errorf("node.memory_limit_mb %d: want 0 (derived) or at least %d", c.Node.MemoryLimitMB, minMemoryLimitMB)
+	}
 	if c.Node.AuthorityKey != "" && c.Store.Sync != "every-commit" {
 		// Without a sync on every commit a power loss can leave the store unreadable, and with
 		// it the record of what this authority signed: it could then sign twice.
@@ -279,6 +344,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Records.Replicas < 0 || c.Records.Replicas > 16 {
 		return fmt.Errorf("records.replicas %d: want 0..16", c.Records.Replicas)
+	}
+	if s := c.Staff; s.IdleTimeoutMinutes < 1 || s.SessionHours < 1 || s.IdleTimeoutMinutes > 60*s.SessionHours || s.MaxSessions < 1 || s.MaxSessionsPerUser < 1 {
+		return fmt.Errorf("staff: idle_timeout_minutes and session_hours must be positive (the idle timeout at most the session), max_sessions and max_sessions_per_user positive")
+	}
+	if c.Audit.MaxFileMB < 1 || c.Audit.KeepFiles < 1 {
+		return fmt.Errorf("audit: max_file_mb and keep_files must be positive")
 	}
 	if _, err := c.Log.Handler(io.Discard); err != nil {
 		return err

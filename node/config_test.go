@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medledger/medledger/chain/store"
 )
@@ -55,6 +56,10 @@ func TestConfigErrorsNameTheProblem(t *testing.T) {
 		{"bad log format", "[log]\nformat = \"xml\"\n", `log.format "xml"`},
 		{"no listen", "[p2p]\nlisten = []\n", "p2p.listen"},
 		{"tiny mempool", "[mempool]\nmax_txs = 0\n", "mempool"},
+		{"no idle timeout", "[staff]\nidle_timeout_minutes = 0\n", "staff: idle_timeout_minutes"},
+		{"idle beyond session", "[staff]\nidle_timeout_minutes = 121\nsession_hours = 2\n", "staff: idle_timeout_minutes"},
+		{"no sessions", "[staff]\nmax_sessions = 0\n", "staff:"},
+		{"no audit files", "[audit]\nkeep_files = 0\n", "audit: max_file_mb and keep_files"},
 		{"authority without sync", "[node]\nauthority_key = \"authority.key\"\n[store]\nsync = \"none\"\n", "an authority node must use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,6 +68,21 @@ func TestConfigErrorsNameTheProblem(t *testing.T) {
 				t.Fatalf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestStaffConfig(t *testing.T) {
+	c, err := ParseConfig("cfg", []byte("[staff]\nidle_timeout_minutes = 5\nsession_hours = 8\nmax_sessions = 20\nmax_sessions_per_user = 2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Staff.SessionConfig()
+	if got.Idle != 5*time.Minute || got.Lifetime != 8*time.Hour || got.MaxTotal != 20 || got.MaxPerUser != 2 {
+		t.Fatalf("session config %+v", got)
+	}
+	d := DefaultConfig().Staff.SessionConfig()
+	if d.Idle != 15*time.Minute || d.Lifetime != 12*time.Hour {
+		t.Fatalf("default session config %+v", d)
 	}
 }
 

@@ -40,6 +40,8 @@ func (a *API) enrol(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "an enrolment needs the patient's signing key and a hex encryption key")
 		return
 	}
+	patient := req.PatientKey.Address()
+	noteTarget(r, &patient, nil)
 	body := a.records.Enrol(req.PatientKey, enc)
 	writeJSON(w, http.StatusOK, EnrolmentJSON{Enroller: body.Enroller, EnrollerSig: hex.EncodeToString(body.EnrollerSig[:])})
 }

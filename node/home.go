@@ -22,6 +22,9 @@ import (
 //	HOME/keys/p2p.key         libp2p identity, created at first start
 //	HOME/data/                the Badger store
 //	HOME/api.token            API bearer token, 32 random bytes in hex, mode 0600, created at first start
+//	HOME/users.json           staff accounts (node/staff), mode 0600, written by `medledger users` (lock: users.json.lock)
+//	HOME/audit.log            the local audit log of API requests (node/auditlog), mode 0600, rotated to audit.log.1 …
+//	HOME/billing/             the billing book (billing_local.go): sponsor names, payment references, signed Contracts
 type Home string
 
 // ConfigFile is HOME/config.toml.
@@ -50,7 +53,16 @@ func (h Home) DataDir() string { return filepath.Join(string(h), "data") }
 // TokenFile is HOME/api.token.
 func (h Home) TokenFile() string { return filepath.Join(string(h), "api.token") }
 
-// KeysDir is HOME/keys.
+// UsersFile is HOME/users.json, the staff accounts.
+func (h Home) UsersFile() string { return filepath.Join(string(h), "users.json") }
+
+// AuditLog is HOME/audit.log, the local audit log.
+func (h Home) AuditLog() string { return filepath.Join(string(h), "audit.log") }
+
+// AddrsFile is HOME/p2p.addrs: the node's libp2p multiaddrs, written at every start.
+func (h Home) AddrsFile() string { return filepath.Join(string(h), "p2p.addrs") }
+
+// KeysDir holds the node's key files.
 func (h Home) KeysDir() string { return filepath.Join(string(h), "keys") }
 
 // ReadKeyFile reads a signing key stored as a hex Ed25519 seed.
@@ -112,4 +124,34 @@ func LoadOrCreateToken(path string, rand io.Reader) (string, error) {
 		return "", err
 	}
 	return tok, nil
+}
+
+// writeAddrs writes the node's libp2p multiaddrs, one a line, for wallets to dial: public
+// information (anyone connecting learns it), so mode 0644.
+func writeAddrs(path string, addrs []string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(addrs, "\n")+"\n"), 0o644); err != nil {
+		return fmt.Errorf("node: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("node: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadLimited reads a whole file of at most limit bytes.
+func ReadLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s is %d bytes, limit %d", path, fi.Size(), limit)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }

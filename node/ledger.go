@@ -27,22 +27,21 @@ var _ records.Ledger = ledger{}
 func newLedger(b Backend, commits *commitHub) ledger { return ledger{b: b, commits: commits} }
 
 func (l ledger) View(ctx context.Context, f func(view state.View) error) error {
-	var ferr error
-	if err := l.b.Query(ctx, func(rep *replica.Replica) { ferr = f(rep.Store().State()) }); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return ferr
+	return f(l.b.Chain().State())
 }
 
 func (l ledger) Block(ctx context.Context, height uint64) (*chain.Block, error) {
-	var b *chain.Block
-	var berr error
-	err := l.b.Query(ctx, func(rep *replica.Replica) {
-		if height <= rep.Height() {
-			b, berr = rep.Store().Block(height)
-		}
-	})
-	return b, errors.Join(err, berr)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := l.b.Chain()
+	if height > s.Height() {
+		return nil, nil
+	}
+	return s.Block(height)
 }
 
 func (l ledger) NextNonce(ctx context.Context, signer chain.PubKey) (uint64, error) {

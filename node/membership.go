@@ -171,3 +171,24 @@ func (m *membership) MayProvide(p peer.ID, id chain.Hash) bool {
 	}
 	return m.mayHold(p, id)
 }
+
+// walletScope is the wallet protocol's scope rule (sync/light.Options.Scope): a peer admitted
+// as a patient's wallet proves only that patient's keys; members, and anyone else the host let
+// through, are not limited.
+func (m *membership) walletScope(p peer.ID) (chain.Address, bool) {
+	if m.Class(p) != p2p.Wallet {
+		return chain.Address{}, false
+	}
+	key, err := records.NodeKeyOf(p)
+	if err != nil {
+		return chain.Address{}, true // limited to no one
+	}
+	m.mu.Lock()
+	view := m.view
+	m.mu.Unlock()
+	id, _, err := state.ResolveSigner(view, key)
+	if err != nil {
+		return chain.Address{}, true
+	}
+	return id, true
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/medledger/medledger/sync/light"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,10 +15,15 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/chain/store"
 	"github.com/medledger/medledger/chain/store/badger"
 	"github.com/medledger/medledger/consensus/reactor"
 	"github.com/medledger/medledger/consensus/replica"
+	"github.com/medledger/medledger/node/auditlog"
+	"github.com/medledger/medledger/node/logbridge"
+	"github.com/medledger/medledger/node/metrics"
+	"github.com/medledger/medledger/node/staff"
 	"github.com/medledger/medledger/p2p"
 	"github.com/medledger/medledger/records"
 	"github.com/medledger/medledger/records/exchange"
@@ -48,8 +54,13 @@ type Node struct {
 	records   *records.Service
 	commits   *commitHub
 	stopBlobs func()
+	stopLight func()
+	audit     *auditlog.Log
+	metrics   *metrics.Metrics
 	srv       *http.Server
 	ln        net.Listener
+	// ticketless: the node started without a licence (watchLicence waits for one).
+	ticketless bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -85,6 +96,9 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 		return nil, err
 	}
 	log = log.With("node", cfg.Node.Name)
+	// kad-dht logs through go-log: into this node's handler too (process-wide, see logbridge).
+	logbridge.Route(log.Handler())
+	applyMemoryLimit(cfg, log)
 	n = &Node{home: h, cfg: cfg, log: log, genesis: g}
 	defer func() {
 		if err != nil {
@@ -95,15 +109,20 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if n.store, err = badger.Open(h.DataDir(), badger.Options{Store: store.Options{Sync: policy, KeepVersions: cfg.Store.KeepVersions}, Logger: log}); err != nil {
 		return n, fmt.Errorf("node: open store: %w", err)
 	}
+	if from, to, ok := n.store.RolledBack(); ok {
+		log.Warn("power loss under store.sync \"none\" damaged the last blocks: the store rolled back; they are fetched from peers again", "from", from, "to", to)
+	}
 	rep, err := replica.New(replica.Config{Genesis: g, Key: key, Mempool: replica.MempoolConfig{MaxTxs: cfg.Mempool.MaxTxs, MaxBytes: cfg.Mempool.MaxBytes, MaxRegistrations: cfg.Mempool.MaxRegistrations, MaxRegistrationBytes: cfg.Mempool.MaxRegistrations * registrationBytes}}, n.store)
 	if err != nil {
 		return n, err
 	}
 	n.members = newMembership(g, n.store)
+	n.metrics = n.newMetrics()
 	ticket, err := licenceTicket(Resolve(home, cfg.Records.Licence))
 	if err != nil {
 		return n, err
 	}
+	n.ticketless = ticket == nil
 	n.host, err = p2p.New(context.Background(), p2p.Config{
 		ChainID: g.ChainID, ListenAddrs: cfg.P2P.Listen, Bootstrap: cfg.P2P.Bootstrap,
 		IdentityFile: Resolve(home, cfg.P2P.Identity), Logger: log,
@@ -111,6 +130,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 		// Peers are admitted by the ledger's member registry (membership.go); committed calls
 		// Recheck. The licence, if any, is this node's ticket to peers that do not know it yet.
 		Admission: n.members, Ticket: ticket,
+		Registerer: n.metrics.Registry(),
 	})
 	if err != nil {
 		return n, err
@@ -126,7 +146,11 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 		}
 	})
 	n.commits = newCommitHub()
-	n.runner = NewRunner(rep, n.reactor, log, time.Now, Hooks{Committed: n.committed, Dropped: n.commits.dropped})
+	clock, err := nodeClock(home, cfg, g.ChainID, log)
+	if err != nil {
+		return n, fmt.Errorf("node: %w", err)
+	}
+	n.runner = NewRunner(rep, n.reactor, log, clock, Hooks{Committed: n.committed, Dropped: n.commits.dropped})
 	pk, err := LoadOrCreateProviderKeys(Resolve(home, cfg.Records.ProviderKey), Resolve(home, cfg.Records.EncryptionKey))
 	if err != nil {
 		return n, err
@@ -134,6 +158,7 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	n.records, err = records.New(records.Config{
 		ChainID: g.ChainID, Keys: pk, Ledger: newLedger(n.runner, n.commits), Net: n.host, BlobDir: Resolve(home, cfg.Records.BlobDir),
 		LicenceFile: Resolve(home, cfg.Records.Licence), ReadLicence: ReadLicenceFile, Replicas: cfg.Records.Replicas, Log: log,
+		Now: clock,
 	})
 	if err != nil {
 		return n, err
@@ -144,6 +169,20 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 		Log: log, Penalize: n.host.Penalize,
 		Rate: blobServerRate, Burst: 2 * blobServerRate,
 	})
+	// The wallet protocol: headers, certificates and state proofs for patients' light clients.
+	n.stopLight = light.Serve(n.host.LibP2P(), g.ChainID, n.store, light.Options{
+		Log: log, Penalize: n.host.Penalize, Scope: n.members.walletScope, Fetch: n.records.Fetch,
+		Submit: func(ctx context.Context, tx *chain.Tx) (chain.Hash, error) {
+			if err := n.runner.ClientBacklog(); err != nil {
+				return chain.Hash{}, err
+			}
+			return n.runner.Submit(ctx, tx)
+		},
+	})
+	// Where wallets find this node (medledger wallet --home): its multiaddrs, public.
+	if err := writeAddrs(h.AddrsFile(), n.host.Addrs()); err != nil {
+		return n, err
+	}
 	if key != nil {
 		n.voter = &autoVoter{key: *key, chainID: g.ChainID, store: n.store, ledger: newLedger(n.runner, n.commits), log: log, sent: map[chain.Hash]time.Time{}}
 	}
@@ -152,13 +191,36 @@ func Open(home string, log *slog.Logger) (n *Node, err error) {
 	if key != nil {
 		pub := key.Public()
 		info.Authority = &pub
-		if !g.AuthoritySet().Contains(pub) {
-			log.Warn("the authority key is not in the genesis authority set: this node signs nothing until the authorities add it", "key", pub)
+		// The set the ledger holds now (authorities added by vote since genesis), else genesis's.
+		set := g.AuthoritySet()
+		if next, _, err := state.Authorities(n.store.State()); err == nil && next != nil {
+			set = next
+		}
+		if !set.Contains(pub) {
+			log.Warn("the authority key is not in the current authority set: this node signs nothing until the authorities add it (medledger authority propose/vote)", "key", pub)
 		}
 	}
 	n.api = NewAPI(n.runner, info, token, cfg.API.MaxBodyBytes, cfg.API.MaxBatchBytes, log)
 	n.api.attachRecords(n.records, n.commits)
+	n.api.attachClaims(billingKeysDir(h))
+	book, err := openBillingBook(h.BillingDir())
+	if err != nil {
+		return n, fmt.Errorf("node: %w", err)
+	}
+	n.api.attachBilling(book)
 	n.api.coSigner = key // an authority's node co-signs break-glass accesses
+	users, err := staff.NewDirectory(h.UsersFile())
+	if err != nil {
+		return n, fmt.Errorf("node: %w", err)
+	}
+	if n.audit, err = auditlog.Open(h.AuditLog(), int64(cfg.Audit.MaxFileMB)<<20, cfg.Audit.KeepFiles); err != nil {
+		return n, fmt.Errorf("node: %w", err)
+	}
+	n.api.attachStaff(staff.NewGate(users, staff.GateConfig{Sessions: cfg.Staff.SessionConfig()}), n.audit)
+	n.api.attachOps(n.metrics, n.probes())
+	if err := n.api.attachUI(h, pk.Signing.Seed(), g.ChainID, cfg.Staff.SessionConfig().Idle, log); err != nil {
+		return n, fmt.Errorf("node: %w", err)
+	}
 	if n.ln, err = net.Listen("tcp", cfg.API.Listen); err != nil {
 		return n, fmt.Errorf("node: API: %w", err)
 	}
@@ -180,6 +242,11 @@ const registrationBytes = 8 << 10
 
 func (n *Node) committed(b *chain.Block) {
 	n.commits.committed(b)
+	var round uint32
+	if cert, err := n.store.Cert(b.Header.Height); err == nil {
+		round = cert.Round
+	}
+	n.metrics.Committed(b.Header.Time, round, len(b.Txs))
 	// Membership may have changed with the block: peers that lost rights lose them now.
 	n.host.Recheck()
 	n.log.Info("block committed", "height", b.Header.Height, "hash", b.Hash().Short(), "txs", len(b.Txs), "proposer", b.Header.Proposer.Short())
@@ -210,6 +277,11 @@ func (n *Node) Run(ctx context.Context) error {
 		if n.voter != nil {
 			done := make(chan struct{})
 			go func() { defer close(done); n.voter.run(recCtx) }()
+			defer func() { <-done }()
+		}
+		if n.ticketless {
+			done := make(chan struct{})
+			go func() { defer close(done); n.watchLicence(recCtx) }()
 			defer func() { <-done }()
 		}
 		n.records.Run(recCtx)
@@ -273,12 +345,20 @@ func (n *Node) Close() error {
 		if n.stopBlobs != nil {
 			n.stopBlobs()
 		}
+		if n.stopLight != nil {
+			n.stopLight()
+		}
 		if n.reactor != nil {
 			n.reactor.Close()
 		}
 		if n.records != nil {
 			if err := n.records.Close(); err != nil {
 				n.closeErr = errors.Join(n.closeErr, fmt.Errorf("node: close record index: %w", err))
+			}
+		}
+		if n.audit != nil {
+			if err := n.audit.Close(); err != nil {
+				n.closeErr = errors.Join(n.closeErr, fmt.Errorf("node: close audit log: %w", err))
 			}
 		}
 		if n.host != nil {

@@ -3,13 +3,16 @@ package node
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/node/staff"
 	"github.com/medledger/medledger/records"
 	"github.com/medledger/medledger/records/index"
 )
@@ -20,16 +23,17 @@ const DefaultPurpose = "TREAT"
 // attachRecords adds the record endpoints (docs/api.md) to the API.
 func (a *API) attachRecords(r *records.Service, commits *commitHub) {
 	a.records, a.commits = r, commits
-	a.mux.HandleFunc("POST /v1/patients/{patient}/records", a.importRecords)
-	a.mux.HandleFunc("GET /v1/patients/{patient}/records", a.listRecords)
-	a.mux.HandleFunc("GET /v1/patients/{patient}/consents", a.listConsents)
-	a.mux.HandleFunc("GET /v1/patients/{patient}/accesses", a.listAccesses)
-	a.mux.HandleFunc("GET /v1/patients/{patient}/export", a.exportPatient)
-	a.mux.HandleFunc("GET /v1/records/{id}", a.readRecord)
-	a.mux.HandleFunc("POST /v1/records/{id}/amend", a.amendRecord)
-	a.mux.HandleFunc("POST /v1/emergency", a.emergency)
-	a.mux.HandleFunc("POST /v1/emergency/cosign", a.cosignEmergency)
-	a.mux.HandleFunc("POST /v1/enrolments", a.enrol)
+	a.handle("POST /v1/patients/{patient}/records", staff.PermImport, a.importRecords)
+	a.handle("GET /v1/patients/{patient}/records", staff.PermList, a.listRecords)
+	a.handle("GET /v1/patients/{patient}/consents", staff.PermList, a.listConsents)
+	a.handle("GET /v1/patients/{patient}/accesses", staff.PermList, a.listAccesses)
+	a.handle("GET /v1/patients/{patient}/export", staff.PermRead, a.exportPatient)
+	a.handle("GET /v1/records/{id}", staff.PermRead, a.readRecord) // and PermEmergency with emergency=true
+	a.handle("POST /v1/records/{id}/amend", staff.PermImport, a.amendRecord)
+	a.handle("POST /v1/emergency", staff.PermEmergency, a.emergency)
+	a.handle("POST /v1/emergency/cosign", staff.PermCoSign, a.cosignEmergency)
+	a.handle("POST /v1/enrolments", staff.PermEnrol, a.enrol)
+	a.attachFHIR()
 }
 
 // RecordsJSON is the answer listing records (import, amend, list).
@@ -39,34 +43,37 @@ type RecordsJSON struct {
 	Next string `json:"next,omitempty"`
 }
 
-// recordStatus maps a record-service error to an HTTP status and a one-line message.
+// recordError answers a record-service error with its status (recordStatus) and a one-line
+// message.
 func (a *API) recordError(w http.ResponseWriter, what string, err error) {
-	code := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, records.ErrInvalidFHIR):
-		code = http.StatusUnprocessableEntity
-	case errors.Is(err, records.ErrBadRequest):
-		code = http.StatusBadRequest
-	case errors.Is(err, records.ErrNotRegistered), errors.Is(err, records.ErrCoSignNeeded):
-		code = http.StatusConflict
-	case errors.Is(err, records.ErrRecordNotFound):
-		code = http.StatusNotFound
-	case errors.Is(err, records.ErrRecordErased):
-		code = http.StatusGone
-	case errors.Is(err, records.ErrAccessRefused):
-		code = http.StatusForbidden
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		code = http.StatusGatewayTimeout
-	default:
-		if s := submitStatus(err); s != http.StatusInternalServerError {
-			code = s
-		}
-	}
+	code := recordStatus(err)
 	if code == http.StatusInternalServerError {
 		a.internal(w, what, err)
 		return
 	}
 	writeError(w, code, strings.ReplaceAll(err.Error(), "\n", "; "))
+}
+
+// recordStatus maps a record-service error to an HTTP status, for the own API and the FHIR face
+// alike.
+func recordStatus(err error) int {
+	switch {
+	case errors.Is(err, records.ErrInvalidFHIR):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, records.ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, records.ErrNotRegistered), errors.Is(err, records.ErrCoSignNeeded):
+		return http.StatusConflict
+	case errors.Is(err, records.ErrRecordNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, records.ErrRecordErased):
+		return http.StatusGone
+	case errors.Is(err, records.ErrAccessRefused):
+		return http.StatusForbidden
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusGatewayTimeout
+	}
+	return submitStatus(err)
 }
 
 func (a *API) patientParam(w http.ResponseWriter, r *http.Request) (chain.Address, bool) {
@@ -78,6 +85,40 @@ func (a *API) patientParam(w http.ResponseWriter, r *http.Request) (chain.Addres
 	return p, true
 }
 
+// importDeadline bounds an import's answer (sealing, anchoring and waiting for commits), past
+// the server's usual write timeout.
+const importDeadline = 10 * time.Minute
+
+// importRequest gives an import its own deadline past the server's usual write timeout. An
+// import the node started finishes even if the client goes away: its anchors may commit either
+// way, and the node must remember what they hold (records.ImportDocument).
+func importRequest(w http.ResponseWriter, r *http.Request) (*http.Request, context.CancelFunc) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(importDeadline))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), importDeadline)
+	return r.WithContext(ctx), cancel
+}
+
+// ImportErrorJSON is the answer to a refused import: the reason on one line and every entry's
+// outcome (the refused ones say why).
+type ImportErrorJSON struct {
+	Error   string                 `json:"error"`
+	Entries []records.EntryOutcome `json:"entries"`
+}
+
+// ImportProgressJSON is one line of a streamed import (Accept: application/x-ndjson): progress
+// lines, then one line with the result (the 201 answer's body, with status 201) or the error
+// (ImportErrorJSON's fields, with the status the answer would have had).
+type ImportProgressJSON struct {
+	Progress *records.ImportProgress `json:"progress,omitempty"`
+	Status   int                     `json:"status,omitempty"`
+	Result   *records.ImportResult   `json:"result,omitempty"`
+	Error    string                  `json:"error,omitempty"`
+	Entries  []records.EntryOutcome  `json:"entries,omitempty"`
+}
+
+// importRecords imports a FHIR document for the patient (records.ImportDocument). Query: link
+// (repeatable: an identifier system|value or Patient/id the operator asserts is this patient).
+// With Accept: application/x-ndjson the answer is a stream of ImportProgressJSON lines.
 func (a *API) importRecords(w http.ResponseWriter, r *http.Request) {
 	patient, ok := a.patientParam(w, r)
 	if !ok {
@@ -87,13 +128,88 @@ func (a *API) importRecords(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	out, err := a.records.Import(r.Context(), patient, data)
+	r, cancel := importRequest(w, r)
+	defer cancel()
+	opts, err := importOptions(r)
 	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
+		a.importStream(w, r, patient, data, opts)
+		return
+	}
+	res, err := a.records.ImportDocument(r.Context(), patient, data, opts)
+	if err != nil {
+		var ie *records.ImportError
+		if errors.As(err, &ie) {
+			writeJSON(w, http.StatusUnprocessableEntity, ImportErrorJSON{Error: oneLine(err), Entries: ie.Entries})
+			return
+		}
 		a.recordError(w, "import", err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, RecordsJSON{Records: out})
+	a.notePatient(patient, data)
+	writeJSON(w, http.StatusCreated, res)
 }
+
+func (a *API) importStream(w http.ResponseWriter, r *http.Request, patient chain.Address, data []byte, opts records.ImportOptions) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	line := func(v ImportProgressJSON) {
+		_ = enc.Encode(v)
+		_ = rc.Flush()
+	}
+	opts.Progress = func(p records.ImportProgress) { line(ImportProgressJSON{Progress: &p}) }
+	res, err := a.records.ImportDocument(r.Context(), patient, data, opts)
+	if err == nil {
+		a.notePatient(patient, data)
+		line(ImportProgressJSON{Status: http.StatusCreated, Result: res})
+		return
+	}
+	var ie *records.ImportError
+	if errors.As(err, &ie) {
+		line(ImportProgressJSON{Status: http.StatusUnprocessableEntity, Error: oneLine(err), Entries: ie.Entries})
+		return
+	}
+	// The answer a plain request would have had, as the stream's last line.
+	c := &captured{header: http.Header{}}
+	a.recordError(c, "import", err)
+	var e ErrorJSON
+	_ = json.Unmarshal(c.body, &e)
+	line(ImportProgressJSON{Status: c.code, Error: e.Error})
+}
+
+// notePatient adds the names of an imported document's FHIR Patient to the local directory. The
+// import has succeeded by then: a directory that cannot be written costs the practice a name to
+// search by, not the records, so it is logged and not refused.
+func (a *API) notePatient(patient chain.Address, data []byte) {
+	if a.patients == nil {
+		return
+	}
+	if err := a.patients.Note(patient, data); err != nil {
+		a.log.Error("api: patient directory", "err", err)
+	}
+}
+
+// captured is a ResponseWriter that keeps one small answer.
+type captured struct {
+	header http.Header
+	code   int
+	body   []byte
+}
+
+func (c *captured) Header() http.Header  { return c.header }
+func (c *captured) WriteHeader(code int) { c.code = code }
+func (c *captured) Write(b []byte) (int, error) {
+	c.body = append(c.body, b...)
+	return len(b), nil
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 func (a *API) amendRecord(w http.ResponseWriter, r *http.Request) {
 	id, err := chain.ParseHash(r.PathValue("id"))
@@ -215,7 +331,7 @@ func (a *API) exportPatient(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	data, err := a.records.Export(r.Context(), patient, purpose)
+	data, err := a.records.Export(r.Context(), patient, purpose, string(requestInfoOf(r).role))
 	if err != nil {
 		a.recordError(w, "export", err)
 		return
@@ -244,12 +360,18 @@ func (a *API) readRecord(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "emergency: want true or false")
 		return
 	}
+	if emergency {
+		requestInfoOf(r).emergency = true
+		if !a.permit(w, r, staff.PermEmergency) {
+			return
+		}
+	}
 	if emergency && r.URL.Query().Get("purpose") == "" {
 		// A break-glass read's purpose is ETREAT unless named, as POST /v1/emergency's is: the
 		// access it opened is for that purpose.
 		purpose = "ETREAT"
 	}
-	res, err := a.records.Read(r.Context(), id, purpose, emergency)
+	res, err := a.records.Read(r.Context(), id, purpose, emergency, string(requestInfoOf(r).role))
 	if err != nil {
 		a.recordError(w, "read record", err)
 		return
@@ -328,10 +450,12 @@ func (a *API) emergency(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	noteTarget(r, req.Patient, req.Record)
 	patient, code, ok := a.emergencyTarget(w, r, req.Patient, req.Record, req.ReasonCode)
 	if !ok {
 		return
 	}
+	noteTarget(r, &patient, nil)
 	e.Patient, e.Purpose, e.ReasonCode, e.Note = patient, req.Purpose, code, req.Reason
 	h, height, err := a.records.EmergencyAccess(r.Context(), e)
 	if err != nil {
@@ -379,10 +503,12 @@ func (a *API) cosignEmergency(w http.ResponseWriter, r *http.Request) {
 	if req.Purpose == "" {
 		req.Purpose = "ETREAT"
 	}
+	noteTarget(r, req.Patient, req.Record)
 	patient, code, ok := a.emergencyTarget(w, r, req.Patient, req.Record, req.ReasonCode)
 	if !ok {
 		return
 	}
+	noteTarget(r, &patient, nil)
 	cs, err := a.records.CoSignEmergency(r.Context(), *a.coSigner, req.Provider, patient, req.Purpose, code)
 	if err != nil {
 		a.recordError(w, "co-sign emergency access", err)

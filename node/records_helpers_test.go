@@ -66,6 +66,12 @@ func newRecFixture(t *testing.T) *recFixture {
 // newRecFixtureWith is newRecFixture with the replica's mempool bounds set.
 func newRecFixtureWith(t *testing.T, mempool replica.MempoolConfig) *recFixture {
 	t.Helper()
+	return newRecFixtureGenesis(t, mempool, nil)
+}
+
+// newRecFixtureGenesis is newRecFixtureWith with edit applied to the genesis first (nil: none).
+func newRecFixtureGenesis(t *testing.T, mempool replica.MempoolConfig, edit func(*chain.Genesis)) *recFixture {
+	t.Helper()
 	key := testKey(t, "records-authority")
 	licKey := testKey(t, "records-licensing-board")
 	params := chain.DefaultParams()
@@ -75,6 +81,9 @@ func newRecFixtureWith(t *testing.T, mempool replica.MempoolConfig) *recFixture 
 		Authorities:          []chain.Authority{{Key: key.Public(), Name: "solo"}},
 		LicensingAuthorities: []chain.Authority{{Key: licKey.Public(), Name: "board"}},
 		Params:               params,
+	}
+	if edit != nil {
+		edit(g)
 	}
 	log := slog.New(slog.DiscardHandler)
 	rep, err := replica.New(replica.Config{Genesis: g, Key: &key, Mempool: mempool}, store.NewMemory())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/medledger/medledger/chain/store"
 	"log/slog"
 	"time"
 
@@ -119,6 +120,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Chain is the replica's store, for reads only (Backend.Chain): the store's reads take only
+// its publication lock, so they run beside the replica's commits.
+func (r *Runner) Chain() store.Store { return r.rep.Store() }
 
 // ClientBacklog returns ErrBacklog (wrapped) while clients' transactions are refused for the
 // backlog (backlog.go); the node's own services submit regardless.

@@ -134,6 +134,7 @@ func (b refusingBackend) Submit(context.Context, *chain.Tx) (chain.Hash, error) 
 	return chain.Hash{}, b.err
 }
 func (refusingBackend) Query(context.Context, func(*replica.Replica)) error { return nil }
+func (refusingBackend) Chain() store.Store                                  { return store.NewMemory() }
 
 // Refusals about the node's load are 503 (retry later), one at a time and in a batch, where
 // they are per-transaction errors rather than a failure of the whole batch.

@@ -203,6 +203,34 @@ func TestTicketMakesCandidate(t *testing.T) {
 	waitFor(t, "M to ban F", func() bool { return m.gate.isBanned(f.PeerID()) && !slices.Contains(m.Peers(), f.ID()) })
 }
 
+// A node started without a ticket is a stranger to its bootstrap peer; SetTicket (its licence
+// installed while it runs) makes it a candidate without a restart. Empty and oversized
+// tickets are refused.
+func TestSetTicketWhileRunning(t *testing.T) {
+	mKey, _ := identity(t)
+	m := startAdm(t, mKey, nil, 0, nil)
+	cKey, cID := identity(t)
+	m.adm.SetTicket(cID, []byte("licence of C"))
+	cAdm := NewMemAdmission()
+	cAdm.SetClass(m.PeerID(), Member)
+	c := startAdm(t, cKey, cAdm, 0, nil, m)
+	waitFor(t, "C to connect as a stranger", func() bool { return m.AdmissionStats().Expelled > 0 || slices.Contains(m.Peers(), c.ID()) })
+	if m.Class(c.PeerID()) != Stranger {
+		t.Fatalf("C without a ticket is %s at M", m.Class(c.PeerID()))
+	}
+	for _, bad := range [][]byte{nil, make([]byte, MaxTicketBytes+1)} {
+		if err := c.SetTicket(bad); err == nil {
+			t.Errorf("SetTicket accepted a ticket of %d bytes", len(bad))
+		}
+	}
+	if err := c.SetTicket([]byte("licence of C")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "C to become a candidate at M", func() bool {
+		return m.Class(c.PeerID()) == Candidate && slices.Contains(m.Peers(), c.ID())
+	})
+}
+
 // A wallet reaches the wallet protocol only (and identify); it is not expelled as a stranger.
 func TestWalletReachesOnlyWalletProtocol(t *testing.T) {
 	mKey, _ := identity(t)

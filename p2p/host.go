@@ -31,6 +31,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
 	mh "github.com/multiformats/go-multihash"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/medledger/medledger/p2p/frame"
 )
@@ -65,6 +66,10 @@ type Config struct {
 	// connects to (see Join), to be let in as a Candidate before it is registered.
 	Ticket []byte
 
+	// Registerer, if set, receives libp2p's own metrics (swarm, identify, holepunch, …); nil
+	// turns them off. libp2p registers them once per registry: give each host its own.
+	Registerer prometheus.Registerer
+
 	// strangerGrace overrides strangerGrace (tests).
 	strangerGrace time.Duration
 }
@@ -98,9 +103,13 @@ type Host struct {
 	gate       *strikes
 	adm        *admitter
 	pol        policy
-	ticket     []byte
-	limiter    *frame.PeerLimits
-	joinLimit  *frame.PeerLimits
+	// ticket is the licence ticket (SetTicket may install one after start); boot the
+	// bootstrap peers it is presented to.
+	ticketMu  sync.Mutex
+	ticket    []byte
+	boot      []peer.ID
+	limiter   *frame.PeerLimits
+	joinLimit *frame.PeerLimits
 	// onCandidate is called when a candidate connects (OnCandidate).
 	onCandidate    atomic.Pointer[func(peer.ID)]
 	streamsRefused *atomic.Uint64
@@ -185,7 +194,12 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 		return nil, fmt.Errorf("p2p: connection manager: %w", err)
 	}
 	gate := newStrikes(now)
+	metricsOpt := libp2p.DisableMetrics()
+	if cfg.Registerer != nil {
+		metricsOpt = libp2p.PrometheusRegisterer(cfg.Registerer)
+	}
 	lh, err := libp2p.New(
+		metricsOpt,
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -196,7 +210,6 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 		libp2p.ConnectionManager(cm),
 		libp2p.ConnectionGater(gater{strikes: gate, adm: adm, boot: bootSet(boot)}),
 		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(), // the node registers its own; libp2p's would go to the global registry
 		// No NATPortMap, no mDNS, no relay, no AutoNAT service: see DESIGN.md (off by default).
 	)
 	if err != nil {
@@ -252,6 +265,7 @@ func newHost(ctx context.Context, cfg Config, now func() time.Time) (*Host, erro
 	lh.SetStreamHandler(direct, h.handleStream)
 	lh.SetStreamHandler(pol.join, h.handleJoin)
 	for _, ai := range boot {
+		h.boot = append(h.boot, ai.ID)
 		lh.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
 		cm.Protect(ai.ID, "bootstrap")
 		h.wg.Add(1)
@@ -408,6 +422,16 @@ func (h *Host) Peers() []string {
 	return out
 }
 
+// PeerClasses returns the number of connected peers by class (see Class): "member",
+// "candidate", "wallet", "stranger".
+func (h *Host) PeerClasses() map[string]int {
+	out := map[string]int{Member.String(): 0, Candidate.String(): 0, Wallet.String(): 0, Stranger.String(): 0}
+	for _, p := range h.host.Network().Peers() {
+		out[h.adm.class(p).String()]++
+	}
+	return out
+}
+
 // MeshPeers returns, per joined topic's full name, the number of peers in our gossipsub mesh.
 func (h *Host) MeshPeers() map[string]int {
 	h.topicsMu.Lock()
@@ -520,12 +544,33 @@ func (h *Host) keepConnected(ai peer.AddrInfo) {
 	}
 }
 
+// SetTicket installs a licence ticket after start (a practice whose licence arrived while its
+// node ran) and presents it at once to the bootstrap peers connected now; the others get it
+// when the bootstrap loop connects them.
+func (h *Host) SetTicket(ticket []byte) error {
+	if len(ticket) == 0 || len(ticket) > MaxTicketBytes {
+		return fmt.Errorf("p2p: ticket of %d bytes outside 1..%d", len(ticket), MaxTicketBytes)
+	}
+	h.ticketMu.Lock()
+	h.ticket = slices.Clone(ticket)
+	h.ticketMu.Unlock()
+	for _, p := range h.boot {
+		if h.host.Network().Connectedness(p) == network.Connected && h.track() {
+			go func() { defer h.wg.Done(); h.joinWithTicket(p) }()
+		}
+	}
+	return nil
+}
+
 // joinWithTicket presents the configured ticket to p, if there is one (see Join).
 func (h *Host) joinWithTicket(p peer.ID) {
-	if len(h.ticket) == 0 {
+	h.ticketMu.Lock()
+	ticket := h.ticket
+	h.ticketMu.Unlock()
+	if len(ticket) == 0 {
 		return
 	}
-	if err := h.Join(h.ctx, p, h.ticket); err != nil {
+	if err := h.Join(h.ctx, p, ticket); err != nil {
 		h.log.Warn("p2p: join", "peer", p, "err", err)
 		// Not left connected as a stranger until p expels it: disconnect, and the bootstrap
 		// loop dials and presents the ticket again.

@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/medledger/medledger/chain"
+
 	"github.com/medledger/medledger/chain/keyfile"
 )
 
@@ -83,4 +85,23 @@ func readBounded(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
+}
+
+// NodeKey returns the raw Ed25519 key a libp2p peer id embeds: a member node's key on the
+// ledger, or a patient's signing key for a wallet.
+func NodeKey(p peer.ID) (chain.PubKey, error) {
+	pk, err := p.ExtractPublicKey()
+	if err != nil {
+		return chain.PubKey{}, err
+	}
+	raw, err := pk.Raw()
+	if err != nil {
+		return chain.PubKey{}, err
+	}
+	var k chain.PubKey
+	if len(raw) != len(k) {
+		return chain.PubKey{}, fmt.Errorf("peer %s has a %d-byte key, not an Ed25519 key", p, len(raw))
+	}
+	copy(k[:], raw)
+	return k, nil
 }

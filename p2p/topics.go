@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -74,6 +77,8 @@ type topic struct {
 	validate Validator
 	ps       *pubsub.Topic
 	sub      *pubsub.Subscription
+	// verdicts counts the validator's answers to other peers' payloads (TopicVerdicts).
+	accepted, ignored, rejected atomic.Uint64
 }
 
 // JoinTopic joins a gossip topic, with the validator every payload from another peer must
@@ -185,6 +190,7 @@ func (h *Host) topicValidator(t *topic) pubsub.ValidatorEx {
 			// Not the relayer's fault if it relays what a peer of its class may send; we
 			// just do not take it from this peer (see topicAllowed).
 			h.stats.gossipIgnored.Add(1)
+			t.ignored.Add(1)
 			return pubsub.ValidationIgnore
 		}
 		data := msg.GetData()
@@ -194,13 +200,16 @@ func (h *Host) topicValidator(t *topic) pubsub.ValidatorEx {
 		}
 		switch v {
 		case Accept:
+			t.accepted.Add(1)
 			msg.ValidatorData = value
 			return pubsub.ValidationAccept
 		case Ignore:
 			h.stats.gossipIgnored.Add(1)
+			t.ignored.Add(1)
 			return pubsub.ValidationIgnore
 		}
 		h.stats.gossipRejected.Add(1)
+		t.rejected.Add(1)
 		h.Penalize(from, Invalid(fmt.Errorf("p2p: invalid payload of %d bytes on %s", len(data), t.name)))
 		return pubsub.ValidationReject
 	}
@@ -337,4 +346,23 @@ func topicScoreParams() *pubsub.TopicScoreParams {
 		InvalidMessageDeliveriesWeight: invalidMessageWeight,
 		InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
 	}
+}
+
+// TopicVerdicts are the validator's answers on one topic to payloads from other peers.
+type TopicVerdicts struct {
+	Topic                       string // the short name
+	Accepted, Ignored, Rejected uint64
+}
+
+// TopicVerdicts returns, per joined topic, how many payloads from other peers were accepted,
+// ignored and rejected since the host started, sorted by topic.
+func (h *Host) TopicVerdicts() []TopicVerdicts {
+	h.topicsMu.Lock()
+	defer h.topicsMu.Unlock()
+	out := make([]TopicVerdicts, 0, len(h.topics))
+	for _, t := range h.topics {
+		out = append(out, TopicVerdicts{Topic: t.name, Accepted: t.accepted.Load(), Ignored: t.ignored.Load(), Rejected: t.rejected.Load()})
+	}
+	slices.SortFunc(out, func(a, b TopicVerdicts) int { return strings.Compare(a.Topic, b.Topic) })
+	return out
 }

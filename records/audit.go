@@ -73,7 +73,7 @@ func (r *Service) flushJournal(ctx context.Context) {
 	registered := false
 	var todo []chain.AccessEntry
 	err = r.query(ctx, func(view state.View) error {
-		me, err := state.Provider(view, r.self)
+		me, err := state.Reader(view, r.self)
 		registered = err == nil && me != nil
 		for _, e := range pending {
 			id := e.Request.ID()
@@ -176,7 +176,7 @@ func (r *Service) flushReceipts(ctx context.Context) {
 	registered := false
 	var todo []chain.AccessReceipt
 	err = r.query(ctx, func(view state.View) error {
-		me, err := state.Provider(view, r.self)
+		me, err := state.Reader(view, r.self)
 		registered = err == nil && me != nil
 		for _, rc := range pending {
 			id := rc.Request.ID()

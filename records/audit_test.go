@@ -1,6 +1,7 @@
 package records
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -125,14 +126,14 @@ func testStaleHolder(t *testing.T, f *recFixture, r *running) {
 	}
 	require.Empty(t, pending(t, stale), "a stale holder journals nothing")
 	// Its own users: a refusal is not logged; the author still reads its own record.
-	res, err := stale.Read(ctx, id, testPurpose, false)
+	res, err := stale.Read(ctx, id, testPurpose, false, testRole)
 	require.NoError(t, err)
 	require.Equal(t, "local", res.Holder)
 	staleReader := f.newRecordsWith(func(c *Config) {
 		c.Keys, c.BlobDir = noConsent, filepath.Join(t.TempDir(), "blobs")
 		c.Now = func() time.Time { return time.Now().Add(time.Minute) }
 	})
-	_, err = staleReader.Read(ctx, id, testPurpose, false)
+	_, err = staleReader.Read(ctx, id, testPurpose, false, testRole)
 	require.ErrorIs(t, err, ErrAccessRefused)
 	require.ErrorIs(t, err, ErrStaleView)
 	require.Empty(t, pending(t, staleReader))
@@ -181,8 +182,9 @@ func testRefusalLimit(t *testing.T, f *recFixture, r *running) {
 	for _, req := range reqs[1:] {
 		require.Nil(t, f.access(req.ID()), "purpose %q: a second refusal of the same requester and record was logged", req.Purpose)
 	}
-	// Another record of the same requester is another key (the near miss).
-	out2, err := r.Import(ctx, p.id(), readTestdata(t, "observation.json"))
+	// Another record of the same requester is another key (the near miss). (The same resource
+	// again would be the same record: imports are idempotent.)
+	out2, err := r.Import(ctx, p.id(), bytes.ReplaceAll(readTestdata(t, "observation.json"), []byte(`"obs-bp-1"`), []byte(`"obs-bp-2"`)))
 	require.NoError(t, err)
 	other := f.request(k, out2[0].ID, time.Now())
 	require.Equal(t, exchange.StatusRefused, r.Fetch(ctx, f.peer, other).Status)
@@ -313,7 +315,7 @@ func TestRemoteReads(t *testing.T) {
 	}
 
 	// An honest read past a stalled and a tampering holder.
-	res, err := b.Read(ctx, id, testPurpose, false)
+	res, err := b.Read(ctx, id, testPurpose, false, testRole)
 	require.NoError(t, err)
 	require.Equal(t, hA.ID().String(), res.Holder)
 	require.NoError(t, ctx.Err())
@@ -339,7 +341,7 @@ func TestRemoteReads(t *testing.T) {
 	a.hideServes.Store(true)
 	netB.holders = []peer.ID{hA.ID()}
 	before := len(accessIDs(a.Service, p.id()))
-	_, err = b.Read(ctx, id, testPurpose, false)
+	_, err = b.Read(ctx, id, testPurpose, false, testRole)
 	require.NoError(t, err)
 	var hidden chain.Hash
 	f.waitFor("the hidden read on the ledger by its receipt", func() bool {

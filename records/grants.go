@@ -256,3 +256,66 @@ func (r *Service) CoSignEmergency(ctx context.Context, key chain.PrivKey, provid
 	r.log.Info("co-signed a break-glass access", "provider", provider, "patient", patient, "reason", code, "window", window, "ordinal", count+1)
 	return &CoSignature{CoSigner: body.CoSigner, CoSig: body.CoSig, Window: window, Ordinal: count + 1}, nil
 }
+
+// WrapForClaim wraps the data key of the sealed claim record id (which this node authored) to
+// every active payer a claim on the ledger names on it (state.ClaimPayers), stores the envelopes
+// and pushes them to the replicas, so the payer can read the claim from any holder. A payer's read
+// from this node is also served by wrapping on the fly (Fetch); this only saves it the trip.
+// It returns the payers wrapped for.
+func (r *Service) WrapForClaim(ctx context.Context, id chain.Hash) ([]chain.Address, error) {
+	var rec *state.RecordState
+	var payers []chain.Address
+	keys := map[chain.Address]envelope.PublicKey{}
+	err := r.query(ctx, func(view state.View) error {
+		var err error
+		if rec, err = state.Record(view, id); err != nil || rec == nil {
+			return err
+		}
+		now, err := tipTime(view)
+		if err != nil {
+			return err
+		}
+		if payers, err = state.ClaimPayers(view, now, rec); err != nil {
+			return err
+		}
+		for _, p := range payers {
+			m, err := state.Member(view, p)
+			if err != nil {
+				return err
+			}
+			k, err := envelope.ParsePublicKey(m.EncryptionKey)
+			if err != nil {
+				return fmt.Errorf("payer %s's encryption key: %w", p, err)
+			}
+			keys[p] = k
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case rec == nil:
+		return nil, fmt.Errorf("%w: %s", ErrRecordNotFound, id)
+	case rec.Author != r.self:
+		return nil, fmt.Errorf("%w: record %s was authored by %s, not this node's provider", ErrBadRequest, id.Short(), rec.Author)
+	}
+	var envs []envelope.Envelope
+	var done []chain.Address
+	for _, p := range payers {
+		to := keys[p]
+		if _, err := r.blobs.Envelope(rec.ID, to.KeyID()); err == nil {
+			done = append(done, p)
+			continue
+		}
+		env, err := r.wrap(rec, to)
+		if err != nil {
+			return done, fmt.Errorf("wrap record %s for payer %s: %w", id.Short(), p, err)
+		}
+		envs = append(envs, env)
+		done = append(done, p)
+	}
+	if len(envs) > 0 {
+		r.pushAllAsync([]pushJob{{id: rec.ID, hash: rec.CiphertextHash, envs: envs}})
+	}
+	return done, nil
+}

@@ -34,7 +34,10 @@ import (
 const recWait = 30 * time.Second
 
 // testPurpose is the purpose of use of the tests' grants and reads: treatment.
-const testPurpose = "TREAT"
+const (
+	testPurpose = "TREAT"
+	testRole    = "clinician"
+)
 
 // fakeRecordNet is a RecordNet without peers: nothing is replicated or fetched remotely, and
 // DHT announcements are only counted.
@@ -232,6 +235,12 @@ func newRecFixtureWith(t *testing.T, mempool replica.MempoolConfig) *recFixture 
 // newRecFixtureParams is newRecFixtureWith with the genesis parameters adjusted by set.
 func newRecFixtureParams(t *testing.T, mempool replica.MempoolConfig, set func(*chain.Params)) *recFixture {
 	t.Helper()
+	return newRecFixtureGenesis(t, mempool, set, nil)
+}
+
+// newRecFixtureGenesis is newRecFixtureParams with edit applied to the whole genesis (nil: none).
+func newRecFixtureGenesis(t *testing.T, mempool replica.MempoolConfig, set func(*chain.Params), edit func(*chain.Genesis)) *recFixture {
+	t.Helper()
 	key := testKey(t, "records-authority")
 	licKey := testKey(t, "records-licensing-board")
 	params := chain.DefaultParams()
@@ -244,6 +253,9 @@ func newRecFixtureParams(t *testing.T, mempool replica.MempoolConfig, set func(*
 		Authorities:          []chain.Authority{{Key: key.Public(), Name: "solo"}},
 		LicensingAuthorities: []chain.Authority{{Key: licKey.Public(), Name: "board"}},
 		Params:               params,
+	}
+	if edit != nil {
+		edit(g)
 	}
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
@@ -513,7 +525,7 @@ func (f *recFixture) erase(p *testPatient, ids ...chain.Hash) {
 func (f *recFixture) request(k *Keys, id chain.Hash, issued time.Time) *chain.AccessRequest {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	req := &chain.AccessRequest{Record: id, RequesterNode: f.peerKey, Holder: f.nodeKey, Purpose: testPurpose,
+	req := &chain.AccessRequest{Role: "clinician", Record: id, RequesterNode: f.peerKey, Holder: f.nodeKey, Purpose: testPurpose,
 		IssuedMs: issued.UnixMilli(), Nonce: binary.LittleEndian.Uint64(b[:])}
 	req.Sign(k.Signing, f.g.ChainID)
 	return req

@@ -169,7 +169,8 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 		return refuse(exchange.StatusRefused, "request already used: sign a new one")
 	}
 	var rec *state.RecordState
-	var prov *state.ProviderRecord
+	var prov *state.MemberRecord
+	var self *state.MemberRecord // the record's own patient, reading it with their wallet
 	var cerr error
 	var logged, stale, throttled bool
 	err := r.query(ctx, func(view state.View) error {
@@ -187,7 +188,16 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 		if rec, err = state.Record(view, req.Record); err != nil || rec == nil {
 			return err
 		}
-		if prov, err = state.Provider(view, req.Requester.Address()); err != nil || prov == nil {
+		// A provider, or a payer (CheckAccess lets it read only the sealed claims naming it).
+		if prov, err = state.Reader(view, req.Requester.Address()); err != nil {
+			return err
+		}
+		if prov == nil {
+			// A patient reads their own records without consent; never as an emergency.
+			m, err := state.MemberByKey(view, req.Requester)
+			if err == nil && m != nil && m.Role == chain.RolePatient && m.ID == rec.Patient && !req.Emergency {
+				self = m
+			}
 			return err
 		}
 		now, err := tipTime(view)
@@ -214,8 +224,12 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 		return refuse(exchange.StatusNotFound, "record erased")
 	case !r.blobs.Has(rec.CiphertextHash):
 		return refuse(exchange.StatusNotFound, "not held here")
-	case prov == nil:
-		return refuse(exchange.StatusRefused, "requester is not a registered provider")
+	case prov == nil && self == nil:
+		return refuse(exchange.StatusRefused, "requester is not a registered provider (nor the record's patient)")
+	}
+	// A request whose role the ledger would refuse is refused before it costs an entry.
+	if err := state.CheckRequestRole(req.Role, self != nil); err != nil {
+		return refuse(exchange.StatusRefused, err.Error())
 	}
 	if cerr != nil {
 		reason := truncateReason(consentReason(cerr))
@@ -228,10 +242,16 @@ func (r *Service) Fetch(ctx context.Context, from peer.ID, req *chain.AccessRequ
 		}
 		return refuse(exchange.StatusRefused, reason)
 	}
-	keyID := envelope.KeyIDOf(prov.EncryptionKey)
+	var encKey []byte
+	if prov != nil {
+		encKey = prov.EncryptionKey
+	} else {
+		encKey = self.EncryptionKey
+	}
+	keyID := envelope.KeyIDOf(encKey)
 	env, err := r.blobs.Envelope(rec.ID, keyID)
 	if err != nil && rec.Author == r.self {
-		to, perr := envelope.ParsePublicKey(prov.EncryptionKey)
+		to, perr := envelope.ParsePublicKey(encKey)
 		if perr == nil {
 			if env, err = r.wrapKey(rec, to); err == nil {
 				r.storeWrapped(rec.ID, env)

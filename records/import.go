@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -13,58 +14,14 @@ import (
 	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/node/fhir"
 	"github.com/medledger/medledger/records/blobstore"
+	"github.com/medledger/medledger/records/index"
 	"github.com/medledger/medledger/wallet/envelope"
 )
-
-// ImportedRecord is one record an import anchored.
-type ImportedRecord struct {
-	ID           chain.Hash `json:"id"`
-	ResourceType string     `json:"resourceType"`
-	Version      uint64     `json:"version"`
-	Height       uint64     `json:"height"`
-}
 
 // sealedRecord is a record sealed and stored locally, waiting for its anchor.
 type sealedRecord struct {
 	anchor chain.RecordAnchor
 	sealed *envelope.Sealed
-}
-
-// Import validates FHIR JSON (one resource or a Bundle) for one patient, seals each resource
-// to the patient, this provider and every provider the patient's consents currently cover,
-// stores the ciphertexts, anchors them and waits for the anchors to commit. Nothing is anchored
-// unless every resource is valid.
-func (r *Service) Import(ctx context.Context, patient chain.Address, data []byte) ([]ImportedRecord, error) {
-	resources, err := r.fhir.Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
-	}
-	fid, err := fhir.SinglePatient(resources)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
-	}
-	if err := fhir.AssignPatient(resources, fid); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
-	}
-	recs := make([]sealedRecord, len(resources))
-	for i, res := range resources {
-		var id chain.Hash
-		if _, err := rand.Read(id[:]); err != nil {
-			return nil, err
-		}
-		recs[i].anchor = chain.RecordAnchor{ID: id, Patient: patient, ResourceType: res.ResourceType, Version: 1}
-	}
-	// Each resource is stored on its own, so references between the document's entries by
-	// fullUrl become Type/id, and a resource without an id is named by its record id.
-	resources, err = fhir.Standalone(resources, func(i int) string { return recs[i].anchor.ID.String() })
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidFHIR, err)
-	}
-	plain := make([][]byte, len(resources))
-	for i, res := range resources {
-		plain[i] = res.JSON
-	}
-	return r.sealAndAnchor(ctx, recs, plain)
 }
 
 // Amend stores a new version of record id: the FHIR resource replaces it, the old version stays
@@ -99,14 +56,35 @@ func (r *Service) Amend(ctx context.Context, id chain.Hash, data []byte) (*Impor
 		return nil, err
 	}
 	recs := []sealedRecord{{anchor: chain.RecordAnchor{ID: nid, Patient: prev.Patient, ResourceType: prev.ResourceType, Version: prev.RecVersion + 1, Supersedes: id}}}
-	out, err := r.sealAndAnchor(ctx, recs, [][]byte{resources[0].JSON})
+	out, err := r.sealAndAnchor(ctx, recs, [][]byte{resources[0].JSON}, nil)
 	if err != nil {
 		return nil, err
 	}
+	r.rememberAmendment(prev, nid, resources[0])
 	return &out[0], nil
 }
 
-func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain [][]byte) ([]ImportedRecord, error) {
+// rememberAmendment moves the FHIR key of an imported record to its amended version, so that
+// importing the amended resource again is a no-op and the previous one a change.
+func (r *Service) rememberAmendment(prev *state.RecordState, nid chain.Hash, res fhir.Resource) {
+	if res.ID == "" {
+		return
+	}
+	key := r.names.name(prev.Patient, res.ResourceType+"/"+res.ID)
+	e, ok, err := r.idx.FHIR(prev.Patient, key)
+	if err != nil || !ok || e.Latest != prev.ID {
+		return // not this node's import of that Type/id
+	}
+	e.Latest, e.Content = nid, sha256.Sum256(res.JSON)
+	if err := r.idx.PutFHIR(prev.Patient, map[string]index.FHIREntry{key: e}); err != nil {
+		r.log.Error("amend: FHIR key not kept", "record", nid.Short(), "err", err)
+	}
+}
+
+// sealAndAnchor seals, stores and anchors the records and waits for their anchors to commit;
+// progress (if not nil) hears 0 once the records are sealed and stored, then how many have
+// committed after each anchor transaction does.
+func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain [][]byte, progress func(done int)) ([]ImportedRecord, error) {
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: nothing to import", ErrInvalidFHIR)
 	}
@@ -211,6 +189,9 @@ func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 	for i := range recs {
 		recs[i].anchor.CiphertextHash, recs[i].anchor.Size = hashes[i], uint64(len(recs[i].sealed.Ciphertext))
 	}
+	if progress != nil {
+		progress(0)
+	}
 	out := make([]ImportedRecord, 0, len(recs))
 	type pending struct {
 		ch     <-chan Outcome
@@ -257,6 +238,9 @@ func (r *Service) sealAndAnchor(ctx context.Context, recs []sealedRecord, plain 
 		top = max(top, h)
 		for _, rec := range recs[w.from:w.to] {
 			out = append(out, ImportedRecord{ID: rec.anchor.ID, ResourceType: rec.anchor.ResourceType, Version: rec.anchor.Version, Height: h})
+		}
+		if progress != nil {
+			progress(len(out))
 		}
 	}
 	r.waitIndexed(wctx, top)

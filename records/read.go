@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/chain/state"
+	"github.com/medledger/medledger/p2p"
 	"github.com/medledger/medledger/records/blobstore"
 	"github.com/medledger/medledger/records/exchange"
 	"github.com/medledger/medledger/wallet/envelope"
@@ -30,8 +31,12 @@ type ReadResult struct {
 // remote, leaves an access entry on the ledger; a remote one also this node's receipt. On a
 // stale view of the ledger this node judges nothing itself: it neither serves its own copy nor
 // logs a refusal, and leaves the decision to a remote holder with a fresh view (its own records'
-// author needs no consent, so reads them from its copy whatever the view's age).
-func (r *Service) Read(ctx context.Context, id chain.Hash, purpose string, emergency bool) (*ReadResult, error) {
+// author needs no consent, so reads them from its copy whatever the view's age). role is the
+// staff role of the person asking (chain.AccessRequest.Role): it goes on the ledger with the read.
+func (r *Service) Read(ctx context.Context, id chain.Hash, purpose string, emergency bool, role string) (*ReadResult, error) {
+	if err := chain.ValidateRole(role); err != nil {
+		return nil, err
+	}
 	var rec *state.RecordState
 	var cerr error
 	var stale bool
@@ -43,7 +48,7 @@ func (r *Service) Read(ctx context.Context, id chain.Hash, purpose string, emerg
 		if rec, err = state.Record(view, id); err != nil || rec == nil {
 			return err
 		}
-		me, err := state.Provider(view, r.self)
+		me, err := state.Reader(view, r.self)
 		if err != nil {
 			return err
 		}
@@ -65,7 +70,7 @@ func (r *Service) Read(ctx context.Context, id chain.Hash, purpose string, emerg
 	case rec.Erased:
 		return nil, fmt.Errorf("%w: %s was erased at the patient's request", ErrRecordErased, id)
 	}
-	req := r.newRequest(id, purpose, emergency, r.nodeKey) // for this node as the holder
+	req := r.newRequest(id, purpose, emergency, role, r.nodeKey) // for this node as the holder
 	if cerr != nil && stale {
 		return nil, fmt.Errorf("%w: %s (%w: a consent given since may not be seen yet; try again when this node has caught up)",
 			ErrAccessRefused, consentReason(cerr), ErrStaleView)
@@ -139,7 +144,7 @@ func (r *Service) fetchRemote(ctx context.Context, rec *state.RecordState, req *
 		if kerr != nil {
 			continue
 		}
-		hreq := r.newRequest(rec.ID, req.Purpose, req.Emergency, hk)
+		hreq := r.newRequest(rec.ID, req.Purpose, req.Emergency, req.Role, hk)
 		resp, err := r.fetchOne(ctx, h, hreq, rec)
 		if err != nil {
 			said = append(said, err.Error())
@@ -211,30 +216,15 @@ func (r *Service) fetchOne(ctx context.Context, h peer.ID, hreq *chain.AccessReq
 }
 
 // newRequest signs a request for record id addressed to the holder node holder.
-func (r *Service) newRequest(id chain.Hash, purpose string, emergency bool, holder chain.PubKey) *chain.AccessRequest {
-	req := &chain.AccessRequest{Record: id, RequesterNode: r.nodeKey, Holder: holder, Purpose: purpose, Emergency: emergency,
+func (r *Service) newRequest(id chain.Hash, purpose string, emergency bool, role string, holder chain.PubKey) *chain.AccessRequest {
+	req := &chain.AccessRequest{Record: id, RequesterNode: r.nodeKey, Holder: holder, Purpose: purpose, Emergency: emergency, Role: role,
 		IssuedMs: r.now().UnixMilli(), Nonce: randUint64()}
 	req.Sign(r.keys.Signing, r.chainID)
 	return req
 }
 
-// NodeKeyOf returns the raw Ed25519 key a libp2p peer id embeds.
-func NodeKeyOf(p peer.ID) (chain.PubKey, error) {
-	pk, err := p.ExtractPublicKey()
-	if err != nil {
-		return chain.PubKey{}, err
-	}
-	raw, err := pk.Raw()
-	if err != nil {
-		return chain.PubKey{}, err
-	}
-	var k chain.PubKey
-	if len(raw) != len(k) {
-		return chain.PubKey{}, fmt.Errorf("peer %s has a %d-byte key, not an Ed25519 key", p, len(raw))
-	}
-	copy(k[:], raw)
-	return k, nil
-}
+// NodeKeyOf returns the raw Ed25519 key a libp2p peer id embeds (p2p.NodeKey).
+func NodeKeyOf(p peer.ID) (chain.PubKey, error) { return p2p.NodeKey(p) }
 
 func randUint64() uint64 {
 	var b [8]byte

@@ -92,7 +92,13 @@ type mesh struct {
 // newMesh starts n registered provider nodes on a chain whose genesis sets replicas.
 func newMesh(t *testing.T, n, replicas int, timing repairTiming) *mesh {
 	t.Helper()
-	f := newRecFixtureParams(t, replica.MempoolConfig{}, func(p *chain.Params) { p.Replicas = uint32(replicas) })
+	return newMeshGenesis(t, n, replicas, timing, nil)
+}
+
+// newMeshGenesis is newMesh with edit applied to the genesis (nil: none).
+func newMeshGenesis(t *testing.T, n, replicas int, timing repairTiming, edit func(*chain.Genesis)) *mesh {
+	t.Helper()
+	f := newRecFixtureGenesis(t, replica.MempoolConfig{}, func(p *chain.Params) { p.Replicas = uint32(replicas) }, edit)
 	m := &mesh{f: f, mn: mocknet.New(), timing: timing}
 	if os.Getenv("MESHLOG") != "" {
 		f.log = slog.New(slog.NewTextHandler(os.Stderr, nil))

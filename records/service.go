@@ -123,6 +123,12 @@ type Service struct {
 
 	txMu sync.Mutex // own transactions: nonce allocation and submission in order
 
+	// bindings are the patients' FHIR Patient bindings (binding.go); importLocks serializes
+	// imports per patient.
+	bindings    *bindings
+	names       *localNamer
+	importLocks keyedLocks
+
 	// idx is the persisted per-patient index (records/index.go follows the ledger into it);
 	// indexed is the last block this service indexed and reacted to (under mu).
 	idx     *index.Index
@@ -204,6 +210,14 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	bd, err := openBindings(cfg.BlobDir + "/bindings")
+	if err != nil {
+		return nil, err
+	}
+	names, err := newLocalNamer(cfg.Keys.Signing.Seed())
+	if err != nil {
+		return nil, err
+	}
 	v, err := fhir.Shared()
 	if err != nil {
 		return nil, err
@@ -229,7 +243,7 @@ func New(cfg Config) (*Service, error) {
 		pushQ: make(chan []pushJob, pushQueueLen), storeSem: make(chan struct{}, maxBackgroundStores), provideQ: make(chan chain.Hash, 1<<16),
 		pace: frame.NewPeerLimits(pushRatePerPeer, pushBurstPerPeer), unpushed: up, timing: defaultRepairTiming(),
 		pushQuota: newMemberQuota("push", quotaBytes, quotaWindow, quotaRate), pullQuota: newMemberQuota("pull", quotaBytes, quotaWindow, quotaRate),
-		refused: make(map[refusalKey]time.Time),
+		refused: make(map[refusalKey]time.Time), bindings: bd, names: names,
 	}, nil
 }
 
@@ -255,28 +269,53 @@ func (r *Service) Run(ctx context.Context) {
 	r.bg.Wait()
 }
 
-// registerSelf registers the provider from its licence file, once, retrying until it is on
-// the ledger. Without a licence file the node runs unregistered (it can read nothing).
+// licenceWatch is how often a node without a licence file looks for one.
+const licenceWatch = 2 * time.Second
+
+// registerSelf registers the member from its licence file (a provider's, or another attested
+// role's such as a payer's), once, retrying until it is on the ledger in the licence's role. Without a licence file the node runs unregistered (it can read nothing) until
+// the file appears.
 func (r *Service) registerSelf(ctx context.Context) {
 	lic, err := r.readLic(r.licence)
 	if errors.Is(err, os.ErrNotExist) {
-		r.log.Info("no provider licence: this node is not a registered provider", "file", r.licence, "provider_id", r.self)
-		return
+		r.log.Info("no provider licence: this node is not a registered provider until one is installed (medledger provider register)", "file", r.licence, "provider_id", r.self)
+		// A practice's licence may arrive while its node runs: watch for the file.
+		for errors.Is(err, os.ErrNotExist) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(licenceWatch):
+			}
+			lic, err = r.readLic(r.licence)
+		}
 	}
 	if err != nil {
 		r.log.Error("provider licence unreadable", "err", err)
 		return
 	}
 	for {
-		registered := false
+		registered, synced := false, false
 		_ = r.query(ctx, func(view state.View) error {
-			p, err := state.Provider(view, r.self)
-			registered = err == nil && p != nil
+			m, err := state.Member(view, r.self)
+			registered = err == nil && m != nil && m.Role == lic.Role
+			h, _, err := state.Tip(view)
+			synced = err == nil && h > 0
 			return nil
 		})
 		if registered {
-			r.log.Info("provider registered", "provider_id", r.self)
+			r.log.Info("member registered", "role", lic.Role, "member_id", r.self)
 			return
+		}
+		// Not before the node holds a block: until the members let it in (its licence is its
+		// ticket) nobody relays what it gossips, and a registration lost that way would block
+		// the signer's only valid nonce until it expires.
+		if !synced {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(licenceWatch):
+			}
+			continue
 		}
 		body := &chain.RegisterProvider{Licence: *lic, EncryptionKey: r.keys.Encryption.Public().Bytes()}
 		if _, _, err := r.submit(ctx, chain.TxRegisterProvider, body, true); err != nil && ctx.Err() == nil {
@@ -289,3 +328,7 @@ func (r *Service) registerSelf(ctx context.Context) {
 		}
 	}
 }
+
+// ReplicationBacklog is the number of records this node authored that not every assigned
+// holder has confirmed yet (the repair loop pushes them again).
+func (r *Service) ReplicationBacklog() int { return r.unpushed.len() }

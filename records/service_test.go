@@ -144,7 +144,7 @@ func testImportListRead(t *testing.T, f *recFixture, r *running) {
 
 	// The author reads every record from its own copy; the first once more.
 	for i, rec := range append(out, out[0]) {
-		res, err := r.Read(ctx, rec.ID, testPurpose, false)
+		res, err := r.Read(ctx, rec.ID, testPurpose, false, testRole)
 		require.NoError(t, err)
 		require.Equal(t, "local", res.Holder)
 		require.Equal(t, rec.ID, res.Record.ID)
@@ -201,7 +201,7 @@ func testImportRefusals(t *testing.T, f *recFixture, r *running) {
 	}{
 		{"invalid FHIR", p.id(), invalid, ErrInvalidFHIR},
 		{"not JSON", p.id(), []byte(`{"resourceType":`), ErrInvalidFHIR},
-		{"two patients", p.id(), twoPatients, ErrInvalidFHIR},
+		{"two patients", p.id(), twoPatients, ErrOtherPerson},
 		{"unregistered patient", stranger.id(), readTestdata(t, "bundle-collection.json"), ErrNotRegistered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -237,7 +237,7 @@ func testJournal(t *testing.T, f *recFixture, r1 *running) {
 	// A second service over the same blob dir serves a read and "crashes" before its flusher
 	// runs: it is never started.
 	r2 := f.newRecords()
-	res, err := r2.Read(ctx, id, testPurpose, false)
+	res, err := r2.Read(ctx, id, testPurpose, false, testRole)
 	require.NoError(t, err)
 	require.Equal(t, "local", res.Holder)
 	pend := pending(t, r2)
@@ -543,7 +543,7 @@ func testErase(t *testing.T, f *recFixture, r *running) {
 		require.Empty(t, envs)
 		require.NoFileExists(t, filepath.Join(f.blobDir, "envelopes", id.String()))
 
-		_, err = r.Read(ctx, id, testPurpose, false)
+		_, err = r.Read(ctx, id, testPurpose, false, testRole)
 		require.ErrorIs(t, err, ErrRecordErased)
 		resp := r.Fetch(ctx, f.peer, f.request(b, id, time.Now()))
 		require.Equal(t, exchange.StatusNotFound, resp.Status)
@@ -554,7 +554,7 @@ func testErase(t *testing.T, f *recFixture, r *running) {
 	envs, err := r.blobs.Envelopes(kept)
 	require.NoError(t, err)
 	require.Len(t, envs, 3) // patient, author, grantee
-	_, err = r.Read(ctx, kept, testPurpose, false)
+	_, err = r.Read(ctx, kept, testPurpose, false, testRole)
 	require.NoError(t, err)
 
 	list, err := r.List(ctx, p.id())

@@ -96,20 +96,32 @@ func (r *Service) ListPage(ctx context.Context, patient chain.Address, p Page) (
 	if err != nil {
 		return nil, "", pageErr(err)
 	}
-	out := make([]RecordJSON, 0, len(recs))
+	ids := make([]chain.Hash, len(recs))
+	for i, ir := range recs {
+		ids[i] = ir.ID
+	}
+	var out []RecordJSON
 	err = r.query(ctx, func(view state.View) error {
-		for _, ir := range recs {
-			rec, err := state.Record(view, ir.ID)
-			if err != nil {
-				return err
-			}
-			if rec != nil {
-				out = append(out, recordJSON(rec))
-			}
-		}
-		return nil
+		out, err = RecordsJSON(view, ids)
+		return err
 	})
 	return out, next, err
+}
+
+// RecordsJSON describes the records ids name in view (the node's state, or a wallet's proved
+// one); ids it does not hold are left out.
+func RecordsJSON(view state.View, ids []chain.Hash) ([]RecordJSON, error) {
+	out := make([]RecordJSON, 0, len(ids))
+	for _, id := range ids {
+		rec, err := state.Record(view, id)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil {
+			out = append(out, recordJSON(rec))
+		}
+	}
+	return out, nil
 }
 
 // ConsentJSON is one consent (or emergency access) of a patient.
@@ -149,33 +161,41 @@ func (r *Service) ConsentsPage(ctx context.Context, patient chain.Address, p Pag
 	}
 	var out []ConsentJSON
 	err = r.query(ctx, func(view state.View) error {
-		now, err := tipTime(view)
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			c, err := state.Consent(view, id)
-			if err != nil {
-				return err
-			}
-			if c == nil {
-				continue
-			}
-			j := ConsentJSON{ID: c.ID, Patient: c.Patient, Grantee: c.Grantee, Scope: c.Scope.Kind.String(), Types: c.Scope.Types, Records: c.Scope.Records,
-				Purpose: c.Purpose, GrantedHeight: c.GrantedHeight, GrantedTime: msTime(c.GrantedTime), Emergency: c.Emergency,
-				CoSigned: c.CoSigned, AfterRevocation: c.AfterRevocation, Revoked: c.Revoked, RevokedHeight: c.RevokedHeight}
-			if c.Emergency {
-				j.Reason = c.ReasonCode.String()
-			}
-			if c.ExpiresMs != 0 {
-				j.Expires = msTime(c.ExpiresMs)
-			}
-			j.Active = !c.Revoked && (c.ExpiresMs == 0 || now < c.ExpiresMs)
-			out = append(out, j)
-		}
-		return nil
+		out, err = ConsentsJSON(view, ids)
+		return err
 	})
 	return out, next, err
+}
+
+// ConsentsJSON describes the consents ids name in view, each active or not at view's block
+// time; ids it does not hold are left out.
+func ConsentsJSON(view state.View, ids []chain.Hash) ([]ConsentJSON, error) {
+	now, err := tipTime(view)
+	if err != nil {
+		return nil, err
+	}
+	var out []ConsentJSON
+	for _, id := range ids {
+		c, err := state.Consent(view, id)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			continue
+		}
+		j := ConsentJSON{ID: c.ID, Patient: c.Patient, Grantee: c.Grantee, Scope: c.Scope.Kind.String(), Types: c.Scope.Types, Records: c.Scope.Records,
+			Purpose: c.Purpose, GrantedHeight: c.GrantedHeight, GrantedTime: msTime(c.GrantedTime), Emergency: c.Emergency,
+			CoSigned: c.CoSigned, AfterRevocation: c.AfterRevocation, Revoked: c.Revoked, RevokedHeight: c.RevokedHeight}
+		if c.Emergency {
+			j.Reason = c.ReasonCode.String()
+		}
+		if c.ExpiresMs != 0 {
+			j.Expires = msTime(c.ExpiresMs)
+		}
+		j.Active = !c.Revoked && (c.ExpiresMs == 0 || now < c.ExpiresMs)
+		out = append(out, j)
+	}
+	return out, nil
 }
 
 // AccessJSON is one logged access to a patient's record, as its holder logged it, its requester
@@ -184,6 +204,9 @@ type AccessJSON struct {
 	RequestID chain.Hash    `json:"request_id"`
 	Record    chain.Hash    `json:"record"`
 	Accessor  chain.Address `json:"accessor"`
+	// Role is the role (a staff role of the requesting practice, or "patient" for the patient's
+	// own read) the read was asked under, as the requester's signed request names it.
+	Role      string        `json:"role"`
 	Holder    chain.Address `json:"holder"`
 	Height    uint64        `json:"height"`
 	Time      string        `json:"time"`
@@ -226,27 +249,35 @@ func (r *Service) AccessesPage(ctx context.Context, patient chain.Address, p Pag
 	}
 	out := []AccessJSON{}
 	err = r.query(ctx, func(view state.View) error {
-		views, err := state.AccessesOf(view, patient, ids)
-		if err != nil {
-			return err
-		}
-		for _, v := range views {
-			j := AccessJSON{RequestID: v.RequestID, Record: v.Record, LoggedBy: v.LoggedBy(), UnloggedByHolder: v.UnloggedByHolder,
-				RefusedButReceived: v.RefusedButReceived}
-			if a := v.Entry; a != nil {
-				j.Accessor, j.Holder, j.Height, j.Time, j.Purpose, j.Emergency, j.Outcome, j.Reason = a.Accessor, a.Holder, a.Height,
-					msTime(a.Time), a.Purpose, a.Emergency, a.Outcome.String(), a.Reason
-			} else {
-				rc := v.Receipt
-				j.Accessor, j.Height, j.Time, j.Purpose, j.Emergency, j.Outcome = rc.Requester, rc.Height, msTime(rc.Time), rc.Purpose,
-					rc.Emergency, chain.AccessServed.String()
-			}
-			if v.Emergency != nil {
-				j.CoSigned, j.AfterRevocation, j.EmergencyReason = v.Emergency.CoSigned, v.Emergency.AfterRevocation, v.Emergency.ReasonCode.String()
-			}
-			out = append(out, j)
-		}
-		return nil
+		out, err = AccessesJSON(view, patient, ids)
+		return err
 	})
 	return out, next, err
+}
+
+// AccessesJSON describes the reads of patient's records that request ids name in view: the
+// holder's entry, the requester's receipt, or both, with what they say together.
+func AccessesJSON(view state.View, patient chain.Address, ids []chain.Hash) ([]AccessJSON, error) {
+	views, err := state.AccessesOf(view, patient, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := []AccessJSON{}
+	for _, v := range views {
+		j := AccessJSON{RequestID: v.RequestID, Record: v.Record, LoggedBy: v.LoggedBy(), UnloggedByHolder: v.UnloggedByHolder,
+			RefusedButReceived: v.RefusedButReceived}
+		if a := v.Entry; a != nil {
+			j.Accessor, j.Role, j.Holder, j.Height, j.Time, j.Purpose, j.Emergency, j.Outcome, j.Reason = a.Accessor, a.Role, a.Holder, a.Height,
+				msTime(a.Time), a.Purpose, a.Emergency, a.Outcome.String(), a.Reason
+		} else {
+			rc := v.Receipt
+			j.Accessor, j.Role, j.Height, j.Time, j.Purpose, j.Emergency, j.Outcome = rc.Requester, rc.Role, rc.Height, msTime(rc.Time), rc.Purpose,
+				rc.Emergency, chain.AccessServed.String()
+		}
+		if v.Emergency != nil {
+			j.CoSigned, j.AfterRevocation, j.EmergencyReason = v.Emergency.CoSigned, v.Emergency.AfterRevocation, v.Emergency.ReasonCode.String()
+		}
+		out = append(out, j)
+	}
+	return out, nil
 }

@@ -34,6 +34,18 @@ func TestInitFourNodes(t *testing.T) {
 	if err != nil || board.Public() != g.LicensingAuthorities[0].Key {
 		t.Fatalf("licensing key does not match genesis: %v", err)
 	}
+	// The payers' registry: the one genesis issuer of payer licences, its key beside the board's.
+	payers, err := node.ReadKeyFile(PayersKeyFile(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []chain.Issuer{{Role: chain.RolePayer, Key: payers.Public(), Name: PayersRegistryName}}
+	if len(g.Issuers) != 1 || g.Issuers[0].Role != want[0].Role || g.Issuers[0].Key != want[0].Key || g.Issuers[0].Name != want[0].Name {
+		t.Fatalf("genesis issuers %+v, want %+v", g.Issuers, want)
+	}
+	if fi, err := os.Stat(PayersKeyFile(dir)); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("payers key file: %v", err)
+	}
 	ports := map[string]int{}
 	tcpAddrs := map[string]bool{}
 	for i := range n {

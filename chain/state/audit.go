@@ -42,14 +42,20 @@ type ReceiptRecord struct {
 	Time          int64
 	// Consent is the emergency access an emergency read was made under, as for AccessRecord.
 	Consent chain.Hash
+	Role    string // the role the request named (chain.AccessRequest.Role)
 }
 
 // accessReceipts records the reads the signer received, once per request id. Each receipt must
 // carry a request the signer signed, for a known record, with that record's ciphertext hash.
 // Receipts over MaxReceiptsPerPatientWindow per (requester, patient) are skipped.
 func (e *executor) accessReceipts(signer chain.Address, b *chain.AccessReceipts, res *TxResult) error {
-	if err := e.needProvider(signer, "signer"); err != nil {
+	// A payer reading a claim it is named on receipts its reads as a provider does.
+	if p, err := ActivePayer(e.o, signer, e.h.Time); err != nil {
 		return err
+	} else if p == nil {
+		if err := e.needProvider(signer, "signer"); err != nil {
+			return err
+		}
 	}
 	seen := make(map[chain.Hash]bool, len(b.Receipts))
 	for i := range b.Receipts {
@@ -73,6 +79,9 @@ func (e *executor) accessReceipts(signer chain.Address, b *chain.AccessReceipts,
 		}
 		if req := rc.Request.Requester.Address(); req != signer {
 			return fmt.Errorf("state: access receipt %d: request %s is %s's, not the signer %s's", i, id.Short(), req, signer)
+		}
+		if err := CheckRequestRole(rc.Request.Role, false); err != nil {
+			return fmt.Errorf("state: access receipt %d (request %s): %w", i, id.Short(), err)
 		}
 		rec, err := Record(e.o, rc.Request.Record)
 		if err != nil {
@@ -107,8 +116,11 @@ func (e *executor) accessReceipts(signer chain.Address, b *chain.AccessReceipts,
 		e.o.Set(receiptKey(id), chain.Encode(&ReceiptRecord{
 			Version: RecordVersion, RequestID: id, Record: rec.ID, Patient: rec.Patient, Requester: signer,
 			RequesterNode: rc.Request.RequesterNode, HolderNode: rc.Request.Holder, Purpose: rc.Request.Purpose,
-			Emergency: rc.Request.Emergency, Height: e.h.Height, Time: e.h.Time, Consent: consent,
+			Emergency: rc.Request.Emergency, Height: e.h.Height, Time: e.h.Time, Consent: consent, Role: rc.Request.Role,
 		}))
+		if err := e.logForPatient(rec.Patient, LogReceipt, id); err != nil {
+			return err
+		}
 		res.event(EventReceiptRecorded, "request %s: record %s of patient %s received by %s", id.Short(), rec.ID.Short(), rec.Patient, signer)
 	}
 	return nil

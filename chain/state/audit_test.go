@@ -121,7 +121,7 @@ func TestAccessReceipts(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, &ReceiptRecord{
 		Version: RecordVersion, RequestID: q.ID(), Record: rec.ID, Patient: addr(r.alice), Requester: addr(r.nurse),
-		RequesterNode: nodeKeyOf(r.nurse.Public()), HolderNode: testHolderNode, Purpose: "TREAT", Height: r.height, Time: r.time,
+		RequesterNode: nodeKeyOf(r.nurse.Public()), HolderNode: testHolderNode, Purpose: "TREAT", Height: r.height, Time: r.time, Role: "clinician",
 	}, rc)
 	out = r.apply(r.receiptTx(r.nurse, good))
 	require.Equal(t, []string{EventReceiptDuplicate}, eventTypes(out.Results[0]))

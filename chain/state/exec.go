@@ -167,6 +167,28 @@ func (e *executor) run(tx *chain.Tx, hash chain.Hash, sigOK bool) (TxResult, err
 		err = e.ackErase(addr, b, &res)
 	case *chain.AccessReceipts:
 		err = e.accessReceipts(addr, b, &res)
+	case *chain.PlanPublish:
+		err = e.publishPlan(addr, b, &res)
+	case *chain.PlanRetire:
+		err = e.retirePlan(addr, b, &res)
+	case *chain.MembershipEnrol:
+		err = e.enrolMembership(addr, b, &res)
+	case *chain.MembershipChange:
+		err = e.changeMembership(addr, b, &res)
+	case *chain.MembershipCancel:
+		err = e.cancelMembership(addr, b, &res)
+	case *chain.PaymentRecord:
+		err = e.recordPayment(addr, hash, b, &res)
+	case *chain.PayerSchedule:
+		err = e.payerSchedule(addr, b, &res)
+	case *chain.CoverageSet:
+		err = e.coverageSet(addr, b, &res)
+	case *chain.ClaimSubmit:
+		err = e.claimSubmit(addr, b, &res)
+	case *chain.ClaimDecide:
+		err = e.claimDecide(addr, b, &res)
+	case *chain.ClaimDispute:
+		err = e.claimDispute(addr, b, &res)
 	default:
 		err = fmt.Errorf("state: no rule for transaction kind %s", tx.Kind)
 	}

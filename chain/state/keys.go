@@ -50,6 +50,15 @@ import (
 //	                       Sum256 of the ciphertext hash, see blobKey); never deleted, so a
 //	                       ciphertext belongs to one record for ever
 //	receipt/<32B id>       ReceiptRecord: a requester's receipt of a read (id = the request's id)
+//	plog/head/<20B patient>
+//	                       patientLogHead: the length of the patient's log (patientlog.go)
+//	plog/item/<20B patient><8B seq>
+//	                       PatientLogEntry: the seq-th state item concerning the patient (a
+//	                       record version, consent, access entry or receipt), so that a wallet
+//	                       can prove it was told all of them
+//	plan/, plans/, mship/, mships/, payment/, payref/, schedule/, coverage/, coverages/,
+//	claim/, claimdup/, claimvol/
+//	                       billing and claims (listed in billing_records.go)
 //	rate/<1B kind><subject><8B window>
 //	                       rateRecord: a per-window counter (see ratelimit.go); deleted through
 //	                       the expiry index once its window has certainly ended
@@ -121,8 +130,9 @@ func expiryKey(height uint64, page uint32) []byte {
 }
 
 // RecordVersion is the encoding version of every record this package writes. A node refuses to
-// read a record of another version rather than guess at its meaning.
-const RecordVersion = 1
+// read a record of another version rather than guess at its meaning. Version 2 added the
+// requester's role to access entries and receipts.
+const RecordVersion = 2
 
 // maxRecordBytes bounds what a record decode will accept; the largest records are a full role
 // list (MaxMembersPerRole entries of about 31 bytes) and a set record (MaxAuthoritySetBytes);
@@ -293,6 +303,8 @@ type AccessRecord struct {
 	// Consent is the emergency access a served emergency read was granted under (zero for other
 	// reads, or if none was in force when the entry was logged); its flags show with the read.
 	Consent chain.Hash
+	// Role is the role (not the person) at the requester that asked, as the request named it.
+	Role string
 }
 
 // pairRecord indexes the consents from one patient to one grantee.

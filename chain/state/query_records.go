@@ -87,7 +87,9 @@ func Access(view View, requestID chain.Hash) (*AccessRecord, error) {
 }
 
 // CheckAccess decides whether requester may read rec at block time timeMs for purpose, as an
-// emergency (break-glass) read or not. The record's author may always read it: (nil, nil).
+// emergency (break-glass) read or not. The record's author may always read it: (nil, nil); so
+// may an active payer that a claim on the record names, for purpose "payment" or "" and never as
+// an emergency (checkPayerAccess).
 // Otherwise it returns the first non-revoked consent, in grant order, from rec.Patient to
 // requester that is active at timeMs (ExpiresMs == 0 or timeMs < ExpiresMs), is an emergency
 // access exactly when emergency is set, is for purpose (purpose "" accepts any) and whose scope
@@ -99,6 +101,12 @@ func CheckAccess(view View, timeMs int64, requester chain.Address, rec *RecordSt
 	}
 	if rec.Erased {
 		return nil, fmt.Errorf("%w: record %s was erased at height %d", ErrErased, rec.ID.Short(), rec.ErasedHeight)
+	}
+	// A payer reads only the sealed claims that name it (claims_access.go).
+	if p, err := memberOfRole(view, requester, chain.RolePayer); err != nil {
+		return nil, err
+	} else if p != nil {
+		return nil, checkPayerAccess(view, timeMs, p, rec, purpose, emergency)
 	}
 	// Reading is a provider right: a provider whose licence lapsed or was revoked, or that left,
 	// reads nothing, not even what it authored.

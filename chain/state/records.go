@@ -143,6 +143,9 @@ func (e *executor) anchor(author chain.Address, a *chain.RecordAnchor, res *TxRe
 	}
 	e.o.Set(recordKey(a.ID), chain.Encode(rs))
 	e.o.Set(blobKey(a.CiphertextHash), chain.Encode(&blobRecord{Version: RecordVersion, Record: a.ID}))
+	if err := e.logForPatient(a.Patient, LogRecord, a.ID); err != nil {
+		return err
+	}
 	res.event(EventRecordAnchored, "record %s (root %s) of patient %s by %s", a.ID.Short(), rs.Root.Short(), a.Patient, author)
 	return nil
 }
@@ -230,7 +233,7 @@ func (e *executor) addConsent(c *ConsentRecord) error {
 	pair.IDs = append(pair.IDs, c.ID)
 	e.o.Set(grantsKey(c.Patient, c.Grantee), chain.Encode(pair))
 	e.o.Set(consentKey(c.ID), chain.Encode(c))
-	return nil
+	return e.logForPatient(c.Patient, LogConsent, c.ID)
 }
 
 // revokeConsent withdraws one of the signer's consents (or an emergency access to the signer).
@@ -284,8 +287,13 @@ func (e *executor) revokeConsent(patient chain.Address, b *chain.ConsentRevoke, 
 // refused, so a requester spamming a holder cannot make the holder's served entries fail with
 // them.
 func (e *executor) accessLog(holder chain.Address, b *chain.AccessLog, res *TxResult) error {
-	if err := e.needProvider(holder, "holder"); err != nil {
+	// A payer's node logs the refusals of its own reads (records.Service.Read) as a holder would.
+	if p, err := ActivePayer(e.o, holder, e.h.Time); err != nil {
 		return err
+	} else if p == nil {
+		if err := e.needProvider(holder, "holder"); err != nil {
+			return err
+		}
 	}
 	seen := make(map[chain.Hash]bool, len(b.Entries))
 	for i := range b.Entries {
@@ -309,7 +317,14 @@ func (e *executor) accessLog(holder chain.Address, b *chain.AccessLog, res *TxRe
 		if err := en.Request.VerifySig(e.m.chainID); err != nil {
 			return fmt.Errorf("state: access entry %d (request %s): %w", i, id.Short(), err)
 		}
-		requester, err := e.providerByKey(en.Request.Requester, "requester")
+		rec, err := Record(e.o, en.Request.Record)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			return fmt.Errorf("state: access entry %d (request %s) names unknown record %s", i, id.Short(), en.Request.Record.Short())
+		}
+		requester, err := e.requesterOf(&en.Request, rec)
 		if err != nil {
 			return err
 		}
@@ -319,13 +334,6 @@ func (e *executor) accessLog(holder chain.Address, b *chain.AccessLog, res *TxRe
 		}
 		if !ok {
 			return fmt.Errorf("state: access entry %d (request %s) is addressed to holder node %s, not to the signer %s", i, id.Short(), en.Request.Holder.Short(), holder)
-		}
-		rec, err := Record(e.o, en.Request.Record)
-		if err != nil {
-			return err
-		}
-		if rec == nil {
-			return fmt.Errorf("state: access entry %d (request %s) names unknown record %s", i, id.Short(), en.Request.Record.Short())
 		}
 		if en.Outcome == chain.AccessRefused {
 			ok, err := e.countRefusal(requester, rec)
@@ -346,9 +354,48 @@ func (e *executor) accessLog(holder chain.Address, b *chain.AccessLog, res *TxRe
 		e.o.Set(accessKey(id), chain.Encode(&AccessRecord{
 			Version: RecordVersion, RequestID: id, Record: rec.ID, Patient: rec.Patient, Accessor: requester, Holder: holder,
 			Purpose: en.Request.Purpose, Emergency: en.Request.Emergency, Outcome: en.Outcome, Reason: en.Reason,
-			Height: e.h.Height, Time: e.h.Time, Consent: consent,
+			Height: e.h.Height, Time: e.h.Time, Consent: consent, Role: en.Request.Role,
 		}))
+		if err := e.logForPatient(rec.Patient, LogAccess, id); err != nil {
+			return err
+		}
 		res.event(EventAccessLogged, "request %s: record %s of patient %s by %s, held by %s", id.Short(), rec.ID.Short(), rec.Patient, requester, holder)
+	}
+	return nil
+}
+
+// requesterOf is the member id behind an access request for rec: a provider (any record, by
+// consent or emergency access), the record's own patient reading it with their wallet key
+// (never as an emergency), or an active payer (never as an emergency).
+func (e *executor) requesterOf(q *chain.AccessRequest, rec *RecordState) (chain.Address, error) {
+	id, perr := e.providerByKey(q.Requester, "requester")
+	if perr == nil {
+		return id, CheckRequestRole(q.Role, false)
+	}
+	m, err := MemberByKey(e.o, q.Requester)
+	if err != nil {
+		return chain.Address{}, err
+	}
+	if m != nil && m.Role == chain.RolePatient && m.ID == rec.Patient && !q.Emergency {
+		return m.ID, CheckRequestRole(q.Role, true)
+	}
+	// A payer reads the sealed claims that name it (checkPayerAccess); its reads and refusals
+	// are logged like a provider's, so the patient sees them.
+	if m != nil && m.Role == chain.RolePayer && m.ActiveAt(e.h.Time) && !q.Emergency {
+		return m.ID, CheckRequestRole(q.Role, false)
+	}
+	return chain.Address{}, perr
+}
+
+// CheckRequestRole checks an access request's role against who signed it: the patient role is
+// the record's own patient's, and theirs alone, so a patient's audit can trust "patient" to mean
+// their own read.
+func CheckRequestRole(role string, byPatient bool) error {
+	switch {
+	case byPatient && role != chain.AccessRolePatient:
+		return fmt.Errorf("state: a patient's own read has role %q, not %q", chain.AccessRolePatient, role)
+	case !byPatient && role == chain.AccessRolePatient:
+		return fmt.Errorf("state: a provider's request claims the %q role", chain.AccessRolePatient)
 	}
 	return nil
 }

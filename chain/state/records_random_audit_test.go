@@ -196,3 +196,57 @@ func checkAuditInvariants(t *testing.T, where string, v *memView, g *recGen, sta
 		}
 	}
 }
+
+// checkPatientLogInvariants: the patient logs name every record, consent, access entry and
+// receipt in the state exactly once, in the log of the item's patient, and nothing else.
+func checkPatientLogInvariants(t *testing.T, where string, v *memView) {
+	t.Helper()
+	type item struct {
+		kind LogKind
+		id   chain.Hash
+	}
+	want := map[item]chain.Address{}
+	for _, r := range scanRecords(t, v) {
+		want[item{LogRecord, r.ID}] = r.Patient
+	}
+	for _, c := range scanConsents(t, v) {
+		want[item{LogConsent, c.ID}] = c.Patient
+	}
+	for _, k := range keysWithPrefix(v, prefixAccess) {
+		var id chain.Hash
+		copy(id[:], k[len(prefixAccess):])
+		a, err := Access(v, id)
+		require.NoError(t, err)
+		want[item{LogAccess, id}] = a.Patient
+	}
+	for _, k := range keysWithPrefix(v, prefixReceipt) {
+		var id chain.Hash
+		copy(id[:], k[len(prefixReceipt):])
+		rc, err := Receipt(v, id)
+		require.NoError(t, err)
+		want[item{LogReceipt, id}] = rc.Patient
+	}
+	got := map[item]chain.Address{}
+	entries := 0
+	for _, k := range keysWithPrefix(v, prefixLogHead) {
+		var p chain.Address
+		copy(p[:], k[len(prefixLogHead):])
+		n, err := PatientLogLength(v, p)
+		require.NoError(t, err)
+		log, err := PatientLog(v, p, 0, int(n)+1)
+		require.NoError(t, err)
+		require.Len(t, log, int(n), "%s: patient %s's log", where, p)
+		for i, e := range log {
+			it := item{e.Kind, e.ID}
+			_, dup := got[it]
+			require.False(t, dup, "%s: %s %s logged twice", where, e.Kind, e.ID.Short())
+			got[it] = p
+			if i > 0 {
+				require.GreaterOrEqual(t, e.Height, log[i-1].Height, "%s: patient %s's log out of order", where, p)
+			}
+		}
+		entries += int(n)
+	}
+	require.Len(t, keysWithPrefix(v, prefixLogItem), entries, "%s: log entries beyond the logs' lengths", where)
+	require.Equal(t, want, got, "%s: patient logs vs items in the state", where)
+}

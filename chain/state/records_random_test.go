@@ -257,7 +257,7 @@ func (g *recGen) request() chain.AccessRequest {
 	if r := g.someRecord(); r != nil && !g.chance(8) {
 		rec = r.ID
 	}
-	q := chain.AccessRequest{
+	q := chain.AccessRequest{Role: "clinician",
 		Record: rec, RequesterNode: nodeKeyOf(g.pick(g.all).Public()), Holder: g.holderNode(),
 		Purpose: randomPurposes[g.rng.IntN(len(randomPurposes))], Emergency: g.chance(3),
 		IssuedMs: g.time, Nonce: g.rng.Uint64(),
@@ -466,6 +466,7 @@ func randomRecordBlocks(t *testing.T, seed uint64, nBlocks int, stats map[string
 		where := fmt.Sprintf("seed %d block %d", seed, h.Height)
 		checkRecordInvariants(t, where, a.view, g, logged, stats)
 		checkAuditInvariants(t, where, a.view, g, stats)
+		checkPatientLogInvariants(t, where, a.view)
 	}
 }
 

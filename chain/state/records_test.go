@@ -82,7 +82,12 @@ var testHolderNode = func() chain.PubKey {
 }()
 
 func accessReq(k chain.PrivKey, record chain.Hash, purpose string, emergency bool, nonce uint64) chain.AccessRequest {
-	q := chain.AccessRequest{Record: record, RequesterNode: nodeKeyOf(k.Public()), Holder: testHolderNode, Purpose: purpose, Emergency: emergency,
+	return accessReqAs(k, "clinician", record, purpose, emergency, nonce)
+}
+
+// accessReqAs is accessReq with the requester's role named.
+func accessReqAs(k chain.PrivKey, role string, record chain.Hash, purpose string, emergency bool, nonce uint64) chain.AccessRequest {
+	q := chain.AccessRequest{Role: role, Record: record, RequesterNode: nodeKeyOf(k.Public()), Holder: testHolderNode, Purpose: purpose, Emergency: emergency,
 		IssuedMs: genesisTime, Nonce: nonce}
 	q.Sign(k, testChain)
 	return q
@@ -474,7 +479,7 @@ func TestAccessLog(t *testing.T) {
 	require.Equal(t, &AccessRecord{
 		Version: RecordVersion, RequestID: q1.ID(), Record: rec.ID, Patient: addr(r.alice), Accessor: addr(r.nurse),
 		Holder: addr(r.holder), Purpose: "TREAT", Emergency: false, Outcome: chain.AccessRefused, Reason: "no consent",
-		Height: r.height, Time: r.time,
+		Height: r.height, Time: r.time, Role: "clinician",
 	}, a1)
 	a2, err := Access(r.view, q2.ID())
 	require.NoError(t, err)
@@ -516,7 +521,7 @@ func TestAccessLog(t *testing.T) {
 	// A bad entry after a good one fails the whole transaction (fails checks nothing was written).
 	good := chain.AccessEntry{Request: accessReq(r.nurse, rec.ID, "TREAT", false, 5), Outcome: chain.AccessServed}
 	r.fails(r.accessLogTx(r.holder, good, chain.AccessEntry{Request: forged, Outcome: chain.AccessServed}), "access entry 1")
-	otherChain := chain.AccessRequest{Record: rec.ID, RequesterNode: nodeKeyOf(r.nurse.Public()), Holder: testHolderNode, Purpose: "TREAT", Nonce: 6}
+	otherChain := chain.AccessRequest{Role: "clinician", Record: rec.ID, RequesterNode: nodeKeyOf(r.nurse.Public()), Holder: testHolderNode, Purpose: "TREAT", Nonce: 6}
 	otherChain.Sign(r.nurse, "other-chain")
 	r.fails(r.accessLogTx(r.holder, chain.AccessEntry{Request: otherChain, Outcome: chain.AccessServed}), "access request for chain \"other-chain\"")
 	r.fails(r.accessLogTx(r.holder, chain.AccessEntry{Request: accessReq(r.stranger, rec.ID, "TREAT", false, 7), Outcome: chain.AccessServed}),

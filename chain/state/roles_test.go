@@ -345,7 +345,7 @@ func TestRotatedKeyAccessRequest(t *testing.T) {
 	n.apply(n.memberTx(doc, n.licenceFor(chain.RoleProvider, doc.Public(), n.lic, n.time+1e9)), n.patientTx(alice))
 	n.apply(n.anchorBy(doc, id(alice), "r"))
 	n.apply(n.tx(doc, chain.TxRotateKeys, chain.NewSigningKeyRotation(doc.Public(), doc2, testChain)))
-	req := chain.AccessRequest{Record: chain.Sum256([]byte("rec/r")), RequesterNode: nodeKeyOf(doc.Public()), Holder: nodeKeyOf(n.enroller.Public()),
+	req := chain.AccessRequest{Role: "clinician", Record: chain.Sum256([]byte("rec/r")), RequesterNode: nodeKeyOf(doc.Public()), Holder: nodeKeyOf(n.enroller.Public()),
 		Purpose: "TREAT", IssuedMs: n.time, Nonce: 1}
 	req.Sign(doc, testChain)
 	log := &chain.AccessLog{Entries: []chain.AccessEntry{{Request: req, Outcome: chain.AccessServed}}}

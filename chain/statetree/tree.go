@@ -31,6 +31,10 @@ var ErrNoSuchVersion = errors.New("statetree: no such version")
 // loads as the largest CPU cost at 20,000.
 const nodeCacheSize = 100_000
 
+// CacheBudget is about what the node cache holds when full (a node, its key and hash, and the
+// cache's list entry: some 300 bytes), for the node's memory limit.
+const CacheBudget = nodeCacheSize * 300
+
 // Tree is the authenticated state tree. It is safe for concurrent use: reads run in parallel,
 // Commit and Rollback exclude them.
 type Tree struct {
@@ -115,6 +119,15 @@ func (t *Tree) Root() chain.Hash {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return rootOf(t.latest)
+}
+
+// RootAt is the root hash of a saved version (an error if it is not kept).
+func (t *Tree) RootAt(version int64) (chain.Hash, error) {
+	it, err := t.immutable(version)
+	if err != nil {
+		return chain.Hash{}, err
+	}
+	return rootOf(it), nil
 }
 
 func rootOf(it *iavl.ImmutableTree) chain.Hash {

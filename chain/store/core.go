@@ -109,6 +109,11 @@ type Core struct {
 	flatAt     uint64 // its height
 	flatClosed bool
 	latest     *latestCache // values at flatAt, in front of the index (latest.go)
+
+	// durable is the height synced under SyncNone (tail.go); rolledFrom and rolledTo record a
+	// roll-back of a damaged tail by recovery.
+	durable              uint64
+	rolledFrom, rolledTo uint64
 }
 
 // Open opens a store over db and runs recovery: it rolls the state tree back to the commit marker
@@ -129,7 +134,7 @@ func Open(db KV, opts Options) (*Core, error) {
 }
 
 func open(db KV, opts Options) (*Core, error) {
-	c := &Core{kv: db, opts: opts, root: statetree.EmptyRoot, latest: newLatestCache(latestCacheBytes)}
+	c := &Core{kv: db, opts: opts, root: statetree.EmptyRoot, latest: newLatestCache(LatestCacheBytes)}
 	raw, err := db.Get(keyMarker)
 	if err != nil {
 		return nil, fmt.Errorf("store: read commit marker: %w", err)
@@ -143,6 +148,9 @@ func open(db KV, opts Options) (*Core, error) {
 		return nil, errors.Join(err, tree.Close())
 	}
 	if err := c.sweepSignChunks(); err != nil {
+		return nil, errors.Join(err, tree.Close())
+	}
+	if err := c.settleDurable(); err != nil {
 		return nil, errors.Join(err, tree.Close())
 	}
 	return c, nil
@@ -166,6 +174,9 @@ func (c *Core) recover(raw []byte) error {
 	}
 	m, err := decodeMarker(raw)
 	if err != nil {
+		return err
+	}
+	if m, err = c.checkUnsyncedTail(m); err != nil {
 		return err
 	}
 	fh, flatOK, err := c.flatHeight()
@@ -359,6 +370,11 @@ func (c *Core) Block(height uint64) (*chain.Block, error) {
 	if err := c.checkHeight(height); err != nil {
 		return nil, err
 	}
+	return c.readBlock(height)
+}
+
+// readBlock reads the block stored at height, committed or not, and checks it against its record.
+func (c *Core) readBlock(height uint64) (*chain.Block, error) {
 	meta, err := c.blockMeta(height)
 	if err != nil {
 		return nil, err
@@ -388,6 +404,10 @@ func (c *Core) Cert(height uint64) (*chain.CommitCert, error) {
 	if err := c.checkHeight(height); err != nil {
 		return nil, err
 	}
+	return c.readCert(height)
+}
+
+func (c *Core) readCert(height uint64) (*chain.CommitCert, error) {
 	raw, err := c.kv.Get(heightKey(pCert, height))
 	if err != nil {
 		return nil, fmt.Errorf("store: certificate %d: %w", height, err)
@@ -618,8 +638,9 @@ func (c *Core) Commit(b *chain.Block, cert *chain.CommitCert, cs state.ChangeSet
 	c.pubMu.Lock()
 	c.height, c.root, c.lastHash = h, root, blockHash
 	c.pubMu.Unlock()
-	// 4. Pruning, after the commit point: a crash in it leaves the block committed.
-	if err := c.prune(); err != nil {
+	// 4. Pruning, and under SyncNone a sync now and then, after the commit point: a crash in
+	// either leaves the block committed.
+	if err := errors.Join(c.prune(), c.syncTail()); err != nil {
 		c.broken = err
 		return root, fmt.Errorf("store: block %d is committed, but %w; reopen the store", h, err)
 	}

@@ -7,11 +7,11 @@ import (
 	"github.com/medledger/medledger/chain/state"
 )
 
-// latestCacheBytes bounds the memory of the latest-state cache (keys, values and per-entry
+// LatestCacheBytes bounds the memory of the latest-state cache (keys, values and per-entry
 // overhead). The hot set is small (authority set, params, the registered providers, the
 // accounts of pending signers), so a few MiB keep almost every read of execution and admission
 // out of the KV, whose gets walk the memtables and every level.
-const latestCacheBytes = 8 << 20
+const LatestCacheBytes = 8 << 20
 
 // latestEntryOverhead approximates an entry's bookkeeping (map slot, string and slice headers).
 const latestEntryOverhead = 64

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/medledger/medledger/records/index"
 	"io"
 	"net/http"
 	"os"
@@ -53,7 +54,11 @@ and measures, in one run, every figure of issue 10's table it can (docs/bench.md
     testnet's licensing authority as its ticket, node0 as bootstrap) syncs the whole chain: time
     to node0's height and transactions of history replayed per second;
   - restart (--restart, default on): node1 stopped with SIGTERM and started again: time until
-    its API answers and until it is back at node0's height.
+    its API answers and until it is back at node0's height;
+  - scale (--scale N, default 1000000; 0 skips), before the network starts: a per-patient index
+    (records/index) grown with synthetic blocks to 10^4, 10^5 and 10^6 records over 100,000
+    patients (up to N), timing one patient's record list, consents and accesses and a reopen at
+    each size.
 
 With --cpuprofile DIR every node runs with 'medledger node --cpuprofile DIR/node<i>.pprof' (the
 full node DIR/full.pprof, node1 after its restart DIR/node1-restart.pprof); the nodes stop with
@@ -84,6 +89,7 @@ Benchmarks report figures; nothing here is a pass/fail test. Progress goes to st
 	cmd.Flags().DurationVar(&o.overload, "overload", 30*time.Second, "length of the overload step at twice the sustained load, followed by a recovery step at the sustained load (0 skips both)")
 	cmd.Flags().BoolVar(&o.catchUp, "catch-up", true, "after the other phases, time a fresh full node syncing the chain")
 	cmd.Flags().BoolVar(&o.restart, "restart", true, "at the end, time node1's restart (SIGTERM, start, API up, back at the head)")
+	cmd.Flags().Uint64Var(&o.scale, "scale", 1_000_000, "largest index size of the scale phase, records (0 skips it)")
 	return cmd
 }
 
@@ -98,6 +104,7 @@ type benchOptions struct {
 	recordReplicas                   int
 	cpuProfile, memProfile           string
 	overload                         time.Duration
+	scale                            uint64
 	catchUp, restart                 bool
 }
 
@@ -138,6 +145,8 @@ type benchReport struct {
 	Records  *recordsReport  `json:"records,omitempty"`
 	CatchUp  *catchUpReport  `json:"catch_up,omitempty"`
 	Restart  *restartReport  `json:"restart,omitempty"`
+	// Scale is the per-patient index at growing sizes (scale phase).
+	Scale []index.ScalePoint `json:"scale,omitempty"`
 	// Note says what the run could not measure, and why.
 	Note string `json:"note,omitempty"`
 	// Profiles lists the profile files written (with --cpuprofile, --memprofile).
@@ -205,6 +214,12 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	rep.Ceiling = rep.VerifyPerCore * float64(rep.Cores) / float64(o.n)
 	rep.BatchCeiling = rep.BatchVerifyPerCore * float64(rep.Cores) / float64(o.n)
 	fmt.Fprintf(progress, "  %.0f verifications/s/core one by one, %.0f in batches of %d\n", rep.VerifyPerCore, rep.BatchVerifyPerCore, rep.BatchSize)
+
+	if o.scale > 0 {
+		if rep.Scale, err = scalePhase(progress, o.scale); err != nil {
+			return fmt.Errorf("scale phase: %w", err)
+		}
+	}
 
 	nw, err := startBenchNetwork(ctx, progress, o)
 	var full *fullNode // the catch-up phase's node, stopped with the network
@@ -498,3 +513,28 @@ func sizeEncryptionKey(chainID string, target int) (keyLen, txBytes int) {
 	keyLen = max(1, target-(probe(100)-100))
 	return keyLen, probe(keyLen)
 }
+
+// scalePhase grows a per-patient index to 10^4, 10^5 and 10^6 records (up to max) in a temporary
+// directory and times one patient's lists at each size.
+func scalePhase(progress io.Writer, max uint64) ([]index.ScalePoint, error) {
+	var sizes []uint64
+	for n := uint64(10_000); n <= max; n *= 10 {
+		sizes = append(sizes, n)
+	}
+	if len(sizes) == 0 {
+		sizes = []uint64{max}
+	}
+	dir, err := os.MkdirTemp("", "medledger-scale-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprintf(progress, "scale: a per-patient index grown to %v records over %d patients...\n", sizes, scalePatients)
+	return index.MeasureScale(dir, sizes, scalePatients, func(p index.ScalePoint) {
+		fmt.Fprintf(progress, "  %d records (built in %.0f s, %d tables): list %.0f µs, consents %.0f µs, accesses %.0f µs, reopen %.1f ms\n",
+			p.Records, p.GrowSecs, p.Tables, p.ListUs, p.ConsentsUs, p.AccessesUs, p.ReopenMs)
+	})
+}
+
+// scalePatients is how many patients the scale phase spreads its records over.
+const scalePatients = 100_000

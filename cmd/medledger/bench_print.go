@@ -123,7 +123,19 @@ func printBench(w io.Writer, r *benchReport) {
 		row(fmt.Sprintf("node%d restart at height %d", rs.Node, rs.Height), fmt.Sprintf("stopped in %.1f s; API after %.2f s, at the head after %.2f s %s", rs.StopSeconds, rs.APISeconds, rs.HeadSeconds, rs.Note),
 			"does not replay the chain (flat in history)", "")
 	}
-	row("per-patient list, consents, accesses at 10^4 → 10^6 records", "not measured by this bench", "time flat", "")
+	if len(r.Scale) > 0 {
+		var vals []string
+		lo, hi := r.Scale[0], r.Scale[0]
+		for _, p := range r.Scale {
+			vals = append(vals, fmt.Sprintf("%dk: %.0f/%.0f/%.0f µs, reopen %.0f ms", p.Records/1000, p.ListUs, p.ConsentsUs, p.AccessesUs, p.ReopenMs))
+			lo.ListUs, hi.ListUs = min(lo.ListUs, p.ListUs), max(hi.ListUs, p.ListUs)
+		}
+		flat := hi.ListUs <= 2*lo.ListUs
+		row(fmt.Sprintf("per-patient list/consents/accesses at %d → %d records", r.Scale[0].Records, r.Scale[len(r.Scale)-1].Records),
+			strings.Join(vals, "; ")+fmt.Sprintf(" (list %.1f× from smallest to largest)", hi.ListUs/lo.ListUs), "time flat", met(flat, true))
+	} else {
+		row("per-patient list, consents, accesses at 10^4 → 10^6 records", "not measured (--scale 0)", "time flat", "")
+	}
 	_ = tw.Flush()
 	if r.Note != "" {
 		fmt.Fprintf(w, "\nNote: %s\n", r.Note)

@@ -184,7 +184,12 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) (err error) {
 		return fmt.Errorf("demo story: %w", err)
 	}
 	fmt.Fprintf(w, "Load: %d registrations/s through the nodes' HTTP APIs (1 in 5 a provider licensed by the testnet's board, the rest pseudonymous patients). Ctrl-C stops.\n", o.txRate)
-	fmt.Fprintf(w, "Try: medledger status --home %s\n\n", nw.Home(0))
+	fmt.Fprintf(w, "Try: medledger status --home %s\n", nw.Home(0))
+	if addr, err := nw.APIAddr(0); err == nil {
+		// The practice's web page is served on the node's own API address (node/webui).
+		fmt.Fprintf(w, "Practice web page: http://%s/ui/ (sign in as a staff user: medledger users add --home %s --name YOU --role clinician)\n", addr, nw.Home(0))
+	}
+	fmt.Fprintln(w)
 
 	view := newDemoView(nw)
 	view.skipCommitted(ctx) // count only the load's transactions, not the story's

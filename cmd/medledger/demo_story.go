@@ -17,8 +17,11 @@ import (
 	"time"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/chain/state"
 	"github.com/medledger/medledger/node"
+	"github.com/medledger/medledger/node/staff"
 	"github.com/medledger/medledger/records"
+	"github.com/medledger/medledger/sync/light"
 	"github.com/medledger/medledger/testnet/procnet"
 	"github.com/medledger/medledger/testnet/synth"
 	"github.com/medledger/medledger/wallet/keystore"
@@ -58,6 +61,9 @@ type story struct {
 	peer     []string
 	// practice and specialist are node indexes.
 	practice, specialist int
+	// clinician is the session token of a clinician's staff account at the specialist, and
+	// clinicianName its user name.
+	clinician, clinicianName string
 }
 
 // storyPatient is one synthetic patient of the story.
@@ -133,6 +139,42 @@ func (s *story) call(ctx context.Context, i int, method, path string, body []byt
 		return code, h, nil, fmt.Errorf("node%d: %s %s: %w", i, method, routeOf(path), err)
 	}
 	return code, h, data, nil
+}
+
+// callAs is call with a staff member's session token instead of the operator's.
+func (s *story) callAs(ctx context.Context, i int, token, method, path string, body []byte, ctype string) (int, http.Header, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, storyRequest)
+	defer cancel()
+	code, h, data, err := s.nw.RequestAs(ctx, i, token, method, path, ctype, body)
+	if err != nil {
+		return code, h, nil, fmt.Errorf("node%d: %s %s: %w", i, method, routeOf(path), err)
+	}
+	return code, h, data, nil
+}
+
+// clinicianSession adds a clinician's staff account at node i (what medledger users add does)
+// and logs in as them: the specialist's reads are then a person's, and the ledger records
+// their role.
+func (s *story) clinicianSession(ctx context.Context, i int) error {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	name, password := "dr-"+hex.EncodeToString(b[:2]), hex.EncodeToString(b[2:])
+	if err := staff.Add(node.Home(s.nw.Home(i)).UsersFile(), name, staff.RoleClinician, password, staff.DefaultHashParams, rand.Reader, time.Now()); err != nil {
+		return fmt.Errorf("node%d: add a clinician: %w", i, err)
+	}
+	body, _ := json.Marshal(node.LoginRequest{Name: name, Password: password})
+	code, _, data, err := s.callAs(ctx, i, "", http.MethodPost, "/v1/login", body, "application/json")
+	if err != nil {
+		return err
+	}
+	var l node.LoginJSON
+	if code != http.StatusOK || json.Unmarshal(data, &l) != nil || l.Token == "" {
+		return fmt.Errorf("node%d: the clinician's login answered %d: %s", i, code, apiReason(data))
+	}
+	s.clinician, s.clinicianName = l.Token, name
+	return nil
 }
 
 // callJSON is call for a JSON answer: anything but 2xx is an error carrying the node's reason.
@@ -246,7 +288,7 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 		dir := filepath.Join(walletDir, fmt.Sprintf("patient%d", k+1))
 		var err error
 		if p.wallet, err = keystore.Create(dir, rand.Reader); errors.Is(err, keystore.ErrExists) {
-			p.wallet, err = keystore.Open(dir)
+			p.wallet, err = keystore.Open(dir, nil) // the demo writes plaintext (version 1) wallets
 		}
 		if err != nil {
 			return fmt.Errorf("patient %d wallet: %w", k+1, err)
@@ -311,15 +353,18 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 	if err := s.waitAll(ctx, anchored); err != nil {
 		return err
 	}
+	if err := s.clinicianSession(ctx, s.specialist); err != nil {
+		return err
+	}
 	readPath := "/v1/records/" + target.ID.String() + "?purpose=" + node.DefaultPurpose
-	code, _, data, err := s.call(ctx, s.specialist, http.MethodGet, readPath, nil, "")
+	code, _, data, err := s.callAs(ctx, s.specialist, s.clinician, http.MethodGet, readPath, nil, "")
 	if err != nil {
 		return err
 	}
 	switch {
 	case code == http.StatusForbidden:
-		s.say("The specialist (node%d) asks for one of patient 1's records (%s %s, record %s) for %s, without consent: refused (HTTP %d).",
-			s.specialist, article(target.ResourceType), target.ResourceType, short(target.ID.String()), node.DefaultPurpose, code)
+		s.say("A clinician at the specialist (node%d; staff account %s, logged in with their own password) asks for one of patient 1's records (%s %s, record %s) for %s, without consent: refused (HTTP %d).",
+			s.specialist, s.clinicianName, article(target.ResourceType), target.ResourceType, short(target.ID.String()), node.DefaultPurpose, code)
 		s.detail("reason: %s", apiReason(data))
 	case code/100 == 2:
 		return fmt.Errorf("the specialist read record %s without consent (HTTP %d): the consent check did not refuse it", short(target.ID.String()), code)
@@ -348,7 +393,7 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 	var header http.Header
 	err = procnet.WaitFor(ctx, storyStep, time.Second, "the specialist's read with consent", func(ctx context.Context) (bool, error) {
 		var err error
-		code, header, data, err = s.call(ctx, s.specialist, http.MethodGet, readPath, nil, "")
+		code, header, data, err = s.callAs(ctx, s.specialist, s.clinician, http.MethodGet, readPath, nil, "")
 		switch {
 		case err != nil:
 			return false, err
@@ -395,19 +440,72 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 	if err != nil {
 		return err
 	}
-	s.say("Patient 1's audit trail on the ledger (GET %s on node%d) shows both:", routeOf(auditPath), s.practice)
+	s.say("Patient 1's audit trail on the ledger (GET %s on node%d) shows both, with the role the clinician asked under (the person is only in node%d's own audit log):", routeOf(auditPath), s.practice, s.specialist)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "   \taccessor\trecord\theight\tlogged by\toutcome\n")
+	fmt.Fprintf(tw, "   \taccessor\trole\trecord\theight\tlogged by\toutcome\n")
 	for _, a := range accesses {
 		outcome := a.Outcome
 		if a.Reason != "" {
 			outcome += ": " + apiReason([]byte(a.Reason))
 		}
-		fmt.Fprintf(tw, "   \t%s\t%s\t%d\t%s\t%s\n", s.providerRole(a.Accessor), short(a.Record.String()), a.Height, s.providerRole(a.Holder), outcome)
+		fmt.Fprintf(tw, "   \t%s\t%s\t%s\t%d\t%s\t%s\n", s.providerRole(a.Accessor), a.Role, short(a.Record.String()), a.Height, s.providerRole(a.Holder), outcome)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "   Try: medledger wallet audit --dir %s --home %s\n\n", filepath.Dir(p1.wallet.File()), nw.Home(s.practice))
+	return s.patientChecks(ctx, p1, target.ID, len(accesses))
+}
+
+// patientChecks is the story's last step: patient 1's own wallet, a light client over the wallet
+// protocol with the patient's key, verifies the chain and the audit, and reads a record itself.
+func (s *story) patientChecks(ctx context.Context, p1 *storyPatient, target chain.Hash, apiAccesses int) error {
+	// Proofs are against the newest certified header, whose state is one block behind the
+	// node's: wait for the block after the one the API read.
+	var ls *ledgerSession
+	var ps *light.PatientState
+	var accesses []records.AccessJSON
+	err := procnet.WaitFor(ctx, storyStep, 500*time.Millisecond, "patient 1's wallet proving the audit", func(ctx context.Context) (bool, error) {
+		if ls != nil {
+			ls.close()
+		}
+		var err error
+		if ls, err = openLedger(ctx, p1.wallet, &ledgerFlags{}, s.nw.Home(s.practice)); err != nil {
+			return false, err
+		}
+		if ps, err = ls.patientState(ctx, p1.wallet); err != nil {
+			return false, err
+		}
+		accesses, err = records.AccessesJSON(ps.View(), p1.wallet.PatientID(), ps.IDs(state.LogAccess, state.LogReceipt))
+		return err == nil && len(accesses) >= apiAccesses, err
+	})
+	if ls != nil {
+		defer ls.close()
+	}
+	if err != nil {
+		return err
+	}
+	var rec *state.RecordState
+	nrec := 0
+	for _, it := range ps.Items {
+		if it.Record != nil {
+			nrec++
+			if it.Record.ID == target {
+				rec = it.Record
+			}
+		}
+	}
+	if rec == nil {
+		return fmt.Errorf("patient 1's wallet did not find record %s in the proved log", short(target.String()))
+	}
+	s.say("Patient 1's own wallet checks all of it, trusting no node: it connects to node%d over the wallet protocol with the patient's key (no API token), verifies %d headers and their certificates from genesis, and proves the patient's whole log against the header of block %d: %d records, %d consent(s), %d accesses, as the API said.",
+		s.practice, ps.Header.Height, ps.Header.Height, nrec, len(ps.IDs(state.LogConsent)), len(accesses))
+	plain, err := ls.primary.ReadOwn(ctx, p1.wallet.SigningKey(), p1.wallet.EncryptionKey(), rec)
+	if err != nil {
+		return fmt.Errorf("patient 1 reading their own record: %w", err)
+	}
+	s.say("Patient 1 reads their own %s (record %s): fetched as themselves, checked against the proved anchor, decrypted in the wallet (%d bytes). The read goes on the ledger like any other, with the patient as the accessor.",
+		rec.ResourceType, short(rec.ID.String()), len(plain))
+	fmt.Fprintf(s.w, "   Try: medledger wallet records get --dir %s --home %s %s\n\n", filepath.Dir(p1.wallet.File()), s.nw.Home(s.practice), rec.ID)
 	return nil
 }

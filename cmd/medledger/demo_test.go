@@ -71,9 +71,9 @@ func TestDemoLeavesNoPHI(t *testing.T) {
 		}
 	}
 	for _, outcome := range []string{"refused", "served"} {
-		row := regexp.MustCompile(`(?m)^\s+node2 \(the specialist\)\s+\S+\s+\d+\s+.*\s` + outcome + `\b`)
+		row := regexp.MustCompile(`(?m)^\s+node2 \(the specialist\)\s+clinician\s+\S+\s+\d+\s+.*\s` + outcome + `\b`)
 		if !row.MatchString(text) {
-			t.Errorf("the demo's audit trail has no %s access by the specialist", outcome)
+			t.Errorf("the demo's audit trail has no %s access by a clinician at the specialist", outcome)
 		}
 	}
 	if strings.Contains(text, "interrupted during the story") {

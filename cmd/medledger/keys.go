@@ -23,7 +23,7 @@ func keysCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return fmt.Errorf("--out is required")
+				return usagef("--out is required")
 			}
 			k, err := chain.GenerateKey(rand.Reader)
 			if err != nil {

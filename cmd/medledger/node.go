@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"context"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -20,13 +20,15 @@ func nodeCmd() *cobra.Command {
 		Use:   "node --home HOME",
 		Short: "Run a node in the foreground until SIGINT or SIGTERM",
 		Long: `node runs the MedLedger node whose home directory is HOME (config.toml, genesis.json, keys/,
-data/, api.token; see "medledger testnet init"). It logs with the [log] settings of config.toml
+data/, api.token; see "medledger init" and "medledger testnet init"). A node behind its peers
+syncs to their head first, with a progress bar when standard error is a terminal and a log
+line every 10 s otherwise, then follows the chain. It logs with the [log] settings of config.toml
 (--log-level overrides the level), serves the HTTP API on [api] listen, and on SIGINT or SIGTERM
 stops the API, the replica, the libp2p host and the store in that order and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if home == "" {
-				return fmt.Errorf("--home is required")
+				return usagef("--home is required (or set $%s)", homeEnv)
 			}
 			cfg, err := node.LoadConfig(home)
 			if err != nil {
@@ -61,19 +63,30 @@ stops the API, the replica, the libp2p host and the store in that order and exit
 					}
 				}()
 			}
+			runCtx := ctx
 			if memProfile != "" {
-				defer func() {
+				// The profile is taken when the signal arrives, before the node closes its
+				// stores and caches, so that it shows what a running node holds.
+				var cancel context.CancelFunc
+				runCtx, cancel = context.WithCancel(context.Background())
+				defer cancel()
+				go func() {
+					<-ctx.Done()
 					if err := writeHeapProfile(memProfile); err != nil {
 						log.Error("heap profile", "err", err)
 					}
+					cancel()
 				}()
 			}
-			return n.Run(ctx)
+			repCtx, stopReport := context.WithCancel(ctx)
+			defer stopReport()
+			go reportSync(repCtx, n, os.Stderr, log)
+			return n.Run(runCtx)
 		},
 	}
 	cmd.Flags().StringVar(&home, "home", "", "the node's home directory")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the node stops (diagnostics)")
-	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile (live objects, after a GC) to this file when the node stops (diagnostics)")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile (live objects, after a GC) to this file when the node is told to stop, before it closes anything (diagnostics)")
 	return cmd
 }
 

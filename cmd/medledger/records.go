@@ -85,42 +85,13 @@ func writeJSONOut(cmd *cobra.Command, v any) error {
 
 func patientFlag(p string) (chain.Address, error) {
 	if p == "" {
-		return chain.Address{}, fmt.Errorf("--patient is required (the patient id printed by `medledger wallet register`)")
+		return chain.Address{}, usagef("--patient is required (the patient id printed by `medledger wallet register`)")
 	}
 	a, err := chain.ParseAddress(p)
 	if err != nil {
 		return a, fmt.Errorf("--patient %q: want a patient id of 40 hex digits", p)
 	}
 	return a, nil
-}
-
-func recordsImportCmd() *cobra.Command {
-	var home, patient string
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "import --home HOME --patient PATIENT_ID FILE.json",
-		Short: "Validate FHIR R4 JSON (a resource or a Bundle), seal each resource and anchor it on the ledger",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := patientFlag(patient)
-			if err != nil {
-				return err
-			}
-			body, err := os.ReadFile(args[0])
-			if err != nil {
-				return err
-			}
-			data, err := apiDo(cmd.Context(), home, http.MethodPost, "/v1/patients/"+p.String()+"/records", body, "application/fhir+json", importTimeout)
-			if err != nil {
-				return fmt.Errorf("import %s: %w", args[0], err)
-			}
-			return printRecords(cmd, data, asJSON)
-		},
-	}
-	cmd.Flags().StringVar(&home, "home", "", "the node's home directory")
-	cmd.Flags().StringVar(&patient, "patient", "", "the patient's id")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
-	return cmd
 }
 
 func recordsListCmd() *cobra.Command {

@@ -34,7 +34,7 @@ func statusCmd() *cobra.Command {
 // printAPI GETs path from the node whose home is home and prints the JSON answer indented.
 func printAPI(cmd *cobra.Command, home, path string) error {
 	if home == "" {
-		return fmt.Errorf("--home is required")
+		return usagef("--home is required")
 	}
 	data, err := apiGet(cmd.Context(), home, path)
 	if err != nil {
@@ -58,16 +58,23 @@ func apiGet(ctx context.Context, home, path string) ([]byte, error) {
 // apiDo sends one request to the API of the node whose home is home. A 2xx answer's body is
 // returned; any other is an error carrying the node's one-line message.
 func apiDo(ctx context.Context, home, method, path string, body []byte, contentType string, timeout time.Duration) ([]byte, error) {
+	return apiDoAs(ctx, home, "", method, path, body, contentType, timeout)
+}
+
+// apiDoAs is apiDo with a staff session token (medledger login) instead of HOME's operator
+// token; an empty token means the operator's.
+func apiDoAs(ctx context.Context, home, token, method, path string, body []byte, contentType string, timeout time.Duration) ([]byte, error) {
 	if home == "" {
-		return nil, fmt.Errorf("--home is required")
+		return nil, usagef("--home is required")
 	}
 	cfg, err := node.LoadConfig(home)
 	if err != nil {
 		return nil, err
 	}
-	token, err := node.ReadToken(node.Home(home).TokenFile())
-	if err != nil {
-		return nil, fmt.Errorf("%w (has the node been started once?)", err)
+	if token == "" {
+		if token, err = node.ReadToken(node.Home(home).TokenFile()); err != nil {
+			return nil, fmt.Errorf("%w (has the node been started once? a staff member can use --session-file instead)", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"crypto/rand"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/medledger/medledger/chain/state"
 	"net/http"
 	"slices"
 	"strconv"
@@ -26,37 +27,50 @@ const walletTxTimeout = 90 * time.Second
 func walletCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "wallet",
-		Short: "A simple patient wallet: keys in a file; register, grant and revoke consent, erase, see who read what",
+		Short: "The patient wallet: keys from a mnemonic, passphrase-encrypted, recovery shares; register, grant and revoke consent, erase, see who read what",
 	}
-	cmd.AddCommand(walletNewCmd(), walletRegisterCmd(), walletGrantCmd(), walletRevokeCmd(), walletConsentsCmd(), walletAuditCmd(), walletEraseCmd())
+	cmd.AddCommand(walletNewCmd(), walletRestoreCmd(), walletSharesCmd(), walletRegisterCmd(), walletGrantCmd(), walletRevokeCmd(), walletConsentsCmd(), walletAuditCmd(), walletEraseCmd(), walletRecordsCmd(), walletRotateCmd(), walletUICmd(), walletBillingCmd(), walletClaimsCmd())
 	return cmd
 }
 
 type walletFlags struct {
 	dir, home string
 	asJSON    bool
+	passFile  string // --passphrase-file
+	ledger    ledgerFlags
 }
 
 func (f *walletFlags) add(cmd *cobra.Command, withHome bool) {
 	cmd.Flags().StringVar(&f.dir, "dir", "", "the wallet directory")
 	if withHome {
-		cmd.Flags().StringVar(&f.home, "home", "", "home directory of the node the wallet talks to")
+		cmd.Flags().StringVar(&f.home, "home", "", "a node's home: the wallet reads only its addresses (p2p.addrs) and genesis.json, never its token")
+		f.ledger.add(cmd)
 	}
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print one JSON document")
+	cmd.Flags().StringVar(&f.passFile, "passphrase-file", "", "read the wallet passphrase from the first line of this file (default: ask on the terminal)")
 }
 
-func (f *walletFlags) open() (*keystore.Wallet, error) {
+// open opens the wallet, asking for its passphrase (--passphrase-file or the terminal) only if
+// it is encrypted.
+func (f *walletFlags) open(cmd *cobra.Command) (*keystore.Wallet, error) {
 	if f.dir == "" {
-		return nil, fmt.Errorf("--dir is required")
+		return nil, usagef("--dir is required")
 	}
-	return keystore.Open(f.dir)
+	return keystore.Open(f.dir, f.passphrase(cmd))
+}
+
+// session opens the wallet's verified connection to the ledger (wallet_light.go).
+func (f *walletFlags) session(cmd *cobra.Command, w *keystore.Wallet) (*ledgerSession, error) {
+	f.ledger.walletDir = f.dir
+	return openLedger(cmd.Context(), w, &f.ledger, f.home)
 }
 
 // submitPatientTx signs body with the wallet key under the account's next nonce, submits it to
-// the node and waits for it to commit.
-func submitPatientTx(cmd *cobra.Command, home string, w *keystore.Wallet, kind chain.TxKind, body any) (node.TxAccepted, error) {
+// the practice's node (as the operator, or as the staff member whose session token is given) and
+// waits for it to commit.
+func submitPatientTx(cmd *cobra.Command, home, token string, w *keystore.Wallet, kind chain.TxKind, body any) (node.TxAccepted, error) {
 	var acct node.AccountJSON
-	data, err := apiGet(cmd.Context(), home, "/v1/accounts/"+w.PatientID().String())
+	data, err := apiDoAs(cmd.Context(), home, token, http.MethodGet, "/v1/accounts/"+w.PatientID().String(), nil, "", 10*time.Second)
 	if err != nil {
 		return node.TxAccepted{}, err
 	}
@@ -64,7 +78,7 @@ func submitPatientTx(cmd *cobra.Command, home string, w *keystore.Wallet, kind c
 		return node.TxAccepted{}, fmt.Errorf("node answered with malformed JSON: %w", err)
 	}
 	var status node.StatusJSON
-	if data, err = apiGet(cmd.Context(), home, "/v1/status"); err != nil {
+	if data, err = apiDoAs(cmd.Context(), home, token, http.MethodGet, "/v1/status", nil, "", 10*time.Second); err != nil {
 		return node.TxAccepted{}, err
 	}
 	if err := json.Unmarshal(data, &status); err != nil {
@@ -72,7 +86,7 @@ func submitPatientTx(cmd *cobra.Command, home string, w *keystore.Wallet, kind c
 	}
 	tx := chain.NewTx(w.SigningKey(), status.ChainID, kind, acct.NextNonce, body)
 	req, _ := json.Marshal(map[string]string{"tx": hex.EncodeToString(tx.Encode())})
-	data, err = apiDo(cmd.Context(), home, http.MethodPost, "/v1/txs?wait=commit", req, "application/json", walletTxTimeout)
+	data, err = apiDoAs(cmd.Context(), home, token, http.MethodPost, "/v1/txs?wait=commit", req, "application/json", walletTxTimeout)
 	if err != nil {
 		return node.TxAccepted{}, fmt.Errorf("%s: %w", kind, err)
 	}
@@ -83,47 +97,48 @@ func submitPatientTx(cmd *cobra.Command, home string, w *keystore.Wallet, kind c
 	return out, nil
 }
 
-func walletNewCmd() *cobra.Command {
-	var f walletFlags
-	cmd := &cobra.Command{
-		Use:   "new --dir WALLET",
-		Short: "Create a patient wallet: a signing key (the patient id) and an ML-KEM-768+X25519 encryption key",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.dir == "" {
-				return fmt.Errorf("--dir is required")
-			}
-			w, err := keystore.Create(f.dir, rand.Reader)
-			if err != nil {
-				return err
-			}
-			if f.asJSON {
-				return writeJSONOut(cmd, map[string]string{"patient_id": w.PatientID().String(), "file": w.File()})
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wallet %s\npatient id %s\nback up this file: it is the only copy of the keys\n", w.File(), w.PatientID())
-			return nil
-		},
+// readSession reads a staff session token (the first line of the file medledger login wrote).
+func readSession(path string) (string, error) {
+	if path == "" {
+		return "", nil
 	}
-	f.add(cmd, false)
-	return cmd
+	b, err := readSmallFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--session-file: %w", err)
+	}
+	tok := strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	if tok == "" {
+		return "", fmt.Errorf("--session-file %s is empty", path)
+	}
+	return tok, nil
 }
 
 func walletRegisterCmd() *cobra.Command {
 	var f walletFlags
+	var sessionFile string
 	cmd := &cobra.Command{
-		Use:   "register --dir WALLET --home HOME",
-		Short: "Register the wallet's patient on the ledger (keys and a pseudonymous id only)",
-		Args:  cobra.NoArgs,
+		Use:   "register --dir WALLET --home HOME [--session-file FILE]",
+		Short: "Register the wallet's patient on the ledger at a practice (keys and a pseudonymous id only)",
+		Long: `register enrols the wallet's patient at the practice whose node home is HOME: the practice
+co-signs the registration as its enrolling provider and submits it, through its node's API: as a
+front-desk staff member with --session-file (the token medledger login printed), or as the node's
+operator. Every other wallet command talks to the network itself, over the wallet protocol, with
+the patient's own key.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			w, err := f.open()
+			w, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
-			body, err := enrolWallet(cmd, f.home, w)
+			token, err := readSession(sessionFile)
 			if err != nil {
 				return err
 			}
-			out, err := submitPatientTx(cmd, f.home, w, chain.TxRegisterPatient, body)
+			body, err := enrolWallet(cmd, f.home, token, w)
+			if err != nil {
+				return err
+			}
+			out, err := submitPatientTx(cmd, f.home, token, w, chain.TxRegisterPatient, body)
 			if err != nil {
 				return err
 			}
@@ -134,16 +149,18 @@ func walletRegisterCmd() *cobra.Command {
 			return nil
 		},
 	}
-	f.add(cmd, true)
+	f.add(cmd, false)
+	cmd.Flags().StringVar(&f.home, "home", "", "the practice node's home: its API, as the operator unless --session-file")
+	cmd.Flags().StringVar(&sessionFile, "session-file", "", "a front-desk staff member's session token (first line; from medledger login) to use instead of the operator token")
 	return cmd
 }
 
-// enrolWallet asks the node at home (the practice's node, through its operator API) to co-sign
+// enrolWallet asks the node at home (the practice's node, through its API) to co-sign
 // the wallet's registration as its enrolling provider.
-func enrolWallet(cmd *cobra.Command, home string, w *keystore.Wallet) (*chain.RegisterPatient, error) {
+func enrolWallet(cmd *cobra.Command, home, token string, w *keystore.Wallet) (*chain.RegisterPatient, error) {
 	enc := w.EncryptionKey().Public().Bytes()
 	req, _ := json.Marshal(node.EnrolRequest{PatientKey: w.SigningKey().Public(), EncryptionKey: hex.EncodeToString(enc)})
-	data, err := apiDo(cmd.Context(), home, http.MethodPost, "/v1/enrolments", req, "application/json", walletTxTimeout)
+	data, err := apiDoAs(cmd.Context(), home, token, http.MethodPost, "/v1/enrolments", req, "application/json", walletTxTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("enrolment: %w", err)
 	}
@@ -180,54 +197,25 @@ func walletGrantCmd() *cobra.Command {
 	var f walletFlags
 	var to, types, records, purpose, expires string
 	cmd := &cobra.Command{
-		Use:   "grant --dir WALLET --home HOME --to PROVIDER_ID [--types T,…] [--records ID,…] [--expires DURATION]",
+		Use:   "grant --dir WALLET (--home HOME | --peer MULTIADDR --genesis FILE) --to PROVIDER_ID [--types T,…] [--records ID,…] [--expires DURATION]",
 		Short: "Consent to a provider reading your records (all, some resource types or some records) for a purpose",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			w, err := f.open()
+			w, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
-			grantee, err := chain.ParseAddress(to)
+			g, err := buildGrant(to, types, records, purpose, expires, time.Now())
 			if err != nil {
-				return fmt.Errorf("--to %q: want a provider id of 40 hex digits (medledger status shows a node's provider_id)", to)
-			}
-			g := &chain.ConsentGrant{Grantee: grantee, Purpose: purpose, Scope: chain.ConsentScope{Kind: chain.ScopeAll}}
-			switch {
-			case types != "" && records != "":
-				return fmt.Errorf("--types and --records exclude each other")
-			case types != "":
-				g.Scope.Kind = chain.ScopeTypes
-				for _, t := range strings.Split(types, ",") {
-					if t = strings.TrimSpace(t); t != "" && !slices.Contains(g.Scope.Types, t) {
-						g.Scope.Types = append(g.Scope.Types, t)
-					}
-				}
-				slices.Sort(g.Scope.Types)
-			case records != "":
-				g.Scope.Kind = chain.ScopeRecords
-				for _, s := range strings.Split(records, ",") {
-					id, err := chain.ParseHash(strings.TrimSpace(s))
-					if err != nil {
-						return fmt.Errorf("--records: %q is not a record id", s)
-					}
-					if !slices.Contains(g.Scope.Records, id) {
-						g.Scope.Records = append(g.Scope.Records, id)
-					}
-				}
-				slices.SortFunc(g.Scope.Records, func(a, b chain.Hash) int { return slices.Compare(a[:], b[:]) })
-			}
-			if expires != "" {
-				d, err := parseExpiry(expires)
-				if err != nil {
-					return err
-				}
-				g.ExpiresMs = time.Now().Add(d).UnixMilli()
-			}
-			if err := g.Validate(); err != nil {
 				return err
 			}
-			out, err := submitPatientTx(cmd, f.home, w, chain.TxConsentGrant, g)
+			grantee := g.Grantee
+			s, err := f.session(cmd, w)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			out, err := s.submit(cmd.Context(), w, chain.TxConsentGrant, g)
 			if err != nil {
 				return err
 			}
@@ -251,71 +239,40 @@ func walletGrantCmd() *cobra.Command {
 	return cmd
 }
 
-func fetchConsents(cmd *cobra.Command, home string, patient chain.Address) ([]records.ConsentJSON, error) {
-	data, err := apiGet(cmd.Context(), home, "/v1/patients/"+patient.String()+"/consents")
+// provedConsents is every consent and emergency access of the wallet's patient, proved.
+func provedConsents(ctx context.Context, s *ledgerSession, w *keystore.Wallet) ([]records.ConsentJSON, error) {
+	ps, err := s.patientState(ctx, w)
 	if err != nil {
 		return nil, err
 	}
-	var out struct {
-		Consents []records.ConsentJSON `json:"consents"`
-	}
-	if err := json.Unmarshal(data, &out); err != nil {
-		return nil, fmt.Errorf("node answered with malformed JSON: %w", err)
-	}
-	return out.Consents, nil
+	return records.ConsentsJSON(ps.View(), ps.IDs(state.LogConsent))
 }
 
 func walletRevokeCmd() *cobra.Command {
 	var f walletFlags
 	var to, consent string
 	cmd := &cobra.Command{
-		Use:   "revoke --dir WALLET --home HOME (--to PROVIDER_ID | --consent CONSENT_ID)",
+		Use:   "revoke --dir WALLET (--home HOME | --peer MULTIADDR --genesis FILE) (--to PROVIDER_ID | --consent CONSENT_ID)",
 		Short: "Withdraw consent: holders refuse the provider's fetches and new records are not wrapped for it",
 		Long: "Withdraw consent: holders refuse the provider's fetches and new records are not wrapped for it.\n" +
 			"Data the provider already read cannot be recalled.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			w, err := f.open()
+			w, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
-			var ids []chain.Hash
-			switch {
-			case (to == "") == (consent == ""):
+			if (to == "") == (consent == "") {
 				return fmt.Errorf("give exactly one of --to PROVIDER_ID or --consent CONSENT_ID")
-			case consent != "":
-				id, err := chain.ParseHash(consent)
-				if err != nil {
-					return fmt.Errorf("--consent %q: want a consent id of 64 hex digits", consent)
-				}
-				ids = append(ids, id)
-			default:
-				grantee, err := chain.ParseAddress(to)
-				if err != nil {
-					return fmt.Errorf("--to %q: want a provider id of 40 hex digits", to)
-				}
-				all, err := fetchConsents(cmd, f.home, w.PatientID())
-				if err != nil {
-					return err
-				}
-				for _, c := range all {
-					if c.Grantee == grantee && !c.Revoked {
-						ids = append(ids, c.ID)
-					}
-				}
-				if len(ids) == 0 {
-					return fmt.Errorf("no consent to provider %s to revoke", grantee)
-				}
 			}
-			var revoked []string
-			var height uint64
-			for _, id := range ids {
-				out, err := submitPatientTx(cmd, f.home, w, chain.TxConsentRevoke, &chain.ConsentRevoke{Consent: id})
-				if err != nil {
-					return err
-				}
-				revoked = append(revoked, id.String())
-				height = out.Height
+			s, err := f.session(cmd, w)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			revoked, height, err := revokeConsents(cmd.Context(), s, w, to, consent)
+			if err != nil {
+				return err
 			}
 			if f.asJSON {
 				return writeJSONOut(cmd, map[string]any{"revoked": revoked, "height": height})
@@ -336,15 +293,20 @@ func walletRevokeCmd() *cobra.Command {
 func walletConsentsCmd() *cobra.Command {
 	var f walletFlags
 	cmd := &cobra.Command{
-		Use:   "consents --dir WALLET --home HOME",
+		Use:   "consents --dir WALLET (--home HOME | --peer MULTIADDR --genesis FILE)",
 		Short: "List your consents and emergency accesses",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			w, err := f.open()
+			w, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
-			all, err := fetchConsents(cmd, f.home, w.PatientID())
+			s, err := f.session(cmd, w)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			all, err := provedConsents(cmd.Context(), s, w)
 			if err != nil {
 				return err
 			}
@@ -352,7 +314,13 @@ func walletConsentsCmd() *cobra.Command {
 				all = []records.ConsentJSON{}
 			}
 			if f.asJSON {
-				return writeJSONOut(cmd, map[string]any{"consents": all})
+				return writeJSONOut(cmd, map[string]any{"consents": all, "verified": s.verification()})
+			}
+			s.printWarnings(cmd)
+			for _, c := range all {
+				if c.Emergency {
+					fmt.Fprintf(cmd.OutOrStdout(), "!! EMERGENCY ACCESS by provider %s at %s (%s)%s\n", c.Grantee, c.GrantedTime, c.Reason, emergencyNote(c.CoSigned, c.AfterRevocation))
+				}
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "CONSENT\tPROVIDER\tSCOPE\tPURPOSE\tEXPIRES\tSTATUS")
@@ -389,32 +357,34 @@ func walletConsentsCmd() *cobra.Command {
 func walletAuditCmd() *cobra.Command {
 	var f walletFlags
 	cmd := &cobra.Command{
-		Use:   "audit --dir WALLET --home HOME",
+		Use:   "audit --dir WALLET (--home HOME | --peer MULTIADDR --genesis FILE)",
 		Short: "List every logged access to your records: who, which record, when, why, served or refused",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			w, err := f.open()
+			w, s, ps, err := f.proved(cmd)
 			if err != nil {
 				return err
 			}
-			data, err := apiGet(cmd.Context(), f.home, "/v1/patients/"+w.PatientID().String()+"/accesses")
-			if err != nil {
-				return err
-			}
+			defer s.close()
 			var out struct {
 				Accesses []records.AccessJSON `json:"accesses"`
+				Verified verification         `json:"verified"`
 			}
-			if err := json.Unmarshal(data, &out); err != nil {
-				return fmt.Errorf("node answered with malformed JSON: %w", err)
+			if out.Accesses, err = provedAccesses(ps, w); err != nil {
+				return err
 			}
-			if out.Accesses == nil {
-				out.Accesses = []records.AccessJSON{}
-			}
+			out.Verified = s.verification()
 			if f.asJSON {
 				return writeJSONOut(cmd, out)
 			}
+			s.printWarnings(cmd)
+			for _, a := range out.Accesses {
+				if a.Emergency && a.Outcome == chain.AccessServed.String() {
+					fmt.Fprintf(cmd.OutOrStdout(), "!! EMERGENCY READ of record %s by provider %s (%s) at %s (%s)%s\n", short(a.Record.String()), a.Accessor, a.Role, a.Time, a.EmergencyReason, emergencyNote(a.CoSigned, a.AfterRevocation))
+				}
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tHEIGHT\tRECORD\tACCESSOR\tPURPOSE\tOUTCOME")
+			fmt.Fprintln(tw, "TIME\tHEIGHT\tRECORD\tACCESSOR\tROLE\tPURPOSE\tOUTCOME")
 			for _, a := range out.Accesses {
 				outcome := a.Outcome
 				if a.Reason != "" {
@@ -432,7 +402,7 @@ func walletAuditCmd() *cobra.Command {
 				if a.RefusedButReceived {
 					outcome += " (logged refused, but received)"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", a.Time, a.Height, short(a.Record.String()), a.Accessor, a.Purpose, outcome)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", a.Time, a.Height, short(a.Record.String()), a.Accessor, a.Role, a.Purpose, outcome)
 			}
 			return tw.Flush()
 		},
@@ -444,11 +414,11 @@ func walletAuditCmd() *cobra.Command {
 func walletEraseCmd() *cobra.Command {
 	var f walletFlags
 	cmd := &cobra.Command{
-		Use:   "erase --dir WALLET --home HOME RECORD_ID...",
+		Use:   "erase --dir WALLET (--home HOME | --peer MULTIADDR --genesis FILE) RECORD_ID...",
 		Short: "Erase records (crypto-shredding): every holder deletes the ciphertext and key envelopes",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			w, err := f.open()
+			w, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
@@ -463,7 +433,12 @@ func walletEraseCmd() *cobra.Command {
 				}
 			}
 			slices.SortFunc(ids, func(a, b chain.Hash) int { return slices.Compare(a[:], b[:]) })
-			out, err := submitPatientTx(cmd, f.home, w, chain.TxRecordErase, &chain.RecordErase{Records: ids})
+			s, err := f.session(cmd, w)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			out, err := s.submit(cmd.Context(), w, chain.TxRecordErase, &chain.RecordErase{Records: ids})
 			if err != nil {
 				return err
 			}
@@ -476,4 +451,19 @@ func walletEraseCmd() *cobra.Command {
 	}
 	f.add(cmd, true)
 	return cmd
+}
+
+// emergencyNote is what a patient should notice about a break-glass access.
+func emergencyNote(coSigned, afterRevocation bool) string {
+	var n []string
+	if coSigned {
+		n = append(n, "co-signed by an authority")
+	}
+	if afterRevocation {
+		n = append(n, "AFTER YOU REVOKED THIS PROVIDER'S CONSENT")
+	}
+	if len(n) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(n, "; ")
 }

@@ -57,6 +57,15 @@ func (s *blockSync) sawAhead(peer PeerID, h uint64) {
 	s.ahead[peer] = max(s.ahead[peer], h)
 }
 
+// highest is the highest height a remembered peer showed (0: none).
+func (s *blockSync) highest() uint64 {
+	var h uint64
+	for _, ph := range s.ahead {
+		h = max(h, ph)
+	}
+	return h
+}
+
 // request returns the peer to ask for blocks from height from, if it is time to ask.
 func (s *blockSync) request(from uint64, now int64, urgent bool) (PeerID, bool) {
 	if !urgent && now-s.lastAsk < s.intervalMs {

@@ -199,6 +199,16 @@ func (r *Replica) publish() { r.gate.publish(r.position(), r.engine.Round()) }
 // Height is the last committed height.
 func (r *Replica) Height() uint64 { return r.store.Height() }
 
+// SyncTarget is the highest committed height peers have shown this replica (a message for
+// height h shows h-1 committed), or its own height if no peer showed more. It is what peers
+// claim, for progress reports only: block sync verifies every block it fetches.
+func (r *Replica) SyncTarget() uint64 {
+	if h := r.sync.highest(); h > 0 && h-1 > r.store.Height() {
+		return h - 1
+	}
+	return r.store.Height()
+}
+
 // Store exposes the replica's store for queries.
 func (r *Replica) Store() store.Store { return r.store }
 

@@ -24,6 +24,7 @@ type AccessInfo struct {
 	Record    string // record id (hex)
 	Patient   string // pseudonymous patient id (hex address)
 	Accessor  string // provider id of the requester (hex address)
+	Role      string // the role at the requester that asked (SystemAccessRole); "" for none
 	Holder    string // provider id of the node that served or refused (hex address)
 	Purpose   string // v3 ActReason code, "" for none
 	Emergency bool   // break-the-glass
@@ -43,7 +44,8 @@ type AccessInfo struct {
 //   - outcome 0 when served, 4 when refused, with outcomeDesc the reason;
 //   - purposeOfEvent: the purpose (v3-ActReason); an emergency access adds
 //     ETREAT and carries the meta.tag v3-ActCode BTG (break the glass);
-//   - agent[0]: the accessor, type v3-ParticipationType IRCP, requestor;
+//   - agent[0]: the accessor, type v3-ParticipationType IRCP, requestor,
+//     with the role it asked under (SystemAccessRole) when known;
 //     agent[1]: the holder, type CST (custodian), not requestor; both by
 //     identifier (SystemProvider) only;
 //   - source.observer: the holder;
@@ -70,6 +72,9 @@ func AuditEventResource(a AccessInfo) ([]byte, error) {
 			return fail("%v", err)
 		}
 	}
+	if a.Role != "" && !validText(a.Role) {
+		return fail("role is not a valid FHIR string")
+	}
 	recorded, err := fhirTime("recorded", a.Recorded)
 	if err != nil {
 		return fail("%v", err)
@@ -90,6 +95,14 @@ func AuditEventResource(a AccessInfo) ([]byte, error) {
 			"valueString": strconv.FormatUint(a.Height, 10),
 		}}
 	}
+	accessor := map[string]any{
+		"type":      concept(coding(systemParticipationType, "IRCP", "information recipient")),
+		"who":       identifierRef("", SystemProvider, a.Accessor),
+		"requestor": true,
+	}
+	if a.Role != "" {
+		accessor["role"] = []any{concept(coding(SystemAccessRole, a.Role, ""))}
+	}
 	res := map[string]any{
 		"resourceType": "AuditEvent",
 		"id":           a.ID,
@@ -98,11 +111,7 @@ func AuditEventResource(a AccessInfo) ([]byte, error) {
 		"action":       "R",
 		"recorded":     recorded,
 		"agent": []any{
-			map[string]any{
-				"type":      concept(coding(systemParticipationType, "IRCP", "information recipient")),
-				"who":       identifierRef("", SystemProvider, a.Accessor),
-				"requestor": true,
-			},
+			accessor,
 			map[string]any{
 				"type":      concept(coding(systemParticipationType, "CST", "custodian")),
 				"who":       identifierRef("", SystemProvider, a.Holder),

@@ -62,6 +62,39 @@ var paramPaths = map[string]map[string]string{
 	"Task":                     {"patient": "for"},
 }
 
+// subjectPaths are, for the financial types whose compartment parameters name several roles,
+// the elements that name the person the resource is about; the others (subscriber, policy
+// holder, payor, payee, recipient) may be another patient who pays.
+var subjectPaths = map[string][]string{
+	"Coverage":             {"beneficiary"},
+	"Claim":                {"patient"},
+	"ExplanationOfBenefit": {"patient"},
+	"Invoice":              {"subject"},
+}
+
+// subjectRefs returns the sorted, distinct patients at the type's subjectPaths, nil for a type
+// without them.
+func subjectRefs(typ string, obj map[string]any, resolve func(string) string) []string {
+	paths, ok := subjectPaths[typ]
+	if !ok {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, p := range paths {
+		for _, ref := range referencesAt(obj, strings.Split(p, ".")) {
+			if id := resolve(ref); id != "" {
+				set[id] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // compartmentPaths turns the compartment definition into element paths per
 // resource type, checking each against the schema model.
 func compartmentPaths(raw []byte, model map[string]map[string]string) (map[string][][]string, error) {

@@ -15,6 +15,9 @@ const (
 	SystemProvider = "urn:medledger:provider" // provider ids (hex addresses)
 	SystemRecord   = "urn:medledger:record"   // record ids (hex)
 	SystemConsent  = "urn:medledger:consent"  // consent ids (hex)
+	// SystemAccessRole codes the role a read was asked under (a practice's staff role, or
+	// "patient" for the patient's own read): chain.AccessRequest.Role.
+	SystemAccessRole = "urn:medledger:access-role"
 
 	systemActCode           = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 	systemActReason         = "http://terminology.hl7.org/CodeSystem/v3-ActReason"

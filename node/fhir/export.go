@@ -4,7 +4,29 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 )
+
+// absoluteRef finds absolute RESTful references in canonical JSON.
+var absoluteRef = regexp.MustCompile(`"reference":"(https?://[^"\\]+)"`)
+
+// absoluteRefs maps "Type/id" to the first absolute URL by which a resource refers to it.
+func absoluteRefs(resources []Resource) map[string]string {
+	out := map[string]string{}
+	for _, r := range resources {
+		for _, m := range absoluteRef.FindAllSubmatch(r.JSON, -1) {
+			u := string(m[1])
+			t := absoluteTail.FindStringSubmatch(u)
+			if t == nil || t[3] != "" {
+				continue // not Type/id, or a version: not the entry's own URL
+			}
+			if _, ok := out[t[1]+"/"+t[2]]; !ok {
+				out[t[1]+"/"+t[2]] = u
+			}
+		}
+	}
+	return out
+}
 
 // ExportBase is the base of the fullUrl ExportBundle gives a resource that
 // has no fullUrl of its own. The .invalid top-level domain (RFC 2606) never
@@ -19,6 +41,10 @@ const ExportBase = "https://medledger.invalid/fhir/"
 // entries get search.mode "match" and its total is the number of entries.
 // The resources' JSON is embedded unchanged. The output parses back with
 // Validator.Parse.
+//
+// A resource without a fullUrl of its own that another resource refers to by an absolute URL
+// (an import keeps such references as given) gets that URL as its fullUrl, so the reference
+// resolves within the Bundle.
 func ExportBundle(resources []Resource, typ string) ([]byte, error) {
 	if typ != "collection" && typ != "searchset" {
 		return nil, fmt.Errorf("fhir: export: bundle type %q, want collection or searchset", typ)
@@ -30,6 +56,7 @@ func ExportBundle(resources []Resource, typ string) ([]byte, error) {
 	if typ == "searchset" {
 		fmt.Fprintf(&b, `,"total":%d`, len(resources))
 	}
+	abs := absoluteRefs(resources)
 	seen := make(map[string]int, len(resources))
 	for i, r := range resources {
 		if i == 0 {
@@ -43,6 +70,9 @@ func ExportBundle(resources []Resource, typ string) ([]byte, error) {
 				return nil, fmt.Errorf("fhir: export: resource %d (%s) has neither id nor fullUrl", i, r.ResourceType)
 			}
 			fullURL = ExportBase + r.ResourceType + "/" + r.ID
+			if u, ok := abs[r.ResourceType+"/"+r.ID]; ok {
+				fullURL = u
+			}
 		}
 		if j, dup := seen[fullURL]; dup {
 			return nil, fmt.Errorf("fhir: export: resources %d and %d are both %s", j, i, fullURL)

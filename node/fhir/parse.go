@@ -3,8 +3,8 @@ package fhir
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
-	"unicode/utf8"
 )
 
 // Resource is one validated FHIR resource.
@@ -23,9 +23,29 @@ type Resource struct {
 	// numbers exactly as written, no HTML escaping.
 	JSON []byte
 	// PatientRefs are the patients whose compartment the resource belongs
-	// to, sorted: Patient ids, or the fullUrl of a Patient entry that has no
-	// id. See the comment on paramPaths for how they are found.
+	// to, sorted: Patient ids; the fullUrl of a Patient entry that has no
+	// id, or of a Patient named by an absolute URL outside the document; or
+	// "?identifier=system|value" for a conditional reference
+	// ("Patient?identifier=system|value") that no entry matches. See the
+	// comment on paramPaths for how they are found.
 	PatientRefs []string
+	// MentionedPatients are the patients any reference of the resource names (as PatientRefs
+	// names them), wherever it is: a Device's patient, a resource outside the compartment
+	// definition that still refers to a patient. Sorted, distinct.
+	MentionedPatients []string
+	// SubjectRefs are, for a resource whose compartment parameters also name people in other
+	// roles (a Coverage's subscriber and policy holder, a Claim's payee, an Invoice's
+	// recipient: often a parent or guarantor), the patients it is about: the covered person or
+	// the patient of the claim (see subjectPaths). Nil for every other type, whose PatientRefs
+	// are its subjects. Named as PatientRefs names them.
+	SubjectRefs []string
+	// Identifiers are the resource's own identifier elements, each as
+	// "system|value" (or "|value" without a system), in document order.
+	Identifiers []string
+	// Refs are the Index of every entry of the document this resource
+	// refers to (by fullUrl, Type/id, or a conditional reference on
+	// identifier that matches exactly one entry), sorted and distinct.
+	Refs []int
 }
 
 // Name is "Type/id", or just the type when the resource has no id.
@@ -44,10 +64,26 @@ var (
 
 // entry is a resource being parsed.
 type entry struct {
-	index   int
-	typ, id string
-	fullURL string
-	obj     map[string]any
+	index       int
+	typ, id     string
+	fullURL     string
+	method, url string // the Bundle entry's request
+	obj         map[string]any
+	err         *Error          // why the entry is refused
+	refs        map[int]bool    // entries this one refers to, by index
+	mentions    map[string]bool // patients its references name
+}
+
+func (e *entry) sortedRefs() []int {
+	if len(e.refs) == 0 {
+		return nil
+	}
+	out := make([]int, 0, len(e.refs))
+	for i := range e.refs {
+		out = append(out, i)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // self is how PatientRefs name this resource if it is a Patient: its id,
@@ -61,76 +97,6 @@ func (e *entry) self() string {
 
 func (e *entry) errorf(path, format string, args ...any) *Error {
 	return newError(e.index, e.typ, e.id, path, format, args...)
-}
-
-// Parse decodes and validates a single FHIR resource or a Bundle, both JSON.
-// For a Bundle it returns the entries' resources in order (the Bundle itself
-// is not returned); for a single resource, that resource.
-//
-// It is all-or-nothing: if anything is wrong it returns an *Error naming the
-// resource and field (or, for input that is not JSON at all, the input) and
-// no resources. Checked are: size (MaxInputSize), UTF-8, JSON syntax with no
-// duplicate keys and nothing after the value, a known resourceType, the
-// schema definition of each resource's type (contained resources included),
-// references, and duplicate ids and fullUrls in a Bundle.
-//
-// References must be "#id" of a contained resource, "Type/id" with a known
-// type (optionally "/_history/vid"), or, inside a Bundle, a urn:uuid: or
-// absolute URL equal to one entry's fullUrl; urn:uuid: references that match
-// no entry are refused. Nested Bundles and entries without a resource are
-// refused: there is nothing to import from them.
-func (v *Validator) Parse(data []byte) ([]Resource, error) {
-	if len(data) > MaxInputSize {
-		return nil, newError(-1, "", "", "", "%d bytes, more than the limit of %d", len(data), MaxInputSize)
-	}
-	if !utf8.Valid(data) {
-		return nil, newError(-1, "", "", "", "not valid UTF-8")
-	}
-	doc, err := decodeStrict(data)
-	if err != nil {
-		return nil, newError(-1, "", "", "", "invalid JSON: %v", err)
-	}
-	obj, ok := doc.(map[string]any)
-	if !ok {
-		return nil, newError(-1, "", "", "", "not a JSON object")
-	}
-	top := &entry{index: -1, obj: obj}
-	if err := v.identify(top); err != nil {
-		return nil, err
-	}
-	var entries []*entry
-	var perr *Error // not err: a nil *Error in an error is not nil
-	if top.typ == "Bundle" {
-		entries, perr = v.bundleEntries(top)
-	} else {
-		perr = v.validate(top)
-		entries = []*entry{top}
-	}
-	if perr != nil {
-		return nil, perr
-	}
-	res := newResolver(entries, top.typ == "Bundle")
-	for _, e := range entries {
-		if err := v.checkReferences(e, res); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]Resource, len(entries))
-	for i, e := range entries {
-		js, err := canonical(e.obj)
-		if err != nil {
-			return nil, e.errorf("", "encode: %v", err)
-		}
-		out[i] = Resource{
-			ResourceType: e.typ,
-			ID:           e.id,
-			FullURL:      e.fullURL,
-			Index:        e.index,
-			JSON:         js,
-			PatientRefs:  v.patientRefs(e.typ, e.self(), e.obj, res.patient),
-		}
-	}
-	return out, nil
 }
 
 // identify reads resourceType and id, refusing unknown types.
@@ -182,73 +148,10 @@ func (v *Validator) validate(e *entry) *Error {
 	return nil
 }
 
-// bundleEntries validates a Bundle without its entries' resources, then
-// each resource on its own.
-func (v *Validator) bundleEntries(b *entry) ([]*entry, *Error) {
-	raw, _ := b.obj["entry"].([]any)
-	shell := without(b.obj, "entry")
-	if es, ok := b.obj["entry"]; ok && raw == nil {
-		shell["entry"] = es // not an array: let the schema say so
-	} else if raw != nil {
-		stripped := make([]any, len(raw))
-		for i, item := range raw {
-			if m, ok := item.(map[string]any); ok {
-				stripped[i] = without(m, "resource")
-			} else {
-				stripped[i] = item
-			}
-		}
-		shell["entry"] = stripped
-	}
-	if err := v.schemas["Bundle"].Validate(shell); err != nil {
-		return nil, &Error{Index: -1, ResourceType: "Bundle", ID: b.id, Problems: problems(err, "")}
-	}
-	entries := make([]*entry, 0, len(raw))
-	fullURLs := map[string]int{}
-	ids := map[string]int{}
-	for i, item := range raw {
-		m, ok := item.(map[string]any) // the schema lets null through
-		if !ok {
-			return nil, newError(i, "", "", "", "entry is not a JSON object")
-		}
-		r, ok := m["resource"].(map[string]any)
-		if !ok {
-			return nil, newError(i, "", "", "", "entry has no resource")
-		}
-		e := &entry{index: i, obj: r}
-		if err := v.identify(e); err != nil {
-			return nil, err
-		}
-		if e.typ == "Bundle" {
-			return nil, e.errorf("/resourceType", "a Bundle inside a Bundle is not supported")
-		}
-		if err := v.validate(e); err != nil {
-			return nil, err
-		}
-		if u, ok := m["fullUrl"].(string); ok {
-			e.fullURL = u
-			if err := checkFullURL(e); err != nil {
-				return nil, err
-			}
-			if j, dup := fullURLs[u]; dup {
-				return nil, e.errorf("", "fullUrl %q is also the fullUrl of entry %d", u, j)
-			}
-			fullURLs[u] = i
-		}
-		if e.id != "" {
-			key := e.typ + "/" + e.id
-			if j, dup := ids[key]; dup {
-				return nil, e.errorf("/id", "%s is also entry %d", key, j)
-			}
-			ids[key] = i
-		}
-		entries = append(entries, e)
-	}
-	return entries, nil
-}
-
-// checkFullURL accepts urn:uuid:<uuid>, other urn: names, and absolute
-// http(s) URLs that end in /Type/id when the resource has an id.
+// checkFullURL accepts urn:uuid:<uuid>, other urn: names, absolute http(s)
+// URLs that end in /Type/id when the resource has an id, and the relative
+// form Type/id of the resource itself (not allowed by the specification, but
+// written by real exporters and accepted by HAPI FHIR).
 func checkFullURL(e *entry) *Error {
 	u := e.fullURL
 	switch {
@@ -261,8 +164,9 @@ func checkFullURL(e *entry) *Error {
 		if e.id != "" && !strings.HasSuffix(u, "/"+e.typ+"/"+e.id) {
 			return e.errorf("", "fullUrl %q does not end in /%s/%s", u, e.typ, e.id)
 		}
+	case e.id != "" && u == e.typ+"/"+e.id:
 	default:
-		return e.errorf("", "fullUrl %q is neither a urn: nor an absolute http(s) URL", u)
+		return e.errorf("", "fullUrl %q is neither a urn:, an absolute http(s) URL nor %s/<its id>", u, e.typ)
 	}
 	return nil
 }
@@ -276,124 +180,4 @@ func without(m map[string]any, key string) map[string]any {
 		}
 	}
 	return c
-}
-
-// resolver resolves references against the entries of one document.
-type resolver struct {
-	inBundle bool
-	byURL    map[string]*entry
-}
-
-func newResolver(entries []*entry, inBundle bool) *resolver {
-	r := &resolver{inBundle: inBundle, byURL: map[string]*entry{}}
-	for _, e := range entries {
-		if e.fullURL != "" {
-			r.byURL[e.fullURL] = e
-		}
-	}
-	return r
-}
-
-// target returns the type a reference designates, or an error message.
-func (r *resolver) target(ref string, contained map[string]string) (string, string) {
-	if strings.HasPrefix(ref, "#") {
-		if ref == "#" {
-			return "", ""
-		}
-		t, ok := contained[ref[1:]]
-		if !ok {
-			return "", fmt.Sprintf("reference %q: no contained resource with id %q", ref, ref[1:])
-		}
-		return t, ""
-	}
-	if e, ok := r.byURL[ref]; ok {
-		return e.typ, ""
-	}
-	if strings.HasPrefix(ref, "urn:uuid:") {
-		if !r.inBundle {
-			return "", fmt.Sprintf("reference %q: a urn:uuid reference can only resolve inside a Bundle", ref)
-		}
-		return "", fmt.Sprintf("reference %q does not match the fullUrl of any entry in the Bundle", ref)
-	}
-	if m := relativeRef.FindStringSubmatch(ref); m != nil {
-		return m[1], ""
-	}
-	return "", fmt.Sprintf("reference %q is not of the form Type/id", ref)
-}
-
-// patient returns the patient a reference designates, "" if none.
-func (r *resolver) patient(ref string) string {
-	if e, ok := r.byURL[ref]; ok {
-		if e.typ != "Patient" {
-			return ""
-		}
-		return e.self()
-	}
-	if m := relativeRef.FindStringSubmatch(ref); m != nil && m[1] == "Patient" {
-		return m[2]
-	}
-	return ""
-}
-
-// checkReferences walks a resource guided by the schema model and checks
-// every Reference in it, including in extensions and contained resources.
-func (v *Validator) checkReferences(e *entry, r *resolver) *Error {
-	contained := map[string]string{}
-	if c, ok := e.obj["contained"].([]any); ok {
-		for _, item := range c {
-			m := item.(map[string]any) // checked by validate
-			id, _ := m["id"].(string)
-			t, _ := m["resourceType"].(string)
-			contained[id] = t
-		}
-	}
-	var walk func(val any, def string, path []string) *Error
-	walk = func(val any, def string, path []string) *Error {
-		switch x := val.(type) {
-		case []any:
-			for i, item := range x {
-				if err := walk(item, def, append(path, fmt.Sprint(i))); err != nil {
-					return err
-				}
-			}
-		case map[string]any:
-			if def == "ResourceList" {
-				def, _ = x["resourceType"].(string)
-			}
-			if def == "Reference" {
-				if ref, ok := x["reference"].(string); ok {
-					if err := v.checkReference(e, r, contained, x, ref, path); err != nil {
-						return err
-					}
-				}
-			}
-			props := v.model[def]
-			for k, item := range x {
-				if d, ok := props[k]; ok {
-					if err := walk(item, d, append(path, k)); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		return nil
-	}
-	return walk(e.obj, e.typ, nil)
-}
-
-func (v *Validator) checkReference(e *entry, r *resolver, contained map[string]string, ref map[string]any, s string, path []string) *Error {
-	p := pointer(append(path, "reference"))
-	typ, msg := r.target(s, contained)
-	if msg != "" {
-		return e.errorf(p, "%s", msg)
-	}
-	if typ != "" {
-		if _, known := v.schemas[typ]; !known {
-			return e.errorf(p, "reference %q: unknown resource type %q", s, typ)
-		}
-		if want, ok := ref["type"].(string); ok && want != typ {
-			return e.errorf(p, "reference %q designates a %s, but its type says %s", s, typ, want)
-		}
-	}
-	return nil
 }

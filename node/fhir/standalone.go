@@ -2,13 +2,15 @@ package fhir
 
 import (
 	"fmt"
+	"strings"
 )
 
 // Standalone rewrites the resources of one parsed document so that each is valid on its own,
 // as a FHIR server does when it stores the entries of a Bundle separately: a resource without an
 // id gets newID(i) (i is its position in resources), and every reference to another entry of the
-// document by that entry's fullUrl (a urn:uuid or an absolute URL) becomes the relative
-// "Type/id" form. Relative and contained ("#id") references are left as they are. The JSON of
+// document by that entry's urn: fullUrl (a urn:uuid, which means nothing outside the document)
+// becomes the relative "Type/id" form. Every other reference (relative, contained "#id",
+// absolute URLs, conditional "Type?identifier=…") is kept exactly as given. The JSON of
 // each result is canonical again; PatientRefs are kept.
 func Standalone(resources []Resource, newID func(i int) string) ([]Resource, error) {
 	out := make([]Resource, len(resources))
@@ -22,8 +24,12 @@ func Standalone(resources []Resource, newID func(i int) string) ([]Resource, err
 			}
 			out[i].ID = id
 		}
-		if r.FullURL != "" {
-			byURL[r.FullURL] = r.ResourceType + "/" + out[i].ID
+		if strings.HasPrefix(r.FullURL, "urn:") {
+			if _, dup := byURL[r.FullURL]; dup {
+				byURL[r.FullURL] = "" // shared by several entries: nothing may refer to it (Parse)
+			} else {
+				byURL[r.FullURL] = r.ResourceType + "/" + out[i].ID
+			}
 		}
 	}
 	for i, r := range out {
@@ -58,7 +64,7 @@ func rewriteRefs(v any, byURL map[string]string) bool {
 	case map[string]any:
 		for k, item := range x {
 			if s, ok := item.(string); ok && k == "reference" {
-				if rel, ok := byURL[s]; ok {
+				if rel := byURL[s]; rel != "" {
 					x[k] = rel
 					changed = true
 				}

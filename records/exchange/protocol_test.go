@@ -123,7 +123,7 @@ func TestFetchBadSignatureNotHandled(t *testing.T) {
 	require.Zero(t, handler.calls())
 
 	// Signed for another chain.
-	other := &chain.AccessRequest{Record: chain.Sum256([]byte("record")), RequesterNode: chain.PubKey{1}, Holder: chain.PubKey{2}, Purpose: "TREAT", Nonce: 2}
+	other := &chain.AccessRequest{Role: "clinician", Record: chain.Sum256([]byte("record")), RequesterNode: chain.PubKey{1}, Holder: chain.PubKey{2}, Purpose: "TREAT", Nonce: 2}
 	other.Sign(signingKey(t, 1), "another-chain")
 	resp, err = Fetch(ctx, client, testChain, holder.ID(), other)
 	require.NoError(t, err)

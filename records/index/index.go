@@ -6,8 +6,11 @@
 // block indexed instead of replaying the chain. Re-applying a block that was partly written is
 // idempotent. Patient lists are key-prefix scans, read a page at a time.
 //
-// The index holds pseudonymous ids and hashes only, like the ledger it is derived from; it can
-// always be rebuilt from the ledger (Reset, then apply every block).
+// The index holds pseudonymous ids and hashes, like the ledger it is derived from, and can be
+// rebuilt from the ledger (Reset, then apply every block) — except for the FHIR keys of the
+// records this node imported (fhir.go), which are the node's own memory: Type/id and a hash of
+// the content, never on the ledger, lost if the index directory is lost (a re-import then makes
+// new records instead of recognizing the old ones).
 package index
 
 import (
@@ -26,6 +29,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/medledger/medledger/chain"
+	"github.com/medledger/medledger/internal/badgerdir"
 )
 
 // Page sizes of the patient lists.
@@ -52,6 +56,7 @@ const formatVersion = 1
 //	c patient height ord       consent id 32
 //	q request                  height 8: the block that first logged it
 //	a patient height ord       request 32 | record 32
+//	f patient key              FHIR key of an imported record (fhir.go; not from the ledger)
 const (
 	tagVersion = 'v'
 	tagMeta    = 'm'
@@ -79,6 +84,17 @@ type Record struct {
 	Height         uint64 // the block that anchored it
 	Seq            uint64 // its place in anchor order, from 0
 }
+
+// Badger's sizes for the index: a few tens of MiB beside the chain store.
+const (
+	defaultMemTableSize = 8 << 20
+	blockCacheSize      = 8 << 20
+	indexCacheSize      = 4 << 20
+)
+
+// MemoryBudget is what the index's Badger may hold in memory at the default sizes: two
+// memtables and its caches (the node's memory limit adds it up with the other budgets).
+const MemoryBudget = 2*defaultMemTableSize + blockCacheSize + indexCacheSize
 
 // Options tune Open; the zero value is the default.
 type Options struct {
@@ -148,7 +164,7 @@ func Open(dir string, opts Options) (*Index, error) {
 func openBadger(dir string, opts Options) (*bdb.DB, error) {
 	memtable := opts.MemTableSize
 	if memtable == 0 {
-		memtable = 8 << 20
+		memtable = defaultMemTableSize
 	}
 	if memtable < 1<<20 {
 		return nil, fmt.Errorf("index: memtable size %d, at least 1 MiB", memtable)
@@ -165,13 +181,18 @@ func openBadger(dir string, opts Options) (*bdb.DB, error) {
 		// Sized for a desktop node beside its chain store: a few tens of MiB at most.
 		WithMemTableSize(memtable).
 		WithNumMemtables(2).
-		WithBlockCacheSize(8 << 20).
-		WithIndexCacheSize(4 << 20).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
 		WithNumCompactors(2).
 		WithCompression(options.None).
 		WithValueLogFileSize(16 << 20).
 		// Every value is small: keep them in the LSM tree, so scans never touch the value log.
 		WithValueThreshold(256)
+	// A kill between Badger creating a log file and sizing it leaves an empty one that Badger
+	// refuses to open ("Create a new file"); the chain store's remedy applies here too.
+	if err := badgerdir.RemoveEmptyLogs(dir); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
 	db, err := bdb.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("index: open badger in %s: %w", dir, err)

@@ -18,8 +18,6 @@ func openT(t *testing.T, dir string, opts Options) *Index {
 	return x
 }
 
-func blockHash(h uint64) chain.Hash { return chain.Sum256(fmt.Appendf(nil, "block %d", h)) }
-
 // pages collects a whole patient list through pages of size limit.
 func pages[T any](t *testing.T, limit int, page func(after string, limit int) ([]T, string, error)) []T {
 	t.Helper()
@@ -203,4 +201,17 @@ func TestSharedHandlesAndReset(t *testing.T) {
 	reacted, err = b.Reacted()
 	require.NoError(t, err)
 	require.Zero(t, reacted)
+}
+
+// TestMeasureScale runs the scale measurement at small sizes: the target patient's lists are
+// found at each, and the index reopens at its tip.
+func TestMeasureScale(t *testing.T) {
+	var seen []ScalePoint
+	pts, err := MeasureScale(t.TempDir(), []uint64{2_000, 6_000}, 1_000, func(p ScalePoint) { seen = append(seen, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 2 || len(seen) != 2 || pts[1].Records < 6_000 || pts[0].ListUs <= 0 || pts[1].ReopenMs <= 0 {
+		t.Fatalf("%+v", pts)
+	}
 }

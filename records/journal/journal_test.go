@@ -118,7 +118,7 @@ func signingKey(t testing.TB, seed byte) chain.PrivKey {
 
 func accessRequest(t testing.TB, key chain.PrivKey, record chain.Hash, nonce uint64) *chain.AccessRequest {
 	t.Helper()
-	r := &chain.AccessRequest{Record: record, RequesterNode: chain.PubKey{1}, Holder: chain.PubKey{2}, Purpose: "TREAT", IssuedMs: 1_700_000_000_000, Nonce: nonce}
+	r := &chain.AccessRequest{Role: "clinician", Record: record, RequesterNode: chain.PubKey{1}, Holder: chain.PubKey{2}, Purpose: "TREAT", IssuedMs: 1_700_000_000_000, Nonce: nonce}
 	r.Sign(key, "medledger-test")
 	return r
 }

@@ -187,7 +187,14 @@ func (nw *Network) Do(ctx context.Context, i int, method, path string, body []by
 	if body != nil {
 		ctype = "application/json"
 	}
-	code, _, b, err := nw.send(ctx, nw.client, i, method, path, ctype, body, auth)
+	token := ""
+	if auth {
+		var err error
+		if token, err = nw.Token(i); err != nil {
+			return 0, nil, err
+		}
+	}
+	code, _, b, err := nw.send(ctx, nw.client, i, method, path, ctype, body, token)
 	return code, b, err
 }
 
@@ -195,10 +202,21 @@ func (nw *Network) Do(ctx context.Context, i int, method, path string, body []by
 // body; a non-2xx answer is not an error here. It is bounded by ctx alone, so a request that
 // waits for blocks (an import, wait=commit) is not cut off by a client timeout.
 func (nw *Network) Request(ctx context.Context, i int, method, path, contentType string, body []byte) (int, http.Header, []byte, error) {
-	return nw.send(ctx, nw.bulk, i, method, path, contentType, body, true)
+	tok, err := nw.Token(i)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return nw.send(ctx, nw.bulk, i, method, path, contentType, body, tok)
 }
 
-func (nw *Network) send(ctx context.Context, client *http.Client, i int, method, path, contentType string, body []byte, auth bool) (int, http.Header, []byte, error) {
+// RequestAs is Request with another bearer token than the operator's (a staff session), or
+// none if token is empty.
+func (nw *Network) RequestAs(ctx context.Context, i int, token, method, path, contentType string, body []byte) (int, http.Header, []byte, error) {
+	return nw.send(ctx, nw.bulk, i, method, path, contentType, body, token)
+}
+
+// send sends one request, with token as its bearer token unless empty.
+func (nw *Network) send(ctx context.Context, client *http.Client, i int, method, path, contentType string, body []byte, token string) (int, http.Header, []byte, error) {
 	addr, err := nw.APIAddr(i)
 	if err != nil {
 		return 0, nil, nil, err
@@ -214,12 +232,8 @@ func (nw *Network) send(ctx context.Context, client *http.Client, i int, method,
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if auth {
-		tok, err := nw.Token(i)
-		if err != nil {
-			return 0, nil, nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -64,13 +64,19 @@ type proc struct {
 // Init runs `bin testnet init` for n authorities in dir (which must not hold a network yet) and
 // returns the network, with no node started.
 func Init(ctx context.Context, bin, dir string, n, basePort int) (*Network, error) {
+	return InitWith(ctx, bin, dir, n, basePort)
+}
+
+// InitWith is Init with more `testnet init` flags (such as --test-clock).
+func InitWith(ctx context.Context, bin, dir string, n, basePort int, flags ...string) (*Network, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("procnet: need at least one node, got %d", n)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("procnet: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, bin, "testnet", "init", "--authorities", strconv.Itoa(n), "--dir", dir, "--base-port", strconv.Itoa(basePort))
+	args := append([]string{"testnet", "init", "--authorities", strconv.Itoa(n), "--dir", dir, "--base-port", strconv.Itoa(basePort)}, flags...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("procnet: %s testnet init: %w\n%s", bin, err, out)

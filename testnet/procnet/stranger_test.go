@@ -151,7 +151,7 @@ func TestStranger(t *testing.T) {
 // node from's identity to node to: what a member's read puts on the ledger.
 func (r *recNet) memberRequest(from, to int, record chain.Hash) *chain.AccessRequest {
 	r.t.Helper()
-	req := &chain.AccessRequest{Record: record, RequesterNode: rawNodeKey(r.t, r.peer[from]), Holder: rawNodeKey(r.t, r.peer[to]),
+	req := &chain.AccessRequest{Role: "clinician", Record: record, RequesterNode: rawNodeKey(r.t, r.peer[from]), Holder: rawNodeKey(r.t, r.peer[to]),
 		Purpose: "TREAT", IssuedMs: time.Now().UnixMilli(), Nonce: uint64(time.Now().UnixNano())}
 	req.Sign(r.providerKey(from), r.chainID)
 	return req

@@ -63,7 +63,7 @@ func TestCreateOpen(t *testing.T) {
 		t.Errorf("file content %s", data)
 	}
 
-	o, err := Open(dir)
+	o, err := Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestPatientIDStable(t *testing.T) {
 		t.Errorf("patient id %s, want the address of the key, %s", w.PatientID(), k.Public().Address())
 	}
 	for range 3 {
-		o, err := Open(dir)
+		o, err := Open(dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestCreateRefusesOverwrite(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("leftover files: %v", entries)
 	}
-	o, err := Open(dir)
+	o, err := Open(dir, nil)
 	if err != nil || o.PatientID() != w.PatientID() {
 		t.Fatalf("the first wallet no longer opens: %v", err)
 	}
@@ -185,7 +185,7 @@ func TestOpenRefusesOpenPermissions(t *testing.T) {
 		if err := os.Chmod(w.File(), mode); err != nil {
 			t.Fatal(err)
 		}
-		_, err = Open(dir)
+		_, err = Open(dir, nil)
 		if err == nil || !strings.Contains(err.Error(), "too open") || !strings.Contains(err.Error(), "chmod 600") {
 			t.Errorf("mode %04o: got %v, want a refusal", mode, err)
 		}
@@ -199,7 +199,7 @@ func TestOpenRefusesOpenPermissions(t *testing.T) {
 	if err := os.Chmod(w.File(), 0o400); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir); err != nil {
+	if _, err := Open(dir, nil); err != nil {
 		t.Errorf("mode 0400: %v", err)
 	}
 }
@@ -236,7 +236,7 @@ func TestOpenRefusesCorrupt(t *testing.T) {
 	key[1] = 9
 	badSuite["encryption_key"] = hex.EncodeToString(key)
 
-	if _, err := parse([]byte(encode(good()))); err != nil {
+	if _, err := parsePlain([]byte(encode(good()))); err != nil {
 		t.Fatalf("the good wallet is refused: %v", err)
 	}
 	for _, tc := range []struct {
@@ -247,7 +247,8 @@ func TestOpenRefusesCorrupt(t *testing.T) {
 		{"truncated", encode(good())[:60], "not a wallet file"},
 		{"two objects", encode(good()) + encode(good()), "data after"},
 		{"unknown field", with("passphrase", "x"), "unknown field"},
-		{"version 2", with("version", 2), "version 2"},
+		{"version 3", with("version", 3), "wallet version 3, this program reads versions 1 and 2"},
+		{"version 2 with version 1 fields", with("version", 2), "unknown field"},
 		{"no version", with("version", nil), "version is missing"},
 		{"no signing seed", with("signing_seed", nil), "signing_seed is missing"},
 		{"short signing seed", with("signing_seed", strings.Repeat("ab", 31)), "signing_seed is 62 hex characters, want 64"},
@@ -264,7 +265,7 @@ func TestOpenRefusesCorrupt(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, FileName), []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			w, err := Open(dir)
+			w, err := Open(dir, nil)
 			if err == nil {
 				t.Fatalf("opened: patient %s", w.PatientID())
 			}
@@ -277,14 +278,14 @@ func TestOpenRefusesCorrupt(t *testing.T) {
 }
 
 func TestOpenRefusesOther(t *testing.T) {
-	if _, err := Open(t.TempDir()); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := Open(t.TempDir(), nil); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("no wallet: %v, want fs.ErrNotExist", err)
 	}
 	dir := t.TempDir()
 	if err := os.Mkdir(filepath.Join(dir, FileName), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if _, err := Open(dir, nil); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("a directory: %v", err)
 	}
 	dir = t.TempDir()
@@ -292,7 +293,7 @@ func TestOpenRefusesOther(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, FileName), big, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := Open(dir, nil); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("a huge file: %v", err)
 	}
 }

@@ -12,10 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +21,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/medledger/medledger/chain/store"
+	"github.com/medledger/medledger/internal/badgerdir"
 )
 
 // Defaults for Options.
@@ -32,6 +30,23 @@ const (
 	DefaultValueLogFileSize = 64 << 20
 	DefaultGCInterval       = 10 * time.Minute
 )
+
+// Badger's caches, sized for a desktop node (see openKV).
+const (
+	blockCacheSize = 32 << 20
+	indexCacheSize = 16 << 20
+	numMemtables   = 2
+)
+
+// MemoryBudget is what the store's Badger may hold in memory with opts: its memtables and its
+// block and index caches (the node's memory limit adds it up with the other budgets).
+func MemoryBudget(opts Options) int64 {
+	memtable := opts.MemTableSize
+	if memtable == 0 {
+		memtable = DefaultMemTableSize
+	}
+	return numMemtables*memtable + blockCacheSize + indexCacheSize
+}
 
 // gcDiscardRatio: a value-log file is rewritten when at least this share of it is garbage (the
 // ratio Badger's documentation suggests).
@@ -139,15 +154,15 @@ func openKV(dir string, opts Options) (*kv, *slog.Logger, error) {
 		// value logs) are sized for a database server; a practice's desktop node runs beside
 		// other programs. These keep a node's store within a few tens of MiB.
 		WithMemTableSize(memtable).
-		WithNumMemtables(2).
-		WithBlockCacheSize(32 << 20).
+		WithNumMemtables(numMemtables).
+		WithBlockCacheSize(blockCacheSize).
 		// Block compression cost more CPU under load than the disk it saves is worth here.
 		WithCompression(options.None).
-		WithIndexCacheSize(16 << 20).
+		WithIndexCacheSize(indexCacheSize).
 		WithValueLogFileSize(vlogSize).
 		// Badger refuses a value threshold above its batch cap (15% of the memtable).
 		WithValueThreshold(min(bdb.DefaultOptions("").ValueThreshold, memtable*15/100/2))
-	if err := removeEmptyLogs(dir); err != nil {
+	if err := badgerdir.RemoveEmptyLogs(dir); err != nil {
 		return nil, nil, err
 	}
 	db, err := bdb.Open(bo)
@@ -204,35 +219,6 @@ func (s *Store) CollectGarbage() (int, error) {
 		n++
 	}
 	return n, nil
-}
-
-// removeEmptyLogs deletes zero-length memtable logs (.mem) and value logs (.vlog). Badger creates
-// such a file and then sizes it; a kill between the two leaves an empty file that Badger v4
-// refuses to open ("Create a new file"). An empty log holds no writes and nothing points into it,
-// so deleting it loses nothing.
-func removeEmptyLogs(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("store: read %s: %w", dir, err)
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() || !(strings.HasSuffix(e.Name(), ".mem") || strings.HasSuffix(e.Name(), ".vlog")) {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			return fmt.Errorf("store: stat %s: %w", e.Name(), err)
-		}
-		if info.Size() == 0 {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return fmt.Errorf("store: remove empty log: %w", err)
-			}
-		}
-	}
-	return nil
 }
 
 func newLogger(l *slog.Logger) *slog.Logger {

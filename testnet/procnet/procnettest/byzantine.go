@@ -22,33 +22,10 @@ import (
 // ByzantinePackage is the test-only program that plays a compromised authority.
 const ByzantinePackage = "github.com/medledger/medledger/testnet/procnet/byzantine"
 
-var (
-	byzOnce sync.Once
-	byzDir  string
-	byzBin  string
-	byzErr  error
-)
+var byzantineProgram = &program{pkg: ByzantinePackage, name: "byzantine"}
 
-// ByzantineBinary returns the compromised-authority program, built once per test binary into
-// the same temporary directory as the medledger binary.
-func ByzantineBinary(tb testing.TB) string {
-	tb.Helper()
-	byzOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "medledger-procnet-byz-")
-		if err != nil {
-			byzErr = err
-			return
-		}
-		byzDir = dir
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		byzBin, byzErr = procnet.BuildPackage(ctx, dir, ByzantinePackage, "byzantine")
-	})
-	if byzErr != nil {
-		tb.Fatalf("building the byzantine program: %v", byzErr)
-	}
-	return byzBin
-}
+// ByzantineBinary returns the compromised-authority program, built once per test binary.
+func ByzantineBinary(tb testing.TB) string { return byzantineProgram.binary(tb) }
 
 // Byzantine is a running compromised authority: the program testnet/procnet/byzantine started
 // with node i's home (its authority key and libp2p identity) in place of node i. Commands and

@@ -47,20 +47,51 @@ func Binary(tb testing.TB) string {
 	return buildBin
 }
 
-// Cleanup removes the binaries Binary and ByzantineBinary built. Call it from TestMain after
-// m.Run.
+// Cleanup removes the binaries Binary and the test-only programs built. Call it from TestMain
+// after m.Run.
 func Cleanup() {
-	for _, dir := range []string{buildDir, byzDir, strangerDir} {
+	for _, dir := range []string{buildDir, byzantineProgram.dir, strangerProgram.dir, liarProgram.dir} {
 		if dir != "" {
 			os.RemoveAll(dir)
 		}
 	}
 }
 
+// program is a test-only command of this module, built once per test binary into its own
+// temporary directory.
+type program struct {
+	pkg, name string
+	once      sync.Once
+	dir, bin  string
+	err       error
+}
+
+func (p *program) binary(tb testing.TB) string {
+	tb.Helper()
+	p.once.Do(func() {
+		if p.dir, p.err = os.MkdirTemp("", "medledger-procnet-"+p.name+"-"); p.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		p.bin, p.err = procnet.BuildPackage(ctx, p.dir, p.pkg, p.name)
+	})
+	if p.err != nil {
+		tb.Fatalf("building the %s program: %v", p.name, p.err)
+	}
+	return p.bin
+}
+
 // New creates an n-node network in a temporary directory on free loopback ports, without
 // starting any node. When the test ends every node still running is killed; if the test failed,
 // the tail of each node's log is printed.
 func New(tb testing.TB, n int) *procnet.Network {
+	tb.Helper()
+	return NewWith(tb, n)
+}
+
+// NewWith is New with more `testnet init` flags (such as --test-clock).
+func NewWith(tb testing.TB, n int, flags ...string) *procnet.Network {
 	tb.Helper()
 	bin := Binary(tb)
 	base, err := procnet.FreeBasePort(n)
@@ -69,7 +100,7 @@ func New(tb testing.TB, n int) *procnet.Network {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nw, err := procnet.Init(ctx, bin, tb.TempDir(), n, base)
+	nw, err := procnet.InitWith(ctx, bin, tb.TempDir(), n, base, flags...)
 	if err != nil {
 		tb.Fatal(err)
 	}

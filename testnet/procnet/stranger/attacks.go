@@ -313,7 +313,7 @@ func junkRequest(chainID string) *chain.AccessRequest {
 	}
 	var id chain.Hash
 	_, _ = rand.Read(id[:])
-	req := &chain.AccessRequest{Record: id, RequesterNode: chain.PubKey{1}, Holder: chain.PubKey{2}, Purpose: "treatment", IssuedMs: time.Now().UnixMilli()}
+	req := &chain.AccessRequest{Role: "clinician", Record: id, RequesterNode: chain.PubKey{1}, Holder: chain.PubKey{2}, Purpose: "treatment", IssuedMs: time.Now().UnixMilli()}
 	req.Sign(key, chainID)
 	return req
 }
