@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -21,6 +22,10 @@ const (
 	// MaxTicketBytes bounds a licence ticket.
 	MaxTicketBytes = 4 << 10
 	joinTimeout    = 10 * time.Second
+	// joinReconnects bounds the reconnects after an accepted ticket, gossipStreamWait how long
+	// each waits for gossipsub's stream (see reconnectWithGossip).
+	joinReconnects   = 3
+	gossipStreamWait = 2 * time.Second
 	// joinRate and joinBurst bound the join streams one peer may open.
 	joinRate  = 1
 	joinBurst = 3
@@ -121,11 +126,48 @@ func (h *Host) Join(ctx context.Context, p peer.ID, ticket []byte) error {
 	default:
 		return fmt.Errorf("p2p: join: unknown answer %d", code)
 	}
-	_ = h.host.Network().ClosePeer(p)
-	if err := h.host.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
-		return fmt.Errorf("p2p: join: reconnect: %w", err)
+	return h.reconnectWithGossip(ctx, p)
+}
+
+// reconnectWithGossip closes the connection to p and connects again until gossipsub has an
+// outbound stream to p on the new connection. One reconnect is not always enough: gossipsub
+// tried a stream while this host was still a stranger at p, and if p's refusal reaches
+// gossipsub after the new connection's notice, gossipsub drops p and never tries again on
+// that connection, so the candidate's subscriptions (and its registration) never reach p.
+func (h *Host) reconnectWithGossip(ctx context.Context, p peer.ID) error {
+	for attempt := 0; ; attempt++ {
+		_ = h.host.Network().ClosePeer(p)
+		if err := h.host.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+			return fmt.Errorf("p2p: join: reconnect: %w", err)
+		}
+		if h.ps == nil || h.awaitGossipStream(ctx, p) || attempt == joinReconnects-1 {
+			return nil
+		}
+		h.log.Debug("p2p: join: no gossip stream after reconnecting; reconnecting again", "peer", p)
 	}
-	return nil
+}
+
+// awaitGossipStream waits up to gossipStreamWait for an outbound gossipsub stream to p.
+func (h *Host) awaitGossipStream(ctx context.Context, p peer.ID) bool {
+	t := time.NewTicker(25 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(gossipStreamWait)
+	for {
+		for _, c := range h.host.Network().ConnsToPeer(p) {
+			for _, s := range c.GetStreams() {
+				if s.Stat().Direction == network.DirOutbound && strings.HasPrefix(string(s.Protocol()), "/meshsub/") {
+					return true
+				}
+			}
+		}
+		select {
+		case <-t.C:
+		case <-deadline:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 func (h *Host) presentTicket(ctx context.Context, p peer.ID, ticket []byte) (byte, error) {
