@@ -176,7 +176,12 @@ func runDemo(ctx context.Context, w io.Writer, o demoOptions) (err error) {
 		return err
 	}
 	fmt.Fprintf(w, "MedLedger demo: %d authorities on chain %q; a block is final once more than 2/3 of them precommit it.\n\n", o.n, g.ChainID)
-	if err := tellStory(ctx, w, nw, g, o.records); err != nil {
+	payer, err := tellStory(ctx, w, nw, g, o.records)
+	if payer != nil {
+		// Stopped before the authorities (deferred calls run last first).
+		defer func() { err = errors.Join(err, stopPayer(w, payer)) }()
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(w, "\nstopping: interrupted during the story\n")
 			return nil

@@ -239,14 +239,15 @@ func (s *story) waitAll(ctx context.Context, h uint64) error {
 }
 
 // tellStory runs the demo's story on a started network; nRecords is the resources per patient
-// (0 skips the story).
-func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.Genesis, nRecords int) error {
+// (0 skips the story). It returns the payer's node the money chapter starts, still running, for
+// the caller to stop (nil if none started).
+func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.Genesis, nRecords int) (*fullNode, error) {
 	if nRecords <= 0 {
-		return nil
+		return nil, nil
 	}
 	if nw.N < 2 {
 		fmt.Fprintf(w, "(no story with a single node: it needs a practice and a specialist on different nodes)\n\n")
-		return nil
+		return nil, nil
 	}
 	s := &story{
 		w: w, nw: nw, g: g,
@@ -271,7 +272,7 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 			return st.ProviderRegistered, nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	s.say("%d authority nodes are running, and each is a licensed provider registered on the ledger by genesis (its licence binds its signing key to its node's libp2p key: the nodes admit only members).", nw.N)
@@ -291,24 +292,24 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 			p.wallet, err = keystore.Open(dir, nil) // the demo writes plaintext (version 1) wallets
 		}
 		if err != nil {
-			return fmt.Errorf("patient %d wallet: %w", k+1, err)
+			return nil, fmt.Errorf("patient %d wallet: %w", k+1, err)
 		}
 		// The practice enrols the patient (co-signs its registration); the wallet submits it.
 		enc := p.wallet.EncryptionKey().Public().Bytes()
 		req, _ := json.Marshal(node.EnrolRequest{PatientKey: p.wallet.SigningKey().Public(), EncryptionKey: hex.EncodeToString(enc)})
 		var en node.EnrolmentJSON
 		if err := s.callJSON(ctx, s.practice, http.MethodPost, "/v1/enrolments", req, "application/json", &en); err != nil {
-			return fmt.Errorf("enrolling patient %d: %w", k+1, err)
+			return nil, fmt.Errorf("enrolling patient %d: %w", k+1, err)
 		}
 		body := &chain.RegisterPatient{EncryptionKey: enc, Enroller: en.Enroller}
 		if sig, err := hex.DecodeString(en.EnrollerSig); err != nil || len(sig) != len(body.EnrollerSig) {
-			return fmt.Errorf("enrolling patient %d: malformed co-signature", k+1)
+			return nil, fmt.Errorf("enrolling patient %d: malformed co-signature", k+1)
 		} else {
 			copy(body.EnrollerSig[:], sig)
 		}
 		out, err := s.submit(ctx, s.practice, p.wallet.SigningKey(), chain.TxRegisterPatient, body)
 		if err != nil {
-			return fmt.Errorf("registering patient %d: %w", k+1, err)
+			return nil, fmt.Errorf("registering patient %d: %w", k+1, err)
 		}
 		s.detail("patient %d: id %s, registered at height %d", k+1, p.wallet.PatientID(), out.Height)
 		patients[k] = p
@@ -323,7 +324,7 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 			Records []records.ImportedRecord `json:"records"`
 		}
 		if err := s.callJSON(ctx, s.practice, http.MethodPost, "/v1/patients/"+p.wallet.PatientID().String()+"/records", bundle, "application/fhir+json", &out); err != nil {
-			return fmt.Errorf("importing patient %d's records: %w", k+1, err)
+			return nil, fmt.Errorf("importing patient %d's records: %w", k+1, err)
 		}
 		p.records = out.Records
 		counts := map[string]int{}
@@ -351,15 +352,15 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 		}
 	}
 	if err := s.waitAll(ctx, anchored); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.clinicianSession(ctx, s.specialist); err != nil {
-		return err
+		return nil, err
 	}
 	readPath := "/v1/records/" + target.ID.String() + "?purpose=" + node.DefaultPurpose
 	code, _, data, err := s.callAs(ctx, s.specialist, s.clinician, http.MethodGet, readPath, nil, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch {
 	case code == http.StatusForbidden:
@@ -367,20 +368,20 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 			s.specialist, s.clinicianName, article(target.ResourceType), target.ResourceType, short(target.ID.String()), node.DefaultPurpose, code)
 		s.detail("reason: %s", apiReason(data))
 	case code/100 == 2:
-		return fmt.Errorf("the specialist read record %s without consent (HTTP %d): the consent check did not refuse it", short(target.ID.String()), code)
+		return nil, fmt.Errorf("the specialist read record %s without consent (HTTP %d): the consent check did not refuse it", short(target.ID.String()), code)
 	default:
-		return fmt.Errorf("the specialist's read without consent: want a refusal (403), node%d answered %d: %s", s.specialist, code, apiReason(data))
+		return nil, fmt.Errorf("the specialist's read without consent: want a refusal (403), node%d answered %d: %s", s.specialist, code, apiReason(data))
 	}
 
 	// 5. Patient 1 consents.
 	grant := &chain.ConsentGrant{Grantee: s.provider[s.specialist], Purpose: node.DefaultPurpose, Scope: chain.ConsentScope{Kind: chain.ScopeAll},
 		ExpiresMs: time.Now().Add(storyConsent).UnixMilli()}
 	if err := grant.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	gout, err := s.submit(ctx, s.practice, p1.wallet.SigningKey(), chain.TxConsentGrant, grant)
 	if err != nil {
-		return fmt.Errorf("patient 1's consent: %w", err)
+		return nil, fmt.Errorf("patient 1's consent: %w", err)
 	}
 	s.say("Patient 1 signs a consent with their wallet: the specialist may read all their records for %s until %s (consent %s, height %d).",
 		node.DefaultPurpose, time.UnixMilli(grant.ExpiresMs).UTC().Format(time.DateOnly), short(gout.Hash.String()), gout.Height)
@@ -388,7 +389,7 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 	// 6. The specialist reads the record. A holder may still be pushing the new key envelope:
 	// retry what is not a refusal for a while.
 	if err := s.waitAll(ctx, gout.Height); err != nil {
-		return err
+		return nil, err
 	}
 	var header http.Header
 	err = procnet.WaitFor(ctx, storyStep, time.Second, "the specialist's read with consent", func(ctx context.Context) (bool, error) {
@@ -405,13 +406,13 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 		return false, fmt.Errorf("HTTP %d: %s", code, apiReason(data))
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var got struct {
 		ResourceType string `json:"resourceType"`
 	}
 	if err := json.Unmarshal(data, &got); err != nil {
-		return fmt.Errorf("the record read is not JSON: %w", err)
+		return nil, fmt.Errorf("the record read is not JSON: %w", err)
 	}
 	s.say("The specialist asks again: served. node%d decrypted a FHIR %s of %d bytes (content not shown), served by %s.",
 		s.specialist, got.ResourceType, len(data), s.holderRole(s.specialist, header.Get("X-MedLedger-Holder")))
@@ -438,7 +439,7 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 		return refused && served, nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.say("Patient 1's audit trail on the ledger (GET %s on node%d) shows both, with the role the clinician asked under (the person is only in node%d's own audit log):", routeOf(auditPath), s.practice, s.specialist)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -451,10 +452,13 @@ func tellStory(ctx context.Context, w io.Writer, nw *procnet.Network, g *chain.G
 		fmt.Fprintf(tw, "   \t%s\t%s\t%s\t%d\t%s\t%s\n", s.providerRole(a.Accessor), a.Role, short(a.Record.String()), a.Height, s.providerRole(a.Holder), outcome)
 	}
 	if err := tw.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(w, "   Try: medledger wallet audit --dir %s --home %s\n\n", filepath.Dir(p1.wallet.File()), nw.Home(s.practice))
-	return s.patientChecks(ctx, p1, target.ID, len(accesses))
+	if err := s.patientChecks(ctx, p1, target.ID, len(accesses)); err != nil {
+		return nil, err
+	}
+	return s.storyMoney(ctx, patients)
 }
 
 // patientChecks is the story's last step: patient 1's own wallet, a light client over the wallet

@@ -42,7 +42,7 @@ func TestDemoLeavesNoPHI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "demo", "--dir", netDir, "--duration", "45s", "--records", "12")
+	cmd := exec.CommandContext(ctx, bin, "demo", "--dir", netDir, "--duration", "60s", "--records", "12")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// On timeout, stop the demo the way Ctrl-C does, so that it stops its nodes; kill it only if
 	// it does not exit after that.
@@ -63,6 +63,11 @@ func TestDemoLeavesNoPHI(t *testing.T) {
 	for _, want := range []string{
 		"6. The specialist asks again: served.",
 		"7. Patient 1's audit trail on the ledger",
+		"Patients 2 and 3 enrol as a family",
+		"The practice files the same claim again: refused (HTTP 409, the duplicate rule",
+		"the member-care rule",
+		"disputes it, signed with the patient's own key",
+		"the payer's node process stopped cleanly",
 		"all 4 node processes stopped cleanly",
 		"network kept in " + netDir,
 	} {
@@ -125,7 +130,7 @@ func TestDemoLeavesNoPHI(t *testing.T) {
 	}
 	t.Logf("scanned %d files, %d bytes, for %d forms of %d markers of %d patients: %v",
 		st.Files, st.Bytes, len(synth.Needles(markers)), len(markers), len(people), st.Kinds)
-	for _, kind := range []string{"badger", "blob", "log"} {
+	for _, kind := range []string{"badger", "blob", "log", "billing"} {
 		if st.Kinds[kind] == 0 {
 			t.Errorf("control: no %s files among those scanned: is the scan looking in the right place?", kind)
 		}

@@ -217,6 +217,8 @@ func FileKind(path string) string {
 		return "log"
 	case strings.HasSuffix(base, ".sst"), strings.HasSuffix(base, ".vlog"), strings.HasSuffix(base, ".mem"), strings.HasPrefix(base, "MANIFEST"), base == "KEYREGISTRY", base == "DISCARD":
 		return "badger"
+	case strings.Contains(slashed, "/billing/"), strings.Contains(slashed, "/billing-keys/"): // a practice's billing book, a payer's keys
+		return "billing"
 	case strings.Contains(slashed, "/journal/"): // the access journal lives in the blob directory
 		return "journal"
 	case strings.Contains(slashed, "/blobs/"):

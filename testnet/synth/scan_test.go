@@ -190,6 +190,8 @@ func TestScanStatsKinds(t *testing.T) {
 		"node0/blobs/ab/abcdef":      "blob",
 		"node0/blobs/journal/000001": "journal",
 		"node0/config.toml":          "other",
+		"node0/billing/book.json":    "billing",
+		"payer/billing-keys/ab.key":  "billing",
 	}
 	var size int64
 	for f := range files {
