@@ -47,7 +47,14 @@ func demoCmd() *cobra.Command {
   4. the specialist tries to read one of patient 1's records without consent and is refused;
   5. patient 1 consents: the specialist may read all records for treatment (TREAT), for 30 days;
   6. the specialist reads the record, from whichever holder serves it;
-  7. patient 1's audit trail on the ledger shows the refused attempt and the served read.
+  7. patient 1's audit trail on the ledger shows the refused attempt and the served read;
+  8. patient 1's wallet, a light client, proves all of it and reads a record itself;
+  9. money: the practice publishes a family membership plan, patients 2 and 3 enrol (patient 2
+     signs the agreement in their wallet) and pay; an insurer joins as a payer (a full node
+     DIR/payer with a payer licence from DIR/payers.key) and publishes its fee schedule; the
+     practice files a claim for patient 1's visit (adjudicated by the schedule), the same claim
+     again (refused: duplicate) and one for member-covered care (refused); patient 1 disputes
+     the claim from their wallet.
 
 The story prints identifiers, record types, heights and outcomes, never names or clinical content.
 Then it keeps submitting synthetic registrations (--tx-rate) and every 2 s prints each node's
