@@ -246,7 +246,7 @@ func (a *API) fileClaim(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("payer %s's schedule (revision %d): %s", req.Payer, sched.Revision, oneLine(err)))
 		return
 	}
-	// Checked before anything is anchored: an exact duplicate is refused by the ledger anyway.
+	// An exact duplicate first, to name the claim it repeats in full.
 	dupPrint := billing.DupPrint(key, req.Patient, content.Day, content.Codes())
 	var dup chain.Hash
 	if err := a.records.View(r.Context(), func(view state.View) (err error) {
@@ -260,6 +260,32 @@ func (a *API) fileClaim(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, ClaimErrorJSON{Rule: "duplicate",
 			Error: fmt.Sprintf("claim refused by the ledger's duplicate rule: this provider already filed claim %s for patient %s, day %s and the same codes",
 				dup, req.Patient, billing.DayDate(content.Day))})
+		return
+	}
+	id, err := newID()
+	if err != nil {
+		a.internal(w, "claim", err)
+		return
+	}
+	ids := billing.ClaimIDs{ID: id, Patient: req.Patient, Payer: req.Payer, Encounter: req.Encounter}
+	// Every filing rule but the sealed record's is checked before anything is anchored, so that a
+	// claim the ledger would refuse leaves no Claim record behind (the record id is not known
+	// yet: the claim's own id stands in, and the record check is skipped).
+	ids.Record = id
+	body, err := billing.BuildClaimSubmit(key, content, ids)
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, oneLine(err))
+		return
+	}
+	if err := a.records.View(r.Context(), func(view state.View) error {
+		// The next block's time: after the head's, and about now (a test clock runs ahead).
+		_, tip, err := state.Tip(view)
+		if err != nil {
+			return err
+		}
+		return state.PrecheckClaim(view, self, body, max(tip, time.Now().UnixMilli()))
+	}); err != nil {
+		a.claimError(w, "claim", err)
 		return
 	}
 	var opts records.ImportOptions
@@ -282,13 +308,8 @@ func (a *API) fileClaim(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "the claim document kept no Claim record for the patient")
 		return
 	}
-	id, err := newID()
-	if err != nil {
-		a.internal(w, "claim", err)
-		return
-	}
-	body, err := billing.BuildClaimSubmit(key, content, billing.ClaimIDs{ID: id, Patient: req.Patient, Payer: req.Payer, Encounter: req.Encounter, Record: record})
-	if err != nil {
+	ids.Record = record
+	if body, err = billing.BuildClaimSubmit(key, content, ids); err != nil {
 		writeError(w, http.StatusUnprocessableEntity, oneLine(err))
 		return
 	}

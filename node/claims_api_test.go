@@ -176,13 +176,24 @@ func TestClaimsAPI(t *testing.T) {
 	require.Equal(t, "duplicate", dup.Rule)
 	require.Contains(t, dup.Error, c.ID.String())
 
-	// An encounter the other practice anchored: the phantom-visit rule, from the ledger.
+	// An encounter the other practice anchored: the phantom-visit rule, checked before the
+	// sealed Claim is anchored, so the refusal leaves nothing in the patient's log.
 	otherEnc := importOne(t, other.svc.Service, p.id(), readTestdata(t, "encounter.json"))
+	logLen := func() (n uint64) {
+		f.view(func(v state.View, _ *replica.Replica) {
+			var err error
+			n, err = state.PatientLogLength(v, p.id())
+			require.NoError(t, err)
+		})
+		return n
+	}
+	before := logLen()
 	a = prov.do(t, "POST", "/v1/claims", FileClaimRequest{Payer: payerID, Patient: p.id(), Encounter: otherEnc,
 		Claim: claimDoc("visit-2", today, [2]string{"36415", "12.34"})})
 	ph := decodeAs[ClaimErrorJSON](t, a, http.StatusUnprocessableEntity)
 	require.Equal(t, "phantom-visit", ph.Rule)
 	require.Contains(t, ph.Error, "anchored by")
+	require.Equal(t, before, logLen(), "a refused claim anchored a record")
 
 	// The ledger lets the payer read the sealed claim (and only that).
 	f.view(func(v state.View, _ *replica.Replica) {

@@ -146,61 +146,8 @@ func (e *executor) endCoverage(payer chain.Address, b *chain.CoverageSet, res *T
 // claimSubmit files a claim: the checks run cheapest first, the fraud rules last; then the
 // provider's volume is counted and the claim adjudicated by the schedule if it can be.
 func (e *executor) claimSubmit(provider chain.Address, b *chain.ClaimSubmit, res *TxResult) error {
-	if _, err := activeProvider(e.o, provider, e.h.Time); err != nil {
-		return claimRole(err, "claimant")
-	}
-	if err := e.needPayer(b.Payer, "payer"); err != nil {
-		return err
-	}
-	if _, err := activePatient(e.o, b.Patient); err != nil {
-		return claimRole(err, "patient")
-	}
-	used, err := exists(e.o, claimKey(b.ID), "claim")
+	sched, sealed, err := e.claimRules(provider, b, true)
 	if err != nil {
-		return err
-	}
-	if used {
-		return fmt.Errorf("%w: claim %s exists", ErrClaimExists, b.ID.Short())
-	}
-	sched, err := Schedule(e.o, b.Payer, provider)
-	if err != nil {
-		return err
-	}
-	switch {
-	case sched == nil:
-		return fmt.Errorf("%w: payer %s has no schedule for provider %s", ErrNoSchedule, b.Payer, provider)
-	case sched.Schedule.KeyCommit != b.KeyCommit:
-		return fmt.Errorf("%w: the claim's billing key %s is not that of payer %s's schedule revision %d",
-			ErrNoSchedule, b.KeyCommit.Short(), b.Payer, sched.Revision)
-	}
-	if err := e.needCoverage(b); err != nil {
-		return err
-	}
-	today := dayOf(e.h.Time)
-	switch {
-	case b.ServiceDay > today:
-		return fmt.Errorf("%w: service day %d is after the block's day %d", ErrServiceDay, b.ServiceDay, today)
-	case uint64(b.ServiceDay)+ClaimFilingDays < uint64(today):
-		return fmt.Errorf("%w: service day %d is more than %d days before the block's day %d", ErrServiceDay, b.ServiceDay, ClaimFilingDays, today)
-	}
-	sealed, err := e.needSealedClaim(provider, b)
-	if err != nil {
-		return err
-	}
-	// Duplicate: chain.ClaimSubmit.Validate checked that DupPrint is the claim's own print.
-	var dup claimDupRecord
-	found, err := get(e.o, claimDupKey(provider, b.DupPrint), "claim duplicate print", &dup)
-	if err != nil {
-		return err
-	}
-	if found {
-		return fmt.Errorf("%w: provider %s already filed claim %s for patient %s, day %d and the same codes",
-			ErrDuplicateClaim, provider, dup.Claim.Short(), b.Patient, b.ServiceDay)
-	}
-	if err := e.needEncounter(provider, b); err != nil {
-		return err
-	}
-	if err := e.notMemberCare(provider, sched, b); err != nil {
 		return err
 	}
 	vol, flagged, err := e.countClaim(provider)
@@ -241,6 +188,81 @@ func (e *executor) claimSubmit(provider chain.Address, b *chain.ClaimSubmit, res
 		res.event(EventClaimPended, "claim %s: awaiting payer %s's decision", c.ID.Short(), c.Payer)
 	}
 	return nil
+}
+
+// claimRules checks a ClaimSubmit against every filing rule and returns the schedule it is filed
+// under and its sealed Claim record; withRecord false skips the record (PrecheckClaim).
+func (e *executor) claimRules(provider chain.Address, b *chain.ClaimSubmit, withRecord bool) (*ScheduleRecord, *RecordState, error) {
+	if _, err := activeProvider(e.o, provider, e.h.Time); err != nil {
+		return nil, nil, claimRole(err, "claimant")
+	}
+	if err := e.needPayer(b.Payer, "payer"); err != nil {
+		return nil, nil, err
+	}
+	if _, err := activePatient(e.o, b.Patient); err != nil {
+		return nil, nil, claimRole(err, "patient")
+	}
+	used, err := exists(e.o, claimKey(b.ID), "claim")
+	if err != nil {
+		return nil, nil, err
+	}
+	if used {
+		return nil, nil, fmt.Errorf("%w: claim %s exists", ErrClaimExists, b.ID.Short())
+	}
+	sched, err := Schedule(e.o, b.Payer, provider)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case sched == nil:
+		return nil, nil, fmt.Errorf("%w: payer %s has no schedule for provider %s", ErrNoSchedule, b.Payer, provider)
+	case sched.Schedule.KeyCommit != b.KeyCommit:
+		return nil, nil, fmt.Errorf("%w: the claim's billing key %s is not that of payer %s's schedule revision %d",
+			ErrNoSchedule, b.KeyCommit.Short(), b.Payer, sched.Revision)
+	}
+	if err := e.needCoverage(b); err != nil {
+		return nil, nil, err
+	}
+	today := dayOf(e.h.Time)
+	switch {
+	case b.ServiceDay > today:
+		return nil, nil, fmt.Errorf("%w: service day %d is after the block's day %d", ErrServiceDay, b.ServiceDay, today)
+	case uint64(b.ServiceDay)+ClaimFilingDays < uint64(today):
+		return nil, nil, fmt.Errorf("%w: service day %d is more than %d days before the block's day %d", ErrServiceDay, b.ServiceDay, ClaimFilingDays, today)
+	}
+	var sealed *RecordState
+	if withRecord {
+		if sealed, err = e.needSealedClaim(provider, b); err != nil {
+			return nil, nil, err
+		}
+	}
+	// Duplicate: chain.ClaimSubmit.Validate checked that DupPrint is the claim's own print.
+	var dup claimDupRecord
+	found, err := get(e.o, claimDupKey(provider, b.DupPrint), "claim duplicate print", &dup)
+	if err != nil {
+		return nil, nil, err
+	}
+	if found {
+		return nil, nil, fmt.Errorf("%w: provider %s already filed claim %s for patient %s, day %d and the same codes",
+			ErrDuplicateClaim, provider, dup.Claim.Short(), b.Patient, b.ServiceDay)
+	}
+	if err := e.needEncounter(provider, b); err != nil {
+		return nil, nil, err
+	}
+	if err := e.notMemberCare(provider, sched, b); err != nil {
+		return nil, nil, err
+	}
+	return sched, sealed, nil
+}
+
+// PrecheckClaim checks the ClaimSubmit b that provider is about to file against the filing rules
+// at blockTime on view, all but the one its sealed Claim record must meet: a node anchors that
+// record only after this passes, so a claim the ledger refuses leaves no record behind. It
+// writes nothing (an overlay over view, dropped).
+func PrecheckClaim(view View, provider chain.Address, b *chain.ClaimSubmit, blockTime int64) error {
+	e := &executor{o: NewOverlay(view), h: &chain.Header{Time: blockTime}}
+	_, _, err := e.claimRules(provider, b, false)
+	return err
 }
 
 // needCoverage requires a coverage of the claim's payer for its patient that covers the service
