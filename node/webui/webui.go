@@ -153,6 +153,8 @@ type page struct {
 	Flash   string
 	Error   string
 	Data    any
+	// CanBilling and CanClaims show the billing and claims pages in the menu.
+	CanBilling, CanClaims bool
 }
 
 // session is a signed-in request's principal and token.
@@ -228,6 +230,7 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, s *session, code int
 	if s != nil {
 		p.User, p.Role, p.CSRF = s.User, string(s.Role), u.csrfToken(s.token)
 		p.IdleSec = int(u.cfg.Idle / time.Second)
+		p.CanBilling, p.CanClaims = s.can(staff.PermBilling), s.can(staff.PermClaims)
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, p); err != nil {
