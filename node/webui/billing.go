@@ -57,6 +57,9 @@ func (u *UI) loadBilling(r *http.Request, s session) billingData {
 		}
 	}
 	d.Plans, d.Memberships, d.Sponsors, d.Payments = plans.Plans, ms.Memberships, sp.Sponsors, pays.Payments
+	for i := range d.Memberships {
+		d.Memberships[i].SubscriberName = u.nameOf(s, d.Memberships[i].Subscriber)
+	}
 	// Past-due memberships first: they are what the billing desk acts on.
 	slices.SortStableFunc(d.Memberships, func(x, y membershipView) int {
 		switch {
@@ -82,6 +85,18 @@ func (u *UI) billingPage(w http.ResponseWriter, r *http.Request, s session) {
 		p.Flash = "The payment was recorded on the ledger (" + shortText(id) + ")."
 	}
 	u.render(w, r, &s, http.StatusOK, "billing", p)
+}
+
+// nameOf is the patient's name in the directory, for a role that may look patients up; else "".
+func (u *UI) nameOf(s session, patient string) string {
+	a, err := chain.ParseAddress(patient)
+	if err != nil || u.cfg.Patients == nil || !mayFind(s) {
+		return ""
+	}
+	if e, ok := u.cfg.Patients.Get(a); ok {
+		return e.Name
+	}
+	return ""
 }
 
 func shortText(x string) string {
@@ -175,6 +190,11 @@ func (u *UI) claimsPage(w http.ResponseWriter, r *http.Request, s session) {
 	// The payer's queue is empty on a node whose member is not a payer: shown only when not.
 	if _, msg := u.getJSON(r, s, "/v1/payer/claims?"+q.Encode(), &payer); msg != "" {
 		d.Errors = append(d.Errors, "payer's queue: "+msg)
+	}
+	for _, cs := range [][]claimView{filed.Claims, payer.Claims} {
+		for i := range cs {
+			cs[i].PatientName = u.nameOf(s, cs[i].Patient)
+		}
 	}
 	d.Filed, d.FiledNext, d.Payer, d.PayerNext = filed.Claims, filed.Next, payer.Claims, payer.Next
 	u.render(w, r, &s, http.StatusOK, "claims", page{Title: "Claims", Nav: "claims", Data: d})

@@ -118,6 +118,11 @@ func TestBillingPageShowsStatementsAndIsForBillingRoles(t *testing.T) {
 		require.Less(t, strings.Index(html, fakeLapsed[:12]), strings.Index(html, fakeMembership[:12]), "past due first")
 		require.Contains(t, html, "since 2026-11-08")
 		require.Contains(t, html, `name="csrf"`)
+		if tok == "mls_desk" {
+			require.Contains(t, html, "&lt;script&gt;alert(1)&lt;/script&gt; Evil", "the front desk finds patients: names, escaped")
+		} else {
+			require.NotContains(t, html, "Evil", "no names for a role that does not find patients")
+		}
 	}
 	require.NotEmpty(t, api.asked("GET /v1/billing/memberships mls_desk"))
 

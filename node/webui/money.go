@@ -84,6 +84,8 @@ type membershipView struct {
 	Statement   statementView `json:"statement"`
 	// Payments are the payments this node recorded for it (patient page only).
 	Payments []paymentView `json:"-"`
+	// SubscriberName is from the patient directory, for a role that may see names.
+	SubscriberName string `json:"-"`
 }
 
 // PastDue says whether the node's statement has the membership past due.
@@ -139,6 +141,8 @@ type claimView struct {
 	FiledTime     int64           `json:"filed_time_ms"`
 	DecidedHeight uint64          `json:"decided_height"`
 	Disputes      []disputeView   `json:"disputes"`
+	// PatientName is from the patient directory, for a role that may see names.
+	PatientName string `json:"-"`
 }
 
 // Filed is when the claim was filed (its block's time).
