@@ -1,6 +1,6 @@
 // Package webui is the practice's web pages, served by its node under /ui/ on the local API
 // address: sign in, find a patient, their records, import, consents, break-glass access, the
-// audit trail and the network's status.
+// audit trail, the network's status, and for the billing desk memberships, payments and claims.
 //
 // The pages are a client of the node's own JSON API, called in process: a staff member's session
 // cookie carries the session token POST /v1/login returned, and every page that touches the
