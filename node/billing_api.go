@@ -51,9 +51,11 @@ func (a *API) attachBilling(book *billingBook) {
 	a.handle("POST /v1/billing/memberships/{id}/change", staff.PermBilling, a.changeMembership)
 	a.handle("POST /v1/billing/memberships/{id}/cancel", staff.PermBilling, a.cancelMembership)
 	a.handle("POST /v1/billing/payments", staff.PermBilling, a.recordPayment)
+	a.handle("GET /v1/billing/payments", staff.PermBilling, a.listPayments)
 	a.handle("GET /v1/billing/payments/{id}", staff.PermBilling, a.getPayment)
 	a.handle("GET /v1/billing/sponsors", staff.PermBilling, a.listSponsors)
 	a.handle("GET /v1/billing/sponsors/{name}", staff.PermBilling, a.getSponsor)
+	a.handle("GET /v1/patients/{patient}/billing-history", staff.PermBilling, a.billingHistory)
 }
 
 // TierJSON is a plan tier; Price is a decimal ("99.00").
@@ -490,7 +492,11 @@ func (a *API) answerPayment(w http.ResponseWriter, id chain.Hash, code int) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no payment %s of this practice", id))
 		return
 	}
-	out := PaymentJSON{ID: p.ID, Reference: a.billing.book.payment(id), ReferenceHash: p.Reference, Refund: p.Refund,
+	writeJSON(w, code, a.paymentJSON(p))
+}
+
+func (a *API) paymentJSON(p *state.PaymentState) PaymentJSON {
+	out := PaymentJSON{ID: p.ID, Reference: a.billing.book.payment(p.ID), ReferenceHash: p.Reference, Refund: p.Refund,
 		Height: p.Height, Recorded: time.UnixMilli(p.Time).UTC(), Splits: []PaymentSplitJSON{}}
 	var total uint64
 	for _, s := range p.Splits {
@@ -498,7 +504,7 @@ func (a *API) answerPayment(w http.ResponseWriter, id chain.Hash, code int) {
 		total += s.Cents
 	}
 	out.Total = billing.FormatCents(total)
-	writeJSON(w, code, out)
+	return out
 }
 
 // SponsorJSON is the answer of GET /v1/billing/sponsors/{name}: the employer's combined

@@ -28,6 +28,7 @@ type billingHarness struct {
 	f    *recFixture
 	srv  *httptest.Server
 	book *billingBook
+	api  *API
 }
 
 func newBillingHarness(t *testing.T) *billingHarness {
@@ -52,7 +53,7 @@ func newBillingHarness(t *testing.T) *billingHarness {
 	api.attachStaff(staff.NewGate(users, staff.GateConfig{Sessions: staff.SessionConfig{Idle: 15 * time.Minute, Lifetime: 12 * time.Hour}, Hash: cheapHash}), audit)
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return &billingHarness{t: t, f: f, srv: srv, book: book}
+	return &billingHarness{t: t, f: f, srv: srv, book: book, api: api}
 }
 
 // do sends a request with token (the operator's when empty) and a JSON body (raw bytes as they

@@ -448,6 +448,10 @@ func (a *API) getMembership(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listMemberships(w http.ResponseWriter, r *http.Request) {
+	if !r.URL.Query().Has("patient") {
+		a.listBookMemberships(w, r)
+		return
+	}
 	p, err := chain.ParseAddress(r.URL.Query().Get("patient"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "patient: want ?patient=<patient id, 40 hex digits>")

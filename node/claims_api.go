@@ -31,6 +31,7 @@ func (a *API) attachClaims(keys string) {
 	// Provider side.
 	a.handle("POST /v1/claims", staff.PermClaims, a.fileClaim)
 	a.handle("GET /v1/claims", staff.PermClaims, a.listClaims)
+	a.handle("GET /v1/claims/filed", staff.PermClaims, a.filedClaims)
 	a.handle("GET /v1/claims/{id}", staff.PermClaims, a.showClaim)
 	a.handle("GET /v1/claims/{id}/eob", staff.PermClaims, a.claimEOB)
 	// Payer side.
@@ -323,6 +324,12 @@ func (a *API) fileClaim(w http.ResponseWriter, r *http.Request) {
 	wrapped, err := a.records.WrapForClaim(r.Context(), record)
 	if err != nil {
 		a.log.Warn("api: wrap the claim's key for its payer", "record", record.Short(), "err", err)
+	}
+	// The ledger lists claims by patient and payer only; the practice's claims page reads this.
+	if a.billing != nil {
+		if err := a.billing.book.noteClaim(id, time.Now()); err != nil {
+			a.log.Error("api: billing book", "err", err)
+		}
 	}
 	c, ok := a.loadClaim(w, r, id)
 	if !ok {

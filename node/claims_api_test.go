@@ -77,6 +77,9 @@ func (f *recFixture) serve(svc *running, keys string) *claimParty {
 	api := NewAPI(f.runner, NodeInfo{ChainID: f.g.ChainID, NodeID: "12D3KooWtest", Provider: &self}, testToken, 1<<20, 1<<20, f.log)
 	api.attachRecords(svc.Service, f.commits)
 	api.attachClaims(keys)
+	book, err := openBillingBook(filepath.Join(f.t.TempDir(), "billing"))
+	require.NoError(f.t, err)
+	api.attachBilling(book)
 	srv := httptest.NewServer(api)
 	f.t.Cleanup(srv.Close)
 	return &claimParty{svc: svc, srv: srv, api: api}
@@ -164,6 +167,10 @@ func TestClaimsAPI(t *testing.T) {
 	c := filed.Claim
 	require.Equal(t, "adjudicated-by-rule", c.Status)
 	require.Equal(t, []chain.Address{payerID}, filed.WrappedTo)
+	// The practice's claims page lists what its node filed.
+	ours := decodeAs[ClaimsJSON](t, prov.do(t, "GET", "/v1/claims/filed", nil), http.StatusOK)
+	require.Len(t, ours.Claims, 1)
+	require.Equal(t, c.ID, ours.Claims[0].ID)
 	want := [][4]uint64{{9_000, 7_500, 6_000, 1_500}, {1_234, 1_000, 800, 200}}
 	for i, w := range want {
 		l := c.Lines[i]

@@ -31,6 +31,10 @@ func (u *UI) routes() {
 	u.mux.HandleFunc("GET /ui/patients/{patient}/audit", u.authed(u.audit))
 	u.mux.HandleFunc("GET /ui/records/{id}", u.authed(u.record))
 	u.mux.HandleFunc("GET /ui/status", u.authed(u.status))
+	u.mux.HandleFunc("GET /ui/billing", u.authed(u.billingPage))
+	u.mux.HandleFunc("POST /ui/billing/payments", u.authed(u.recordPayment))
+	u.mux.HandleFunc("GET /ui/claims", u.authed(u.claimsPage))
+	u.mux.HandleFunc("GET /ui/claims/{id}", u.authed(u.claimPage))
 	u.mux.HandleFunc("/ui/", u.notFound)
 }
 
@@ -178,10 +182,15 @@ func (u *UI) patient(w http.ResponseWriter, r *http.Request, s session) {
 		list, msg := u.allRecords(r, s, pv.ID)
 		data["Groups"], data["ListError"] = groupRecords(list), msg
 	}
+	if m := u.loadMoney(r, s, pv.ID); m != nil {
+		data["Money"] = m
+	}
 	p := page{Title: pv.Name, Nav: "find", Data: data}
 	switch {
 	case r.URL.Query().Get("imported") != "":
 		p.Flash = "The file was imported."
+	case r.URL.Query().Get("paid") != "":
+		p.Flash = "The payment was recorded on the ledger."
 	case r.URL.Query().Get("emergency") != "":
 		p.Flash = "Emergency access is open: it is on the ledger, and the patient will see it. Open a record to read it."
 	}

@@ -27,6 +27,8 @@ var funcs = template.FuncMap{
 	},
 	"isCurrent": func(r records.RecordJSON) bool { return r.SupersededBy == nil && !r.Erased },
 	"get":       func(m map[string]any, k string) any { return m[k] },
+	"day":       day,
+	"cents":     cents,
 	"idleText": func(sec int) string {
 		if sec%60 == 0 {
 			return fmt.Sprintf("%d minutes", sec/60)
@@ -68,6 +70,12 @@ var known = map[string][]struct{ key, label string }{
 		{"author", "Author"}, {"content", "Content"}},
 	"Immunization": {{"vaccineCode", "Vaccine"}, {"status", "Status"}, {"occurrenceDateTime", "Given"}},
 	"Procedure":    {{"code", "Procedure"}, {"status", "Status"}, {"performedDateTime", "Performed"}, {"performedPeriod", "Performed"}},
+	// The billing pages' claims and their outcomes.
+	"ExplanationOfBenefit": {{"outcome", "Outcome"}, {"status", "Status"}, {"type", "Type"}, {"use", "Use"}, {"created", "Created"},
+		{"billablePeriod", "Billable period"}, {"insurer", "Payer"}, {"provider", "Provider"}, {"item", "Items"},
+		{"total", "Totals"}, {"payment", "Payment"}, {"disposition", "Disposition"}},
+	"Claim": {{"type", "Type"}, {"use", "Use"}, {"status", "Status"}, {"created", "Created"}, {"billablePeriod", "Billable period"},
+		{"provider", "Provider"}, {"insurer", "Payer"}, {"item", "Items"}, {"total", "Total"}},
 	"DiagnosticReport": {{"code", "Report"}, {"status", "Status"}, {"effectiveDateTime", "Taken"}, {"issued", "Issued"},
 		{"conclusion", "Conclusion"}, {"result", "Results"}},
 }

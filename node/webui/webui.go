@@ -1,6 +1,6 @@
 // Package webui is the practice's web pages, served by its node under /ui/ on the local API
 // address: sign in, find a patient, their records, import, consents, break-glass access, the
-// audit trail and the network's status.
+// audit trail, the network's status, and for the billing desk memberships, payments and claims.
 //
 // The pages are a client of the node's own JSON API, called in process: a staff member's session
 // cookie carries the session token POST /v1/login returned, and every page that touches the
@@ -153,6 +153,8 @@ type page struct {
 	Flash   string
 	Error   string
 	Data    any
+	// CanBilling and CanClaims show the billing and claims pages in the menu.
+	CanBilling, CanClaims bool
 }
 
 // session is a signed-in request's principal and token.
@@ -228,6 +230,7 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, s *session, code int
 	if s != nil {
 		p.User, p.Role, p.CSRF = s.User, string(s.Role), u.csrfToken(s.token)
 		p.IdleSec = int(u.cfg.Idle / time.Second)
+		p.CanBilling, p.CanClaims = s.can(staff.PermBilling), s.can(staff.PermClaims)
 	}
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, p); err != nil {

@@ -27,13 +27,14 @@ type fakeAPI struct {
 	mu    sync.Mutex
 	calls []string // "METHOD path token"
 	body  map[string][]byte
+	empty bool // the billing and claims routes answer empty lists
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	data, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
-	f.calls = append(f.calls, r.Method+" "+r.URL.Path+" "+tok)
+	f.calls = append(f.calls, r.Method+" "+r.URL.RequestURI()+" "+tok)
 	if f.body == nil {
 		f.body = map[string][]byte{}
 	}
@@ -41,6 +42,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	switch {
+	case isMoneyRoute(r.URL.Path):
+		f.money(w, r, data)
 	case r.URL.Path == "/v1/login":
 		var req struct{ Name, Password string }
 		_ = json.Unmarshal(data, &req)
@@ -86,7 +89,8 @@ var patient = chain.Address{1, 2, 3}
 func newTestUI(t *testing.T) (*httptest.Server, *fakeAPI) {
 	t.Helper()
 	api := &fakeAPI{}
-	roles := map[string]staff.Role{"mls_doc": staff.RoleClinician, "mls_desk": staff.RoleFrontDesk, "mls_admin": staff.RoleAdmin}
+	roles := map[string]staff.Role{"mls_doc": staff.RoleClinician, "mls_desk": staff.RoleFrontDesk, "mls_admin": staff.RoleAdmin,
+		"mls_bill": staff.RoleBilling}
 	dir, err := patientdir.Open(filepath.Join(t.TempDir(), "patients.dir"), bytes.Repeat([]byte{9}, 32), nil)
 	require.NoError(t, err)
 	require.NoError(t, dir.Note(patient, []byte(`{"resourceType":"Patient","name":[{"text":"<script>alert(1)</script> Evil"}]}`)))
