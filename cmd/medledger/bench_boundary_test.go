@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -35,4 +36,27 @@ func TestMeasureBoundarySmall(t *testing.T) {
 	require.Equal(t, p.BeforeWrites, p.CrossWrites)
 	require.Equal(t, p.BeforeReads, p.CrossReads)
 	t.Logf("%+v", p)
+}
+
+func TestBoundaryFlatAndPrint(t *testing.T) {
+	p := boundaryPoint{Memberships: 1000, BlockTxs: 3, BeforeReads: 23, BeforeWrites: 8, CrossReads: 23, CrossWrites: 8,
+		BeforeExecMs: 0.5, BeforeCommitMs: 5, CrossExecMs: 0.6, CrossCommitMs: 6, InvoicesBefore: 1, InvoicesAfter: 2}
+	q := p
+	q.Memberships = 100_000
+	require.True(t, boundaryFlat([]boundaryPoint{p, q}))
+	q.CrossWrites = 9 // a write per membership batch would show here
+	require.False(t, boundaryFlat([]boundaryPoint{p, q}))
+	require.False(t, boundaryFlat(nil))
+	require.Equal(t, "1k: 6.6 ms crossing vs 5.5 ms a day before, 23/8 keys read/written vs 23/8", boundarySummary([]boundaryPoint{p}))
+
+	var sb strings.Builder
+	r := &benchReport{Authorities: 4, Cores: 2, Billing: &billingReport{Boundary: []boundaryPoint{p}, Claims: 8, Workers: 8, FiledPerSec: 4,
+		ByRule: 6, Pended: 2, Decided: 2, Duplicates: 5, DuplicatesRefused: 5}}
+	printBench(&sb, r)
+	out := sb.String()
+	require.Contains(t, out, "claims filed at node0")
+	require.Regexp(t, `exact duplicates refused +0; 5 of 5 +0; all +yes`, out)
+	require.Contains(t, out, "period boundary at 1000 → 1000 memberships")
+	require.Contains(t, out, "invoices before→after")
+	require.Contains(t, out, "1→2")
 }

@@ -126,12 +126,19 @@ func (b *bencher) catchUpPhase(ctx context.Context, o benchOptions) (*catchUpRep
 // authority naming its own libp2p key (its ticket in), and node0 as bootstrap peer. As
 // newPracticeHome in testnet/procnet/join_test.go.
 func fullNodeHome(nw *procnet.Network, home string) error {
+	return memberNodeHome(nw, home, "bench-full", chain.RoleProvider, testnet.LicensingKeyFile(nw.Dir), "BENCH-FULL-1")
+}
+
+// memberNodeHome writes the home of a node outside genesis for a member of role, licensed by
+// the key in issuerKey (the testnet's licensing board for a practice, its payers' registry for
+// a payer).
+func memberNodeHome(nw *procnet.Network, home, name string, role chain.Role, issuerKey, number string) error {
 	base, err := procnet.FreeBasePort(1)
 	if err != nil {
 		return err
 	}
 	c := node.DefaultConfig()
-	c.Node.Name, c.Node.AuthorityKey = "bench-full", ""
+	c.Node.Name, c.Node.AuthorityKey = name, ""
 	c.P2P.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", base)}
 	c.API.Listen = fmt.Sprintf("127.0.0.1:%d", base+1)
 	peer0, err := p2p.PeerIDFromIdentity(filepath.Join(nw.Home(0), "keys", "p2p.key"))
@@ -173,11 +180,11 @@ func fullNodeHome(nw *procnet.Network, home string) error {
 	}
 	var nodeKey chain.PubKey
 	copy(nodeKey[:], raw)
-	board, err := node.ReadKeyFile(testnet.LicensingKeyFile(nw.Dir))
+	board, err := node.ReadKeyFile(issuerKey)
 	if err != nil {
 		return err
 	}
-	lic := chain.Licence{Role: chain.RoleProvider, Subject: prov.Public(), NodeKey: nodeKey, Number: "BENCH-FULL-1", Jurisdiction: "TESTNET",
+	lic := chain.Licence{Role: role, Subject: prov.Public(), NodeKey: nodeKey, Number: number, Jurisdiction: "TESTNET",
 		NotAfter: time.Now().Add(24 * time.Hour).UnixMilli()}
 	lic.Sign(board, gen.ChainID)
 	return node.WriteLicenceFile(node.Resolve(home, c.Records.Licence), &lic)
