@@ -64,9 +64,10 @@ and measures, in one run, every figure of issue 10's table it can (docs/bench.md
     starting at the same instant, built through full execution (patient registrations, a plan,
     enrolments; the bench's own transaction signatures are taken as verified, as a mempool cache
     vouches for them, the co-signatures are checked) on the node's Badger store in a temporary
-    directory (10^5 takes minutes), then one block of 3 registrations a day before the month's
-    end and one crossing it: execution and commit time (fsync at each commit, as an authority),
-    state keys read and written, and one statement's read. Invoices are derived on read, so these
+    directory (10^5 takes minutes); then the same block of 3 registrations executed on that
+    state with its time a day before the month's end and just after it (median of 15 each; state
+    keys read and written), the commit time (fsync, as an authority) of blocks a day before and
+    of the crossing block, and one statement's read. Invoices are derived on read, so these
     should not grow with the memberships. With --claims N (default 500; 0 skips), after the
     records phase: a payer's node joins (licence from the testnet's payers registry), publishes a
     fee schedule for node0's practice and covers N/4 patients; node0 anchors an encounter per
