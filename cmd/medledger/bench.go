@@ -248,7 +248,10 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 
 	if o.billingMemberships > 0 && ctx.Err() == nil {
 		rep.Billing = &billingReport{}
-		if rep.Billing.Boundary, err = boundaryPhase(progress, boundarySizes(o.billingMemberships)); err != nil {
+		if rep.Billing.Boundary, err = boundaryPhase(ctx, progress, boundarySizes(o.billingMemberships)); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return fmt.Errorf("billing phase (period boundary): %w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -84,11 +85,11 @@ func monthBoundary(startMs int64) (boundary, dayBefore int64) {
 }
 
 // boundaryPhase measures a period boundary at each size in sizes, each in a fresh store.
-func boundaryPhase(progress io.Writer, sizes []int) ([]boundaryPoint, error) {
+func boundaryPhase(ctx context.Context, progress io.Writer, sizes []int) ([]boundaryPoint, error) {
 	var out []boundaryPoint
 	for _, n := range sizes {
 		fmt.Fprintf(progress, "billing: %d memberships crossing a month boundary (building the state through full execution)...\n", n)
-		p, err := measureBoundary(n)
+		p, err := measureBoundary(ctx, n)
 		if err != nil {
 			return out, fmt.Errorf("%d memberships: %w", n, err)
 		}
@@ -253,7 +254,7 @@ func (bn *boundaryNet) registrations(n int) ([]chain.PrivKey, []*chain.Tx) {
 	return keys, txs
 }
 
-func measureBoundary(n int) (p boundaryPoint, err error) {
+func measureBoundary(ctx context.Context, n int) (p boundaryPoint, err error) {
 	p.Memberships = n
 	dir, err := os.MkdirTemp("", "medledger-boundary-")
 	if err != nil {
@@ -281,6 +282,9 @@ func measureBoundary(n int) (p boundaryPoint, err error) {
 	startMs := bn.time + 1000
 	ids := make([]chain.Hash, 0, n)
 	for from := 0; from < n; from += boundaryPerBlock {
+		if err := ctx.Err(); err != nil {
+			return p, err // interrupted: building 10^5 takes minutes
+		}
 		keys, regs := bn.registrations(min(boundaryPerBlock, n-from))
 		if _, err := bn.block(bn.time+1000, regs); err != nil {
 			return p, fmt.Errorf("registering patients: %w", err)

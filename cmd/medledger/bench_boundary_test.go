@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func TestMeasureBoundarySmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds 1,000 memberships")
 	}
-	p, err := measureBoundary(1000)
+	p, err := measureBoundary(context.Background(), 1000)
 	require.NoError(t, err)
 	require.Equal(t, 1, p.InvoicesBefore)
 	require.Equal(t, 2, p.InvoicesAfter)
