@@ -58,7 +58,23 @@ and measures, in one run, every figure of issue 10's table it can (docs/bench.md
   - scale (--scale N, default 1000000; 0 skips), before the network starts: a per-patient index
     (records/index) grown with synthetic blocks to 10^4, 10^5 and 10^6 records over 100,000
     patients (up to N), timing one patient's record list, consents and accesses and a reopen at
-    each size.
+    each size;
+  - billing (docs/billing.md), in two parts. With --billing-memberships N (default 100000; 0
+    skips), before the network starts: a ledger with 10^3, 10^4 … up to N monthly memberships
+    starting at the same instant, built through full execution (patient registrations, a plan,
+    enrolments; the bench's own transaction signatures are taken as verified, as a mempool cache
+    vouches for them, the co-signatures are checked) on the node's Badger store in a temporary
+    directory (10^5 takes minutes); then the same block of 3 registrations executed on that
+    state with its time a day before the month's end and just after it (median of 15 each; state
+    keys read and written), the commit time (fsync, as an authority) of blocks a day before and
+    of the crossing block, and one statement's read. Invoices are derived on read, so these
+    should not grow with the memberships. With --claims N (default 500; 0 skips), after the
+    records phase: a payer's node joins (licence from the testnet's payers registry), publishes a
+    fee schedule for node0's practice and covers N/4 patients; node0 anchors an encounter per
+    claim and files the N claims (8 concurrent requests, each answered once committed; a
+    quarter carry a code without a fee and wait for the payer's signed decision): claims filed
+    and adjudicated per second, filing latency p50/p99, node CPU per claim, refusals, and 5
+    exact duplicates (refused). --billing-only skips the load steps and the records phase.
 
 With --cpuprofile DIR every node runs with 'medledger node --cpuprofile DIR/node<i>.pprof' (the
 full node DIR/full.pprof, node1 after its restart DIR/node1-restart.pprof); the nodes stop with
@@ -90,6 +106,9 @@ Benchmarks report figures; nothing here is a pass/fail test. Progress goes to st
 	cmd.Flags().BoolVar(&o.catchUp, "catch-up", true, "after the other phases, time a fresh full node syncing the chain")
 	cmd.Flags().BoolVar(&o.restart, "restart", true, "at the end, time node1's restart (SIGTERM, start, API up, back at the head)")
 	cmd.Flags().Uint64Var(&o.scale, "scale", 1_000_000, "largest index size of the scale phase, records (0 skips it)")
+	cmd.Flags().IntVar(&o.billingMemberships, "billing-memberships", 100_000, "largest number of memberships whose period boundary is measured (10^3 up to it by factors of 10; 0 skips)")
+	cmd.Flags().IntVar(&o.claims, "claims", 500, "claims filed and adjudicated on the network in the billing phase (0 skips)")
+	cmd.Flags().BoolVar(&o.billingOnly, "billing-only", false, "skip the transaction load steps and the records phase; run the billing phase")
 	return cmd
 }
 
@@ -106,6 +125,8 @@ type benchOptions struct {
 	overload                         time.Duration
 	scale                            uint64
 	catchUp, restart                 bool
+	billingMemberships, claims       int
+	billingOnly                      bool
 }
 
 // benchReport is the JSON document --json writes.
@@ -143,6 +164,7 @@ type benchReport struct {
 	Steps    []benchStep     `json:"steps"`
 	Overload *overloadReport `json:"overload,omitempty"`
 	Records  *recordsReport  `json:"records,omitempty"`
+	Billing  *billingReport  `json:"billing,omitempty"`
 	CatchUp  *catchUpReport  `json:"catch_up,omitempty"`
 	Restart  *restartReport  `json:"restart,omitempty"`
 	// Scale is the per-patient index at growing sizes (scale phase).
@@ -204,6 +226,9 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	if o.recordsOnly && o.records <= 0 {
 		return fmt.Errorf("--records-only with --records %d leaves nothing to measure", o.records)
 	}
+	if o.billingOnly && o.claims <= 0 && o.billingMemberships <= 0 {
+		return fmt.Errorf("--billing-only with --claims 0 and --billing-memberships 0 leaves nothing to measure")
+	}
 	rep := benchReport{
 		Command: "medledger " + joinArgs(os.Args[1:]), Authorities: o.n, Cores: runtime.NumCPU(),
 		GoMaxProcs: runtime.GOMAXPROCS(0), StepSeconds: o.step.Seconds(), BatchSize: 64,
@@ -218,6 +243,16 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	if o.scale > 0 {
 		if rep.Scale, err = scalePhase(progress, o.scale); err != nil {
 			return fmt.Errorf("scale phase: %w", err)
+		}
+	}
+
+	if o.billingMemberships > 0 && ctx.Err() == nil {
+		rep.Billing = &billingReport{}
+		if rep.Billing.Boundary, err = boundaryPhase(ctx, progress, boundarySizes(o.billingMemberships)); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("billing phase (period boundary): %w", err)
 		}
 	}
 
@@ -249,7 +284,7 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 	rep.RSS.IdleMB, rep.RSS.IdleHeight = b.rss(), b.height(ctx)
 	fmt.Fprintf(progress, "idle RSS at height %d: %s MB\n", rep.RSS.IdleHeight, fmtMBs(rep.RSS.IdleMB))
 
-	if !o.recordsOnly {
+	if !o.recordsOnly && !o.billingOnly {
 		best, err := b.search(ctx, o, &rep)
 		if err != nil || ctx.Err() != nil {
 			return err
@@ -293,7 +328,7 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 		rep.RSS.AfterLoadMB, rep.RSS.AfterHeight = b.rss(), b.height(ctx)
 		fmt.Fprintf(progress, "idle RSS after the load at height %d: %s MB\n", rep.RSS.AfterHeight, fmtMBs(rep.RSS.AfterLoadMB))
 	}
-	if o.records > 0 && ctx.Err() == nil {
+	if o.records > 0 && !o.billingOnly && ctx.Err() == nil {
 		rr, err := runRecords(ctx, nw, g, progress, o.records, o.recordMiB, rep.VerifyPerCore, rep.Cores)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -302,6 +337,19 @@ func runBench(ctx context.Context, stdout, progress io.Writer, o benchOptions) (
 			return fmt.Errorf("records phase: %w", err)
 		}
 		rep.Records = rr
+	}
+	if o.claims > 0 && ctx.Err() == nil {
+		cr, err := runClaims(ctx, nw, g, progress, o.claims)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("billing phase (claims): %w", err)
+		}
+		if rep.Billing != nil {
+			cr.Boundary = rep.Billing.Boundary
+		}
+		rep.Billing = cr
 	}
 	if o.catchUp && ctx.Err() == nil {
 		rep.CatchUp, full = b.catchUpPhase(ctx, o)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/medledger/medledger/chain"
 	"github.com/medledger/medledger/node"
-	"github.com/medledger/medledger/p2p"
 	"github.com/medledger/medledger/testnet"
 	"github.com/medledger/medledger/testnet/procnet"
 )
@@ -126,61 +124,8 @@ func (b *bencher) catchUpPhase(ctx context.Context, o benchOptions) (*catchUpRep
 // authority naming its own libp2p key (its ticket in), and node0 as bootstrap peer. As
 // newPracticeHome in testnet/procnet/join_test.go.
 func fullNodeHome(nw *procnet.Network, home string) error {
-	base, err := procnet.FreeBasePort(1)
-	if err != nil {
-		return err
-	}
-	c := node.DefaultConfig()
-	c.Node.Name, c.Node.AuthorityKey = "bench-full", ""
-	c.P2P.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", base)}
-	c.API.Listen = fmt.Sprintf("127.0.0.1:%d", base+1)
-	peer0, err := p2p.PeerIDFromIdentity(filepath.Join(nw.Home(0), "keys", "p2p.key"))
-	if err != nil {
-		return err
-	}
-	c.P2P.Bootstrap = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", nw.P2PPort(0), peer0)}
-	if err := os.MkdirAll(filepath.Join(home, "keys"), 0o700); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(home, "config.toml"), node.FormatConfig(c), 0o644); err != nil {
-		return err
-	}
-	g, err := os.ReadFile(filepath.Join(nw.Home(0), "genesis.json"))
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(home, "genesis.json"), g, 0o644); err != nil {
-		return err
-	}
-	gen, err := chain.ParseGenesisJSON(g)
-	if err != nil {
-		return err
-	}
-	prov, err := chain.GenerateKey(rand.Reader)
-	if err != nil {
-		return err
-	}
-	if err := node.WriteKeyFile(node.Resolve(home, c.Records.ProviderKey), prov); err != nil {
-		return err
-	}
-	idKey, err := p2p.LoadOrCreateIdentity(node.Resolve(home, c.P2P.Identity))
-	if err != nil {
-		return err
-	}
-	raw, err := idKey.GetPublic().Raw()
-	if err != nil {
-		return err
-	}
-	var nodeKey chain.PubKey
-	copy(nodeKey[:], raw)
-	board, err := node.ReadKeyFile(testnet.LicensingKeyFile(nw.Dir))
-	if err != nil {
-		return err
-	}
-	lic := chain.Licence{Role: chain.RoleProvider, Subject: prov.Public(), NodeKey: nodeKey, Number: "BENCH-FULL-1", Jurisdiction: "TESTNET",
-		NotAfter: time.Now().Add(24 * time.Hour).UnixMilli()}
-	lic.Sign(board, gen.ChainID)
-	return node.WriteLicenceFile(node.Resolve(home, c.Records.Licence), &lic)
+	_, err := memberHome{Name: "bench-full", Role: chain.RoleProvider, IssuerKey: testnet.LicensingKeyFile(nw.Dir), Number: "BENCH-FULL-1"}.write(nw, home)
+	return err
 }
 
 // fullNode is a node process outside the procnet network (which numbers its authorities only).

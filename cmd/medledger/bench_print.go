@@ -44,7 +44,7 @@ func allAtMost(v []float64, limit float64) bool {
 func printBench(w io.Writer, r *benchReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if len(r.Steps) == 0 {
-		fmt.Fprintf(w, "MedLedger bench: %d authorities (separate processes), %d cores, records phase only\n\n", r.Authorities, r.Cores)
+		fmt.Fprintf(w, "MedLedger bench: %d authorities (separate processes), %d cores, no load steps\n\n", r.Authorities, r.Cores)
 	} else {
 		fmt.Fprintf(tw, "MedLedger bench: %d authorities (separate processes), %d cores, %d-byte transactions, %.0fs steps\n\n", r.Authorities, r.Cores, r.TxBytes, r.StepSeconds)
 		fmt.Fprintf(tw, "step\ttarget tx/s\toffered tx/s\tcommitted tx/s\tblocks/s\tCPU ms/tx\tmax mempool\tmax RSS MB\tsustained\t\n")
@@ -114,6 +114,7 @@ func printBench(w io.Writer, r *benchReport) {
 			}
 		}
 	}
+	printBillingRows(row, r.Billing)
 	if c := r.CatchUp; c != nil {
 		row("fresh node catching up to the head", fmt.Sprintf("%.0f tx/s of history (%d txs, %d blocks in %.1f s; API after %.1f s, so %.0f tx/s syncing; at the head after %.1f s; %.1f s CPU, RSS %.0f MB) %s",
 			c.TxPerSec, c.HistoryTxs, c.TargetHeight, c.Seconds, c.APISeconds, c.SyncTxPerSec, c.HeadSeconds, c.CPUSeconds, c.RSSMB, c.Note),
@@ -148,6 +149,9 @@ func printBench(w io.Writer, r *benchReport) {
 	}
 	if r.Records != nil {
 		printRecordsBench(w, r.Records, r.Authorities, r.Cores)
+	}
+	if r.Billing != nil {
+		printBoundary(w, r.Billing.Boundary)
 	}
 }
 
