@@ -38,54 +38,6 @@ func billingCmd() *cobra.Command {
 	return cmd
 }
 
-// billingFlags are the flags every billing command has.
-type billingFlags struct {
-	home   string
-	asJSON bool
-}
-
-func (f *billingFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.home, "home", "", "the node's home directory (its API address and token are read from it)")
-	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the node's answer as JSON")
-}
-
-// call sends one request; body, when not nil, is sent as JSON (raw bytes as they are).
-func (f *billingFlags) call(cmd *cobra.Command, method, path string, body any, v any) error {
-	if f.home == "" {
-		return usagef("--home is required")
-	}
-	var data []byte
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		data = b
-	default:
-		var err error
-		if data, err = json.Marshal(b); err != nil {
-			return err
-		}
-	}
-	timeout := 10 * time.Second
-	if method == http.MethodPost {
-		timeout = billingCommit
-	}
-	out, err := apiDo(cmd.Context(), f.home, method, path, data, "application/json", timeout)
-	if err != nil {
-		return err
-	}
-	if v == nil {
-		return nil
-	}
-	if raw, ok := v.(*json.RawMessage); ok {
-		*raw = out
-		return nil
-	}
-	if err := json.Unmarshal(out, v); err != nil {
-		return fmt.Errorf("node answered with malformed JSON: %w", err)
-	}
-	return nil
-}
-
 func hashFlag(name, s string) (chain.Hash, error) {
 	var h chain.Hash
 	if s == "" {
@@ -112,7 +64,7 @@ func parseMembers(flags []string) ([]node.MemberJSON, error) {
 }
 
 func billingPlansPublishCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var req node.PlanRequest
 	var tiers, covered []string
 	cmd := &cobra.Command{
@@ -185,7 +137,7 @@ func printPlans(cmd *cobra.Command, asJSON bool, one any, ps []node.PlanJSON) er
 }
 
 func billingPlansListCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	cmd := &cobra.Command{
 		Use:   "list --home HOME",
 		Short: "List this practice's open plans",
@@ -203,7 +155,7 @@ func billingPlansListCmd() *cobra.Command {
 }
 
 func billingPlansRetireCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var plan string
 	cmd := &cobra.Command{
 		Use:   "retire --home HOME --plan ID",
@@ -248,7 +200,7 @@ func writeDraftFile(cmd *cobra.Command, asJSON bool, raw json.RawMessage, out st
 }
 
 func billingAgreementDraftCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var plan, subscriber, sponsor, start, out string
 	var members []string
 	cmd := &cobra.Command{
@@ -293,7 +245,7 @@ func billingAgreementDraftCmd() *cobra.Command {
 }
 
 func billingAgreementChangeCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var membership, plan, out string
 	var members []string
 	cmd := &cobra.Command{
@@ -334,7 +286,7 @@ func billingAgreementChangeCmd() *cobra.Command {
 
 // billingSubmitCmd is enrol or change: submit an agreement file the subscriber signed.
 func billingSubmitCmd(what string) *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var signed string
 	cmd := &cobra.Command{
 		Use:   what + " --home HOME --signed FILE",
@@ -375,7 +327,7 @@ func billingSubmitCmd(what string) *cobra.Command {
 }
 
 func billingCancelCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var membership string
 	cmd := &cobra.Command{
 		Use:   "cancel --home HOME --membership ID",
@@ -436,7 +388,7 @@ func printMembership(cmd *cobra.Command, asJSON bool, m node.MembershipJSON) err
 }
 
 func billingStatementCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var membership string
 	var asFHIR bool
 	cmd := &cobra.Command{
@@ -474,7 +426,7 @@ func billingStatementCmd() *cobra.Command {
 }
 
 func billingMembershipsCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var patient string
 	cmd := &cobra.Command{
 		Use:   "memberships --home HOME --patient PATIENT_ID",
@@ -507,7 +459,7 @@ func billingMembershipsCmd() *cobra.Command {
 
 // billingPayCmd is pay or refund: one membership's amount, or a sponsor's splits.
 func billingPayCmd(refund bool) *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var membership, amount, reference string
 	var splits []string
 	name, short := "pay", "Record a payment received outside the ledger (card, bank, cash)"
@@ -574,7 +526,7 @@ func printPayment(cmd *cobra.Command, asJSON bool, what string, p node.PaymentJS
 }
 
 func billingPaymentCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	var id string
 	cmd := &cobra.Command{
 		Use:   "payment --home HOME --id PAYMENT_ID",
@@ -602,7 +554,7 @@ func billingPaymentCmd() *cobra.Command {
 }
 
 func billingSponsorCmd() *cobra.Command {
-	var f billingFlags
+	var f apiFlags
 	cmd := &cobra.Command{
 		Use:   "sponsor --home HOME [NAME]",
 		Short: "Print a sponsor's combined invoice (the memberships it sponsors and their balances), or without NAME the sponsors",

@@ -37,50 +37,6 @@ func claimsCmd() *cobra.Command {
 	return cmd
 }
 
-// claimFlags are the flags every claims command has.
-type claimFlags struct {
-	home   string
-	asJSON bool
-}
-
-func (f *claimFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.home, "home", "", "the node's home directory")
-	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the node's JSON answer")
-}
-
-// call sends body (nil: none) as JSON and returns the answer's body.
-func (f *claimFlags) call(cmd *cobra.Command, method, path string, body any) ([]byte, error) {
-	var data []byte
-	ct := ""
-	if body != nil {
-		var err error
-		if data, err = json.Marshal(body); err != nil {
-			return nil, err
-		}
-		ct = "application/json"
-	}
-	return apiDo(cmd.Context(), f.home, method, path, data, ct, claimTimeout)
-}
-
-// print writes the answer: indented JSON with --json, else human prints v's summary.
-func (f *claimFlags) print(cmd *cobra.Command, data []byte, v any, human func(io.Writer) error) error {
-	if f.asJSON {
-		var buf bytes.Buffer
-		if err := json.Indent(&buf, data, "", "  "); err != nil {
-			return fmt.Errorf("node answered with malformed JSON: %w", err)
-		}
-		buf.WriteByte('\n')
-		_, err := cmd.OutOrStdout().Write(buf.Bytes())
-		return err
-	}
-	if v != nil {
-		if err := json.Unmarshal(data, v); err != nil {
-			return fmt.Errorf("node answered with malformed JSON: %w", err)
-		}
-	}
-	return human(cmd.OutOrStdout())
-}
-
 func addressFlag(name, v string) (chain.Address, error) {
 	if v == "" {
 		return chain.Address{}, usagef("--%s is required", name)
@@ -101,7 +57,7 @@ func claimIDArg(s string) (chain.Hash, error) {
 }
 
 func claimsScheduleCmd() *cobra.Command {
-	var f claimFlags
+	var f apiFlags
 	var provider, fees, currency string
 	var coins uint8
 	cmd := &cobra.Command{
@@ -120,7 +76,7 @@ func claimsScheduleCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := f.call(cmd, http.MethodPost, "/v1/payer/schedules", node.ScheduleRequest{Provider: p, Currency: currency, CoinsurancePct: coins, FeesCSV: string(csv)})
+			data, err := f.request(cmd, http.MethodPost, "/v1/payer/schedules", node.ScheduleRequest{Provider: p, Currency: currency, CoinsurancePct: coins, FeesCSV: string(csv)}, claimTimeout)
 			if err != nil {
 				return err
 			}
@@ -140,7 +96,7 @@ func claimsScheduleCmd() *cobra.Command {
 	return cmd
 }
 
-func printCoverage(f *claimFlags, cmd *cobra.Command, data []byte) error {
+func printCoverage(f *apiFlags, cmd *cobra.Command, data []byte) error {
 	var c node.CoverageJSON
 	return f.print(cmd, data, &c, func(w io.Writer) error {
 		to := c.To
@@ -157,7 +113,7 @@ func printCoverage(f *claimFlags, cmd *cobra.Command, data []byte) error {
 }
 
 func claimsCoverageSetCmd() *cobra.Command {
-	var f claimFlags
+	var f apiFlags
 	var patient, from, to, fhirFile string
 	cmd := &cobra.Command{
 		Use:   "set --patient ADDR (--from DATE [--to DATE] | --fhir COVERAGE.json)",
@@ -179,7 +135,7 @@ func claimsCoverageSetCmd() *cobra.Command {
 					return err
 				}
 			}
-			data, err := f.call(cmd, http.MethodPost, "/v1/payer/coverage", req)
+			data, err := f.request(cmd, http.MethodPost, "/v1/payer/coverage", req, claimTimeout)
 			if err != nil {
 				return err
 			}
@@ -195,7 +151,7 @@ func claimsCoverageSetCmd() *cobra.Command {
 }
 
 func claimsCoverageEndCmd() *cobra.Command {
-	var f claimFlags
+	var f apiFlags
 	cmd := &cobra.Command{
 		Use:   "end COVERAGE_ID",
 		Short: "End (payer) one of its coverages from today on",
@@ -205,7 +161,7 @@ func claimsCoverageEndCmd() *cobra.Command {
 			if err != nil {
 				return usagef("coverage id %q: want 64 hex digits", args[0])
 			}
-			data, err := f.call(cmd, http.MethodPost, "/v1/payer/coverage/"+id.String()+"/end", nil)
+			data, err := f.request(cmd, http.MethodPost, "/v1/payer/coverage/"+id.String()+"/end", nil, claimTimeout)
 			if err != nil {
 				return err
 			}
@@ -233,7 +189,7 @@ func printClaim(w io.Writer, c node.ClaimJSON) error {
 func cents(c uint64) string { return fmt.Sprintf("%d.%02d", c/100, c%100) }
 
 func claimsFileCmd() *cobra.Command {
-	var f claimFlags
+	var f apiFlags
 	var payer, patient, encounter, claimFile string
 	cmd := &cobra.Command{
 		Use:   "file --payer ADDR --patient ADDR --encounter RECORD_ID --claim CLAIM.json",
@@ -259,7 +215,7 @@ func claimsFileCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := f.call(cmd, http.MethodPost, "/v1/claims", node.FileClaimRequest{Payer: py, Patient: pt, Encounter: enc, Claim: doc})
+			data, err := f.request(cmd, http.MethodPost, "/v1/claims", node.FileClaimRequest{Payer: py, Patient: pt, Encounter: enc, Claim: doc}, claimTimeout)
 			if err != nil {
 				return err
 			}
@@ -276,7 +232,7 @@ func claimsFileCmd() *cobra.Command {
 }
 
 func claimsListCmd() *cobra.Command {
-	var f claimFlags
+	var f apiFlags
 	var patient string
 	cmd := &cobra.Command{
 		Use:   "list [--patient ADDR]",
@@ -291,7 +247,7 @@ func claimsListCmd() *cobra.Command {
 				}
 				path = "/v1/claims?patient=" + url.QueryEscape(p.String())
 			}
-			data, err := f.call(cmd, http.MethodGet, path, nil)
+			data, err := f.request(cmd, http.MethodGet, path, nil, claimTimeout)
 			if err != nil {
 				return err
 			}
@@ -320,7 +276,7 @@ func claimsListCmd() *cobra.Command {
 }
 
 func claimsShowCmd() *cobra.Command {
-	var f claimFlags
+	var f apiFlags
 	cmd := &cobra.Command{
 		Use:   "show CLAIM_ID",
 		Short: "Show a claim as the ledger holds it: status, lines, flags, disputes",
@@ -330,7 +286,7 @@ func claimsShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := f.call(cmd, http.MethodGet, "/v1/claims/"+id.String(), nil)
+			data, err := f.request(cmd, http.MethodGet, "/v1/claims/"+id.String(), nil, claimTimeout)
 			if err != nil {
 				return err
 			}
@@ -343,7 +299,7 @@ func claimsShowCmd() *cobra.Command {
 }
 
 func claimsVerifyCmd() *cobra.Command {
-	var f claimFlags
+	var f apiFlags
 	cmd := &cobra.Command{
 		Use:   "verify CLAIM_ID",
 		Short: "Check (payer) a claim's ledger lines against its sealed FHIR Claim (an audited read)",
@@ -353,7 +309,7 @@ func claimsVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := f.call(cmd, http.MethodPost, "/v1/claims/"+id.String()+"/verify", nil)
+			data, err := f.request(cmd, http.MethodPost, "/v1/claims/"+id.String()+"/verify", nil, claimTimeout)
 			if err != nil {
 				return err
 			}
@@ -399,7 +355,7 @@ func parseLineFlag(s string) (node.LineDecisionJSON, error) {
 }
 
 func claimsDecideCmd() *cobra.Command {
-	var f claimFlags
+	var f apiFlags
 	var lines []string
 	var deny string
 	cmd := &cobra.Command{
@@ -428,7 +384,7 @@ func claimsDecideCmd() *cobra.Command {
 				}
 				req.Lines = append(req.Lines, d)
 			}
-			data, err := f.call(cmd, http.MethodPost, "/v1/claims/"+id.String()+"/decide", req)
+			data, err := f.request(cmd, http.MethodPost, "/v1/claims/"+id.String()+"/decide", req, claimTimeout)
 			if err != nil {
 				return err
 			}
