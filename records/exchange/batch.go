@@ -79,7 +79,7 @@ type BatchHandler interface {
 // handleBatch serves one batched push stream, with the same rate limit, deadline and strikes
 // as handleStream: each push is judged alone (signature, ciphertext hash, then the handler).
 func (s *server) handleBatch(st network.Stream) {
-	s.serveStream(st, MaxPushBatchBytes, func(ctx context.Context, from peer.ID, body []byte) []byte {
+	s.streams.Serve(st, MaxPushBatchBytes, func(ctx context.Context, from peer.ID, body []byte) []byte {
 		var b PushBatch
 		err := chain.DecodeCanonical("push batch", body, MaxPushBatchBytes, &b)
 		if err != nil {

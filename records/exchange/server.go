@@ -67,21 +67,14 @@ type server struct {
 	handler  Handler
 	log      *slog.Logger
 	penalize func(peer.ID, error)
-	limiter  *frame.PeerLimits
-	now      func() time.Time
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	streams  *frame.Server
 }
 
 // Serve registers the blob protocol of chainID on h, answering with handler. The returned
 // function unregisters it, resets the streams still being served, and waits for their
 // handlers to return.
 func Serve(h host.Host, chainID string, handler Handler, opts ServerOptions) func() {
-	s := &server{chainID: chainID, handler: handler, log: opts.Log, penalize: opts.Penalize, now: time.Now}
+	s := &server{chainID: chainID, handler: handler, log: opts.Log, penalize: opts.Penalize}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -95,8 +88,8 @@ func Serve(h host.Host, chainID string, handler Handler, opts ServerOptions) fun
 	if burst <= 0 {
 		burst = DefaultBurst
 	}
-	s.limiter = frame.NewPeerLimits(rate, burst)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.streams = frame.NewServer(frame.ServerConfig{Rate: rate, Burst: burst, Timeout: streamTimeout, RateLimited: ErrRateLimited,
+		Penalize: func(from peer.ID, err error) { s.strike(from, "stream refused", err) }})
 	pid := ProtocolID(chainID)
 	h.SetStreamHandler(pid, s.handleStream)
 	bpid := PushBatchProtocolID(chainID)
@@ -106,31 +99,16 @@ func Serve(h host.Host, chainID string, handler Handler, opts ServerOptions) fun
 		once.Do(func() {
 			h.RemoveStreamHandler(pid)
 			h.RemoveStreamHandler(bpid)
-			s.mu.Lock()
-			s.closed = true
-			s.mu.Unlock()
-			s.cancel()
-			s.wg.Wait()
+			s.streams.Close()
 		})
 	}
-}
-
-// enter registers a stream being served, unless the server has stopped.
-func (s *server) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	return true
 }
 
 // handleStream serves one request stream (fetch, push or pull). A request that frames but does
 // not decode resets the stream (it may not even say which response it expects) and strikes the
 // peer; one that decodes but does not verify is answered with StatusError and strikes too.
 func (s *server) handleStream(st network.Stream) {
-	s.serveStream(st, MaxRequestBytes, func(ctx context.Context, from peer.ID, body []byte) []byte {
+	s.streams.Serve(st, MaxRequestBytes, func(ctx context.Context, from peer.ID, body []byte) []byte {
 		req, err := DecodeRequest(body)
 		if err != nil {
 			s.strike(from, "bad request", err)
@@ -147,53 +125,6 @@ func (s *server) handleStream(st network.Stream) {
 		}
 		return chain.Encode(resp)
 	})
-}
-
-// serveStream runs what every inbound stream shares: the rate limit before a byte is read, a
-// deadline, a frame of at most limit bytes (garbage framing strikes the peer), then handle,
-// whose answer it writes; a nil answer resets the stream.
-func (s *server) serveStream(st network.Stream, limit int, handle func(ctx context.Context, from peer.ID, body []byte) []byte) {
-	if !s.enter() {
-		_ = st.Reset()
-		return
-	}
-	defer s.wg.Done()
-	from := st.Conn().RemotePeer()
-	if !s.limiter.Allow(from, s.now()) {
-		_ = st.Reset()
-		s.penalize(from, ErrRateLimited)
-		return
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, streamTimeout)
-	defer cancel()
-	// Reset the stream when the deadline passes or the server stops, so that no read or write
-	// outlives them even on transports that ignore deadlines.
-	stopReset := context.AfterFunc(ctx, func() { _ = st.Reset() })
-	defer stopReset()
-	if err := st.SetDeadline(s.now().Add(streamTimeout)); err != nil {
-		_ = st.Reset()
-		return
-	}
-	body, err := frame.Read(st, limit)
-	if err != nil {
-		_ = st.Reset()
-		if fault := (*frame.SenderFault)(nil); errors.As(err, &fault) {
-			s.strike(from, "bad frame", err)
-		}
-		return
-	}
-	_ = st.CloseRead()
-	out := handle(ctx, from, body)
-	if out == nil {
-		_ = st.Reset()
-		return
-	}
-	if err := frame.Write(st, out); err != nil {
-		_ = st.Reset()
-		s.log.Debug("blobs: write response", "peer", from, "err", err)
-		return
-	}
-	_ = st.Close()
 }
 
 func (s *server) strike(from peer.ID, what string, err error) {

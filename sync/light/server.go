@@ -62,12 +62,7 @@ type server struct {
 	chainID string
 	src     Source
 	opts    Options
-	limiter *frame.PeerLimits
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	closed  bool
+	streams *frame.Server
 }
 
 // Serve answers the wallet protocol of chainID on h from src until the returned stop is called.
@@ -85,73 +80,33 @@ func Serve(h host.Host, chainID string, src Source, opts Options) (stop func()) 
 	if opts.Burst <= 0 {
 		opts.Burst = DefaultBurst
 	}
-	s := &server{chainID: chainID, src: src, opts: opts, limiter: frame.NewPeerLimits(opts.Rate, opts.Burst)}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	// Over the rate limit a stream is reset, not scored (see DefaultRate).
+	s := &server{chainID: chainID, src: src, opts: opts,
+		streams: frame.NewServer(frame.ServerConfig{Rate: opts.Rate, Burst: opts.Burst, Timeout: streamTimeout, Penalize: opts.Penalize})}
 	pid := p2p.WalletProtocol(chainID)
 	h.SetStreamHandler(pid, s.handle)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			h.RemoveStreamHandler(pid)
-			s.mu.Lock()
-			s.closed = true
-			s.mu.Unlock()
-			s.cancel()
-			s.wg.Wait()
+			s.streams.Close()
 		})
 	}
 }
 
-func (s *server) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.wg.Add(1)
-	return true
-}
-
-// handle serves one request stream: rate limit before a byte is read, a deadline, a bounded
-// frame; garbage resets the stream and strikes the peer.
+// handle serves one request stream (frame.Server: rate limit, deadline, bounded frame); a
+// request that does not decode resets the stream and strikes the peer.
 func (s *server) handle(st network.Stream) {
-	if !s.enter() {
-		_ = st.Reset()
-		return
-	}
-	defer s.wg.Done()
-	from := st.Conn().RemotePeer()
-	if !s.limiter.Allow(from, time.Now()) {
-		_ = st.Reset()
-		return
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, streamTimeout)
-	defer cancel()
-	stopReset := context.AfterFunc(ctx, func() { _ = st.Reset() })
-	defer stopReset()
-	_ = st.SetDeadline(time.Now().Add(streamTimeout))
-	body, err := frame.Read(st, MaxRequestBytes)
-	if err != nil {
-		_ = st.Reset()
-		if fault := (*frame.SenderFault)(nil); errors.As(err, &fault) {
+	s.streams.Serve(st, MaxRequestBytes, func(ctx context.Context, from peer.ID, body []byte) []byte {
+		req, err := DecodeRequest(body)
+		if err != nil {
 			s.opts.Penalize(from, err)
+			return nil
 		}
-		return
-	}
-	_ = st.CloseRead()
-	req, err := DecodeRequest(body)
-	if err != nil {
-		_ = st.Reset()
-		s.opts.Penalize(from, err)
-		return
-	}
-	resp := s.answer(ctx, from, req)
-	resp.Version, resp.Reason = WireVersion, reason(resp.Reason)
-	if err := frame.Write(st, chain.Encode(resp)); err != nil {
-		_ = st.Reset()
-		return
-	}
-	_ = st.Close()
+		resp := s.answer(ctx, from, req)
+		resp.Version, resp.Reason = WireVersion, reason(resp.Reason)
+		return chain.Encode(resp)
+	})
 }
 
 func (s *server) answer(ctx context.Context, from peer.ID, req *Request) *Response {
