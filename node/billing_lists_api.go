@@ -167,6 +167,8 @@ type BillingHistoryJSON struct {
 	// Purpose is the purpose of use every read was made and audited for: always HPAYMT.
 	Purpose string                `json:"purpose"`
 	Items   []records.BillingItem `json:"items"`
+	// NotRead counts the patient's older financial records left unread (records.MaxBillingReads).
+	NotRead int `json:"not_read,omitempty"`
 }
 
 // billingHistory is the patient's financial records (Claim, ExplanationOfBenefit, Coverage …
@@ -179,10 +181,10 @@ func (a *API) billingHistory(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	items, err := a.records.BillingHistory(r.Context(), patient, state.PurposePayment, string(requestInfoOf(r).role))
+	items, notRead, err := a.records.BillingHistory(r.Context(), patient, state.PurposePayment, string(requestInfoOf(r).role))
 	if err != nil {
 		a.recordError(w, "billing history", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, BillingHistoryJSON{Patient: patient, Purpose: state.PurposePayment, Items: items})
+	writeJSON(w, http.StatusOK, BillingHistoryJSON{Patient: patient, Purpose: state.PurposePayment, Items: items, NotRead: notRead})
 }

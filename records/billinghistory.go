@@ -119,26 +119,38 @@ func billingAmount(typ string, obj map[string]any) map[string]any {
 	return nil
 }
 
+// MaxBillingReads bounds the records one billing history reads: each is a decryption and an
+// access entry on the ledger, so a patient with decades of imported claims cannot make one
+// request cost thousands of them.
+var MaxBillingReads = 200 // a variable for tests
+
 // BillingHistory lists the patient's current financial records this node may read, newest first
 // (by their own date; undated last). Each is read like any record: consent is checked and the
 // read is audited on the ledger. role is the asking staff member's role, as for Read. Records of
-// other types are not read.
-func (r *Service) BillingHistory(ctx context.Context, patient chain.Address, purpose, role string) ([]BillingItem, error) {
+// other types are not read. Of more than MaxBillingReads financial records only the last
+// anchored are read; notRead says how many were left.
+func (r *Service) BillingHistory(ctx context.Context, patient chain.Address, purpose, role string) (items []BillingItem, notRead int, err error) {
 	list, err := r.List(ctx, patient)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	var fin []RecordJSON
+	for _, rec := range list {
+		if !rec.Erased && rec.SupersededBy == nil && slices.Contains(FinancialTypes, rec.ResourceType) {
+			fin = append(fin, rec)
+		}
+	}
+	if len(fin) > MaxBillingReads {
+		notRead, fin = len(fin)-MaxBillingReads, fin[len(fin)-MaxBillingReads:]
 	}
 	out := []BillingItem{}
-	for _, rec := range list {
-		if rec.Erased || rec.SupersededBy != nil || !slices.Contains(FinancialTypes, rec.ResourceType) {
-			continue
-		}
+	for _, rec := range fin {
 		res, err := r.Read(ctx, rec.ID, purpose, false, role)
 		if errors.Is(err, ErrAccessRefused) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("record %s: %w", rec.ID, err)
+			return nil, 0, fmt.Errorf("record %s: %w", rec.ID, err)
 		}
 		item, ok := BillingItemOf(res.JSON)
 		if !ok {
@@ -148,7 +160,7 @@ func (r *Service) BillingHistory(ctx context.Context, patient chain.Address, pur
 		out = append(out, item)
 	}
 	SortBilling(out)
-	return out, nil
+	return out, notRead, nil
 }
 
 // SortBilling orders a history newest first by date (FHIR dates compare as strings to the day;

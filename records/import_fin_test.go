@@ -3,6 +3,7 @@ package records
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,7 +103,7 @@ func testFinSynthea(t *testing.T, f *recFixture, r *running) {
 	}
 
 	// The billing history lists them, newest first, with amounts as written.
-	hist, err := r.BillingHistory(ctx, p.id(), testPurpose, "clinician")
+	hist, _, err := r.BillingHistory(ctx, p.id(), testPurpose, "clinician")
 	require.NoError(t, err)
 	require.Len(t, hist, 67)
 	for i, h := range hist {
@@ -135,9 +136,19 @@ func testFinSynthea(t *testing.T, f *recFixture, r *running) {
 	again, err := r.ImportDocument(ctx, p.id(), notice, ImportOptions{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeUnchanged, again.Entries[0].Outcome)
-	hist, err = r.BillingHistory(ctx, p.id(), testPurpose, "clinician")
+	hist, notRead, err := r.BillingHistory(ctx, p.id(), testPurpose, "clinician")
 	require.NoError(t, err)
 	require.Len(t, hist, 68)
+	require.Zero(t, notRead)
+	// The reads are bounded: of 68, only the 10 last anchored, the notice among them.
+	defer func(n int) { MaxBillingReads = n }(MaxBillingReads)
+	MaxBillingReads = 10
+	hist, notRead, err = r.BillingHistory(ctx, p.id(), testPurpose, "clinician")
+	require.NoError(t, err)
+	require.Len(t, hist, 10)
+	require.Equal(t, 58, notRead)
+	require.True(t, slices.ContainsFunc(hist, func(h BillingItem) bool { return h.ID == "pn-1" }), "the newest record was left unread")
+	MaxBillingReads = 200
 
 	// One that also names a claim by identifier is not filed under this patient.
 	both := paymentNotice("pn-2", `{"reference":"Claim/82f9395b-14ee-4564-9bfe-22cc3cca8679"}`,
@@ -233,7 +244,7 @@ func testFinExamples(t *testing.T, f *recFixture, r *running) {
 	refers("ExplanationOfBenefit/eob1", "Coverage/cov1")
 
 	// All ten types are in the history; an explanation of benefit shows its submitted total.
-	hist, err := r.BillingHistory(ctx, p.id(), testPurpose, "clinician")
+	hist, _, err := r.BillingHistory(ctx, p.id(), testPurpose, "clinician")
 	require.NoError(t, err)
 	types := map[string]string{}
 	for _, h := range hist {
@@ -253,7 +264,7 @@ func testFinExamples(t *testing.T, f *recFixture, r *running) {
 	require.NoError(t, err)
 	require.Equal(t, "ExplanationOfBenefit", res.Records[0].ResourceType)
 	require.Equal(t, q.id(), f.record(res.Records[0].ID).Patient)
-	hist, err = r.BillingHistory(ctx, q.id(), testPurpose, "clinician")
+	hist, _, err = r.BillingHistory(ctx, q.id(), testPurpose, "clinician")
 	require.NoError(t, err)
 	require.Len(t, hist, 1)
 	require.Equal(t, "135.57", hist[0].Total, "the submitted total, as written")
