@@ -146,9 +146,13 @@ var claimRules = []struct {
 // only the message.
 func (a *API) claimError(w http.ResponseWriter, what string, err error) {
 	for _, r := range claimRules {
-		if errors.Is(err, r.err) || strings.Contains(err.Error(), r.err.Error()) {
+		msg := err.Error()
+		if i := strings.Index(msg, r.err.Error()); errors.Is(err, r.err) || i >= 0 {
+			if i > 0 {
+				msg = msg[i:] // the rule's own words, without the layers of the submission path
+			}
 			writeJSON(w, r.code, ClaimErrorJSON{Rule: r.rule,
-				Error: fmt.Sprintf("%s refused by the ledger's %s rule: %s", what, r.rule, oneLine(err))})
+				Error: fmt.Sprintf("%s refused by the ledger's %s rule: %s", what, r.rule, oneLine(errors.New(msg)))})
 			return
 		}
 	}

@@ -268,12 +268,7 @@ func (s *story) refusedClaim(ctx context.Context, payer chain.Address, p *storyP
 	if code/100 == 2 || json.Unmarshal(data, &e) != nil || e.Rule == "" {
 		return "", fmt.Errorf("a claim the filing rules must refuse was answered %d: %s", code, apiReason(data))
 	}
-	// The ledger's own words, without the layers of the submission path they come through.
-	reason := e.Error
-	if i := strings.LastIndex(reason, "state: "); i >= 0 {
-		reason = reason[i+len("state: "):]
-	}
-	return fmt.Sprintf("HTTP %d, the %s rule: %s", code, e.Rule, apiReason([]byte(reason))), nil
+	return fmt.Sprintf("HTTP %d, the %s rule: %s", code, e.Rule, apiReason([]byte(e.Error))), nil
 }
 
 // dispute has patient p's wallet, a light client, find the claim in the patient's proved log and
