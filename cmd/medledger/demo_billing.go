@@ -200,14 +200,15 @@ func (s *story) startPayer(ctx context.Context) (*fullNode, chain.Address, error
 	return f, id, err
 }
 
-// payerCall is callJSON for the payer's node.
+// payerCall is callJSON for the payer's node, through its home like the CLI.
 func payerCall(ctx context.Context, f *fullNode, method, path string, body []byte, out any) error {
-	code, data, err := f.request(ctx, method, path, body)
+	ct := ""
+	if body != nil {
+		ct = "application/json"
+	}
+	data, err := apiDo(ctx, f.home, method, path, body, ct, storyRequest)
 	if err != nil {
 		return fmt.Errorf("payer: %s %s: %w", method, routeOf(path), err)
-	}
-	if code/100 != 2 {
-		return fmt.Errorf("payer: %s %s answered %d: %s", method, routeOf(path), code, apiReason(data))
 	}
 	return json.Unmarshal(data, out)
 }

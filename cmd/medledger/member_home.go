@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/medledger/medledger/chain"
@@ -91,29 +86,4 @@ func (m memberHome) write(nw *procnet.Network, home string) (chain.Address, erro
 		return chain.Address{}, err
 	}
 	return key.Public().Address(), nil
-}
-
-// request sends one request to the node's API as its operator; a non-2xx answer is not an error
-// here.
-func (f *fullNode) request(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-	tok, err := os.ReadFile(filepath.Join(f.home, "api.token"))
-	if err != nil {
-		return 0, nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, f.api+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	client := &http.Client{Timeout: storyRequest}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	return resp.StatusCode, data, err
 }
